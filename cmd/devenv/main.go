@@ -1,0 +1,201 @@
+// Command devenv is `make dev`: it starts a Kubernetes control plane,
+// versitygw, a fresh PostgreSQL database and the operator on loopback, creates
+// the dev ServiceAccounts and their tokens, writes bin/dev/env once the
+// operator answers, and stops everything on Ctrl-C.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/mocs-dev/upload-operator/internal/localenv"
+)
+
+const adminNamespace = "mocupload-admins"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "make dev:", err)
+		os.Exit(1)
+	}
+}
+
+func getenv(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run() error {
+	root, err := localenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(root, "bin", "dev")
+	envFile := filepath.Join(dir, "env")
+	_ = os.Remove(envFile) // never leave a previous run's env pointing at nothing
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(filepath.Join(dir, "s3"))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	httpAddr := getenv("HTTP_ADDR", "127.0.0.1:8082")
+	sessionNS := getenv("SESSION_NAMESPACE", "default")
+	say("starting control plane, S3 (versitygw) and database …")
+	st, err := localenv.StartStack(ctx, localenv.StackOptions{
+		Dir:          dir,
+		DatabaseName: getenv("DEV_DATABASE_NAME", "mocupload_dev"),
+		FreshDB:      true,
+		S3Addr:       getenv("DEV_S3_ADDR", "127.0.0.1:7070"),
+		S3Bucket:     getenv("S3_BUCKET", "mocs"),
+		S3AccessKey:  getenv("AWS_ACCESS_KEY_ID", "devaccesskey"),
+		S3SecretKey:  getenv("AWS_SECRET_ACCESS_KEY", "devsecretkey"),
+		S3LogFile:    filepath.Join(dir, "s3.log"),
+		RedisURL:     os.Getenv("REDIS_URL"),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = os.Remove(envFile)
+		say("stopping control plane, S3 and database …")
+		_ = st.Stop()
+		say("stopped")
+	}()
+
+	userToken, adminToken, err := devAccounts(ctx, st, sessionNS)
+	if err != nil {
+		return err
+	}
+
+	env := st.ManagerEnv(httpAddr)
+	env["REDIS_KEY_PREFIX"] = getenv("REDIS_KEY_PREFIX", "mocupload:")
+	env["METRICS_ADDR"] = getenv("METRICS_ADDR", "127.0.0.1:8080")
+	env["PROBE_ADDR"] = getenv("PROBE_ADDR", "127.0.0.1:8081")
+	env["SESSION_NAMESPACE"] = sessionNS
+	env["ADMIN_GROUPS"] = getenv("ADMIN_GROUPS", "system:serviceaccounts:"+adminNamespace)
+	env["ALLOW_BROWSER_UPLOADS"] = getenv("ALLOW_BROWSER_UPLOADS", "true")
+	env["ALLOWED_UPLOAD_ORIGINS"] = getenv("ALLOWED_UPLOAD_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
+	env["LOG_FORMAT"] = getenv("LOG_FORMAT", "console")
+	// Everything else the operator reads (SESSION_TTL, STALE_LOCK_AFTER, …)
+	// passes through from `make dev`'s own environment.
+
+	mgrBin := getenv("DEV_MANAGER_BIN", filepath.Join(root, "bin", "manager"))
+	say("starting the operator (%s) …", mgrBin)
+	mgr, err := localenv.StartProcess(mgrBin, env, os.Stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = mgr.Stop(30 * time.Second) }()
+
+	api := "http://" + httpAddr
+	if err := mgr.WaitHTTP(ctx, api+"/healthz", 2*time.Minute); err != nil {
+		return err
+	}
+
+	exports := map[string]string{
+		"KUBECONFIG":             st.Kubeconfig,
+		"UPLOAD_API":             api,
+		"DEV_USER_TOKEN":         userToken,
+		"DEV_ADMIN_TOKEN":        adminToken,
+		"DATABASE_URL":           st.DatabaseURL,
+		"REDIS_URL":              st.RedisURL,
+		"S3_ENDPOINT":            st.S3.Endpoint,
+		"S3_BUCKET":              st.S3.Bucket,
+		"AWS_ACCESS_KEY_ID":      st.S3.AccessKey,
+		"AWS_SECRET_ACCESS_KEY":  st.S3.SecretKey,
+		"SESSION_NAMESPACE":      sessionNS,
+		"ALLOW_BROWSER_UPLOADS":  env["ALLOW_BROWSER_UPLOADS"],
+		"ALLOWED_UPLOAD_ORIGINS": env["ALLOWED_UPLOAD_ORIGINS"],
+	}
+	if err := writeEnvFile(envFile, exports); err != nil {
+		return err
+	}
+	rel, _ := filepath.Rel(mustGetwd(), envFile)
+	say("ready: upload API at %s — in another shell: source %s && kubectl get uploadsessions -A (Ctrl-C here stops everything)", api, rel)
+
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-mgr.Done():
+		return fmt.Errorf("the operator exited; see its log above")
+	}
+}
+
+// devAccounts creates ServiceAccounts dev-user (in the session namespace) and
+// dev-admin (in a namespace of its own, so ADMIN_GROUPS can name its group)
+// and returns tokens valid for 48 hours.
+func devAccounts(ctx context.Context, st *localenv.Stack, sessionNS string) (string, string, error) {
+	cs, err := kubernetes.NewForConfig(st.Kube.Config)
+	if err != nil {
+		return "", "", err
+	}
+	token := func(ns, name string) (string, error) {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return "", fmt.Errorf("create namespace %s: %w", ns, err)
+		}
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return "", fmt.Errorf("create serviceaccount %s/%s: %w", ns, name, err)
+		}
+		exp := int64((48 * time.Hour).Seconds())
+		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
+			&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+		if err != nil {
+			return "", fmt.Errorf("token for %s/%s: %w", ns, name, err)
+		}
+		return tr.Status.Token, nil
+	}
+	user, err := token(sessionNS, "dev-user")
+	if err != nil {
+		return "", "", err
+	}
+	admin, err := token(adminNamespace, "dev-admin")
+	return user, admin, err
+}
+
+// writeEnvFile writes KEY='value' exports atomically (temp file + rename), so
+// a reader never sees half a file.
+func writeEnvFile(path string, vars map[string]string) error {
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("# written by `make dev`; valid while it runs\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%s\n", k, localenv.ShellQuote(vars[k]))
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func say(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "==> "+format+"\n", args...)
+}
+
+func mustGetwd() string {
+	wd, _ := os.Getwd()
+	return wd
+}

@@ -1,0 +1,124 @@
+// Command manager runs the upload-operator: the UploadSession reconciler (on
+// the elected leader) and the upload API (on every replica).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/controllers"
+	"github.com/mocs-dev/upload-operator/internal/config"
+	"github.com/mocs-dev/upload-operator/internal/logging"
+	"github.com/mocs-dev/upload-operator/internal/objectstore"
+	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+	"github.com/mocs-dev/upload-operator/webhook"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	flag.Parse()
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logger, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(logger)
+	setupLog := logger.WithName("setup")
+
+	ctx := ctrl.SetupSignalHandler()
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+
+	db, err := store.Open(startCtx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	s3 := objectstore.New(objectstore.Options{
+		Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, Bucket: cfg.S3Bucket,
+		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey,
+	})
+	if err := s3.HeadBucket(startCtx); err != nil {
+		setupLog.Error(err, "S3 bucket not reachable at start; readiness will report it")
+	}
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(uploadsv1.AddToScheme(scheme))
+
+	restCfg := ctrl.GetConfigOrDie()
+	// client-go's default 5 QPS / burst 10 caps reconcile throughput far below
+	// what a burst of sessions needs; raised deliberately.
+	restCfg.QPS, restCfg.Burst = 200, 400
+	opts := ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsAddr},
+		HealthProbeBindAddress:        cfg.ProbeAddr,
+		LeaderElection:                cfg.LeaderElection,
+		LeaderElectionID:              "upload-operator.uploads.mocs.dev",
+		LeaderElectionReleaseOnCancel: true,
+	}
+	if cfg.WatchNamespace != "" {
+		opts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{cfg.WatchNamespace: {}}}
+	}
+	mgr, err := ctrl.NewManager(restCfg, opts)
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+
+	svc := &uploads.Service{
+		DB: db, S3: s3, SessionTTL: cfg.SessionTTL, Now: time.Now,
+		Limits: session.Limits{AllowedContentTypes: cfg.AllowedContentTypes, MaxFileSizeBytes: cfg.MaxFileSizeBytes},
+	}
+	if err := (&controllers.UploadSessionReconciler{
+		Client:   mgr.GetClient(),
+		Scheme:   mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("upload-operator"),
+		Uploads:  svc,
+	}).SetupWithManager(mgr, 8); err != nil {
+		return fmt.Errorf("set up reconciler: %w", err)
+	}
+
+	api := &webhook.API{Log: logger.WithName("api")}
+	if err := mgr.Add(&webhook.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), Log: logger.WithName("http")}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("postgres", func(r *http.Request) error { return db.Ping(r.Context()) }); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("s3", func(r *http.Request) error { return s3.HeadBucket(r.Context()) }); err != nil {
+		return err
+	}
+	setupLog.Info("starting manager", "httpAddr", cfg.HTTPAddr, "sessionNamespace", cfg.SessionNamespace)
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,193 @@
+// Package controllers holds the UploadSession reconciler.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+)
+
+// Finalizer keeps a session's custom resource until its unfinished S3
+// multipart uploads are aborted.
+const Finalizer = "uploads.mocs.dev/abort-uploads"
+
+// UploadSessionReconciler moves UploadSessions through their phases:
+//
+//	Pending ──activate──▶ Active ──finalize──▶ Finalizing ──commit──▶ Finalized
+//	   │                    │  └──expiresAt──▶ Expired
+//	   └──invalid spec──▶ Failed
+type UploadSessionReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder recorder.EventRecorder
+	Uploads  *uploads.Service
+	// RetryAfter is how soon a failed step (S3 or PostgreSQL down) is retried
+	// when controller-runtime's own backoff is not used.
+	RetryAfter time.Duration
+}
+
+// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/finalizers,verbs=update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile reads like the state machine above: load, handle deletion, make
+// sure of the finalizer, then one step for the current phase.
+func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	us := &uploadsv1.UploadSession{}
+	if err := r.Get(ctx, req.NamespacedName, us); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	id, err := sessionID(us)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	logger := log.FromContext(ctx).WithValues("sessionId", id.String())
+	ctx = log.IntoContext(ctx, logger)
+
+	if !us.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, us, id)
+	}
+	if added, err := r.ensureFinalizerAndLabel(ctx, us, id); err != nil || added {
+		return ctrl.Result{}, err
+	}
+	switch us.Status.Phase {
+	case "", uploadsv1.PhasePending:
+		return r.reconcilePending(ctx, us, id)
+	case uploadsv1.PhaseActive:
+		return r.reconcileActive(ctx, us, id)
+	default:
+		return ctrl.Result{}, nil
+	}
+}
+
+// sessionID is the label's UUID for sessions created over HTTP (named after
+// it), and the object's UID for sessions created by manifest: stable, unique,
+// and known before anything is written, so activation can be retried freely.
+func sessionID(us *uploadsv1.UploadSession) (uuid.UUID, error) {
+	if v := us.Labels[uploadsv1.SessionIDLabel]; v != "" {
+		id, err := uuid.Parse(v)
+		if err != nil {
+			return uuid.Nil, fmt.Errorf("label %s=%q of %s/%s is not a UUID", uploadsv1.SessionIDLabel, v, us.Namespace, us.Name)
+		}
+		return id, nil
+	}
+	return uuid.Parse(string(us.UID))
+}
+
+func (r *UploadSessionReconciler) ensureFinalizerAndLabel(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (bool, error) {
+	if controllerutil.ContainsFinalizer(us, Finalizer) && us.Labels[uploadsv1.SessionIDLabel] == id.String() {
+		return false, nil
+	}
+	orig := us.DeepCopy()
+	controllerutil.AddFinalizer(us, Finalizer)
+	if us.Labels == nil {
+		us.Labels = map[string]string{}
+	}
+	us.Labels[uploadsv1.SessionIDLabel] = id.String()
+	if err := r.Patch(ctx, us, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return false, fmt.Errorf("add finalizer and label to %s/%s: %w", us.Namespace, us.Name, err)
+	}
+	return true, nil
+}
+
+// reconcilePending activates the session: rows in PostgreSQL and every S3
+// multipart upload created. An invalid spec is terminal (Failed).
+func (r *UploadSessionReconciler) reconcilePending(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
+	if us.Status.Phase == "" {
+		if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+			st.SessionID = id.String()
+			setPhase(st, uploadsv1.PhasePending, "creating S3 multipart uploads")
+			setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonCreatingUploads, "creating S3 multipart uploads")
+			setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, uploadsv1.ReasonNotRequested, "spec.finalize is not set")
+		}); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	act, err := r.Uploads.Activate(ctx, requestOf(us, id))
+	var invalid *uploads.ValidationError
+	if errors.As(err, &invalid) {
+		msg := fmt.Sprintf("invalid spec: %v", invalid.Details)
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonInvalidSpec, "Activate", msg)
+		return ctrl.Result{}, r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+			setPhase(st, uploadsv1.PhaseFailed, msg)
+			setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonInvalidSpec, msg)
+		})
+	}
+	if err != nil {
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, "ActivateFailed", "Activate", "%v", err)
+		return ctrl.Result{}, fmt.Errorf("activate session %s: %w", id, err)
+	}
+	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+		applyActive(st, act)
+		setPhase(st, uploadsv1.PhaseActive, "ready for parts")
+		setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, true, uploadsv1.ReasonUploadsCreated,
+			fmt.Sprintf("%d S3 multipart upload(s) created", len(act.Files)))
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, uploadsv1.ReasonUploadsCreated, "Activate",
+		"Created %d S3 multipart upload(s); session is Active until %s", len(act.Files), act.Session.ExpiresAt.UTC().Format(time.RFC3339))
+	return ctrl.Result{RequeueAfter: time.Until(act.Session.ExpiresAt)}, nil
+}
+
+// reconcileActive keeps an Active session's status in step with PostgreSQL.
+func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
+	return ctrl.Result{}, nil
+}
+
+// reconcileDelete aborts the S3 uploads of an unfinalized session and removes
+// its rows, then releases the object.
+func (r *UploadSessionReconciler) reconcileDelete(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(us, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.Uploads.Discard(ctx, log.FromContext(ctx), id); err != nil {
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, "AbortFailed", "Delete", "%v", err)
+		return ctrl.Result{}, fmt.Errorf("discard session %s: %w", id, err)
+	}
+	orig := us.DeepCopy()
+	controllerutil.RemoveFinalizer(us, Finalizer)
+	if err := r.Patch(ctx, us, client.MergeFrom(orig)); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	return ctrl.Result{}, nil
+}
+
+func requestOf(us *uploadsv1.UploadSession, id uuid.UUID) uploads.Request {
+	files := make([]session.File, len(us.Spec.Files))
+	for i, f := range us.Spec.Files {
+		files[i] = session.File{Name: f.Name, ContentType: f.ContentType, SizeBytes: f.SizeBytes}
+	}
+	return uploads.Request{
+		SessionID: id, Owner: us.Spec.Owner, Files: files, PartSizeBytes: us.Spec.PartSizeBytes,
+		Namespace: us.Namespace, Name: us.Name,
+	}
+}
+
+// SetupWithManager registers the reconciler.
+func (r *UploadSessionReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&uploadsv1.UploadSession{}).
+		Named("uploadsession").
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
+		Complete(r)
+}

@@ -1,0 +1,219 @@
+// Package config reads the operator's configuration from the environment
+// (CONTRACT §4). Every variable has a documented default; a bad value is an
+// error at start-up, never a silent fallback.
+package config
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mocs-dev/upload-operator/internal/session"
+)
+
+// Config is the whole operator configuration.
+type Config struct {
+	DatabaseURL string
+	RedisURL    string
+
+	S3Endpoint        string
+	S3Region          string
+	S3Bucket          string
+	S3AccessKeyID     string
+	S3SecretAccessKey string
+
+	HTTPAddr         string
+	MetricsAddr      string
+	ProbeAddr        string
+	SessionNamespace string
+	WatchNamespace   string
+	LeaderElection   bool
+
+	AdminGroups  []string
+	AuthCacheTTL time.Duration
+
+	UploadPartTimeout time.Duration
+	FinalizeLimit     int
+	FinalizeWindow    time.Duration
+	StaleLockAfter    time.Duration
+	SessionTTL        time.Duration
+	SessionRetention  time.Duration
+
+	AllowedContentTypes []string
+	MaxFileSizeBytes    int64
+	PartBufferBudget    int64
+	SpillDir            string
+
+	SlugConflictStrategy string
+	RedisKeyPrefix       string
+
+	AllowBrowserUploads  bool
+	AllowedUploadOrigins []string
+
+	LogLevel  string
+	LogFormat string
+}
+
+// FromEnv reads the configuration from the process environment.
+func FromEnv() (Config, error) { return Load(os.LookupEnv) }
+
+// Load reads the configuration through lookup (os.LookupEnv in production, a
+// map in tests).
+func Load(lookup func(string) (string, bool)) (Config, error) {
+	r := reader{lookup: lookup}
+	c := Config{
+		DatabaseURL:          r.str("DATABASE_URL", ""),
+		RedisURL:             r.str("REDIS_URL", ""),
+		S3Endpoint:           r.str("S3_ENDPOINT", ""),
+		S3Region:             r.str("S3_REGION", "us-east-1"),
+		S3Bucket:             r.str("S3_BUCKET", ""),
+		S3AccessKeyID:        r.str("AWS_ACCESS_KEY_ID", ""),
+		S3SecretAccessKey:    r.str("AWS_SECRET_ACCESS_KEY", ""),
+		HTTPAddr:             r.str("HTTP_ADDR", ":8082"),
+		MetricsAddr:          r.str("METRICS_ADDR", ":8080"),
+		ProbeAddr:            r.str("PROBE_ADDR", ":8081"),
+		SessionNamespace:     r.str("SESSION_NAMESPACE", "default"),
+		WatchNamespace:       r.str("WATCH_NAMESPACE", ""),
+		LeaderElection:       r.boolean("LEADER_ELECTION", false),
+		AdminGroups:          r.list("ADMIN_GROUPS", nil),
+		AuthCacheTTL:         r.duration("AUTH_CACHE_TTL", 30*time.Second),
+		UploadPartTimeout:    r.duration("UPLOAD_PART_TIMEOUT", 25*time.Second),
+		StaleLockAfter:       r.duration("STALE_LOCK_AFTER", session.DefaultStaleLockAfter),
+		SessionTTL:           r.duration("SESSION_TTL", time.Hour),
+		SessionRetention:     r.duration("SESSION_RETENTION", 168*time.Hour),
+		AllowedContentTypes:  r.list("ALLOWED_CONTENT_TYPES", session.DefaultContentTypes),
+		MaxFileSizeBytes:     r.bytes("MAX_FILE_SIZE_BYTES", 5*session.GiB),
+		PartBufferBudget:     r.bytes("PART_BUFFER_BUDGET_BYTES", 256*session.MiB),
+		SpillDir:             r.str("SPILL_DIR", os.TempDir()),
+		SlugConflictStrategy: r.str("SLUG_CONFLICT_STRATEGY", "AUTO_APPEND"),
+		RedisKeyPrefix:       r.str("REDIS_KEY_PREFIX", "mocupload:"),
+		AllowBrowserUploads:  r.boolean("ALLOW_BROWSER_UPLOADS", false),
+		AllowedUploadOrigins: r.list("ALLOWED_UPLOAD_ORIGINS", nil),
+		LogLevel:             r.str("LOG_LEVEL", "info"),
+		LogFormat:            r.str("LOG_FORMAT", "json"),
+	}
+	c.FinalizeLimit, c.FinalizeWindow = r.rate("FINALIZE_RATE_LIMIT", "10/1m")
+	if c.SlugConflictStrategy != "AUTO_APPEND" && c.SlugConflictStrategy != "PROMPT_USER" {
+		r.fail("SLUG_CONFLICT_STRATEGY", c.SlugConflictStrategy, "AUTO_APPEND or PROMPT_USER")
+	}
+	return c, r.err
+}
+
+// Validate checks what the manager needs before it starts.
+func (c Config) Validate() error {
+	var missing []string
+	if c.DatabaseURL == "" {
+		missing = append(missing, "DATABASE_URL")
+	}
+	if c.RedisURL == "" {
+		missing = append(missing, "REDIS_URL")
+	}
+	if c.S3Bucket == "" {
+		missing = append(missing, "S3_BUCKET")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("required configuration missing: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+type reader struct {
+	lookup func(string) (string, bool)
+	err    error
+}
+
+func (r *reader) fail(name, val, want string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("config: %s=%q: want %s", name, val, want)
+	}
+}
+
+func (r *reader) str(name, def string) string {
+	if v, ok := r.lookup(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func (r *reader) list(name string, def []string) []string {
+	v, ok := r.lookup(name)
+	if !ok || strings.TrimSpace(v) == "" {
+		return def
+	}
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (r *reader) boolean(name string, def bool) bool {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(name, v, "true or false")
+	}
+	return b
+}
+
+func (r *reader) duration(name string, def time.Duration) time.Duration {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		r.fail(name, v, "a positive Go duration such as 30s or 5m")
+	}
+	return d
+}
+
+var sizeRE = regexp.MustCompile(`^(\d+)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?$`)
+
+func (r *reader) bytes(name string, def int64) int64 {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := ParseBytes(v)
+	if err != nil {
+		r.fail(name, v, "a byte count such as 268435456 or 256MiB")
+	}
+	return n
+}
+
+// ParseBytes parses "1048576", "256MiB", "5GiB", "10MB".
+func ParseBytes(v string) (int64, error) {
+	m := sizeRE.FindStringSubmatch(strings.TrimSpace(v))
+	if m == nil {
+		return 0, fmt.Errorf("invalid size %q", v)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	mult := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[m[2]]
+	return n * mult, nil
+}
+
+// rate parses "10/1m" (a count per window).
+func (r *reader) rate(name, def string) (int, time.Duration) {
+	v := r.str(name, def)
+	count, window, ok := strings.Cut(v, "/")
+	n, err1 := strconv.Atoi(count)
+	d, err2 := time.ParseDuration(window)
+	if !ok || err1 != nil || err2 != nil || n <= 0 || d <= 0 {
+		r.fail(name, v, "COUNT/WINDOW such as 10/1m")
+		return 10, time.Minute
+	}
+	return n, d
+}

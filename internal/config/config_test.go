@@ -1,0 +1,71 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func lookup(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaultsMatchTheContract(t *testing.T) {
+	t.Parallel()
+	c, err := Load(lookup(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"HTTP_ADDR", c.HTTPAddr, ":8082"},
+		{"SESSION_NAMESPACE", c.SessionNamespace, "default"},
+		{"AUTH_CACHE_TTL", c.AuthCacheTTL, 30 * time.Second},
+		{"UPLOAD_PART_TIMEOUT", c.UploadPartTimeout, 25 * time.Second},
+		{"FINALIZE_RATE_LIMIT count", c.FinalizeLimit, 10},
+		{"FINALIZE_RATE_LIMIT window", c.FinalizeWindow, time.Minute},
+		{"STALE_LOCK_AFTER", c.StaleLockAfter, 5 * time.Minute},
+		{"SESSION_TTL", c.SessionTTL, time.Hour},
+		{"SESSION_RETENTION", c.SessionRetention, 168 * time.Hour},
+		{"MAX_FILE_SIZE_BYTES", c.MaxFileSizeBytes, int64(5 << 30)},
+		{"PART_BUFFER_BUDGET_BYTES", c.PartBufferBudget, int64(256 << 20)},
+		{"SLUG_CONFLICT_STRATEGY", c.SlugConflictStrategy, "AUTO_APPEND"},
+		{"REDIS_KEY_PREFIX", c.RedisKeyPrefix, "mocupload:"},
+		{"ALLOW_BROWSER_UPLOADS", c.AllowBrowserUploads, false},
+		{"ALLOWED_UPLOAD_ORIGINS", len(c.AllowedUploadOrigins), 0},
+		{"ADMIN_GROUPS", len(c.AdminGroups), 0},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
+		t.Errorf("Validate without DATABASE_URL = %v", err)
+	}
+}
+
+func TestOverridesAndErrors(t *testing.T) {
+	t.Parallel()
+	c, err := Load(lookup(map[string]string{
+		"ADMIN_GROUPS": " system:serviceaccounts:admins , ops ", "FINALIZE_RATE_LIMIT": "3/10s",
+		"MAX_FILE_SIZE_BYTES": "1GiB", "ALLOW_BROWSER_UPLOADS": "true", "SLUG_CONFLICT_STRATEGY": "PROMPT_USER",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.AdminGroups) != 2 || c.AdminGroups[1] != "ops" || c.FinalizeLimit != 3 || c.FinalizeWindow != 10*time.Second ||
+		c.MaxFileSizeBytes != 1<<30 || !c.AllowBrowserUploads || c.SlugConflictStrategy != "PROMPT_USER" {
+		t.Errorf("overrides not applied: %+v", c)
+	}
+	for name, val := range map[string]string{
+		"UPLOAD_PART_TIMEOUT": "soon", "FINALIZE_RATE_LIMIT": "ten", "MAX_FILE_SIZE_BYTES": "big",
+		"ALLOW_BROWSER_UPLOADS": "maybe", "SLUG_CONFLICT_STRATEGY": "RANDOM",
+	} {
+		if _, err := Load(lookup(map[string]string{name: val})); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: err = %v, want an error naming it", name, val, err)
+		}
+	}
+}

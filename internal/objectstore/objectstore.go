@@ -1,0 +1,188 @@
+// Package objectstore is the S3 adapter: a configured aws-sdk-go-v2 client and
+// the few multipart calls the operator makes. Production uses AWS S3 or any
+// S3-compatible store (S3_ENDPOINT); tests and `make dev` use versitygw.
+package objectstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// Options configure the client.
+type Options struct {
+	Endpoint        string // empty: AWS
+	Region          string
+	Bucket          string
+	AccessKeyID     string // empty: the SDK's default credential chain
+	SecretAccessKey string
+	// MaxAttempts of each S3 call, first try included (default 3).
+	MaxAttempts int
+	// DialTimeout bounds connecting to S3 (default 5s); the SDK's 30 s default
+	// would outlive a part's 25 s budget when S3 drops packets instead of refusing.
+	DialTimeout time.Duration
+}
+
+// Store is the bucket the operator writes to.
+type Store struct {
+	Client *s3.Client
+	Bucket string
+}
+
+// New builds the S3 client.
+func New(o Options) *Store {
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 3
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.Region == "" {
+		o.Region = "us-east-1"
+	}
+	httpClient := awshttp.NewBuildableClient().WithDialerOptions(func(d *net.Dialer) {
+		d.Timeout = o.DialTimeout
+	}).WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConnsPerHost = 256
+		t.ResponseHeaderTimeout = 0 // bounded by each call's context instead
+	})
+	cfg := aws.Config{
+		Region:     o.Region,
+		HTTPClient: httpClient,
+		// The SDK's standard retryer: up to MaxAttempts attempts (3: the first try
+		// and two retries) on throttling, 5xx and connection errors, waiting an
+		// exponential backoff with full jitter before each retry: a random delay in
+		// [0, 2^n) s before retry n (under 2 s, then under 4 s; capped at 20 s). Its default client-wide retry
+		// token bucket silently stops retrying after a burst of failures, which
+		// would make behaviour depend on what happened before; we want every call
+		// to get its attempts, so the bucket is disabled (ratelimit.None).
+		Retryer: func() aws.Retryer {
+			return retry.NewStandard(func(so *retry.StandardOptions) {
+				so.MaxAttempts = o.MaxAttempts
+				so.RateLimiter = ratelimit.None
+			})
+		},
+	}
+	if o.AccessKeyID != "" {
+		cfg.Credentials = credentials.NewStaticCredentialsProvider(o.AccessKeyID, o.SecretAccessKey, "")
+	}
+	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
+		if o.Endpoint != "" {
+			so.BaseEndpoint = aws.String(o.Endpoint)
+			so.UsePathStyle = true
+		}
+		// Checksums are sent when a client gives one (Content-MD5 or
+		// x-amz-checksum-*), not computed over every part: computing one needs the
+		// whole body before sending, and S3 already verifies Content-Length.
+		so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	return &Store{Client: client, Bucket: o.Bucket}
+}
+
+// EnsureBucket creates the bucket unless it exists (for `make dev` and tests).
+func (s *Store) EnsureBucket(ctx context.Context) error {
+	if err := s.HeadBucket(ctx); err == nil {
+		return nil
+	}
+	_, err := s.Client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &s.Bucket})
+	var owned *types.BucketAlreadyOwnedByYou
+	if err != nil && !errors.As(err, &owned) {
+		return fmt.Errorf("create bucket %s: %w", s.Bucket, err)
+	}
+	return nil
+}
+
+// HeadBucket checks that the bucket is reachable.
+func (s *Store) HeadBucket(ctx context.Context) error {
+	_, err := s.Client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.Bucket})
+	if err != nil {
+		return fmt.Errorf("head bucket %s: %w", s.Bucket, err)
+	}
+	return nil
+}
+
+// CreateMultipartUpload starts a multipart upload and returns its id.
+func (s *Store) CreateMultipartUpload(ctx context.Context, key, contentType string) (string, error) {
+	out, err := s.Client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: &s.Bucket, Key: &key, ContentType: &contentType,
+	})
+	if err != nil {
+		return "", fmt.Errorf("create multipart upload %s: %w", key, err)
+	}
+	return aws.ToString(out.UploadId), nil
+}
+
+// AbortMultipartUpload aborts one upload; an upload that is already gone is not an error.
+func (s *Store) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
+	_, err := s.Client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+		Bucket: &s.Bucket, Key: &key, UploadId: &uploadID,
+	})
+	if err != nil && !IsNoSuchUpload(err) {
+		return fmt.Errorf("abort multipart upload %s: %w", key, err)
+	}
+	return nil
+}
+
+// Upload is one in-progress multipart upload.
+type Upload struct {
+	Key      string
+	UploadID string
+}
+
+// ListMultipartUploads lists the unfinished multipart uploads under prefix.
+func (s *Store) ListMultipartUploads(ctx context.Context, prefix string) ([]Upload, error) {
+	var out []Upload
+	in := &s3.ListMultipartUploadsInput{Bucket: &s.Bucket, Prefix: &prefix}
+	for {
+		page, err := s.Client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list multipart uploads under %s: %w", prefix, err)
+		}
+		for _, u := range page.Uploads {
+			out = append(out, Upload{Key: aws.ToString(u.Key), UploadID: aws.ToString(u.UploadId)})
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			return out, nil
+		}
+		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
+	}
+}
+
+// AbortAll aborts every unfinished multipart upload under prefix, including any
+// whose id was never recorded (a crash between create and record).
+func (s *Store) AbortAll(ctx context.Context, prefix string) (int, error) {
+	ups, err := s.ListMultipartUploads(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	for _, u := range ups {
+		if err := s.AbortMultipartUpload(ctx, u.Key, u.UploadID); err != nil {
+			return 0, err
+		}
+	}
+	return len(ups), nil
+}
+
+// IsNoSuchUpload reports whether S3 said the multipart upload does not exist
+// (AWS: 404 NoSuchUpload; versitygw answers a bogus id on completion with 400 InvalidPart).
+func IsNoSuchUpload(err error) bool {
+	var nsu *types.NoSuchUpload
+	if errors.As(err, &nsu) {
+		return true
+	}
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == "NoSuchUpload"
+}

@@ -1,0 +1,55 @@
+package session
+
+import "fmt"
+
+const (
+	MiB = int64(1) << 20
+	GiB = int64(1) << 30
+
+	// MinPartSize is S3's smallest part but the last.
+	MinPartSize = 5 * MiB
+	// MaxPartSize is S3's largest part.
+	MaxPartSize = 5 * GiB
+	// MaxParts is S3's most parts in one multipart upload.
+	MaxParts = 10000
+	// DefaultPartSize is the part size when the largest file fits in 10,000 of them.
+	DefaultPartSize = 8 * MiB
+)
+
+// ChoosePartSize returns the session's part size: the requested one if it is
+// valid for every file, else (when none was requested) max(8 MiB,
+// ceil(largest/10000)) rounded up to a whole MiB.
+func ChoosePartSize(requested *int64, largest int64) (int64, error) {
+	if requested != nil {
+		r := *requested
+		switch {
+		case r < MinPartSize:
+			return 0, fmt.Errorf("partSizeBytes must be at least %d (5 MiB)", MinPartSize)
+		case r > MaxPartSize:
+			return 0, fmt.Errorf("partSizeBytes must be at most %d (5 GiB)", MaxPartSize)
+		case PartCount(largest, r) > MaxParts:
+			return 0, fmt.Errorf("partSizeBytes %d is too small: a file of %d bytes would need more than %d parts", r, largest, MaxParts)
+		}
+		return r, nil
+	}
+	size := (largest + MaxParts - 1) / MaxParts
+	size = (size + MiB - 1) / MiB * MiB
+	return max(size, DefaultPartSize), nil
+}
+
+// PartCount is how many parts a file of size bytes has with the given part size.
+func PartCount(size, partSize int64) int {
+	if size <= 0 {
+		return 0
+	}
+	return int((size + partSize - 1) / partSize)
+}
+
+// ExpectedPartSize is the exact length part n (1-based) must have.
+func ExpectedPartSize(fileSize, partSize int64, n int) int64 {
+	count := PartCount(fileSize, partSize)
+	if n < count {
+		return partSize
+	}
+	return fileSize - int64(count-1)*partSize
+}

@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+)
+
+// kubectl runs the real kubectl against the test control plane.
+func kubectl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("kubectl", args...)
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+stack.Kubeconfig)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String() + errb.String(), err
+	}
+	return out.String(), nil
+}
+
+func mustKubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := kubectl(t, args...)
+	if err != nil {
+		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// waitFor polls get until cond holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, last)
+}
+
+// waitPhase waits until the session reaches phase and returns it.
+func waitPhase(t *testing.T, ns, name string, phase uploadsv1.Phase) *uploadsv1.UploadSession {
+	t.Helper()
+	us := &uploadsv1.UploadSession{}
+	waitFor(t, 60*time.Second, name+" to be "+string(phase), func() (bool, string) {
+		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, us); err != nil {
+			return false, err.Error()
+		}
+		return us.Status.Phase == phase, string(us.Status.Phase) + " " + us.Status.PhaseReason
+	})
+	return us
+}
+
+func kubectlStdin(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("kubectl", args...)
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+stack.Kubeconfig)
+	cmd.Stdin = bytes.NewBufferString(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
