@@ -19,7 +19,7 @@ import (
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/session"
-	"github.com/mocs-dev/upload-operator/internal/uploads"
+		"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
 // Finalizer keeps a session's custom resource until its unfinished S3
@@ -39,6 +39,8 @@ type UploadSessionReconciler struct {
 	// RetryAfter is how soon a failed step (S3 or PostgreSQL down) is retried
 	// when controller-runtime's own backoff is not used.
 	RetryAfter time.Duration
+	// Now is the clock; tests move it.
+	Now func() time.Time
 }
 
 // +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions,verbs=get;list;watch;create;update;patch;delete
@@ -74,7 +76,9 @@ func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return r.reconcilePending(ctx, us, id)
 	case uploadsv1.PhaseActive:
 		return r.reconcileActive(ctx, us, id)
-	default:
+	case uploadsv1.PhaseFinalizing:
+		return r.reconcileFinalizing(ctx, us, id)
+	default: // Finalized, Expired, Failed: terminal
 		return ctrl.Result{}, nil
 	}
 }
@@ -147,29 +151,6 @@ func (r *UploadSessionReconciler) reconcilePending(ctx context.Context, us *uplo
 	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, uploadsv1.ReasonUploadsCreated, "Activate",
 		"Created %d S3 multipart upload(s); session is Active until %s", len(act.Files), act.Session.ExpiresAt.UTC().Format(time.RFC3339))
 	return ctrl.Result{RequeueAfter: time.Until(act.Session.ExpiresAt)}, nil
-}
-
-// reconcileActive keeps an Active session's status in step with PostgreSQL.
-func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	return ctrl.Result{}, nil
-}
-
-// reconcileDelete aborts the S3 uploads of an unfinalized session and removes
-// its rows, then releases the object.
-func (r *UploadSessionReconciler) reconcileDelete(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(us, Finalizer) {
-		return ctrl.Result{}, nil
-	}
-	if err := r.Uploads.Discard(ctx, log.FromContext(ctx), id); err != nil {
-		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, "AbortFailed", "Delete", "%v", err)
-		return ctrl.Result{}, fmt.Errorf("discard session %s: %w", id, err)
-	}
-	orig := us.DeepCopy()
-	controllerutil.RemoveFinalizer(us, Finalizer)
-	if err := r.Patch(ctx, us, client.MergeFrom(orig)); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	return ctrl.Result{}, nil
 }
 
 func requestOf(us *uploadsv1.UploadSession, id uuid.UUID) uploads.Request {

@@ -1,12 +1,21 @@
 package webhook
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
 // CorrelationHeader is echoed on every response and logged on every line of a request.
@@ -14,7 +23,22 @@ const CorrelationHeader = "X-Correlation-ID"
 
 // API is the upload API's handler set.
 type API struct {
-	Log logr.Logger
+	Log              logr.Logger
+	Auth             *auth.Authenticator
+	Uploads          *uploads.Service
+	Kube             client.Client
+	SessionNamespace string
+	PartTimeout      time.Duration
+	Now              func() time.Time
+	// Notify pokes a session's custom resource so the reconciler refreshes its
+	// status (progress, finalize); nil in tests that do not need it.
+	Notify func(namespace, name string)
+	// Limiter rate-limits finalize per user (admins exempt); nil: no limit.
+	Limiter     RateLimiter
+	LimitCount  int
+	LimitWindow string
+	// SlugStrategy is SLUG_CONFLICT_STRATEGY, returned as retryStrategy.
+	SlugStrategy string
 }
 
 // Handler returns the routed, instrumented handler.
@@ -23,6 +47,10 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	mux.HandleFunc("POST /api/mocs/uploads/sessions", a.authed(a.createSession))
+	mux.HandleFunc("GET /api/mocs/uploads/sessions/{sessionId}", a.authed(a.getSession))
+	mux.HandleFunc("PUT /api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}", a.authed(a.putPart))
+	mux.HandleFunc("POST /api/mocs/uploads/finalize", a.authed(a.finalize))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", nil)
 	})
@@ -31,10 +59,17 @@ func (a *API) Handler() http.Handler {
 
 var safeID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
+type ctxKey int
+
+const arrivalKey ctxKey = iota
+
 // withCorrelation takes the caller's X-Correlation-ID (or X-Request-ID) when it
-// is a sane token, else generates one, and echoes it on the response.
+// is a sane token, else generates one, echoes it on the response and puts it
+// on every log line of the request. It also notes when the headers arrived:
+// part timeouts count from there.
 func (a *API) withCorrelation(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrival := a.now()
 		id := r.Header.Get(CorrelationHeader)
 		if id == "" {
 			id = r.Header.Get("X-Request-ID")
@@ -44,8 +79,50 @@ func (a *API) withCorrelation(next http.Handler) http.Handler {
 		}
 		w.Header().Set(CorrelationHeader, id)
 		log := a.Log.WithValues("correlationId", id)
-		next.ServeHTTP(w, r.WithContext(logr.NewContext(r.Context(), log)))
+		ctx := context.WithValue(logr.NewContext(r.Context(), log), arrivalKey, arrival)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+func arrivalOf(ctx context.Context) time.Time {
+	t, _ := ctx.Value(arrivalKey).(time.Time)
+	return t
+}
+
+func (a *API) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+type authedHandler func(w http.ResponseWriter, r *http.Request, u auth.User)
+
+// authed checks the bearer token (401 UNAUTHENTICATED) before the handler.
+func (a *API) authed(h authedHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			token, ok = strings.CutPrefix(r.Header.Get("Authorization"), "bearer ")
+		}
+		if !ok || strings.TrimSpace(token) == "" {
+			writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", nil)
+			return
+		}
+		u, err := a.Auth.Authenticate(r.Context(), strings.TrimSpace(token))
+		if errors.Is(err, auth.ErrUnauthenticated) {
+			writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", nil)
+			return
+		}
+		if err != nil {
+			logr.FromContextOrDiscard(r.Context()).Error(err, "token review failed")
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "AUTH_UNAVAILABLE", map[string]any{"retryable": true})
+			return
+		}
+		ctx := logr.NewContext(r.Context(), logr.FromContextOrDiscard(r.Context()).WithValues("user", u.Name))
+		h(w, r.WithContext(ctx), u)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
@@ -61,4 +138,14 @@ func writeError(w http.ResponseWriter, status int, code string, extra map[string
 		body[k] = v
 	}
 	writeJSON(w, status, body)
+}
+
+// retryAfterSeconds rounds up to whole seconds, at least 1 (CONTRACT §2 units).
+func retryAfterSeconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	return max(s, 1)
+}
+
+func setRetryAfter(w http.ResponseWriter, seconds int) {
+	w.Header().Set("Retry-After", fmt.Sprint(seconds))
 }

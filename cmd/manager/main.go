@@ -12,6 +12,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -20,9 +21,12 @@ import (
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/controllers"
+	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/config"
+	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/logging"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
+	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
@@ -43,6 +47,9 @@ func run() error {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := failpoint.EnableFromEnv(); err != nil {
 		return err
 	}
 	logger, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
@@ -93,9 +100,13 @@ func run() error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 
+	if err := os.MkdirAll(cfg.SpillDir, 0o700); err != nil {
+		return fmt.Errorf("spill directory: %w", err)
+	}
 	svc := &uploads.Service{
-		DB: db, S3: s3, SessionTTL: cfg.SessionTTL, Now: time.Now,
-		Limits: session.Limits{AllowedContentTypes: cfg.AllowedContentTypes, MaxFileSizeBytes: cfg.MaxFileSizeBytes},
+		DB: db, S3: s3, SessionTTL: cfg.SessionTTL, StaleLockAfter: cfg.StaleLockAfter, Now: time.Now,
+		Limits:  session.Limits{AllowedContentTypes: cfg.AllowedContentTypes, MaxFileSizeBytes: cfg.MaxFileSizeBytes},
+		Buffers: partbuf.New(cfg.PartBufferBudget, cfg.SpillDir),
 	}
 	if err := (&controllers.UploadSessionReconciler{
 		Client:   mgr.GetClient(),
@@ -106,7 +117,26 @@ func run() error {
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
 
-	api := &webhook.API{Log: logger.WithName("api")}
+	clientset, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
+	api := &webhook.API{
+		Log:              logger.WithName("api"),
+		Auth:             &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: clientset}, AdminGroups: cfg.AdminGroups, TTL: cfg.AuthCacheTTL},
+		Uploads:          svc,
+		Kube:             mgr.GetClient(),
+		SessionNamespace: cfg.SessionNamespace,
+		PartTimeout:      cfg.UploadPartTimeout,
+		Notify:           notifier.Notify,
+		SlugStrategy:     cfg.SlugConflictStrategy,
+		LimitCount:       cfg.FinalizeLimit,
+		LimitWindow:      config.FormatWindow(cfg.FinalizeWindow),
+	}
+	if err := mgr.Add(notifier); err != nil {
+		return err
+	}
 	if err := mgr.Add(&webhook.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), Log: logger.WithName("http")}); err != nil {
 		return err
 	}

@@ -217,3 +217,15 @@ func (r *reader) rate(name, def string) (int, time.Duration) {
 	}
 	return n, d
 }
+
+// FormatWindow renders a rate-limit window as the contract shows it ("1m", "30s").
+func FormatWindow(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	default:
+		return d.String()
+	}
+}

@@ -41,3 +41,14 @@ func New(w io.Writer, format, level string) (logr.Logger, error) {
 	core := zapcore.NewCore(enc, zapcore.AddSync(w), lvl)
 	return zapr.NewLogger(zap.New(core)), nil
 }
+
+// Warn logs at zap's WARN level through a logr.Logger (logr has no warning
+// level; zapr exposes the zap logger underneath, with the logger's name and
+// values). Transient failures the operator recovers from are warnings.
+func Warn(log logr.Logger, msg string, keysAndValues ...any) {
+	if u, ok := log.GetSink().(zapr.Underlier); ok {
+		u.GetUnderlying().WithOptions(zap.AddCallerSkip(1)).Sugar().Warnw(msg, keysAndValues...)
+		return
+	}
+	log.Info(msg, append(keysAndValues, "severity", "warn")...)
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
+	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 )
@@ -24,6 +25,12 @@ type Service struct {
 	Limits session.Limits
 	// SessionTTL is how long a new session may take to be finalized.
 	SessionTTL time.Duration
+	// StaleLockAfter is how old a finalize lock must be to be taken over.
+	StaleLockAfter time.Duration
+	// Buffers holds parts between client and S3 within the memory budget.
+	Buffers *partbuf.Pool
+	// OnPart, if set, is told of every stored part (progress publishing).
+	OnPart func(store.Session)
 	// Now is the clock; tests move it.
 	Now func() time.Time
 }
@@ -108,7 +115,7 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 		}
 		uploadID, err := s.S3.CreateMultipartUpload(ctx, f.S3Key, f.ContentType)
 		if err != nil {
-			return Active{}, err
+			return Active{}, &S3Error{Err: err}
 		}
 		won, err := s.DB.SetUploadID(ctx, f.ID, uploadID)
 		if err != nil || !won {
@@ -157,4 +164,24 @@ func (s *Service) Discard(ctx context.Context, log logr.Logger, sessionID uuid.U
 		log.Info("aborted S3 multipart uploads", "sessionId", sessionID, "count", n)
 	}
 	return s.DB.DeleteUnfinalizedSession(ctx, sessionID)
+}
+
+// Expire aborts the S3 uploads of a session past its expiresAt and marks it
+// expired; its rows stay, so GET answers 410 rather than 404.
+func (s *Service) Expire(ctx context.Context, log logr.Logger, sessionID uuid.UUID) (bool, error) {
+	if _, err := s.DB.TransitionStatus(ctx, sessionID, store.StatusExpired, store.StatusActive, store.StatusPending); err != nil {
+		return false, err
+	}
+	sess, err := s.DB.GetSession(ctx, sessionID)
+	if err != nil || sess.Status != store.StatusExpired {
+		return false, err
+	}
+	// Aborting is idempotent, so an expiry interrupted after the status
+	// change is finished by the next call.
+	n, err := s.S3.AbortAll(ctx, session.SessionPrefix(sessionID))
+	if err != nil {
+		return true, err
+	}
+	log.Info("session expired; S3 multipart uploads aborted", "sessionId", sessionID.String(), "aborted", n)
+	return true, nil
 }

@@ -14,6 +14,10 @@ CREATE TABLE upload_sessions (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     k8s_namespace   text,
     k8s_name        text,
+    -- The finalize request that holds (or last held) the lock, so that whoever
+    -- takes over a stale lock (the reconciler, another replica) can finish it.
+    finalize_title       text,
+    finalize_description text,
     CONSTRAINT upload_sessions_status_check
         CHECK (status IN ('pending', 'active', 'finalizing', 'finalized', 'expired', 'failed'))
 );

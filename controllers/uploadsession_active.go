@@ -1,0 +1,265 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+)
+
+// reconcileActive follows PostgreSQL (an HTTP finalize may have moved the
+// session on), expires the session at expiresAt, refreshes progress, and runs
+// a declarative finalize when spec.finalize is set.
+func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
+	sess, err := r.Uploads.DB.GetSession(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		// Rows gone while the resource says Active: activate again (idempotent).
+		return r.reconcilePending(ctx, us, id)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if res, done, err := r.followDatabase(ctx, us, id, sess); done {
+		return res, err
+	}
+	if r.now().After(sess.ExpiresAt) {
+		return r.expire(ctx, us, id)
+	}
+	if err := r.refreshProgress(ctx, us, id); err != nil {
+		return ctrl.Result{}, err
+	}
+	if us.Spec.Finalize != nil {
+		return r.finalize(ctx, us, id, uploads.FinalizeRequest{
+			SessionID: id, Title: us.Spec.Finalize.Title, Description: us.Spec.Finalize.Description,
+		})
+	}
+	return ctrl.Result{RequeueAfter: sess.ExpiresAt.Sub(r.now()) + time.Second}, nil
+}
+
+// reconcileFinalizing waits for the lock holder, and takes over a stale lock
+// (a replica that crashed mid-finalize) to finish the request it stored.
+func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
+	sess, err := r.Uploads.DB.GetSession(ctx, id)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if sess.Status != store.StatusFinalizing {
+		res, _, err := r.followDatabase(ctx, us, id, sess)
+		return res, err
+	}
+	if sess.FinalizingAt != nil {
+		if wait := sess.FinalizingAt.Add(r.Uploads.StaleLockAfter).Sub(r.now()); wait >= 0 {
+			return ctrl.Result{RequeueAfter: wait + 100*time.Millisecond}, nil
+		}
+	}
+	log.FromContext(ctx).Info("finalize lock is stale; taking over", "finalizingAt", sess.FinalizingAt)
+	return r.finalize(ctx, us, id, uploads.FinalizeRequest{SessionID: id, Resume: true})
+}
+
+// followDatabase mirrors a session state that PostgreSQL has and the resource
+// does not show yet; done is false when the resource is up to date.
+func (r *UploadSessionReconciler) followDatabase(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID, sess store.Session) (ctrl.Result, bool, error) {
+	switch sess.Status {
+	case store.StatusFinalized:
+		res, err := r.markFinalized(ctx, us, id)
+		return res, true, err
+	case store.StatusExpired:
+		res, err := r.expire(ctx, us, id)
+		return res, true, err
+	case store.StatusFinalizing:
+		if us.Status.Phase != uploadsv1.PhaseFinalizing {
+			err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+				setPhase(st, uploadsv1.PhaseFinalizing, "a finalize holds the lock")
+				st.FinalizingAt = timePtr(sess.FinalizingAt)
+				setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, uploadsv1.ReasonFinalizing, "finalize in progress")
+			})
+			r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, uploadsv1.ReasonFinalizing, "Finalize", "Finalize lock taken")
+			return ctrl.Result{RequeueAfter: time.Second}, true, err
+		}
+		res, err := r.reconcileFinalizing(ctx, us, id)
+		return res, true, err
+	case store.StatusActive:
+		if us.Status.Phase == uploadsv1.PhaseFinalizing {
+			// The finalize failed and released its lock.
+			return ctrl.Result{Requeue: true}, true, r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+				setPhase(st, uploadsv1.PhaseActive, "finalize did not complete; lock released")
+				st.FinalizingAt = nil
+			})
+		}
+	}
+	return ctrl.Result{}, false, nil
+}
+
+// finalize runs the one finalize implementation and records its outcome.
+func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID, req uploads.FinalizeRequest) (ctrl.Result, error) {
+	res, err := r.Uploads.Finalize(ctx, req)
+	var (
+		incomplete *uploads.IncompleteError
+		conflict   *uploads.SlugConflictError
+		inProgress *uploads.InProgressError
+		s3e        *uploads.S3Error
+		lost       *uploads.UploadLostError
+		notActive  *uploads.NotActiveError
+	)
+	switch {
+	case err == nil:
+		_ = res
+		return r.markFinalized(ctx, us, id)
+	case errors.As(err, &incomplete):
+		n := 0
+		for _, m := range incomplete.Missing {
+			n += len(m)
+		}
+		msg := fmt.Sprintf("%d part(s) missing: %v", n, incomplete.Missing)
+		return ctrl.Result{RequeueAfter: 30 * time.Second}, r.blockFinalize(ctx, us, uploadsv1.ReasonIncompleteUpload, msg, "")
+	case errors.As(err, &conflict):
+		msg := fmt.Sprintf("slug %q is taken for %s; %q is free (retitle, e.g. %q)", conflict.Slug, us.Spec.Owner,
+			conflict.Suggested, us.Spec.Finalize.Title+" (1)")
+		return ctrl.Result{}, r.blockFinalize(ctx, us, uploadsv1.ReasonSlugConflict, msg, conflict.Suggested)
+	case errors.As(err, &inProgress):
+		return ctrl.Result{RequeueAfter: inProgress.RetryAfter}, nil
+	case errors.Is(err, uploads.ErrExpired):
+		return r.expire(ctx, us, id)
+	case errors.As(err, &lost):
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonUploadLost, "Finalize", "%v", err)
+		return ctrl.Result{}, r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+			setPhase(st, uploadsv1.PhaseFailed, err.Error())
+			setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonUploadLost, err.Error())
+			setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, uploadsv1.ReasonUploadLost, err.Error())
+		})
+	case errors.As(err, &s3e):
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonS3Unavailable, "Finalize", "%v", err)
+		_ = r.blockFinalize(ctx, us, uploadsv1.ReasonS3Unavailable, err.Error(), "")
+		return ctrl.Result{}, err
+	case errors.As(err, &notActive):
+		return ctrl.Result{}, nil
+	default:
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonFinalizeFailed, "Finalize", "%v", err)
+		return ctrl.Result{}, err
+	}
+}
+
+// blockFinalize records why a requested finalize cannot proceed; the phase
+// stays Active.
+func (r *UploadSessionReconciler) blockFinalize(ctx context.Context, us *uploadsv1.UploadSession, reason, msg, suggested string) error {
+	cur := us.Status
+	if c := findCondition(cur.Conditions, uploadsv1.ConditionFinalized); c != nil && c.Reason == reason && c.Message == msg &&
+		cur.Phase == uploadsv1.PhaseActive && cur.SuggestedSlug == suggested {
+		return nil // already said
+	}
+	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, reason, "Finalize", msg)
+	return r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+		setPhase(st, uploadsv1.PhaseActive, "finalize blocked: "+reason)
+		st.FinalizingAt = nil
+		st.SuggestedSlug = suggested
+		setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, reason, msg)
+	})
+}
+
+// markFinalized copies the committed MOC into the status.
+func (r *UploadSessionReconciler) markFinalized(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
+	moc, err := r.Uploads.DB.MOCBySession(ctx, id)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	sess, err := r.Uploads.DB.GetSession(ctx, id)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.refreshProgress(ctx, us, id); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+		setPhase(st, uploadsv1.PhaseFinalized, "MOC "+moc.Slug+" created")
+		st.MocID, st.Slug, st.SuggestedSlug, st.FinalizingAt = moc.ID.String(), moc.Slug, "", nil
+		st.FinalizedAt = timePtr(sess.FinalizedAt)
+		setCondition(st, us.Generation, uploadsv1.ConditionFinalized, true, uploadsv1.ReasonFinalizeSucceeded,
+			fmt.Sprintf("MOC %s (%s) with %d file(s)", moc.Slug, moc.ID, len(moc.Files)))
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, uploadsv1.ReasonFinalizeSucceeded, "Finalize",
+		"Finalized into MOC %q (%s) with %d file(s)", moc.Slug, moc.ID, len(moc.Files))
+	return ctrl.Result{}, nil
+}
+
+// expire aborts the S3 uploads and moves the session to Expired.
+func (r *UploadSessionReconciler) expire(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
+	ok, err := r.Uploads.Expire(ctx, log.FromContext(ctx), id)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !ok {
+		return ctrl.Result{Requeue: true}, nil // the session moved on (a finalize took the lock)
+	}
+	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+		setPhase(st, uploadsv1.PhaseExpired, "not finalized before expiresAt; S3 uploads aborted")
+		setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonUploadsAborted, "expired; S3 multipart uploads aborted")
+		setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, uploadsv1.ReasonExpired, "expired before finalization")
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonExpired, "Expire",
+		"Session expired at %s; S3 multipart uploads aborted", us.Status.ExpiresAt)
+	return ctrl.Result{}, nil
+}
+
+// refreshProgress copies the received parts and bytes from PostgreSQL,
+// patching only when something changed.
+func (r *UploadSessionReconciler) refreshProgress(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) error {
+	prog, err := r.Uploads.DB.Progress(ctx, id)
+	if err != nil {
+		return err
+	}
+	next := us.Status.DeepCopy()
+	for i := range next.Files {
+		fid, err := uuid.Parse(next.Files[i].FileID)
+		if err != nil {
+			continue
+		}
+		p := prog[fid]
+		next.Files[i].PartsReceived, next.Files[i].BytesReceived = int32(p.PartsReceived), p.BytesReceived
+	}
+	next.Progress = progress(next.Files)
+	if equality.Semantic.DeepEqual(next.Files, us.Status.Files) && next.Progress == us.Status.Progress {
+		return nil
+	}
+	return r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+		st.Files, st.Progress = next.Files, next.Progress
+	})
+}
+
+func (r *UploadSessionReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func timePtr(t *time.Time) *metav1.Time {
+	if t == nil {
+		return nil
+	}
+	mt := metav1.NewTime(*t)
+	return &mt
+}
+
+func findCondition(cs []metav1.Condition, typ string) *metav1.Condition {
+	for i := range cs {
+		if cs[i].Type == typ {
+			return &cs[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package objectstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// Checksums a client sent with a part; passed through for S3 to verify.
+type Checksums struct {
+	ContentMD5 string // base64, the Content-MD5 header
+	CRC32      string // base64, x-amz-checksum-crc32
+	CRC32C     string
+	CRC64NVME  string
+	SHA1       string
+	SHA256     string
+}
+
+// UploadPart stores one part. body must be seekable: the SDK rewinds it to
+// retry a transient failure without the client sending the part again, and
+// hashes it for SigV4 over plain HTTP.
+func (s *Store) UploadPart(ctx context.Context, key, uploadID string, n int32, body io.ReadSeeker, size int64, cs Checksums) (string, error) {
+	in := &s3.UploadPartInput{
+		Bucket: &s.Bucket, Key: &key, UploadId: &uploadID, PartNumber: &n,
+		Body: body, ContentLength: &size,
+	}
+	set := func(dst **string, v string) {
+		if v != "" {
+			*dst = aws.String(v)
+		}
+	}
+	set(&in.ContentMD5, cs.ContentMD5)
+	set(&in.ChecksumCRC32, cs.CRC32)
+	set(&in.ChecksumCRC32C, cs.CRC32C)
+	set(&in.ChecksumCRC64NVME, cs.CRC64NVME)
+	set(&in.ChecksumSHA1, cs.SHA1)
+	set(&in.ChecksumSHA256, cs.SHA256)
+	out, err := s.Client.UploadPart(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("upload part %d of %s: %w", n, key, err)
+	}
+	return aws.ToString(out.ETag), nil
+}
+
+// PartInfo is one part as S3 lists it.
+type PartInfo struct {
+	PartNumber int32
+	ETag       string
+	Size       int64
+}
+
+// ListParts lists the parts S3 holds for an upload: the truth at finalize
+// time, whatever the database recorded (two racing PUTs of one part can leave
+// them disagreeing).
+func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]PartInfo, error) {
+	var out []PartInfo
+	in := &s3.ListPartsInput{Bucket: &s.Bucket, Key: &key, UploadId: &uploadID}
+	for {
+		page, err := s.Client.ListParts(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list parts of %s: %w", key, err)
+		}
+		for _, p := range page.Parts {
+			out = append(out, PartInfo{PartNumber: aws.ToInt32(p.PartNumber), ETag: aws.ToString(p.ETag), Size: aws.ToInt64(p.Size)})
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			break
+		}
+		in.PartNumberMarker = page.NextPartNumberMarker
+	}
+	slices.SortFunc(out, func(a, b PartInfo) int { return int(a.PartNumber - b.PartNumber) })
+	return out, nil
+}
+
+// CompleteMultipartUpload assembles the object from parts and returns its ETag.
+func (s *Store) CompleteMultipartUpload(ctx context.Context, key, uploadID string, parts []PartInfo) (string, error) {
+	cp := make([]types.CompletedPart, len(parts))
+	for i, p := range parts {
+		cp[i] = types.CompletedPart{PartNumber: aws.Int32(p.PartNumber), ETag: aws.String(p.ETag)}
+	}
+	out, err := s.Client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &s.Bucket, Key: &key, UploadId: &uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: cp},
+	})
+	if err != nil {
+		return "", fmt.Errorf("complete multipart upload %s: %w", key, err)
+	}
+	return aws.ToString(out.ETag), nil
+}
+
+// Object is what HeadObject tells of an object.
+type Object struct {
+	ETag string
+	Size int64
+}
+
+// HeadObject reads an object's ETag and size; ok is false when it does not exist.
+func (s *Store) HeadObject(ctx context.Context, key string) (Object, bool, error) {
+	out, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.Bucket, Key: &key})
+	if err != nil {
+		var nf *types.NotFound
+		var nsk *types.NoSuchKey
+		if errors.As(err, &nf) || errors.As(err, &nsk) {
+			return Object{}, false, nil
+		}
+		return Object{}, false, fmt.Errorf("head object %s: %w", key, err)
+	}
+	return Object{ETag: aws.ToString(out.ETag), Size: aws.ToInt64(out.ContentLength)}, true, nil
+}
+
+// GetObject opens an object for reading (tests and tools check bytes with it).
+func (s *Store) GetObject(ctx context.Context, key string) (io.ReadCloser, error) {
+	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.Bucket, Key: &key})
+	if err != nil {
+		return nil, fmt.Errorf("get object %s: %w", key, err)
+	}
+	return out.Body, nil
+}
+
+// ETag formats (gap_4). S3 returns ETags quoted. A single-part (PutObject)
+// ETag is the hex MD5 of the object, `"<hex-digest>"`; a multipart ETag is the
+// hex MD5 of the concatenated binary part MD5s followed by the part count,
+// `"<hex-digest>-<part-count>"`. Neither is the MD5 of the whole object for a
+// multipart upload, and S3 may change the format (SSE-KMS objects differ), so
+// the operator stores and returns ETags exactly as S3 gave them, opaque; it
+// only checks the shape to warn operators about an unexpected store.
+var (
+	singleETag    = regexp.MustCompile(`^"[0-9a-f]{32}"$`)
+	multipartETag = regexp.MustCompile(`^"[0-9a-f]{32}-([1-9][0-9]{0,4})"$`)
+)
+
+// ETagShapeOK reports whether etag has the expected shape: multipart with
+// parts > 0 (and then exactly that part count), else single-part.
+func ETagShapeOK(etag string, parts int) bool {
+	if parts > 0 {
+		m := multipartETag.FindStringSubmatch(etag)
+		return m != nil && m[1] == fmt.Sprint(parts)
+	}
+	return singleETag.MatchString(etag)
+}
+
+// IsChecksumMismatch reports whether S3 rejected a part because a checksum the
+// client sent did not match the bytes.
+func IsChecksumMismatch(err error) bool {
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	switch api.ErrorCode() {
+	case "BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "InvalidChecksum", "ChecksumMismatch":
+		return true
+	}
+	return false
+}
+
+// IsClientError reports whether S3 answered with a 4xx that retrying will not
+// fix (as opposed to S3 being unreachable, throttling, or failing).
+func IsClientError(err error) bool {
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) {
+		c := re.HTTPStatusCode()
+		return c >= 400 && c < 500 && c != 408 && c != 429
+	}
+	return false
+}

@@ -1,0 +1,242 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// MOC is a moc_instructions row with its files.
+type MOC struct {
+	ID              uuid.UUID
+	UserID          string
+	UploadSessionID uuid.UUID
+	Title           string
+	Slug            string
+	Description     string
+	Files           []MOCFile
+}
+
+// MOCFile is a moc_files row.
+type MOCFile struct {
+	ID          uuid.UUID
+	FileID      uuid.UUID
+	Name        string
+	ContentType string
+	S3Key       string
+	SizeBytes   int64
+	ETag        string
+}
+
+// Lock is the outcome of trying to take a session's finalize lock.
+type Lock struct {
+	Acquired bool
+	// Token is the finalizing_at this finalize wrote; every later write of the
+	// finalize is guarded by it, so a holder whose lock was taken over cannot
+	// commit or release the new holder's lock.
+	Token time.Time
+	// Previous is the finalizing_at that was there (a stale lock taken over when
+	// Acquired, the fresh lock that blocked us otherwise).
+	Previous *time.Time
+	Session  Session
+}
+
+// TryLock takes the finalize lock of an unfinalized, active (or stale
+// finalizing) session atomically: at most one concurrent caller's UPDATE
+// matches, because PostgreSQL re-evaluates the WHERE clause against the row
+// version the winner committed. A lock is stale when finalizing_at < staleBefore.
+// The title and description are stored so a takeover can finish the request.
+func (s *Store) TryLock(ctx context.Context, id uuid.UUID, now, staleBefore time.Time, title, description string) (Lock, error) {
+	now = now.UTC().Truncate(time.Microsecond) // what PostgreSQL stores, so the token compares equal
+	var prev *time.Time
+	err := s.Pool.QueryRow(ctx, `
+		WITH old AS (SELECT id, finalizing_at FROM upload_sessions WHERE id = $1 FOR UPDATE)
+		UPDATE upload_sessions u
+		SET finalizing_at = $2, status = 'finalizing', finalize_title = $4, finalize_description = $5, updated_at = now()
+		FROM old
+		WHERE u.id = old.id AND u.finalized_at IS NULL AND u.status IN ('active', 'finalizing')
+		  AND (u.finalizing_at IS NULL OR u.finalizing_at < $3)
+		RETURNING old.finalizing_at`, id, now, staleBefore, title, nullable(description)).Scan(&prev)
+	acquired := err == nil
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Lock{}, fmt.Errorf("take finalize lock of session %s: %w", id, err)
+	}
+	sess, err := s.GetSession(ctx, id)
+	if err != nil {
+		return Lock{}, err
+	}
+	if !acquired {
+		return Lock{Acquired: false, Previous: sess.FinalizingAt, Session: sess}, nil
+	}
+	return Lock{Acquired: true, Token: now, Previous: prev, Session: sess}, nil
+}
+
+// ReleaseLock gives the lock back (status active) if it is still ours and the
+// session is not finalized; false means it was not ours any more.
+func (s *Store) ReleaseLock(ctx context.Context, id uuid.UUID, token time.Time) (bool, error) {
+	tag, err := s.Pool.Exec(ctx, `
+		UPDATE upload_sessions SET finalizing_at = NULL, status = 'active', updated_at = now()
+		WHERE id = $1 AND finalizing_at = $2 AND finalized_at IS NULL`, id, token)
+	if err != nil {
+		return false, fmt.Errorf("release finalize lock of session %s: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// FinalizeRequest reads the title and description stored by the lock holder.
+func (s *Store) FinalizeRequest(ctx context.Context, id uuid.UUID) (title, description string, err error) {
+	err = s.Pool.QueryRow(ctx, `SELECT coalesce(finalize_title, ''), coalesce(finalize_description, '')
+		FROM upload_sessions WHERE id = $1`, id).Scan(&title, &description)
+	return title, description, err
+}
+
+// SetCompletedETag records that S3 completed a file's multipart upload.
+func (s *Store) SetCompletedETag(ctx context.Context, fileID uuid.UUID, etag string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE upload_files SET completed_etag = $2 WHERE id = $1`, fileID, etag)
+	if err != nil {
+		return fmt.Errorf("record completion of file %s: %w", fileID, err)
+	}
+	return nil
+}
+
+// SlugsTaken returns which of the owner's slugs equal base or start with base-.
+func (s *Store) SlugsTaken(ctx context.Context, userID, base string) (map[string]bool, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT slug FROM moc_instructions WHERE user_id = $1 AND (slug = $2 OR slug LIKE $3)`,
+		userID, base, likeEscape(base)+"-%")
+	if err != nil {
+		return nil, fmt.Errorf("read slugs of %s: %w", userID, err)
+	}
+	slugs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(slugs))
+	for _, sl := range slugs {
+		out[sl] = true
+	}
+	return out, nil
+}
+
+func likeEscape(s string) string {
+	out := make([]rune, 0, len(s))
+	for _, r := range s {
+		if r == '%' || r == '_' || r == '\\' {
+			out = append(out, '\\')
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}
+
+// Errors of CommitMOC that are outcomes, not failures.
+var (
+	// ErrSlugTaken: the slug was taken between the check and the commit.
+	ErrSlugTaken = errors.New("slug taken")
+	// ErrAlreadyFinalized: another finalize committed this session first.
+	ErrAlreadyFinalized = errors.New("session already finalized")
+	// ErrLockLost: our lock was taken over; the new holder will finish.
+	ErrLockLost = errors.New("finalize lock lost")
+)
+
+// TxHook runs inside the commit transaction after a named step; tests use it
+// as a failpoint. nil in production.
+type TxHook func(step string) error
+
+// CommitMOC is the finalize transaction (READ COMMITTED): INSERT
+// moc_instructions, INSERT moc_files as one batch, UPDATE upload_sessions —
+// all or nothing. It makes one attempt; the caller retries 40001/40P01.
+func (s *Store) CommitMOC(ctx context.Context, moc MOC, token, now time.Time, hook TxHook) error {
+	return pgx.BeginTxFunc(ctx, s.Pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO moc_instructions (id, user_id, upload_session_id, title, slug, description)
+			VALUES ($1, $2, $3, $4, $5, $6)`,
+			moc.ID, moc.UserID, moc.UploadSessionID, moc.Title, moc.Slug, nullable(moc.Description))
+		if err != nil {
+			return classifyInsert(err)
+		}
+		if hook != nil {
+			if err := hook("after-insert-moc"); err != nil {
+				return err
+			}
+		}
+		n := len(moc.Files)
+		ids, fileIDs := make([]uuid.UUID, n), make([]uuid.UUID, n)
+		names, types, keys, etags := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		sizes := make([]int64, n)
+		for i, f := range moc.Files {
+			ids[i], fileIDs[i], names[i], types[i], keys[i], sizes[i], etags[i] = f.ID, f.FileID, f.Name, f.ContentType, f.S3Key, f.SizeBytes, f.ETag
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO moc_files (id, moc_id, file_id, name, content_type, s3_key, size_bytes, etag)
+			SELECT u.id, $1, u.file_id, u.name, u.content_type, u.s3_key, u.size_bytes, u.etag
+			FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[])
+			  AS u(id, file_id, name, content_type, s3_key, size_bytes, etag)`,
+			moc.ID, ids, fileIDs, names, types, keys, sizes, etags); err != nil {
+			return fmt.Errorf("insert moc_files: %w", err)
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE upload_sessions
+			SET finalized_at = $3, status = 'finalized', finalizing_at = NULL, updated_at = now()
+			WHERE id = $1 AND finalized_at IS NULL AND finalizing_at = $2`, moc.UploadSessionID, token, now)
+		if err != nil {
+			return fmt.Errorf("update upload_sessions: %w", err)
+		}
+		if tag.RowsAffected() != 1 {
+			return ErrLockLost
+		}
+		return nil
+	})
+}
+
+func classifyInsert(err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "23505" {
+		switch pg.ConstraintName {
+		case "moc_instructions_user_slug_key":
+			return ErrSlugTaken
+		case "moc_instructions_upload_session_id_key":
+			return ErrAlreadyFinalized
+		}
+	}
+	return fmt.Errorf("insert moc_instructions: %w", err)
+}
+
+// Retryable reports whether err is a serialization failure (40001) or a
+// deadlock (40P01): the transaction may succeed if run again.
+func Retryable(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (pg.Code == "40001" || pg.Code == "40P01")
+}
+
+// MOCBySession reads the MOC of a finalized session.
+func (s *Store) MOCBySession(ctx context.Context, sessionID uuid.UUID) (MOC, error) {
+	var m MOC
+	err := s.Pool.QueryRow(ctx, `
+		SELECT id, user_id, upload_session_id, title, slug, coalesce(description, '')
+		FROM moc_instructions WHERE upload_session_id = $1`, sessionID).
+		Scan(&m.ID, &m.UserID, &m.UploadSessionID, &m.Title, &m.Slug, &m.Description)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return m, ErrNotFound
+	}
+	if err != nil {
+		return m, fmt.Errorf("read MOC of session %s: %w", sessionID, err)
+	}
+	rows, err := s.Pool.Query(ctx, `
+		SELECT f.id, f.file_id, f.name, f.content_type, f.s3_key, f.size_bytes, f.etag
+		FROM moc_files f LEFT JOIN upload_files u ON u.id = f.file_id
+		WHERE f.moc_id = $1 ORDER BY u.ordinal NULLS LAST, f.name`, m.ID)
+	if err != nil {
+		return m, fmt.Errorf("read moc_files of %s: %w", m.ID, err)
+	}
+	m.Files, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (MOCFile, error) {
+		var f MOCFile
+		err := r.Scan(&f.ID, &f.FileID, &f.Name, &f.ContentType, &f.S3Key, &f.SizeBytes, &f.ETag)
+		return f, err
+	})
+	return m, err
+}

@@ -1,0 +1,59 @@
+package uploads
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Outcomes of session operations that callers turn into answers (HTTP codes,
+// conditions). Each carries what the answer needs.
+var (
+	ErrSessionNotFound = errors.New("session not found")
+	ErrFileNotFound    = errors.New("file not found")
+	ErrExpired         = errors.New("session expired")
+)
+
+// NotActiveError: the session is in a phase that does not take this operation.
+type NotActiveError struct{ Status string }
+
+func (e *NotActiveError) Error() string { return "session is " + e.Status }
+
+// InProgressError: another finalize holds a fresh lock.
+type InProgressError struct{ RetryAfter time.Duration }
+
+func (e *InProgressError) Error() string {
+	return fmt.Sprintf("another finalize is in progress; retry after %s", e.RetryAfter)
+}
+
+// IncompleteError lists the missing part numbers by file id.
+type IncompleteError struct{ Missing map[string][]int }
+
+func (e *IncompleteError) Error() string { return fmt.Sprintf("parts missing: %v", e.Missing) }
+
+// SlugConflictError: the title's slug is taken for the owner.
+type SlugConflictError struct{ Slug, Suggested string }
+
+func (e *SlugConflictError) Error() string {
+	return fmt.Sprintf("slug %q is taken; %q is free", e.Slug, e.Suggested)
+}
+
+// S3Error: S3 could not be reached or kept failing after the retries.
+type S3Error struct{ Err error }
+
+func (e *S3Error) Error() string { return "S3 unavailable: " + e.Err.Error() }
+func (e *S3Error) Unwrap() error { return e.Err }
+
+// UploadLostError: an S3 multipart upload of the session no longer exists and
+// its object was never completed: the session cannot be finalized.
+type UploadLostError struct{ FileID, Key string }
+
+func (e *UploadLostError) Error() string {
+	return fmt.Sprintf("S3 multipart upload of file %s (%s) is gone", e.FileID, e.Key)
+}
+
+// InternalError: the finalize transaction failed (rolled back).
+type InternalError struct{ Err error }
+
+func (e *InternalError) Error() string { return "finalize transaction failed: " + e.Err.Error() }
+func (e *InternalError) Unwrap() error { return e.Err }

@@ -1,0 +1,141 @@
+package uploads_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/partbuf"
+	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+)
+
+// The engine is tested against the real services: a PostgreSQL database of
+// this package's own and a versitygw on a free port.
+var (
+	db    *store.Store
+	s3srv *localenv.S3
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		ctx := context.Background()
+		url, drop, err := localenv.CreateDatabase(ctx, localenv.RandomName("mocupload_uploads"), false)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer drop()
+		if db, err = store.Open(ctx, url); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer db.Close()
+		dir, _ := os.MkdirTemp("", "uploads-s3-")
+		defer os.RemoveAll(dir)
+		if s3srv, err = localenv.StartS3(ctx, localenv.S3Options{Dir: dir, Bucket: "mocs"}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer s3srv.Stop()
+		return m.Run()
+	}())
+}
+
+// clock is a settable clock shared by a service under test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newService(t *testing.T) (*uploads.Service, *clock) {
+	t.Helper()
+	clk := &clock{t: time.Now().UTC()}
+	return &uploads.Service{
+		DB: db, S3: s3srv.Client(), SessionTTL: time.Hour, StaleLockAfter: 5 * time.Minute, Now: clk.Now,
+		Limits:  session.Limits{AllowedContentTypes: session.DefaultContentTypes, MaxFileSizeBytes: 5 * session.GiB},
+		Buffers: partbuf.New(64*session.MiB, t.TempDir()),
+	}, clk
+}
+
+// testSession is an activated session with the bytes of its files.
+type testSession struct {
+	id    uuid.UUID
+	owner string
+	act   uploads.Active
+	data  [][]byte
+}
+
+// activate creates a session of files with the given sizes (5 MiB parts).
+func activate(t *testing.T, svc *uploads.Service, sizes ...int64) *testSession {
+	t.Helper()
+	ts := &testSession{id: uuid.New(), owner: "system:serviceaccount:test:" + uuid.NewString()[:8]}
+	req := uploads.Request{SessionID: ts.id, Owner: ts.owner, PartSizeBytes: ptr(5 * session.MiB)}
+	for i, sz := range sizes {
+		req.Files = append(req.Files, session.File{Name: fmt.Sprintf("file-%d.pdf", i), ContentType: "application/pdf", SizeBytes: sz})
+		b := make([]byte, sz)
+		_, _ = rand.Read(b)
+		ts.data = append(ts.data, b)
+	}
+	act, err := svc.Activate(context.Background(), req)
+	if err != nil {
+		t.Fatalf("activate: %v", err)
+	}
+	ts.act = act
+	return ts
+}
+
+// uploadAll sends every part of every file, except those listed in skip
+// ("file/part").
+func (ts *testSession) uploadAll(t *testing.T, svc *uploads.Service, skip ...string) {
+	t.Helper()
+	for i, f := range ts.act.Files {
+		for n := 1; n <= f.PartCount; n++ {
+			if contains(skip, fmt.Sprintf("%d/%d", i, n)) {
+				continue
+			}
+			ts.uploadPart(t, svc, i, n)
+		}
+	}
+}
+
+func (ts *testSession) uploadPart(t *testing.T, svc *uploads.Service, file, n int) store.Part {
+	t.Helper()
+	f := ts.act.Files[file]
+	ps := ts.act.Session.PartSizeBytes
+	lo := int64(n-1) * ps
+	hi := min(lo+ps, f.SizeBytes)
+	p, err := svc.StorePart(context.Background(), uploads.PartUpload{
+		Session: ts.act.Session, File: f, PartNumber: n, Body: bytes.NewReader(ts.data[file][lo:hi]), Size: hi - lo,
+	})
+	if err != nil {
+		t.Fatalf("part %d of file %d: %v", n, file, err)
+	}
+	return p
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func pool() *pgxpool.Pool { return db.Pool }

@@ -1,0 +1,140 @@
+package webhook
+
+import (
+	"errors"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+)
+
+type finalizeBody struct {
+	UploadSessionID *string `json:"uploadSessionId"`
+	Title           *string `json:"title"`
+	Description     *string `json:"description"`
+}
+
+// RateLimiter decides whether a user's finalize request may proceed.
+type RateLimiter interface {
+	Allow(r *http.Request, user string) (ok bool, retryAfterSeconds int)
+}
+
+// finalize: POST /api/mocs/uploads/finalize, in the contract's order: auth
+// (done), rate limit, body, session lookup, then the engine (replay, expiry,
+// lock, completeness, slug, S3 completion, transaction).
+func (a *API) finalize(w http.ResponseWriter, r *http.Request, u auth.User) {
+	ctx := r.Context()
+	if a.Limiter != nil && !u.Admin {
+		if ok, retry := a.Limiter.Allow(r, u.Name); !ok {
+			setRetryAfter(w, retry)
+			writeError(w, http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED", map[string]any{
+				"retryAfter": retry, "limit": a.LimitCount, "window": a.LimitWindow,
+			})
+			return
+		}
+	}
+	var body finalizeBody
+	if details := decodeJSON(r, &body); details != nil {
+		validationError(w, details)
+		return
+	}
+	if details := validateFinalize(body); details != nil {
+		validationError(w, details)
+		return
+	}
+	sess, ok := a.ownedSession(w, r, u, *body.UploadSessionID)
+	if !ok {
+		return
+	}
+	desc := ""
+	if body.Description != nil {
+		desc = *body.Description
+	}
+	res, err := a.Uploads.Finalize(ctx, uploads.FinalizeRequest{SessionID: sess.ID, Title: *body.Title, Description: desc})
+	if sess.Namespace != "" && a.Notify != nil {
+		a.Notify(sess.Namespace, sess.Name)
+	}
+	if err != nil {
+		a.finalizeFailed(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, mocJSON(res.MOC))
+}
+
+func validateFinalize(b finalizeBody) []session.FieldError {
+	var d []session.FieldError
+	if b.UploadSessionID == nil || *b.UploadSessionID == "" {
+		d = append(d, session.FieldError{Field: "uploadSessionId", Message: "is required"})
+	}
+	switch {
+	case b.Title == nil || *b.Title == "":
+		d = append(d, session.FieldError{Field: "title", Message: "is required"})
+	case utf8.RuneCountInString(*b.Title) > 200:
+		d = append(d, session.FieldError{Field: "title", Message: "must be at most 200 characters"})
+	case session.Slug(*b.Title) == "":
+		d = append(d, session.FieldError{Field: "title", Message: "must contain at least one ASCII letter or digit"})
+	}
+	if b.Description != nil && utf8.RuneCountInString(*b.Description) > 5000 {
+		d = append(d, session.FieldError{Field: "description", Message: "must be at most 5000 characters"})
+	}
+	return d
+}
+
+func (a *API) finalizeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		inProgress *uploads.InProgressError
+		incomplete *uploads.IncompleteError
+		conflict   *uploads.SlugConflictError
+		s3e        *uploads.S3Error
+		notActive  *uploads.NotActiveError
+		lost       *uploads.UploadLostError
+	)
+	switch {
+	case errors.Is(err, uploads.ErrSessionNotFound):
+		writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", nil)
+	case errors.Is(err, uploads.ErrExpired):
+		writeError(w, http.StatusGone, "SESSION_EXPIRED", nil)
+	case errors.As(err, &inProgress):
+		secs := retryAfterSeconds(inProgress.RetryAfter)
+		setRetryAfter(w, secs)
+		writeError(w, http.StatusConflict, "FINALIZE_IN_PROGRESS", map[string]any{"retryAfter": secs})
+	case errors.As(err, &incomplete):
+		writeError(w, http.StatusBadRequest, "INCOMPLETE_UPLOAD", map[string]any{"missingParts": incomplete.Missing})
+	case errors.As(err, &conflict):
+		writeError(w, http.StatusConflict, "SLUG_CONFLICT", map[string]any{
+			"slug": conflict.Slug, "suggestedSlug": conflict.Suggested, "retryStrategy": a.SlugStrategy,
+		})
+	case errors.As(err, &s3e):
+		setRetryAfter(w, 5)
+		writeError(w, http.StatusServiceUnavailable, "S3_UNAVAILABLE", map[string]any{"retryable": true})
+	case errors.As(err, &notActive):
+		writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", map[string]any{"status": notActive.Status})
+	case errors.As(err, &lost):
+		writeError(w, http.StatusConflict, "UPLOAD_LOST", map[string]any{"fileId": lost.FileID})
+	default:
+		a.internal(w, r, err)
+	}
+}
+
+type mocFileJSON struct {
+	FileID    string `json:"fileId"`
+	Name      string `json:"name"`
+	S3Key     string `json:"s3Key"`
+	SizeBytes int64  `json:"sizeBytes"`
+	ETag      string `json:"etag"`
+}
+
+func mocJSON(m store.MOC) map[string]any {
+	files := make([]mocFileJSON, len(m.Files))
+	for i, f := range m.Files {
+		files[i] = mocFileJSON{FileID: f.FileID.String(), Name: f.Name, S3Key: f.S3Key, SizeBytes: f.SizeBytes, ETag: f.ETag}
+	}
+	return map[string]any{"mocId": m.ID.String(), "slug": m.Slug, "title": m.Title, "files": files}
+}

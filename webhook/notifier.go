@@ -1,0 +1,78 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+)
+
+// ActivityAnnotation is bumped on a session's resource when parts arrive or a
+// finalize runs over HTTP, so the reconciler (on the leader, maybe another
+// replica) refreshes the status from PostgreSQL. Bumps are batched: at most one
+// write per session per interval, however many parts arrive.
+const ActivityAnnotation = "uploads.mocs.dev/last-activity"
+
+// Notifier batches activity bumps.
+type Notifier struct {
+	Kube     client.Client
+	Log      logr.Logger
+	Interval time.Duration
+
+	mu    sync.Mutex
+	dirty map[types.NamespacedName]struct{}
+}
+
+// Notify marks a session's resource for a bump.
+func (n *Notifier) Notify(namespace, name string) {
+	n.mu.Lock()
+	if n.dirty == nil {
+		n.dirty = map[types.NamespacedName]struct{}{}
+	}
+	n.dirty[types.NamespacedName{Namespace: namespace, Name: name}] = struct{}{}
+	n.mu.Unlock()
+}
+
+// Start flushes every Interval until ctx ends, then once more (manager.Runnable).
+func (n *Notifier) Start(ctx context.Context) error {
+	iv := n.Interval
+	if iv == 0 {
+		iv = time.Second
+	}
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			n.flush(context.Background())
+			return nil
+		case <-t.C:
+			n.flush(ctx)
+		}
+	}
+}
+
+// NeedLeaderElection: every replica that takes parts bumps.
+func (n *Notifier) NeedLeaderElection() bool { return false }
+
+func (n *Notifier) flush(ctx context.Context) {
+	n.mu.Lock()
+	batch := n.dirty
+	n.dirty = nil
+	n.mu.Unlock()
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	for key := range batch {
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, ActivityAnnotation, now)
+		us := &uploadsv1.UploadSession{}
+		us.Namespace, us.Name = key.Namespace, key.Name
+		if err := n.Kube.Patch(ctx, us, client.RawPatch(types.MergePatchType, []byte(patch))); client.IgnoreNotFound(err) != nil {
+			n.Log.Error(err, "bump session activity", "session", key.String())
+		}
+	}
+}

@@ -1,0 +1,161 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+
+	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/objectstore"
+	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+)
+
+// ParsePartNumber accepts only a plain decimal integer in [1, 10000]: no sign,
+// no fraction, no exponent, no spaces (S3's own limit; gap_3).
+func ParsePartNumber(s string) (int, bool) {
+	if s == "" || len(s) > 5 {
+		return 0, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > session.MaxParts {
+		return 0, false
+	}
+	return n, true
+}
+
+// putPart: PUT .../files/{fileId}/parts/{partNumber}. Checks run in the
+// contract's order: auth (done), part number syntax, session and file,
+// session state, part number against the file, length, body.
+func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
+	ctx := r.Context()
+	n, ok := ParsePartNumber(r.PathValue("partNumber"))
+	if !ok {
+		writeError(w, http.StatusBadRequest, "INVALID_PART_NUMBER", map[string]any{"validRange": []int{1, session.MaxParts}})
+		return
+	}
+	sess, ok := a.ownedSession(w, r, u, r.PathValue("sessionId"))
+	if !ok {
+		return
+	}
+	fileID, err := uuid.Parse(r.PathValue("fileId"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, "FILE_NOT_FOUND", nil)
+		return
+	}
+	_, file, err := a.Uploads.Lookup(ctx, sess.ID, fileID)
+	if errors.Is(err, uploads.ErrFileNotFound) {
+		writeError(w, http.StatusNotFound, "FILE_NOT_FOUND", nil)
+		return
+	}
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	if err := a.Uploads.CheckAcceptsParts(sess, file); err != nil {
+		if errors.Is(err, uploads.ErrExpired) {
+			writeError(w, http.StatusGone, "SESSION_EXPIRED", nil)
+			return
+		}
+		writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", map[string]any{"status": sess.Status})
+		return
+	}
+	if n > file.PartCount {
+		writeError(w, http.StatusBadRequest, "INVALID_PART_NUMBER", map[string]any{"validRange": []int{1, file.PartCount}})
+		return
+	}
+	if r.ContentLength < 0 {
+		writeError(w, http.StatusLengthRequired, "LENGTH_REQUIRED", nil)
+		return
+	}
+	want := uploads.ExpectedPartSize(sess, file, n)
+	if r.ContentLength != want {
+		writeError(w, http.StatusBadRequest, "INVALID_PART_SIZE", map[string]any{"expectedBytes": want, "receivedBytes": r.ContentLength})
+		return
+	}
+
+	// The part must be received and stored within UPLOAD_PART_TIMEOUT of the
+	// headers' arrival: the body read and every S3 attempt share that deadline.
+	arrival := arrivalOf(ctx)
+	timeoutAt := arrival.Add(a.PartTimeout)
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(timeoutAt)
+	pctx, cancel := context.WithDeadline(ctx, timeoutAt)
+	defer cancel()
+	part, err := a.Uploads.StorePart(pctx, uploads.PartUpload{
+		Session: sess, File: file, PartNumber: n, Body: r.Body, Size: r.ContentLength, Checksums: checksumsOf(r),
+	})
+	if err != nil {
+		a.partFailed(w, r, err, arrival, timeoutAt)
+		return
+	}
+	if a.Notify != nil && sess.Namespace != "" {
+		a.Notify(sess.Namespace, sess.Name)
+	}
+	w.Header().Set("ETag", part.ETag)
+	writeJSON(w, http.StatusOK, map[string]any{"partNumber": part.PartNumber, "etag": part.ETag, "sizeBytes": part.SizeBytes})
+}
+
+func checksumsOf(r *http.Request) objectstore.Checksums {
+	h := r.Header
+	return objectstore.Checksums{
+		ContentMD5: h.Get("Content-MD5"), CRC32: h.Get("x-amz-checksum-crc32"), CRC32C: h.Get("x-amz-checksum-crc32c"),
+		CRC64NVME: h.Get("x-amz-checksum-crc64nvme"), SHA1: h.Get("x-amz-checksum-sha1"), SHA256: h.Get("x-amz-checksum-sha256"),
+	}
+}
+
+// partFailed maps a failed part to its answer. Past the deadline the timeout
+// wins over whatever else happened (S3 retries included).
+func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arrival, timeoutAt time.Time) {
+	log := logr.FromContextOrDiscard(r.Context())
+	now := a.now()
+	if !now.Before(timeoutAt) || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		log.Error(err, "part upload timed out", "elapsedMs", now.Sub(arrival).Milliseconds())
+		writeError(w, http.StatusRequestTimeout, "REQUEST_TIMEOUT", map[string]any{
+			"elapsedMs": now.Sub(arrival).Milliseconds(),
+			"timeoutAt": timeoutAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		})
+		return
+	}
+	var pe *uploads.PartError
+	if errors.As(err, &pe) && pe.Stage == "read" {
+		log.Error(err, "part body not received")
+		writeError(w, http.StatusBadRequest, "INCOMPLETE_BODY", nil)
+		return
+	}
+	if errors.As(err, &pe) && pe.Stage == "s3" {
+		switch {
+		case objectstore.IsChecksumMismatch(err):
+			writeError(w, http.StatusBadRequest, "CHECKSUM_MISMATCH", nil)
+			return
+		case objectstore.IsNoSuchUpload(err):
+			writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", nil)
+			return
+		case objectstore.IsClientError(err):
+			log.Error(err, "S3 refused the part")
+			writeError(w, http.StatusBadRequest, "INVALID_PART", map[string]any{"message": pe.Err.Error()})
+			return
+		}
+		log.Error(err, "S3 retries exhausted")
+		setRetryAfter(w, 5)
+		writeError(w, http.StatusServiceUnavailable, "S3_UNAVAILABLE", map[string]any{"retryable": true})
+		return
+	}
+	a.internal(w, r, err)
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout() || strings.Contains(err.Error(), "i/o timeout")
+}
