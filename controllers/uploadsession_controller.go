@@ -19,7 +19,7 @@ import (
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/session"
-		"github.com/mocs-dev/upload-operator/internal/uploads"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
 // Finalizer keeps a session's custom resource until its unfinished S3

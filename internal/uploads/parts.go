@@ -104,4 +104,3 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 func ExpectedPartSize(sess store.Session, f store.File, n int) int64 {
 	return session.ExpectedPartSize(f.SizeBytes, sess.PartSizeBytes, n)
 }
-
