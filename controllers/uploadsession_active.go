@@ -44,7 +44,14 @@ func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, us *uploa
 			SessionID: id, Title: us.Spec.Finalize.Title, Description: us.Spec.Finalize.Description,
 		})
 	}
-	return ctrl.Result{RequeueAfter: sess.ExpiresAt.Sub(r.now()) + time.Second}, nil
+	return ctrl.Result{RequeueAfter: min(sess.ExpiresAt.Sub(r.now())+time.Second, r.resync())}, nil
+}
+
+func (r *UploadSessionReconciler) resync() time.Duration {
+	if r.Resync > 0 {
+		return r.Resync
+	}
+	return 30 * time.Second
 }
 
 // reconcileFinalizing waits for the lock holder, and takes over a stale lock
@@ -122,11 +129,11 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.Up
 			n += len(m)
 		}
 		msg := fmt.Sprintf("%d part(s) missing: %v", n, incomplete.Missing)
-		return ctrl.Result{RequeueAfter: 30 * time.Second}, r.blockFinalize(ctx, us, uploadsv1.ReasonIncompleteUpload, msg, "")
+		return ctrl.Result{RequeueAfter: r.resync()}, r.blockFinalize(ctx, us, uploadsv1.ReasonIncompleteUpload, msg, "")
 	case errors.As(err, &conflict):
 		msg := fmt.Sprintf("slug %q is taken for %s; %q is free (retitle, e.g. %q)", conflict.Slug, us.Spec.Owner,
 			conflict.Suggested, us.Spec.Finalize.Title+" (1)")
-		return ctrl.Result{}, r.blockFinalize(ctx, us, uploadsv1.ReasonSlugConflict, msg, conflict.Suggested)
+		return ctrl.Result{RequeueAfter: r.resync()}, r.blockFinalize(ctx, us, uploadsv1.ReasonSlugConflict, msg, conflict.Suggested)
 	case errors.As(err, &inProgress):
 		return ctrl.Result{RequeueAfter: inProgress.RetryAfter}, nil
 	case errors.Is(err, uploads.ErrExpired):

@@ -41,6 +41,10 @@ type UploadSessionReconciler struct {
 	RetryAfter time.Duration
 	// Now is the clock; tests move it.
 	Now func() time.Time
+	// Resync is how often an Active or Finalizing session is looked at again
+	// even without events: a replica that died after committing (or while
+	// holding the lock) sends no event, and PostgreSQL is the truth.
+	Resync time.Duration
 }
 
 // +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions,verbs=get;list;watch;create;update;patch;delete

@@ -113,6 +113,7 @@ func run() error {
 		Scheme:   mgr.GetScheme(),
 		Recorder: mgr.GetEventRecorder("upload-operator"),
 		Uploads:  svc,
+		Resync:   cfg.ResyncInterval,
 	}).SetupWithManager(mgr, 8); err != nil {
 		return fmt.Errorf("set up reconciler: %w", err)
 	}

@@ -41,6 +41,7 @@ type Config struct {
 	StaleLockAfter    time.Duration
 	SessionTTL        time.Duration
 	SessionRetention  time.Duration
+	ResyncInterval    time.Duration
 
 	AllowedContentTypes []string
 	MaxFileSizeBytes    int64
@@ -84,6 +85,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		StaleLockAfter:       r.duration("STALE_LOCK_AFTER", session.DefaultStaleLockAfter),
 		SessionTTL:           r.duration("SESSION_TTL", time.Hour),
 		SessionRetention:     r.duration("SESSION_RETENTION", 168*time.Hour),
+		ResyncInterval:       r.duration("RESYNC_INTERVAL", 30*time.Second),
 		AllowedContentTypes:  r.list("ALLOWED_CONTENT_TYPES", session.DefaultContentTypes),
 		MaxFileSizeBytes:     r.bytes("MAX_FILE_SIZE_BYTES", 5*session.GiB),
 		PartBufferBudget:     r.bytes("PART_BUFFER_BUDGET_BYTES", 256*session.MiB),

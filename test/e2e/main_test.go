@@ -89,6 +89,10 @@ func run(m *testing.M) (int, error) {
 	defer logf.Close()
 	env := stack.ManagerEnv(addr)
 	env["SESSION_TTL"] = "1h"
+	env["ADMIN_GROUPS"] = "system:serviceaccounts:" + adminNamespace
+	env["STALE_LOCK_AFTER"] = "3s"
+	env["RESYNC_INTERVAL"] = "1s"
+	env["LOG_LEVEL"] = "debug"
 	if manager, err = localenv.StartProcess(bin, env, logf); err != nil {
 		return 0, err
 	}

@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// account is a ServiceAccount with a token, as a service in the cluster has.
+type account struct {
+	name  string // the TokenReview username
+	token string
+}
+
+var (
+	accountsMu sync.Mutex
+	accounts   = map[string]account{}
+)
+
+// serviceAccount creates (once) namespace/name and returns a token for it.
+func serviceAccount(t *testing.T, ns, name string) account {
+	t.Helper()
+	accountsMu.Lock()
+	defer accountsMu.Unlock()
+	key := ns + "/" + name
+	if a, ok := accounts[key]; ok {
+		return a
+	}
+	ctx := context.Background()
+	cs, err := kubernetes.NewForConfig(stack.Kube.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	exp := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := account{name: "system:serviceaccount:" + ns + ":" + name, token: tr.Status.Token}
+	accounts[key] = a
+	return a
+}
+
+func user(t *testing.T) account  { return serviceAccount(t, "default", "dev-user") }
+func other(t *testing.T) account { return serviceAccount(t, "default", "someone-else") }
+func admin(t *testing.T) account { return serviceAccount(t, adminNamespace, "dev-admin") }
+
+const adminNamespace = "mocupload-admins"
+
+// response is an HTTP answer with its JSON body decoded.
+type response struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    []byte
+}
+
+func (r response) str(k string) string { s, _ := r.body[k].(string); return s }
+
+type reqOpt func(*http.Request)
+
+func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
+
+// call sends a request to base (the API under test unless given) with a token.
+func call(t *testing.T, base, method, path, token string, body io.Reader, opts ...reqOpt) response {
+	t.Helper()
+	if base == "" {
+		base = apiURL
+	}
+	req, err := http.NewRequest(method, base+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if b, ok := body.(*bytes.Reader); ok {
+		req.ContentLength = int64(b.Len())
+	}
+	for _, o := range opts {
+		o(req)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := response{status: resp.StatusCode, header: resp.Header, raw: raw}
+	_ = json.Unmarshal(raw, &out.body)
+	return out
+}
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
+
+// upload is a session created over HTTP with the bytes of its files.
+type upload struct {
+	id       string
+	partSize int64
+	files    []uploadFile
+	token    string
+}
+
+type uploadFile struct {
+	id        string
+	name      string
+	data      []byte
+	partCount int
+}
+
+type fileReq struct {
+	name, contentType string
+	size              int64
+}
+
+// createUpload creates a session of the given files (5 MiB parts) as acct.
+func createUpload(t *testing.T, acct account, files ...fileReq) *upload {
+	t.Helper()
+	var fs []map[string]any
+	for _, f := range files {
+		fs = append(fs, map[string]any{"name": f.name, "contentType": f.contentType, "sizeBytes": f.size})
+	}
+	r := call(t, "", "POST", "/api/mocs/uploads/sessions", acct.token, jsonBody(map[string]any{"files": fs, "partSizeBytes": 5 << 20}))
+	if r.status != http.StatusCreated {
+		t.Fatalf("create session: %d %s", r.status, r.raw)
+	}
+	u := &upload{id: r.str("sessionId"), partSize: int64(r.body["partSizeBytes"].(float64)), token: acct.token}
+	for i, f := range r.body["files"].([]any) {
+		m := f.(map[string]any)
+		data := make([]byte, files[i].size)
+		_, _ = rand.Read(data)
+		u.files = append(u.files, uploadFile{id: m["fileId"].(string), name: m["name"].(string), data: data, partCount: int(m["partCount"].(float64))})
+	}
+	return u
+}
+
+func (u *upload) partPath(file, n int) string {
+	return fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", u.id, u.files[file].id, n)
+}
+
+func (u *upload) partBytes(file, n int) []byte {
+	d := u.files[file].data
+	lo := int64(n-1) * u.partSize
+	return d[lo:min(lo+u.partSize, int64(len(d)))]
+}
+
+func (u *upload) put(t *testing.T, base string, file, n int, opts ...reqOpt) response {
+	t.Helper()
+	return call(t, base, "PUT", u.partPath(file, n), u.token, bytes.NewReader(u.partBytes(file, n)), opts...)
+}
+
+// putAll sends every part (concurrently, as a client would) and fails on any non-200.
+func (u *upload) putAll(t *testing.T, base string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan string, 100)
+	for i, f := range u.files {
+		for n := 1; n <= f.partCount; n++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if r := u.put(t, base, i, n); r.status != 200 {
+					errs <- fmt.Sprintf("part %d of file %d: %d %s", n, i, r.status, r.raw)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+func (u *upload) finalize(t *testing.T, base, title string) response {
+	t.Helper()
+	return call(t, base, "POST", "/api/mocs/uploads/finalize", u.token, jsonBody(map[string]any{"uploadSessionId": u.id, "title": title}))
+}
+
+func uniqueTitle(prefix string) string {
+	return fmt.Sprintf("%s %d", prefix, time.Now().UnixNano()%1e9)
+}
