@@ -29,6 +29,8 @@ var (
 	mgrLog  string
 	repo    string
 	manager *localenv.Process
+	// managerBin is the manager built for this run; tests start more replicas of it.
+	managerBin string
 )
 
 func TestMain(m *testing.M) {
@@ -59,6 +61,7 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	managerBin = bin
 	stack, err = localenv.StartStack(ctx, localenv.StackOptions{Dir: dir})
 	if err != nil {
 		return 0, err
