@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
@@ -74,4 +76,8 @@ func kubectlStdin(t *testing.T, stdin string, args ...string) (string, error) {
 	cmd.Stdin = bytes.NewBufferString(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+func findCond(us *uploadsv1.UploadSession, typ string) *metav1.Condition {
+	return meta.FindStatusCondition(us.Status.Conditions, typ)
 }
