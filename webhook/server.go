@@ -19,6 +19,8 @@ type Server struct {
 	Log     logr.Logger
 	// ShutdownGrace bounds how long in-flight requests may finish on stop.
 	ShutdownGrace time.Duration
+	// ReadHeaderTimeout: a client must send its headers within it (default 10s).
+	ReadHeaderTimeout time.Duration
 
 	ready chan string
 }
@@ -29,12 +31,16 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rht := s.ReadHeaderTimeout
+	if rht == 0 {
+		rht = 10 * time.Second
+	}
 	srv := &http.Server{
 		Handler: s.Handler,
 		// Slowloris defence: headers must arrive promptly and idle keep-alive
 		// connections are reaped; bodies are bounded per request by the part
 		// timeout instead of a global ReadTimeout, which would cut large parts.
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: rht,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },

@@ -138,7 +138,8 @@ func run() error {
 	if err := mgr.Add(notifier); err != nil {
 		return err
 	}
-	if err := mgr.Add(&webhook.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), Log: logger.WithName("http")}); err != nil {
+	if err := mgr.Add(&webhook.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), Log: logger.WithName("http"),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ShutdownGrace: cfg.ShutdownGrace}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -42,6 +42,8 @@ type Config struct {
 	SessionTTL        time.Duration
 	SessionRetention  time.Duration
 	ResyncInterval    time.Duration
+	ReadHeaderTimeout time.Duration
+	ShutdownGrace     time.Duration
 
 	AllowedContentTypes []string
 	MaxFileSizeBytes    int64
@@ -86,6 +88,8 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		SessionTTL:           r.duration("SESSION_TTL", time.Hour),
 		SessionRetention:     r.duration("SESSION_RETENTION", 168*time.Hour),
 		ResyncInterval:       r.duration("RESYNC_INTERVAL", 30*time.Second),
+		ReadHeaderTimeout:    r.duration("HTTP_READ_HEADER_TIMEOUT", 10*time.Second),
+		ShutdownGrace:        r.duration("SHUTDOWN_GRACE", 30*time.Second),
 		AllowedContentTypes:  r.list("ALLOWED_CONTENT_TYPES", session.DefaultContentTypes),
 		MaxFileSizeBytes:     r.bytes("MAX_FILE_SIZE_BYTES", 5*session.GiB),
 		PartBufferBudget:     r.bytes("PART_BUFFER_BUDGET_BYTES", 256*session.MiB),

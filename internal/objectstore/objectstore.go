@@ -33,6 +33,8 @@ type Options struct {
 	// DialTimeout bounds connecting to S3 (default 5s); the SDK's 30 s default
 	// would outlive a part's 25 s budget when S3 drops packets instead of refusing.
 	DialTimeout time.Duration
+	// Observer, if set, counts failed attempts (metrics).
+	Observer Observer
 }
 
 // Store is the bucket the operator writes to.
@@ -88,6 +90,7 @@ func New(o Options) *Store {
 		// whole body before sending, and S3 already verifies Content-Length.
 		so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		so.APIOptions = append(so.APIOptions, attemptLogging(o.MaxAttempts, o.Observer))
 	})
 	return &Store{Client: client, Bucket: o.Bucket}
 }

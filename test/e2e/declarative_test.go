@@ -167,6 +167,7 @@ func TestReconcilerTakesOverAStaleLock(t *testing.T) {
 type replica struct {
 	url  string
 	proc *localenv.Process
+	log  string // its JSON log file
 }
 
 // startReplica runs another manager process on the same services.
@@ -200,5 +201,5 @@ func startReplica(t *testing.T, extra map[string]string) replica {
 	if err := p.WaitHTTP(context.Background(), "http://"+addr+"/healthz", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	return replica{url: "http://" + addr, proc: p}
+	return replica{url: "http://" + addr, proc: p, log: logf.Name()}
 }
