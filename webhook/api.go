@@ -39,6 +39,8 @@ type API struct {
 	LimitWindow string
 	// SlugStrategy is SLUG_CONFLICT_STRATEGY, returned as retryStrategy.
 	SlugStrategy string
+	// CORS for browser uploads of parts.
+	CORS CORS
 }
 
 // Handler returns the routed, instrumented handler.
@@ -49,7 +51,8 @@ func (a *API) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /api/mocs/uploads/sessions", a.authed(a.createSession))
 	mux.HandleFunc("GET /api/mocs/uploads/sessions/{sessionId}", a.authed(a.getSession))
-	mux.HandleFunc("PUT /api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}", a.authed(a.putPart))
+	mux.HandleFunc("PUT /api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}", a.CORS.actual(a.authed(a.putPart)))
+	mux.HandleFunc("OPTIONS /api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}", a.CORS.preflight)
 	mux.HandleFunc("POST /api/mocs/uploads/finalize", a.authed(a.finalize))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", nil)

@@ -27,6 +27,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/logging"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
+	"github.com/mocs-dev/upload-operator/internal/ratelimit"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
@@ -122,6 +123,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	rdb, err := ratelimit.NewClient(cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	limiter := &ratelimit.Limiter{Redis: rdb, Prefix: cfg.RedisKeyPrefix, Limit: cfg.FinalizeLimit,
+		Window: cfg.FinalizeWindow, Log: logger.WithName("ratelimit")}
 	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
 	api := &webhook.API{
 		Log:              logger.WithName("api"),
@@ -132,6 +140,8 @@ func run() error {
 		PartTimeout:      cfg.UploadPartTimeout,
 		Notify:           notifier.Notify,
 		SlugStrategy:     cfg.SlugConflictStrategy,
+		CORS:             webhook.CORS{Enabled: cfg.AllowBrowserUploads, Origins: cfg.AllowedUploadOrigins},
+		Limiter:          ratelimit.HTTP{Limiter: limiter},
 		LimitCount:       cfg.FinalizeLimit,
 		LimitWindow:      config.FormatWindow(cfg.FinalizeWindow),
 	}

@@ -1,0 +1,124 @@
+// Package ratelimit limits finalize requests per user with a sliding-window
+// log in Redis: at most Limit requests in any Window, exactly, shared by every
+// replica (gap_10). A GCRA (e.g. redis_rate's PerMinute(10)) admits about 19
+// in the first minute and does not meet "10 in any 60 s"; a log of admission
+// times does. One Lua script makes check-and-record atomic, and Redis's own
+// clock (TIME) is the only clock, so replica clock skew does not matter.
+package ratelimit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mocs-dev/upload-operator/internal/logging"
+)
+
+// script: KEYS[1] the user's log (a sorted set of admission times in µs);
+// ARGV: window (µs), limit, a random member suffix. Returns {allowed, wait µs}.
+var script = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now, now .. '-' .. ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  return {1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tonumber(oldest[2]) + window - now}
+`)
+
+// Limiter is one replica's handle on the shared limit.
+type Limiter struct {
+	Redis  *redis.Client
+	Prefix string // REDIS_KEY_PREFIX
+	Limit  int
+	Window time.Duration
+	Log    logr.Logger
+	// OnFailOpen, if set, counts requests allowed because Redis was unreachable.
+	OnFailOpen func()
+
+	failOpens atomic.Int64
+}
+
+// Decision is the outcome for one request.
+type Decision struct {
+	Allowed bool
+	// RetryAfter is how long until a request may pass again (when refused).
+	RetryAfter time.Duration
+	// FailedOpen: Redis could not be asked; the request was allowed.
+	FailedOpen bool
+}
+
+// NewClient returns a Redis client with short timeouts and no retries, so that
+// a fail-open decision with Redis down costs milliseconds, not seconds.
+func NewClient(url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 250*time.Millisecond, 250*time.Millisecond, 250*time.Millisecond
+	opt.MaxRetries = 0
+	opt.PoolTimeout = 250 * time.Millisecond
+	opt.DialerRetries, opt.DialerRetryTimeout = 1, 10*time.Millisecond
+	redis.SetLogger(quiet{}) // failures are logged once, as our WARN line
+	return redis.NewClient(opt), nil
+}
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+// decisionTimeout bounds one decision whatever Redis does.
+const decisionTimeout = 500 * time.Millisecond
+
+// Key is the Redis key of a user's log.
+func (l *Limiter) Key(user string) string { return l.Prefix + "ratelimit:finalize:" + user }
+
+// Allow records the request if it may pass. Redis unreachable → allowed (the
+// PM's fail-open decision: availability over strictness), logged WARN and counted.
+func (l *Limiter) Allow(ctx context.Context, user string) Decision {
+	suffix := make([]byte, 6)
+	_, _ = rand.Read(suffix)
+	ctx, cancel := context.WithTimeout(ctx, decisionTimeout)
+	defer cancel()
+	res, err := script.Run(ctx, l.Redis, []string{l.Key(user)}, l.Window.Microseconds(), l.Limit, hex.EncodeToString(suffix)).Int64Slice()
+	if err != nil || len(res) != 2 {
+		l.failOpens.Add(1)
+		if l.OnFailOpen != nil {
+			l.OnFailOpen()
+		}
+		logging.Warn(logr.FromContextOrDiscard(ctx).WithValues("user", user), "rate limiter unavailable; allowing the request (fail open)",
+			"error", fmt.Sprint(err))
+		return Decision{Allowed: true, FailedOpen: true}
+	}
+	if res[0] == 1 {
+		return Decision{Allowed: true}
+	}
+	return Decision{RetryAfter: time.Duration(res[1]) * time.Microsecond}
+}
+
+// FailOpens is how many requests were allowed with Redis unreachable.
+func (l *Limiter) FailOpens() int64 { return l.failOpens.Load() }
+
+// HTTP adapts the limiter to the upload API: whole seconds ≥ 1 for Retry-After.
+type HTTP struct{ *Limiter }
+
+// Allow implements webhook.RateLimiter.
+func (h HTTP) Allow(r *http.Request, user string) (bool, int) {
+	d := h.Limiter.Allow(r.Context(), user)
+	if d.Allowed {
+		return true, 0
+	}
+	secs := int((d.RetryAfter + time.Second - 1) / time.Second)
+	return false, max(secs, 1)
+}

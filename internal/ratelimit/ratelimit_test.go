@@ -1,0 +1,191 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mocs-dev/upload-operator/internal/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/localenv"
+)
+
+func redisURL() string {
+	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// newLimiter returns a limiter on the real Redis under a key prefix of this
+// test's own.
+func newLimiter(t *testing.T, url string, limit int, window time.Duration, prefix string) *Limiter {
+	t.Helper()
+	c, err := NewClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if prefix == "" {
+		prefix = "mocupload:" + localenv.RandomName("test") + ":"
+	}
+	return &Limiter{Redis: c, Prefix: prefix, Limit: limit, Window: window}
+}
+
+// RL-HP-001 / RL-ERR-001 (gap_10, edge case "rate limit boundary"): the 10th
+// request in the window is allowed, the 11th refused with the time until the
+// oldest leaves the window.
+func TestRL_HP_001_RL_ERR_001_TenthAllowedEleventhRefused(t *testing.T) {
+	t.Parallel()
+	l := newLimiter(t, redisURL(), 10, time.Minute, "")
+	ctx := context.Background()
+	for i := 1; i <= 10; i++ {
+		if d := l.Allow(ctx, "alice"); !d.Allowed {
+			t.Fatalf("request %d refused", i)
+		}
+	}
+	d := l.Allow(ctx, "alice")
+	if d.Allowed || d.RetryAfter < 59*time.Second || d.RetryAfter > time.Minute {
+		t.Fatalf("11th = %+v, want refused with retryAfter just under 60s", d)
+	}
+	if !l.Allow(ctx, "bob").Allowed {
+		t.Fatal("another user is limited too")
+	}
+	n, err := l.Redis.ZCard(ctx, l.Key("alice")).Result()
+	if err != nil || n != 10 {
+		t.Fatalf("Redis log of alice holds %d entries (%v), want 10", n, err)
+	}
+}
+
+// Allowed again once the oldest request leaves the window, and never more
+// than Limit admitted in any window, across the window edge.
+func TestSlidingWindowHasNoBurstAcrossTheEdge(t *testing.T) {
+	t.Parallel()
+	const window = 2 * time.Second
+	l := newLimiter(t, redisURL(), 10, window, "")
+	ctx := context.Background()
+	var admitted []time.Time
+	try := func() bool {
+		d := l.Allow(ctx, "carol")
+		if d.Allowed {
+			admitted = append(admitted, time.Now())
+		}
+		return d.Allowed
+	}
+	for range 5 {
+		try()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for range 5 {
+		try()
+	}
+	if try() {
+		t.Fatal("11th within the window allowed")
+	}
+	// A fixed-window counter would reset here and admit 10 more; the sliding
+	// log admits only the 5 whose predecessors left the window.
+	time.Sleep(600 * time.Millisecond)
+	got := 0
+	for range 10 {
+		if try() {
+			got++
+		}
+	}
+	if got != 5 {
+		t.Fatalf("after the first 5 left the window, %d admitted, want 5", got)
+	}
+	for i := range admitted {
+		in := 0
+		for _, b := range admitted[i:] {
+			if b.Sub(admitted[i]) < window-50*time.Millisecond { // minus clock slack between Redis and us
+				in++
+			}
+		}
+		if in > 10 {
+			t.Fatalf("%d admitted within one window starting at %d", in, i)
+		}
+	}
+	d := l.Allow(ctx, "carol")
+	if d.Allowed || d.RetryAfter <= 0 || d.RetryAfter > window {
+		t.Fatalf("refusal = %+v", d)
+	}
+	time.Sleep(d.RetryAfter + 20*time.Millisecond)
+	if !l.Allow(ctx, "carol").Allowed {
+		t.Fatal("not allowed again after retryAfter")
+	}
+}
+
+// Two replicas (two limiters, one Redis) share one limit.
+func TestTwoReplicasShareOneLimit(t *testing.T) {
+	t.Parallel()
+	a := newLimiter(t, redisURL(), 10, time.Minute, "")
+	b := newLimiter(t, redisURL(), 10, time.Minute, a.Prefix)
+	ctx := context.Background()
+	var mu sync.Mutex
+	allowed := 0
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := a
+			if i%2 == 1 {
+				l = b
+			}
+			if l.Allow(ctx, "dave").Allowed {
+				mu.Lock()
+				allowed++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if allowed != 10 {
+		t.Fatalf("%d of 30 concurrent requests across two replicas allowed, want exactly 10", allowed)
+	}
+}
+
+// Redis cut off (a real proxy refusing connections): requests are allowed
+// quickly (fail open) and counted.
+func TestRedisDownFailsOpenQuickly(t *testing.T) {
+	t.Parallel()
+	fp := faultproxy.New()
+	defer fp.Close()
+	px, err := fp.Add("redis", "127.0.0.1:6379")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failOpens := 0
+	l := newLimiter(t, fmt.Sprintf("redis://%s/0", px.Addr), 1, time.Minute, "")
+	l.OnFailOpen = func() { failOpens++ }
+	ctx := context.Background()
+	if !l.Allow(ctx, "erin").Allowed || l.Allow(ctx, "erin").Allowed {
+		t.Fatal("limit not working through the proxy")
+	}
+	px.Disable()
+	start := time.Now()
+	for range 3 {
+		if d := l.Allow(ctx, "erin"); !d.Allowed || !d.FailedOpen {
+			t.Fatalf("with Redis down: %+v, want allowed (fail open)", d)
+		}
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("3 fail-open decisions took %s", took)
+	}
+	if failOpens != 3 || l.FailOpens() != 3 {
+		t.Fatalf("fail-opens counted %d/%d, want 3", failOpens, l.FailOpens())
+	}
+	// Stalled instead of refused: still quick.
+	_ = px.Enable()
+	_ = px.AddToxic("stall", "timeout", "upstream", `{"timeout":0}`)
+	_ = px.Cut()
+	start = time.Now()
+	if d := l.Allow(ctx, "erin"); !d.Allowed || !d.FailedOpen {
+		t.Fatalf("with Redis stalled: %+v", d)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("stalled Redis fail-open took %s", took)
+	}
+}
