@@ -165,6 +165,7 @@ func (r *UploadSessionReconciler) blockFinalize(ctx context.Context, us *uploads
 		cur.Phase == uploadsv1.PhaseActive && cur.SuggestedSlug == suggested {
 		return nil // already said
 	}
+	log.FromContext(ctx).Info("finalize blocked", "reason", reason, "message", msg)
 	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, reason, "Finalize", msg)
 	return r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
 		setPhase(st, uploadsv1.PhaseActive, "finalize blocked: "+reason)
@@ -196,6 +197,7 @@ func (r *UploadSessionReconciler) markFinalized(ctx context.Context, us *uploads
 	}); err != nil {
 		return ctrl.Result{}, err
 	}
+	log.FromContext(ctx).Info("session finalized", "mocId", moc.ID.String(), "slug", moc.Slug)
 	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, uploadsv1.ReasonFinalizeSucceeded, "Finalize",
 		"Finalized into MOC %q (%s) with %d file(s)", moc.Slug, moc.ID, len(moc.Files))
 	return ctrl.Result{}, nil

@@ -66,7 +66,14 @@ func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	logger := log.FromContext(ctx).WithValues("sessionId", id.String())
+	// The reconciler's lines for a session carry the correlation id of the
+	// last request that touched it (else the session id), so one id follows a
+	// session from the HTTP request into the reconciler.
+	corr := us.Annotations["uploads.mocs.dev/correlation-id"]
+	if corr == "" {
+		corr = id.String()
+	}
+	logger := log.FromContext(ctx).WithValues("sessionId", id.String(), "correlationId", corr)
 	ctx = log.IntoContext(ctx, logger)
 
 	if !us.DeletionTimestamp.IsZero() {
@@ -152,6 +159,7 @@ func (r *UploadSessionReconciler) reconcilePending(ctx context.Context, us *uplo
 	}); err != nil {
 		return ctrl.Result{}, err
 	}
+	log.FromContext(ctx).Info("session active: S3 multipart uploads created", "fileCount", len(act.Files))
 	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, uploadsv1.ReasonUploadsCreated, "Activate",
 		"Created %d S3 multipart upload(s); session is Active until %s", len(act.Files), act.Session.ExpiresAt.UTC().Format(time.RFC3339))
 	return ctrl.Result{RequeueAfter: time.Until(act.Session.ExpiresAt)}, nil

@@ -32,7 +32,7 @@ type API struct {
 	Now              func() time.Time
 	// Notify pokes a session's custom resource so the reconciler refreshes its
 	// status (progress, finalize); nil in tests that do not need it.
-	Notify func(namespace, name string)
+	Notify func(namespace, name, correlationID string)
 	// Limiter rate-limits finalize per user (admins exempt); nil: no limit.
 	Limiter     RateLimiter
 	LimitCount  int

@@ -55,7 +55,7 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request, u auth.User) {
 	}
 	res, err := a.Uploads.Finalize(ctx, uploads.FinalizeRequest{SessionID: sess.ID, Title: *body.Title, Description: desc})
 	if sess.Namespace != "" && a.Notify != nil {
-		a.Notify(sess.Namespace, sess.Name)
+		a.Notify(sess.Namespace, sess.Name, w.Header().Get(CorrelationHeader))
 	}
 	if err != nil {
 		a.finalizeFailed(w, r, err)

@@ -19,6 +19,10 @@ import (
 // write per session per interval, however many parts arrive.
 const ActivityAnnotation = "uploads.mocs.dev/last-activity"
 
+// CorrelationAnnotation carries the correlation id of the last request that
+// touched the session, so the reconciler's log lines for it carry it too.
+const CorrelationAnnotation = "uploads.mocs.dev/correlation-id"
+
 // Notifier batches activity bumps.
 type Notifier struct {
 	Kube     client.Client
@@ -26,16 +30,16 @@ type Notifier struct {
 	Interval time.Duration
 
 	mu    sync.Mutex
-	dirty map[types.NamespacedName]struct{}
+	dirty map[types.NamespacedName]string // → correlation id
 }
 
 // Notify marks a session's resource for a bump.
-func (n *Notifier) Notify(namespace, name string) {
+func (n *Notifier) Notify(namespace, name, correlationID string) {
 	n.mu.Lock()
 	if n.dirty == nil {
-		n.dirty = map[types.NamespacedName]struct{}{}
+		n.dirty = map[types.NamespacedName]string{}
 	}
-	n.dirty[types.NamespacedName{Namespace: namespace, Name: name}] = struct{}{}
+	n.dirty[types.NamespacedName{Namespace: namespace, Name: name}] = correlationID
 	n.mu.Unlock()
 }
 
@@ -67,8 +71,8 @@ func (n *Notifier) flush(ctx context.Context) {
 	n.dirty = nil
 	n.mu.Unlock()
 	now := time.Now().UTC().Format(time.RFC3339Nano)
-	for key := range batch {
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, ActivityAnnotation, now)
+	for key, corr := range batch {
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`, ActivityAnnotation, now, CorrelationAnnotation, corr)
 		us := &uploadsv1.UploadSession{}
 		us.Namespace, us.Name = key.Namespace, key.Name
 		if err := n.Kube.Patch(ctx, us, client.RawPatch(types.MergePatchType, []byte(patch))); client.IgnoreNotFound(err) != nil {

@@ -101,7 +101,7 @@ func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 		return
 	}
 	if a.Notify != nil && sess.Namespace != "" {
-		a.Notify(sess.Namespace, sess.Name)
+		a.Notify(sess.Namespace, sess.Name, w.Header().Get(CorrelationHeader))
 	}
 	w.Header().Set("ETag", part.ETag)
 	writeJSON(w, http.StatusOK, map[string]any{"partNumber": part.PartNumber, "etag": part.ETag, "sizeBytes": part.SizeBytes})

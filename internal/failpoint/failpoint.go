@@ -22,13 +22,18 @@ var ErrInjected = errors.New("failpoint: injected failure")
 var (
 	mu     sync.RWMutex
 	points = map[string]string{}
+	funcs  = map[string]func() error{}
 )
+
+// EnableFunc arms name with a function run at that point (in-process tests:
+// e.g. cut a real proxy to a server exactly there); its error is returned.
+func EnableFunc(name string, fn func() error) { mu.Lock(); funcs[name] = fn; mu.Unlock() }
 
 // Enable arms name with action "error" or "kill".
 func Enable(name, action string) { mu.Lock(); points[name] = action; mu.Unlock() }
 
 // Disable disarms name.
-func Disable(name string) { mu.Lock(); delete(points, name); mu.Unlock() }
+func Disable(name string) { mu.Lock(); delete(points, name); delete(funcs, name); mu.Unlock() }
 
 // EnableFromEnv arms the failpoints listed in MOCUPLOAD_FAILPOINTS.
 func EnableFromEnv() error {
@@ -50,7 +55,11 @@ func EnableFromEnv() error {
 func Inject(name string) error {
 	mu.RLock()
 	action, ok := points[name]
+	fn := funcs[name]
 	mu.RUnlock()
+	if fn != nil {
+		return fn()
+	}
 	if !ok {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 
+	"github.com/mocs-dev/upload-operator/internal/logging"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
@@ -85,7 +86,9 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 	}
 	log := logr.FromContextOrDiscard(ctx)
 	if !objectstore.ETagShapeOK(etag, 0) {
-		log.Info("unexpected part ETag format from S3", "etag", etag, "expected", `"<32 hex digits>"`)
+		// Stored and returned as S3 gave it all the same: ETags are opaque.
+		logging.Warn(log, "unexpected part ETag format from S3", "sessionId", p.Session.ID.String(),
+			"fileId", p.File.ID.String(), "partNumber", p.PartNumber, "etag", etag, "expected", `"<32 hex digits>"`)
 	}
 	part := store.Part{FileID: p.File.ID, PartNumber: p.PartNumber, ETag: etag, SizeBytes: p.Size}
 	if err := s.DB.UpsertPart(ctx, part); err != nil {
