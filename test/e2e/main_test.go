@@ -96,6 +96,8 @@ func run(m *testing.M) (int, error) {
 	env["STALE_LOCK_AFTER"] = "3s"
 	env["RESYNC_INTERVAL"] = "1s"
 	env["LOG_LEVEL"] = "debug"
+	// Many tests finalize as the same user; the limit itself is tested on replicas of its own.
+	env["FINALIZE_RATE_LIMIT"] = "1000/1m"
 	if manager, err = localenv.StartProcess(bin, env, logf); err != nil {
 		return 0, err
 	}
