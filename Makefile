@@ -18,6 +18,7 @@ export KUBEBUILDER_ASSETS := $(K8S_ASSETS)
 export VERSITYGW_BIN      := $(VERSITYGW)
 
 TEST_TIMEOUT ?= 25m
+FUZZ_TIME    ?= 10s
 
 .PHONY: all
 all: build
@@ -72,6 +73,7 @@ test: tools ## Run every test (unit, envtest, integration) against real services
 	hack/ensure-services.sh
 	go vet ./...
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	go test -run '^$$' -fuzz FuzzParsePartNumber -fuzztime $(FUZZ_TIME) ./webhook
 
 .PHONY: verify-generated
 verify-generated: manifests ## Fail when generated code or manifests differ from what is committed.
