@@ -179,6 +179,7 @@ func startReplica(t *testing.T, extra map[string]string) replica {
 	}
 	env := stack.ManagerEnv(addr)
 	env["ADMIN_GROUPS"] = "system:serviceaccounts:" + adminNamespace
+	env["FINALIZE_RATE_LIMIT"] = "1000/1m" // tests of the limit set their own
 	for k, v := range extra {
 		env[k] = v
 	}
