@@ -82,3 +82,7 @@ verify-generated: manifests ## Fail when generated code or manifests differ from
 .PHONY: help
 help:
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+.PHONY: evidence
+evidence: build ## Run the story's HTTP plan against a running `make dev`; rewrite docs/evidence/STORY-01726.md.
+	go run ./cmd/evidence
