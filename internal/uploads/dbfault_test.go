@@ -73,4 +73,3 @@ func TestPostgresCutOffMidFinalize(t *testing.T) {
 	svc.DB = db
 	assertOneMOC(t, svc, ts)
 }
-
