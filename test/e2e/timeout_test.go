@@ -11,7 +11,7 @@ import (
 // TO-HP-001 / TO-ERR-001 (gap_2): a client trickling its part past
 // UPLOAD_PART_TIMEOUT gets 408 REQUEST_TIMEOUT with elapsedMs and timeoutAt,
 // and no half part is recorded.
-func TestTO_HP_001_TricklingClientGets408(t *testing.T) {
+func TestTO_HP_001_TO_ERR_001_TricklingClientGets408(t *testing.T) {
 	rep := startReplica(t, map[string]string{"UPLOAD_PART_TIMEOUT": "1s", "WATCH_NAMESPACE": "no-such-namespace"})
 	u := createUpload(t, user(t), fileReq{"slow.pdf", pdf, 6 << 20})
 	c := rawPart(t, rep.url, u, 0, 1, "to-hp-001")
