@@ -73,7 +73,7 @@ test: tools ## Run every test (unit, envtest, integration) against real services
 	hack/ensure-services.sh
 	go vet ./...
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
-	go test -run '^$$' -fuzz FuzzParsePartNumber -fuzztime $(FUZZ_TIME) ./webhook
+	go test -run '^$$' -fuzz FuzzParsePartNumber -fuzztime $(FUZZ_TIME) ./internal/session
 
 .PHONY: verify-generated
 verify-generated: manifests ## Fail when generated code or manifests differ from what is committed.

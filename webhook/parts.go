@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,30 +16,12 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
-// ParsePartNumber accepts only a plain decimal integer in [1, 10000]: no sign,
-// no fraction, no exponent, no spaces (S3's own limit; gap_3).
-func ParsePartNumber(s string) (int, bool) {
-	if s == "" || len(s) > 5 {
-		return 0, false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > session.MaxParts {
-		return 0, false
-	}
-	return n, true
-}
-
 // putPart: PUT .../files/{fileId}/parts/{partNumber}. Checks run in the
 // contract's order: auth (done), part number syntax, session and file,
 // session state, part number against the file, length, body.
 func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 	ctx := r.Context()
-	n, ok := ParsePartNumber(r.PathValue("partNumber"))
+	n, ok := session.ParsePartNumber(r.PathValue("partNumber"))
 	if !ok {
 		writeError(w, http.StatusBadRequest, "INVALID_PART_NUMBER", map[string]any{"validRange": []int{1, session.MaxParts}})
 		return

@@ -53,3 +53,22 @@ func ExpectedPartSize(fileSize, partSize int64, n int) int64 {
 	}
 	return fileSize - int64(count-1)*partSize
 }
+
+// ParsePartNumber accepts only a plain decimal integer in [1, 10000]: no sign,
+// no fraction, no exponent, no spaces (S3's own limit; gap_3).
+func ParsePartNumber(s string) (int, bool) {
+	if s == "" || len(s) > 5 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n < 1 || n > MaxParts {
+		return 0, false
+	}
+	return n, true
+}
