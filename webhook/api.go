@@ -149,6 +149,11 @@ func retryAfterSeconds(d time.Duration) int {
 	return max(s, 1)
 }
 
+// s3RetryAfterSeconds is the Retry-After of S3_UNAVAILABLE: the server has
+// already spent its own 3 attempts; a client's backoff (1 s, 2 s, 4 s) covers
+// the rest of a short outage.
+const s3RetryAfterSeconds = 2
+
 func setRetryAfter(w http.ResponseWriter, seconds int) {
 	w.Header().Set("Retry-After", fmt.Sprint(seconds))
 }

@@ -112,7 +112,7 @@ func (a *API) finalizeFailed(w http.ResponseWriter, r *http.Request, err error) 
 			"slug": conflict.Slug, "suggestedSlug": conflict.Suggested, "retryStrategy": a.SlugStrategy,
 		})
 	case errors.As(err, &s3e):
-		setRetryAfter(w, 5)
+		setRetryAfter(w, s3RetryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable, "S3_UNAVAILABLE", map[string]any{"retryable": true})
 	case errors.As(err, &notActive):
 		writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", map[string]any{"status": notActive.Status})

@@ -129,7 +129,7 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 			return
 		}
 		log.Error(err, "S3 retries exhausted")
-		setRetryAfter(w, 5)
+		setRetryAfter(w, s3RetryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable, "S3_UNAVAILABLE", map[string]any{"retryable": true})
 		return
 	}

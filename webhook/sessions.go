@@ -73,7 +73,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 		_ = a.Kube.Delete(context.WithoutCancel(ctx), us)
 		_ = a.Uploads.Discard(context.WithoutCancel(ctx), log, id)
 		if isS3(err) {
-			setRetryAfter(w, 5)
+			setRetryAfter(w, s3RetryAfterSeconds)
 			writeError(w, http.StatusServiceUnavailable, "S3_UNAVAILABLE", map[string]any{"retryable": true})
 			return
 		}

@@ -1,0 +1,184 @@
+// Package client is the Go client of the upload-operator's API: create a
+// session for files on disk, upload their parts with bounded concurrency and
+// the retries the client guide prescribes, resume an interrupted upload
+// (only missing parts are sent), and finalize, handling slug conflicts.
+//
+//	c := client.New("http://upload-operator.mocs:8082", client.StaticToken(token))
+//	moc, err := c.UploadFiles(ctx, "Castle", "", []string{"castle.pdf", "castle.io"})
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TokenSource returns the bearer token for a request.
+type TokenSource func(ctx context.Context) (string, error)
+
+// StaticToken always returns token.
+func StaticToken(token string) TokenSource {
+	return func(context.Context) (string, error) { return token, nil }
+}
+
+// Client talks to one upload API.
+type Client struct {
+	BaseURL string
+	Token   TokenSource
+	HTTP    *http.Client
+	// Concurrency bounds parts in flight (default 4). Memory is at most
+	// Concurrency × one read buffer: parts stream from disk.
+	Concurrency int
+	// MaxRetries after the first attempt (default 3), with exponential backoff
+	// from BaseBackoff (default 1 s), honouring Retry-After on 429/503.
+	MaxRetries  int
+	BaseBackoff time.Duration
+	// RequestTimeout per attempt (default 25 s, the server's part budget).
+	RequestTimeout time.Duration
+	// OnProgress, if set, is called as parts complete (from several goroutines).
+	OnProgress func(Progress)
+	// CorrelationID, if set, is sent with every request.
+	CorrelationID string
+}
+
+// New returns a client with the defaults of the client guide.
+func New(baseURL string, token TokenSource) *Client {
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{}}
+}
+
+func (c *Client) concurrency() int    { return def(c.Concurrency, 4) }
+func (c *Client) maxRetries() int     { return def(c.MaxRetries, 3) }
+func (c *Client) backoff() time.Duration {
+	return time.Duration(def(int64(c.BaseBackoff), int64(time.Second)))
+}
+func (c *Client) timeout() time.Duration {
+	return time.Duration(def(int64(c.RequestTimeout), int64(25*time.Second)))
+}
+
+func def[T int | int64](v, d T) T {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+// APIError is an error answer of the API.
+type APIError struct {
+	Status int
+	Code   string         // the stable "error" code
+	Body   map[string]any // the whole body
+	Header http.Header
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("upload API: %d %s", e.Status, e.Code)
+}
+
+// retryable: timeouts, rate limits, unavailable.
+func (e *APIError) retryable() bool {
+	return e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests ||
+		e.Status == http.StatusServiceUnavailable || e.Status == http.StatusBadGateway || e.Status == http.StatusGatewayTimeout
+}
+
+// IsCode reports whether err is an APIError with the given code.
+func IsCode(err error, code string) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == code
+}
+
+// do sends one request with retries. body is rewound for each attempt.
+func (c *Client) do(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any) error {
+	_, err := c.doStatus(ctx, method, path, body, size, out)
+	return err
+}
+
+// doStatus is do that also returns the final HTTP status.
+func (c *Client) doStatus(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any) (int, error) {
+	var last error
+	for attempt := 0; ; attempt++ {
+		status, err := c.once(ctx, method, path, body, size, out)
+		if err == nil {
+			return status, nil
+		}
+		last = err
+		var ae *APIError
+		isAPI := errors.As(err, &ae)
+		if (isAPI && !ae.retryable()) || ctx.Err() != nil || attempt >= c.maxRetries() {
+			return 0, last
+		}
+		wait := c.backoff() << attempt
+		if isAPI {
+			if ra, err := strconv.Atoi(ae.Header.Get("Retry-After")); err == nil && time.Duration(ra)*time.Second > wait {
+				wait = time.Duration(ra) * time.Second
+			}
+		}
+		wait += time.Duration(rand.Int64N(int64(wait)/5 + 1)) // up to +20 % jitter
+		select {
+		case <-ctx.Done():
+			return 0, last
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		if _, err := body.Seek(0, io.SeekStart); err != nil {
+			return 0, err
+		}
+		rd = io.NopCloser(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	if body != nil {
+		req.ContentLength = size
+	}
+	token, err := c.Token(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("token: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if c.CorrelationID != "" {
+		req.Header.Set("X-Correlation-ID", c.CorrelationID)
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode >= 300 {
+		ae := &APIError{Status: resp.StatusCode, Header: resp.Header}
+		_ = json.Unmarshal(raw, &ae.Body)
+		ae.Code, _ = ae.Body["error"].(string)
+		return resp.StatusCode, ae
+	}
+	if out != nil {
+		return resp.StatusCode, json.Unmarshal(raw, out)
+	}
+	return resp.StatusCode, nil
+}
+
+func jsonBody(v any) (io.ReadSeeker, int64) {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b), int64(len(b))
+}

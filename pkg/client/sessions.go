@@ -1,0 +1,294 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// FileSpec is one file of a new session.
+type FileSpec struct {
+	Name        string `json:"name"`
+	ContentType string `json:"contentType"`
+	SizeBytes   int64  `json:"sizeBytes"`
+}
+
+// Part is a part the server holds.
+type Part struct {
+	PartNumber int    `json:"partNumber"`
+	ETag       string `json:"etag"`
+	SizeBytes  int64  `json:"sizeBytes"`
+}
+
+// File is a file of a session.
+type File struct {
+	FileID    string `json:"fileId"`
+	Name      string `json:"name"`
+	SizeBytes int64  `json:"sizeBytes"`
+	PartCount int    `json:"partCount"`
+	Parts     []Part `json:"parts,omitempty"`
+}
+
+// Session is what the API tells of a session.
+type Session struct {
+	SessionID     string `json:"sessionId"`
+	Status        string `json:"status"`
+	PartSizeBytes int64  `json:"partSizeBytes"`
+	ExpiresAt     string `json:"expiresAt"`
+	Files         []File `json:"files"`
+}
+
+// MOC is a finalized session.
+type MOC struct {
+	MocID string `json:"mocId"`
+	Slug  string `json:"slug"`
+	Title string `json:"title"`
+	Files []struct {
+		FileID    string `json:"fileId"`
+		Name      string `json:"name"`
+		S3Key     string `json:"s3Key"`
+		SizeBytes int64  `json:"sizeBytes"`
+		ETag      string `json:"etag"`
+	} `json:"files"`
+	// Created is false when the session had been finalized before (200).
+	Created bool `json:"-"`
+}
+
+// CreateSession creates a session for files; partSize 0 lets the server choose.
+func (c *Client) CreateSession(ctx context.Context, files []FileSpec, partSize int64) (*Session, error) {
+	req := map[string]any{"files": files}
+	if partSize > 0 {
+		req["partSizeBytes"] = partSize
+	}
+	body, n := jsonBody(req)
+	var s Session
+	if err := c.do(ctx, http.MethodPost, "/api/mocs/uploads/sessions", body, n, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// GetSession reads a session with the parts received so far.
+func (c *Client) GetSession(ctx context.Context, id string) (*Session, error) {
+	var s Session
+	if err := c.do(ctx, http.MethodGet, "/api/mocs/uploads/sessions/"+id, nil, 0, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// SpecsFor describes files on disk (name, size, content type from the extension).
+func SpecsFor(paths []string) ([]FileSpec, error) {
+	specs := make([]FileSpec, len(paths))
+	for i, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("%s: not a regular file", p)
+		}
+		specs[i] = FileSpec{Name: filepath.Base(p), ContentType: ContentType(p), SizeBytes: st.Size()}
+	}
+	return specs, nil
+}
+
+// ContentType guesses a file's media type, knowing the building-instruction formats.
+func ContentType(path string) string {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".pdf":
+		return "application/pdf"
+	case ".io":
+		return "application/x-studio"
+	case ".ldr", ".mpd", ".dat":
+		return "application/x-ldraw"
+	case ".zip":
+		return "application/zip"
+	}
+	if t := mime.TypeByExtension(filepath.Ext(path)); t != "" {
+		t, _, _ = strings.Cut(t, ";")
+		return t
+	}
+	return "application/octet-stream"
+}
+
+// Progress is reported as parts complete.
+type Progress struct {
+	File       string // file name
+	FileBytes  int64  // bytes of this file stored on the server
+	FileSize   int64
+	TotalBytes int64 // all files
+	TotalSize  int64
+	PartsSent  int // parts sent by this call
+	Skipped    bool
+}
+
+// Upload sends every part the server does not have yet, for the files at
+// paths (in session order), with bounded concurrency. It reads parts straight
+// from disk (a section of the file, rewound for retries).
+func (c *Client) Upload(ctx context.Context, sessionID string, paths []string) (sent int, err error) {
+	s, err := c.GetSession(ctx, sessionID)
+	if err != nil {
+		return 0, err
+	}
+	if len(s.Files) != len(paths) {
+		return 0, fmt.Errorf("session %s has %d files, %d given", sessionID, len(s.Files), len(paths))
+	}
+	var totalSize int64
+	var done atomic.Int64
+	fileDone := make([]atomic.Int64, len(s.Files))
+	for i, f := range s.Files {
+		st, err := os.Stat(paths[i])
+		if err != nil {
+			return 0, err
+		}
+		if st.Size() != f.SizeBytes {
+			return 0, fmt.Errorf("%s is %d bytes; the session expects %d for %s", paths[i], st.Size(), f.SizeBytes, f.Name)
+		}
+		totalSize += f.SizeBytes
+		for _, p := range f.Parts {
+			done.Add(p.SizeBytes)
+			fileDone[i].Add(p.SizeBytes)
+		}
+	}
+	var sentN atomic.Int64
+	var mu sync.Mutex
+	report := func(i int, skipped bool) {
+		if c.OnProgress == nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		c.OnProgress(Progress{File: s.Files[i].Name, FileBytes: fileDone[i].Load(), FileSize: s.Files[i].SizeBytes,
+			TotalBytes: done.Load(), TotalSize: totalSize, PartsSent: int(sentN.Load()), Skipped: skipped})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.concurrency())
+	for i, f := range s.Files {
+		have := map[int]bool{}
+		for _, p := range f.Parts {
+			have[p.PartNumber] = true
+		}
+		report(i, len(have) > 0)
+		fh, err := os.Open(paths[i])
+		if err != nil {
+			return 0, err
+		}
+		defer fh.Close()
+		for n := 1; n <= f.PartCount; n++ {
+			if have[n] {
+				continue
+			}
+			off := int64(n-1) * s.PartSizeBytes
+			size := min(s.PartSizeBytes, f.SizeBytes-off)
+			g.Go(func() error {
+				sec := newSection(fh, off, size)
+				path := fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", s.SessionID, f.FileID, n)
+				if err := c.do(gctx, http.MethodPut, path, sec, size, nil); err != nil {
+					return fmt.Errorf("part %d of %s: %w", n, f.Name, err)
+				}
+				done.Add(size)
+				fileDone[i].Add(size)
+				sentN.Add(1)
+				report(i, false)
+				return nil
+			})
+		}
+	}
+	err = g.Wait()
+	return int(sentN.Load()), err
+}
+
+// SlugPolicy says what Finalize does on a slug conflict.
+type SlugPolicy int
+
+const (
+	// FollowServer does what the server's retryStrategy says: AUTO_APPEND
+	// retries with " (N)", PROMPT_USER returns the conflict.
+	FollowServer SlugPolicy = iota
+	// AutoAppend always retries with " (N)".
+	AutoAppend
+	// ReturnConflict always returns the *APIError (code SLUG_CONFLICT) to the caller.
+	ReturnConflict
+)
+
+var trailingN = regexp.MustCompile(`-(\d+)$`)
+
+// Finalize finalizes a session; on a slug conflict it follows policy (the
+// auto-append flow retitles "Castle" to "Castle (1)", the server's suggestion).
+// While another finalize holds the lock it waits and retries.
+func (c *Client) Finalize(ctx context.Context, sessionID, title, description string, policy SlugPolicy) (*MOC, error) {
+	for range 5 {
+		req := map[string]any{"uploadSessionId": sessionID, "title": title}
+		if description != "" {
+			req["description"] = description
+		}
+		body, n := jsonBody(req)
+		var moc MOC
+		status, err := c.doStatus(ctx, http.MethodPost, "/api/mocs/uploads/finalize", body, n, &moc)
+		var ae *APIError
+		switch {
+		case err == nil:
+			moc.Created = status == http.StatusCreated
+			return &moc, nil
+		case errors.As(err, &ae) && ae.Code == "SLUG_CONFLICT":
+			strategy, _ := ae.Body["retryStrategy"].(string)
+			if policy == ReturnConflict || (policy == FollowServer && strategy != "AUTO_APPEND") {
+				return nil, err
+			}
+			suggested, _ := ae.Body["suggestedSlug"].(string)
+			m := trailingN.FindStringSubmatch(suggested)
+			if m == nil {
+				return nil, err
+			}
+			title = fmt.Sprintf("%s (%s)", stripSuffix(title), m[1])
+		case errors.As(err, &ae) && ae.Code == "FINALIZE_IN_PROGRESS":
+			wait := time.Second
+			if ra, ok := ae.Body["retryAfter"].(float64); ok {
+				wait = time.Duration(ra) * time.Second
+			}
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(wait):
+			}
+		default:
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("finalize %s: gave up after 5 slug conflicts or lock waits", sessionID)
+}
+
+var suffixN = regexp.MustCompile(` \(\d+\)$`)
+
+func stripSuffix(title string) string { return suffixN.ReplaceAllString(title, "") }
+
+// UploadFiles creates a session for files on disk, uploads them and finalizes.
+// On error the session id (if one was created) is returned so the caller can
+// resume.
+func (c *Client) UploadFiles(ctx context.Context, title, description string, paths []string, policy SlugPolicy) (string, *MOC, error) {
+	specs, err := SpecsFor(paths)
+	if err != nil {
+		return "", nil, err
+	}
+	s, err := c.CreateSession(ctx, specs, 0)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := c.Upload(ctx, s.SessionID, paths); err != nil {
+		return s.SessionID, nil, err
+	}
+	moc, err := c.Finalize(ctx, s.SessionID, title, description, policy)
+	return s.SessionID, moc, err
+}
