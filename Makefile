@@ -41,6 +41,7 @@ vet:
 build: ## Build the manager and dev environment binaries.
 	go build -o $(BIN)/manager ./cmd/manager
 	go build -o $(BIN)/devenv ./cmd/devenv
+	go build -o $(BIN)/mocupload ./cmd/mocupload
 
 .PHONY: tools
 tools: $(CONTROLLER_GEN) $(VERSITYGW) k8s ## Install every pinned tool into bin/.
