@@ -136,6 +136,20 @@ func TestSampleManifestBecomesActive(t *testing.T) {
 	}
 }
 
+// kubectl explain documents the fields a user writes.
+func TestKubectlExplain(t *testing.T) {
+	out := mustKubectl(t, "explain", "uploadsession.spec")
+	for _, want := range []string{"owner", "files", "partSizeBytes", "finalize", "TokenReview", "10,000 parts"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl explain uploadsession.spec lacks %q:\n%s", want, out)
+		}
+	}
+	out = mustKubectl(t, "explain", "uploadsession.status.conditions")
+	if !strings.Contains(out, "SlugConflict") {
+		t.Errorf("status.conditions doc:\n%s", out)
+	}
+}
+
 // The API server enforces the schema: bad specs never reach the reconciler.
 func TestCRDValidation(t *testing.T) {
 	cases := []struct {
