@@ -196,3 +196,19 @@ func TestCLIInterruptAndResume(t *testing.T) {
 		t.Fatalf("resume did not finalize:\n%s", out)
 	}
 }
+
+// --service-account NS/NAME: the CLI requests a token through the kubeconfig.
+func TestCLIServiceAccountTokenThroughKubeconfig(t *testing.T) {
+	acct := user(t) // makes sure default/dev-user exists
+	u := createUpload(t, acct, fileReq{"sa.pdf", pdf, 10})
+	cmd := exec.Command(mocupload(t), "--service-account", "default/dev-user", "--output", "json", "status", u.id)
+	cmd.Env = append(os.Environ(), "UPLOAD_API="+apiURL, "KUBECONFIG="+stack.Kubeconfig, "MOCUPLOAD_TOKEN=", "DEV_USER_TOKEN=")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var s map[string]any
+	if err := json.Unmarshal(out, &s); err != nil || s["sessionId"] != u.id || s["status"] != "active" {
+		t.Fatalf("status as the ServiceAccount: %s", out)
+	}
+}
