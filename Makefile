@@ -87,3 +87,9 @@ help:
 .PHONY: evidence
 evidence: build ## Run the story's HTTP plan against a running `make dev`; rewrite docs/evidence/STORY-01726.md.
 	go run ./cmd/evidence
+
+.PHONY: bench
+bench: tools ## Measure the operator against direct S3; rewrite docs/benchmarks.md and docs/benchmarks.png.
+	hack/ensure-services.sh
+	go run ./cmd/bench
+	go test -run '^$$' -bench . -benchtime 2000x ./internal/... ./webhook/ | tee bin/go-bench.txt

@@ -98,17 +98,21 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (_ Finalize
 	if err != nil {
 		return res, &InternalError{Err: err}
 	}
+	s3Start := s.Now()
 	plans, err := s.planCompletion(ctx, log, sess, files)
 	if err != nil {
 		return res, err
 	}
+	s3Time := s.Now().Sub(s3Start)
 	slug := session.Slug(req.Title)
 	if err := s.checkSlug(ctx, sess.UserID, req.Title, slug); err != nil {
 		return res, err
 	}
+	completeStart := s.Now()
 	if err := s.completeUploads(ctx, log, plans); err != nil {
 		return res, err
 	}
+	s3Time += s.Now().Sub(completeStart)
 
 	moc := store.MOC{
 		ID: uuid.NewSHA1(req.SessionID, []byte("moc")), UserID: sess.UserID, UploadSessionID: req.SessionID,
@@ -122,6 +126,7 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (_ Finalize
 		})
 		total += p.file.SizeBytes
 	}
+	txStart := s.Now()
 	if err := s.commit(ctx, log, moc, lock.Token); err != nil {
 		if errors.Is(err, store.ErrAlreadyFinalized) {
 			committed = true
@@ -141,7 +146,8 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (_ Finalize
 		return res, &InternalError{Err: err}
 	}
 	log.Info("finalize succeeded", "mocId", moc.ID.String(), "slug", slug, "fileCount", len(moc.Files),
-		"totalSizeBytes", total, "durationMs", s.Now().Sub(start).Milliseconds(), "tookOverStaleLock", res.TookOver)
+		"totalSizeBytes", total, "durationMs", s.Now().Sub(start).Milliseconds(), "tookOverStaleLock", res.TookOver,
+		"s3Ms", float64(s3Time.Microseconds())/1000, "txMs", float64(s.Now().Sub(txStart).Microseconds())/1000)
 	res.MOC, res.Created = moc, true
 	return res, nil
 }

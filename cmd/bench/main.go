@@ -1,0 +1,537 @@
+// Command bench is `make bench`: it starts its own services (as the tests do)
+// and measures the operator against the direct-to-S3 limit, then rewrites
+// docs/benchmarks.md and docs/benchmarks.png. See docs/benchmarks.md.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/uuid"
+	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/ratelimit"
+	"github.com/mocs-dev/upload-operator/internal/session"
+)
+
+var (
+	quick    = flag.Bool("quick", false, "smaller data (for a smoke run), not for the document")
+	totalMiB = flag.Int("total-mib", 1024, "bytes per throughput run, MiB")
+)
+
+type bench struct {
+	ctx    context.Context
+	st     *localenv.Stack
+	bin    string
+	dir    string
+	token  string
+	owner  string
+	k8s    ctrlclient.Client
+	report strings.Builder
+}
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "make bench:", err)
+		os.Exit(1)
+	}
+}
+
+func say(f string, a ...any) { fmt.Fprintf(os.Stderr, "==> "+f+"\n", a...) }
+
+func run() error {
+	ctx := context.Background()
+	root, err := localenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "mocupload-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	b := &bench{ctx: ctx, dir: dir}
+	say("building the manager")
+	if b.bin, err = localenv.BuildManager(ctx, dir); err != nil {
+		return err
+	}
+	say("starting control plane, versitygw, database")
+	if b.st, err = localenv.StartStack(ctx, localenv.StackOptions{Dir: dir}); err != nil {
+		return err
+	}
+	defer b.st.Stop()
+	if err := b.account(); err != nil {
+		return err
+	}
+	scheme := k8sruntime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = uploadsv1.AddToScheme(scheme)
+	if b.k8s, err = ctrlclient.New(b.st.Kube.Config, ctrlclient.Options{Scheme: scheme}); err != nil {
+		return err
+	}
+	res := &results{}
+	if err := b.throughput(res); err != nil {
+		return err
+	}
+	if err := b.finalizeLatency(res); err != nil {
+		return err
+	}
+	if err := b.reconcileThroughput(res); err != nil {
+		return err
+	}
+	if err := b.authLatency(res); err != nil {
+		return err
+	}
+	if *quick {
+		fmt.Println(res.markdown())
+		return nil
+	}
+	if err := res.plot(filepath.Join(root, "docs", "benchmarks.png")); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(root, "docs", "benchmarks.md"), []byte(res.markdown()), 0o644)
+}
+
+func (b *bench) account() error {
+	cs, err := kubernetes.NewForConfig(b.st.Kube.Config)
+	if err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().ServiceAccounts("default").Create(b.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	exp := int64(7200)
+	tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(b.ctx, "bench", &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	b.token, b.owner = tr.Status.Token, "system:serviceaccount:default:bench"
+	return nil
+}
+
+// manager runs a fresh manager process (fresh, so its peak RSS is its own).
+type manager struct {
+	url, metrics, log string
+	proc              *localenv.Process
+}
+
+func (b *bench) manager(extra map[string]string) (*manager, error) {
+	addr, _ := localenv.FreeAddr()
+	maddr, _ := localenv.FreeAddr()
+	env := b.st.ManagerEnv(addr)
+	env["METRICS_ADDR"] = maddr
+	env["LOG_LEVEL"] = "info"
+	env["FINALIZE_RATE_LIMIT"] = "100000/1m"
+	env["SPILL_DIR"] = filepath.Join(b.dir, "spill")
+	for k, v := range extra {
+		env[k] = v
+	}
+	m := &manager{url: "http://" + addr, metrics: "http://" + maddr + "/metrics", log: filepath.Join(b.dir, fmt.Sprintf("manager-%d.log", time.Now().UnixNano()))}
+	f, err := os.Create(m.log)
+	if err != nil {
+		return nil, err
+	}
+	if m.proc, err = localenv.StartProcess(b.bin, env, f); err != nil {
+		return nil, err
+	}
+	return m, m.proc.WaitHTTP(b.ctx, m.url+"/healthz", time.Minute)
+}
+
+func (m *manager) stop() { _ = m.proc.Stop(20 * time.Second) }
+
+// peakRSS is VmHWM of the process, in bytes.
+func (m *manager) peakRSS() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.proc.Cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func (b *bench) call(method, url string, body io.Reader, size int64, out any) (int, error) {
+	req, _ := http.NewRequestWithContext(b.ctx, method, url, body)
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	if size >= 0 && body != nil {
+		req.ContentLength = size
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, raw)
+	}
+	if out != nil {
+		return resp.StatusCode, json.Unmarshal(raw, out)
+	}
+	return resp.StatusCode, nil
+}
+
+type created struct {
+	SessionID     string `json:"sessionId"`
+	PartSizeBytes int64  `json:"partSizeBytes"`
+	Files         []struct {
+		FileID    string `json:"fileId"`
+		PartCount int    `json:"partCount"`
+		SizeBytes int64  `json:"sizeBytes"`
+	} `json:"files"`
+}
+
+func (b *bench) createSession(api string, sizes []int64, partSize int64) (*created, error) {
+	var files []map[string]any
+	for i, s := range sizes {
+		files = append(files, map[string]any{"name": fmt.Sprintf("f%d.pdf", i), "contentType": "application/pdf", "sizeBytes": s})
+	}
+	req := map[string]any{"files": files}
+	if partSize > 0 {
+		req["partSizeBytes"] = partSize
+	}
+	body, _ := json.Marshal(req)
+	var c created
+	_, err := b.call("POST", api+"/api/mocs/uploads/sessions", bytes.NewReader(body), int64(len(body)), &c)
+	return &c, err
+}
+
+// parallel runs n jobs with the given concurrency.
+func parallel(conc, n int, job func(i int) error) error {
+	var next atomic.Int64
+	var firstErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := job(i); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+type tpRun struct {
+	PartMiB, Concurrency int
+	OperatorMBs          []float64
+	DirectMBs            []float64
+	PeakRSS              int64
+}
+
+// throughput: 1 GiB in parts through the part endpoint vs UploadPart straight
+// to the same versitygw, same data, same part size, same concurrency.
+func (b *bench) throughput(res *results) error {
+	configs := []struct{ partMiB, conc int }{{16, 1}, {16, 4}, {16, 16}, {8, 64}}
+	reps := 3
+	if *quick {
+		reps = 1
+	}
+	total := int64(*totalMiB) << 20
+	s3c := b.st.S3.Client()
+	for _, cfg := range configs {
+		part := int64(cfg.partMiB) << 20
+		n := int(total / part)
+		data := make([]byte, part)
+		_, _ = rand.Read(data)
+		run := tpRun{PartMiB: cfg.partMiB, Concurrency: cfg.conc}
+		m, err := b.manager(nil)
+		if err != nil {
+			return err
+		}
+		for r := 0; r < reps; r++ {
+			// Operator.
+			c, err := b.createSession(m.url, []int64{total}, part)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			err = parallel(cfg.conc, n, func(i int) error {
+				url := fmt.Sprintf("%s/api/mocs/uploads/sessions/%s/files/%s/parts/%d", m.url, c.SessionID, c.Files[0].FileID, i+1)
+				_, err := b.call("PUT", url, bytes.NewReader(data), part, nil)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			run.OperatorMBs = append(run.OperatorMBs, float64(total)/1e6/time.Since(start).Seconds())
+			_, _ = s3c.AbortAll(b.ctx, session.SessionPrefix(uuid.MustParse(c.SessionID)))
+
+			// Direct.
+			key := "bench/direct-" + uuid.NewString()
+			up, err := s3c.CreateMultipartUpload(b.ctx, key, "application/pdf")
+			if err != nil {
+				return err
+			}
+			start = time.Now()
+			err = parallel(cfg.conc, n, func(i int) error {
+				_, err := s3c.Client.UploadPart(b.ctx, &s3.UploadPartInput{Bucket: &b.st.S3.Bucket, Key: &key, UploadId: &up,
+					PartNumber: aws.Int32(int32(i + 1)), Body: bytes.NewReader(data), ContentLength: aws.Int64(part)})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			run.DirectMBs = append(run.DirectMBs, float64(total)/1e6/time.Since(start).Seconds())
+			_ = s3c.AbortMultipartUpload(b.ctx, key, up)
+			say("throughput %d MiB × c%d run %d: operator %.0f MB/s, direct %.0f MB/s", cfg.partMiB, cfg.conc, r+1,
+				run.OperatorMBs[r], run.DirectMBs[r])
+		}
+		run.PeakRSS = m.peakRSS()
+		m.stop()
+		res.Throughput = append(res.Throughput, run)
+	}
+	return nil
+}
+
+type latency struct {
+	Name        string
+	TotalMs     []float64
+	S3Ms, TxMs  []float64
+	Files, Part int
+}
+
+// finalizeLatency: 20 files × 3 parts, and 1 file × 200 parts (5 MiB parts),
+// at least 5 runs each; the split comes from the finalize log line.
+func (b *bench) finalizeLatency(res *results) error {
+	m, err := b.manager(nil)
+	if err != nil {
+		return err
+	}
+	defer m.stop()
+	part := int64(5 << 20)
+	runs := 5
+	cases := []struct {
+		name         string
+		files, parts int
+	}{{"20 files × 3 parts", 20, 3}, {"1 file × 200 parts", 1, 200}}
+	if *quick {
+		cases[1].parts = 20
+		runs = 2
+	}
+	data := make([]byte, part)
+	_, _ = rand.Read(data)
+	for _, cs := range cases {
+		l := latency{Name: cs.name, Files: cs.files, Part: cs.parts}
+		for r := 0; r < runs; r++ {
+			sizes := make([]int64, cs.files)
+			for i := range sizes {
+				sizes[i] = int64(cs.parts) * part
+			}
+			c, err := b.createSession(m.url, sizes, part)
+			if err != nil {
+				return err
+			}
+			type job struct{ file, n int }
+			var jobs []job
+			for f := range c.Files {
+				for n := 1; n <= cs.parts; n++ {
+					jobs = append(jobs, job{f, n})
+				}
+			}
+			if err := parallel(8, len(jobs), func(i int) error {
+				j := jobs[i]
+				url := fmt.Sprintf("%s/api/mocs/uploads/sessions/%s/files/%s/parts/%d", m.url, c.SessionID, c.Files[j.file].FileID, j.n)
+				_, err := b.call("PUT", url, bytes.NewReader(data), part, nil)
+				return err
+			}); err != nil {
+				return err
+			}
+			body := fmt.Sprintf(`{"uploadSessionId":%q,"title":"bench %s"}`, c.SessionID, uuid.NewString())
+			start := time.Now()
+			if _, err := b.call("POST", m.url+"/api/mocs/uploads/finalize", strings.NewReader(body), int64(len(body)), nil); err != nil {
+				return err
+			}
+			l.TotalMs = append(l.TotalMs, float64(time.Since(start).Microseconds())/1000)
+			s3ms, txms := finalizeSplit(m.log, c.SessionID)
+			l.S3Ms, l.TxMs = append(l.S3Ms, s3ms), append(l.TxMs, txms)
+			say("finalize %s run %d: %.1f ms (S3 %.1f, transaction %.1f)", cs.name, r+1, l.TotalMs[r], s3ms, txms)
+		}
+		res.Finalize = append(res.Finalize, l)
+	}
+	return nil
+}
+
+func finalizeSplit(logPath, sessionID string) (float64, float64) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "finalize succeeded" && m["sessionId"] == sessionID {
+			s3, _ := m["s3Ms"].(float64)
+			tx, _ := m["txMs"].(float64)
+			return s3, tx
+		}
+	}
+	return 0, 0
+}
+
+// reconcileThroughput: 1,000 UploadSessions applied as manifests → all Active.
+func (b *bench) reconcileThroughput(res *results) error {
+	m, err := b.manager(map[string]string{"RESYNC_INTERVAL": "10m"})
+	if err != nil {
+		return err
+	}
+	defer m.stop()
+	n := 1000
+	if *quick {
+		n = 100
+	}
+	before := apiRequests(m.metrics)
+	start := time.Now()
+	if err := parallel(32, n, func(i int) error {
+		us := &uploadsv1.UploadSession{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%04d", i), Namespace: "default"},
+			Spec: uploadsv1.UploadSessionSpec{Owner: b.owner, Files: []uploadsv1.FileSpec{
+				{Name: "i.pdf", ContentType: "application/pdf", SizeBytes: 1 << 20}}},
+		}
+		return b.k8s.Create(b.ctx, us)
+	}); err != nil {
+		return err
+	}
+	applied := time.Since(start)
+	for {
+		var list uploadsv1.UploadSessionList
+		if err := b.k8s.List(b.ctx, &list, ctrlclient.InNamespace("default")); err != nil {
+			return err
+		}
+		active := 0
+		for _, us := range list.Items {
+			if strings.HasPrefix(us.Name, "bench-") && us.Status.Phase == uploadsv1.PhaseActive {
+				active++
+			}
+		}
+		if active == n {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			return fmt.Errorf("only %d of %d sessions Active after 10 minutes", active, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	res.Reconcile = reconcileResult{Sessions: n, Seconds: time.Since(start).Seconds(), ApplySeconds: applied.Seconds(),
+		APIRequests: apiRequests(m.metrics) - before}
+	say("reconcile: %d sessions Active in %.1f s (%d API requests by the operator)", n, res.Reconcile.Seconds, res.Reconcile.APIRequests)
+	return nil
+}
+
+// apiRequests sums client-go's rest_client_requests_total of the manager.
+func apiRequests(metricsURL string) int64 {
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "rest_client_requests_total{") {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			total += v
+		}
+	}
+	return int64(total)
+}
+
+// authLatency: a GET of a session (auth + one read) with the TokenReview cache
+// warm, and with it effectively off (1 ns TTL: every request asks the API server).
+func (b *bench) authLatency(res *results) error {
+	for _, c := range []struct {
+		name, ttl string
+	}{{"TokenReview cache on (30s)", "30s"}, {"TokenReview cache off", "1ns"}} {
+		m, err := b.manager(map[string]string{"AUTH_CACHE_TTL": c.ttl})
+		if err != nil {
+			return err
+		}
+		s, err := b.createSession(m.url, []int64{10}, 0)
+		if err != nil {
+			return err
+		}
+		var ms []float64
+		for i := 0; i < 300; i++ {
+			start := time.Now()
+			if _, err := b.call("GET", m.url+"/api/mocs/uploads/sessions/"+s.SessionID, nil, -1, nil); err != nil {
+				return err
+			}
+			ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+		}
+		m.stop()
+		res.Auth = append(res.Auth, authResult{Name: c.name, Ms: ms[20:]})
+		say("auth %s: median %.2f ms", c.name, median(ms[20:]))
+	}
+	rdb, err := ratelimit.NewClient(b.st.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	l := &ratelimit.Limiter{Redis: rdb, Prefix: b.st.RedisKeyPrefix + "bench:", Limit: 1 << 30, Window: time.Minute}
+	for i := 0; i < 2000; i++ {
+		start := time.Now()
+		l.Allow(b.ctx, "bench")
+		res.RateLimit = append(res.RateLimit, float64(time.Since(start).Microseconds())/1000)
+	}
+	return nil
+}
+
+func median(xs []float64) float64 { return percentile(xs, 50) }
+
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	i := int(float64(len(s)-1) * p / 100)
+	return s[i]
+}
