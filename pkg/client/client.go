@@ -54,8 +54,8 @@ func New(baseURL string, token TokenSource) *Client {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{}}
 }
 
-func (c *Client) concurrency() int    { return def(c.Concurrency, 4) }
-func (c *Client) maxRetries() int     { return def(c.MaxRetries, 3) }
+func (c *Client) concurrency() int { return def(c.Concurrency, 4) }
+func (c *Client) maxRetries() int  { return def(c.MaxRetries, 3) }
 func (c *Client) backoff() time.Duration {
 	return time.Duration(def(int64(c.BaseBackoff), int64(time.Second)))
 }
