@@ -42,6 +42,8 @@ import (
 var (
 	quick    = flag.Bool("quick", false, "smaller data (for a smoke run), not for the document")
 	totalMiB = flag.Int("total-mib", 1024, "bytes per throughput run, MiB")
+	conc64   = flag.Bool("c64", false, "throughput: only the 8 MiB × 64 configuration")
+	only     = flag.String("only", "", "run only this part: throughput (a, b), finalize, reconcile, auth")
 )
 
 type bench struct {
@@ -96,19 +98,19 @@ func run() error {
 		return err
 	}
 	res := &results{}
-	if err := b.throughput(res); err != nil {
-		return err
+	for _, part := range []struct {
+		name string
+		fn   func(*results) error
+	}{{"throughput", b.throughput}, {"finalize", b.finalizeLatency}, {"reconcile", b.reconcileThroughput}, {"auth", b.authLatency}} {
+		if *only != "" && *only != part.name {
+			continue
+		}
+		if err := part.fn(res); err != nil {
+			return err
+		}
 	}
-	if err := b.finalizeLatency(res); err != nil {
-		return err
-	}
-	if err := b.reconcileThroughput(res); err != nil {
-		return err
-	}
-	if err := b.authLatency(res); err != nil {
-		return err
-	}
-	if *quick {
+	if *quick || *only != "" {
+		say("partial run (-quick or -only): docs/benchmarks.md not rewritten")
 		fmt.Println(res.markdown())
 		return nil
 	}
@@ -267,6 +269,9 @@ type tpRun struct {
 // to the same versitygw, same data, same part size, same concurrency.
 func (b *bench) throughput(res *results) error {
 	configs := []struct{ partMiB, conc int }{{16, 1}, {16, 4}, {16, 16}, {8, 64}}
+	if *conc64 {
+		configs = configs[3:]
+	}
 	reps := 3
 	if *quick {
 		reps = 1
@@ -322,6 +327,7 @@ func (b *bench) throughput(res *results) error {
 				run.OperatorMBs[r], run.DirectMBs[r])
 		}
 		run.PeakRSS = m.peakRSS()
+		say("peak RSS of the operator over %d MiB × c%d: %.0f MiB", cfg.partMiB, cfg.conc, float64(run.PeakRSS)/(1<<20))
 		m.stop()
 		res.Throughput = append(res.Throughput, run)
 	}

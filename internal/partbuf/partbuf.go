@@ -25,10 +25,15 @@ type Pool struct {
 	budget   int64
 	sem      *semaphore.Weighted
 	spillDir string
-	slabs    sync.Pool // *[]byte, reused between parts of similar size
 
 	mu      sync.Mutex
 	spilled int64 // parts spilled so far (for metrics and tests)
+	// Free slabs by size, reused between parts. Slabs in use plus free slabs
+	// never exceed the budget, so the buffers' memory is bounded by the budget
+	// itself, not by the budget plus whatever a pool or the GC holds on to.
+	free      map[int64][]*[]byte
+	freeBytes int64
+	inUse     int64
 }
 
 // New returns a pool with the given memory budget (bytes) and spill directory.
@@ -99,15 +104,41 @@ func readErr(err error, n int, size int64) error {
 }
 
 func (p *Pool) slab(size int64) *[]byte {
-	if v, ok := p.slabs.Get().(*[]byte); ok && int64(cap(*v)) >= size && int64(cap(*v)) <= 2*size {
-		*v = (*v)[:cap(*v)]
-		return v
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inUse += size
+	if list := p.free[size]; len(list) > 0 {
+		b := list[len(list)-1]
+		p.free[size] = list[:len(list)-1]
+		p.freeBytes -= size
+		return b
+	}
+	// Make room: drop free slabs of other sizes until a new one fits the budget.
+	for sz, list := range p.free {
+		for len(list) > 0 && p.freeBytes+p.inUse > p.budget {
+			list = list[:len(list)-1]
+			p.freeBytes -= sz
+		}
+		p.free[sz] = list
 	}
 	b := make([]byte, size)
 	return &b
 }
 
-func (p *Pool) putSlab(b *[]byte) { p.slabs.Put(b) }
+func (p *Pool) putSlab(b *[]byte) {
+	size := int64(len(*b))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inUse -= size
+	if p.freeBytes+size+p.inUse > p.budget {
+		return // let the GC have it
+	}
+	if p.free == nil {
+		p.free = map[int64][]*[]byte{}
+	}
+	p.free[size] = append(p.free[size], b)
+	p.freeBytes += size
+}
 
 type memBuffer struct {
 	*bytes.Reader
