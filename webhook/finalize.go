@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/metrics"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
@@ -29,6 +30,7 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request, u auth.User) {
 	ctx := r.Context()
 	if a.Limiter != nil && !u.Admin {
 		if ok, retry := a.Limiter.Allow(r, u.Name); !ok {
+			metrics.RateLimitRefusals.Inc()
 			setRetryAfter(w, retry)
 			writeError(w, http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED", map[string]any{
 				"retryAfter": retry, "limit": a.LimitCount, "window": a.LimitWindow,

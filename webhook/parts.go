@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/metrics"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
@@ -79,8 +80,12 @@ func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 	})
 	if err != nil {
 		a.partFailed(w, r, err, arrival, timeoutAt)
+		metrics.PartDuration.WithLabelValues("error").Observe(a.now().Sub(arrival).Seconds())
 		return
 	}
+	metrics.PartsReceived.Inc()
+	metrics.PartBytes.Add(float64(part.SizeBytes))
+	metrics.PartDuration.WithLabelValues("ok").Observe(a.now().Sub(arrival).Seconds())
 	if a.Notify != nil && sess.Namespace != "" {
 		a.Notify(sess.Namespace, sess.Name, w.Header().Get(CorrelationHeader))
 	}

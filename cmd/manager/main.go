@@ -26,6 +26,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/config"
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/logging"
+	"github.com/mocs-dev/upload-operator/internal/metrics"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/ratelimit"
@@ -73,6 +74,7 @@ func run() error {
 	s3 := objectstore.New(objectstore.Options{
 		Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, Bucket: cfg.S3Bucket,
 		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey,
+		Observer: metrics.S3Observer{},
 	})
 	if err := s3.HeadBucket(startCtx); err != nil {
 		setupLog.Error(err, "S3 bucket not reachable at start; readiness will report it")
@@ -137,7 +139,7 @@ func run() error {
 	}
 	defer rdb.Close()
 	limiter := &ratelimit.Limiter{Redis: rdb, Prefix: cfg.RedisKeyPrefix, Limit: cfg.FinalizeLimit,
-		Window: cfg.FinalizeWindow, Log: logger.WithName("ratelimit")}
+		Window: cfg.FinalizeWindow, Log: logger.WithName("ratelimit"), OnFailOpen: metrics.RateLimitFailOpens.Inc}
 	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
 	api := &webhook.API{
 		Log:              logger.WithName("api"),
@@ -152,6 +154,9 @@ func run() error {
 		Limiter:          ratelimit.HTTP{Limiter: limiter},
 		LimitCount:       cfg.FinalizeLimit,
 		LimitWindow:      config.FormatWindow(cfg.FinalizeWindow),
+	}
+	if err := mgr.Add(&controllers.PhaseGauge{Client: mgr.GetClient()}); err != nil {
+		return err
 	}
 	if err := mgr.Add(notifier); err != nil {
 		return err

@@ -44,7 +44,7 @@ func attemptLogging(maxAttempts int, obs Observer) func(*middleware.Stack) error
 				}
 				op := awsmiddleware.GetOperationName(ctx)
 				willRetry := attempt < maxAttempts && !IsClientError(err)
-				if obs != nil {
+				if obs != nil && !IsClientError(err) {
 					obs.S3AttemptFailed(op, attempt, willRetry)
 				}
 				if willRetry {

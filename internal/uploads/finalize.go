@@ -12,6 +12,7 @@ import (
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/logging"
+	"github.com/mocs-dev/upload-operator/internal/metrics"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
@@ -44,7 +45,8 @@ type FinalizeResult struct {
 // moc_files and upload_sessions in one READ COMMITTED transaction. Every step
 // is idempotent, so a finalize interrupted anywhere is finished by the next one
 // once the lock is stale.
-func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (_ FinalizeResult, err error) {
+func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (res0 FinalizeResult, err error) {
+	defer func() { metrics.Finalizes.WithLabelValues(outcome(res0, err)).Inc() }()
 	start := s.Now()
 	log := logr.FromContextOrDiscard(ctx).WithValues("sessionId", req.SessionID.String())
 	sess, err := s.DB.GetSession(ctx, req.SessionID)
@@ -79,6 +81,7 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (_ Finalize
 	}
 	res := FinalizeResult{TookOver: lock.Previous != nil}
 	if lock.Previous != nil {
+		metrics.StaleLockRecoveries.Inc()
 		logging.Warn(log, "stale lock recovered", "previousLockAt", lock.Previous.UTC().Format(time.RFC3339Nano),
 			"lockAgeMs", now.Sub(*lock.Previous).Milliseconds(), "staleLockAfter", s.staleAfter().String())
 	}
@@ -381,4 +384,33 @@ func (s *Service) commit(ctx context.Context, log logr.Logger, moc store.MOC, to
 		log.Error(err, "finalize transaction failed; rolled back")
 		return &InternalError{Err: err}
 	}
+}
+
+// outcome names a finalize result for mocupload_finalize_total.
+func outcome(res FinalizeResult, err error) string {
+	var (
+		ip  *InProgressError
+		inc *IncompleteError
+		sc  *SlugConflictError
+		s3e *S3Error
+	)
+	switch {
+	case err == nil && res.Created:
+		return "created"
+	case err == nil:
+		return "replayed"
+	case errors.As(err, &ip):
+		return "in_progress"
+	case errors.As(err, &inc):
+		return "incomplete"
+	case errors.As(err, &sc):
+		return "slug_conflict"
+	case errors.As(err, &s3e):
+		return "s3_unavailable"
+	case errors.Is(err, ErrExpired):
+		return "expired"
+	case errors.Is(err, ErrSessionNotFound):
+		return "not_found"
+	}
+	return "error"
 }

@@ -165,9 +165,10 @@ func TestReconcilerTakesOverAStaleLock(t *testing.T) {
 }
 
 type replica struct {
-	url  string
-	proc *localenv.Process
-	log  string // its JSON log file
+	url     string
+	proc    *localenv.Process
+	log     string // its JSON log file
+	metrics string // its /metrics
 }
 
 // startReplica runs another manager process on the same services.
@@ -180,6 +181,11 @@ func startReplica(t *testing.T, extra map[string]string) replica {
 	env := stack.ManagerEnv(addr)
 	env["ADMIN_GROUPS"] = "system:serviceaccounts:" + adminNamespace
 	env["FINALIZE_RATE_LIMIT"] = "1000/1m" // tests of the limit set their own
+	maddr, err := localenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env["METRICS_ADDR"] = maddr
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -202,5 +208,5 @@ func startReplica(t *testing.T, extra map[string]string) replica {
 	if err := p.WaitHTTP(context.Background(), "http://"+addr+"/healthz", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	return replica{url: "http://" + addr, proc: p, log: logf.Name()}
+	return replica{url: "http://" + addr, proc: p, log: logf.Name(), metrics: "http://" + maddr + "/metrics"}
 }

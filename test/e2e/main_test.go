@@ -31,6 +31,8 @@ var (
 	manager *localenv.Process
 	// managerBin is the manager built for this run; tests start more replicas of it.
 	managerBin string
+	// metricsURL is the main manager's /metrics.
+	metricsURL string
 )
 
 func TestMain(m *testing.M) {
@@ -91,6 +93,12 @@ func run(m *testing.M) (int, error) {
 	}
 	defer logf.Close()
 	env := stack.ManagerEnv(addr)
+	maddr, err := localenv.FreeAddr()
+	if err != nil {
+		return 0, err
+	}
+	env["METRICS_ADDR"] = maddr
+	metricsURL = "http://" + maddr + "/metrics"
 	env["SESSION_TTL"] = "1h"
 	env["ADMIN_GROUPS"] = "system:serviceaccounts:" + adminNamespace
 	env["STALE_LOCK_AFTER"] = "3s"
