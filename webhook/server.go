@@ -7,6 +7,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -23,6 +25,28 @@ type Server struct {
 	ReadHeaderTimeout time.Duration
 
 	ready chan string
+
+	draining atomic.Bool
+	inflight sync.WaitGroup
+}
+
+// Draining reports whether the server is shutting down (a readiness check).
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// drain answers new requests 503 SHUTTING_DOWN while the server drains and
+// tracks the requests in flight, so none is cut off mid-part.
+func (s *Server) drain(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusServiceUnavailable, "SHUTTING_DOWN", map[string]any{"retryable": true})
+			return
+		}
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Start serves until ctx ends, then drains (manager.Runnable).
@@ -36,7 +60,7 @@ func (s *Server) Start(ctx context.Context) error {
 		rht = 10 * time.Second
 	}
 	srv := &http.Server{
-		Handler: s.Handler,
+		Handler: s.drain(s.Handler),
 		// Slowloris defence: headers must arrive promptly and idle keep-alive
 		// connections are reaped; bodies are bounded per request by the part
 		// timeout instead of a global ReadTimeout, which would cut large parts.
@@ -56,15 +80,28 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
+	// Graceful shutdown: keep listening and answer new requests 503
+	// SHUTTING_DOWN (clients retry on another replica) while the parts in
+	// flight finish, up to the grace period; then close.
 	grace := s.ShutdownGrace
 	if grace == 0 {
 		grace = 30 * time.Second
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	s.draining.Store(true)
+	s.Log.Info("draining: new requests get 503 SHUTTING_DOWN; waiting for requests in flight", "grace", grace.String())
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		s.Log.Info("grace period over with requests still in flight")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	s.Log.Info("upload API stopped")
 	return nil
 }
 

@@ -76,6 +76,11 @@ func run() error {
 		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey,
 		Observer: metrics.S3Observer{},
 	})
+	// The readiness probe asks S3 once (no SDK retries) so it answers within its timeout.
+	s3Probe := objectstore.New(objectstore.Options{
+		Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, Bucket: cfg.S3Bucket,
+		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey, MaxAttempts: 1, DialTimeout: time.Second,
+	})
 	if err := s3.HeadBucket(startCtx); err != nil {
 		setupLog.Error(err, "S3 bucket not reachable at start; readiness will report it")
 	}
@@ -95,6 +100,8 @@ func run() error {
 		LeaderElection:                cfg.LeaderElection,
 		LeaderElectionID:              "upload-operator.uploads.mocs.dev",
 		LeaderElectionReleaseOnCancel: true,
+		// Long enough for the upload API to drain its parts in flight.
+		GracefulShutdownTimeout: ptrTo(cfg.ShutdownGrace + 5*time.Second),
 	}
 	if cfg.WatchNamespace != "" {
 		opts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{cfg.WatchNamespace: {}}}
@@ -161,19 +168,40 @@ func run() error {
 	if err := mgr.Add(notifier); err != nil {
 		return err
 	}
-	if err := mgr.Add(&webhook.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), Log: logger.WithName("http"),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ShutdownGrace: cfg.ShutdownGrace}); err != nil {
+	server := &webhook.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), Log: logger.WithName("http"),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ShutdownGrace: cfg.ShutdownGrace}
+	if err := mgr.Add(server); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("postgres", func(r *http.Request) error { return db.Ping(r.Context()) }); err != nil {
+	// Ready means able to take parts: PostgreSQL and the S3 bucket answer and
+	// the server is not draining. Redis is not checked: without it finalize is
+	// only not rate-limited (fail open), which degrades but does not stop service.
+	probe := func(check func(context.Context) error) func(*http.Request) error {
+		return func(r *http.Request) error {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			return check(ctx)
+		}
+	}
+	if err := mgr.AddReadyzCheck("postgres", probe(db.Ping)); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("s3", func(r *http.Request) error { return s3.HeadBucket(r.Context()) }); err != nil {
+	if err := mgr.AddReadyzCheck("s3", probe(s3Probe.HeadBucket)); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("draining", func(*http.Request) error {
+		if server.Draining() {
+			return fmt.Errorf("shutting down")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	setupLog.Info("starting manager", "httpAddr", cfg.HTTPAddr, "sessionNamespace", cfg.SessionNamespace)
 	return mgr.Start(ctx)
 }
+
+func ptrTo[T any](v T) *T { return &v }

@@ -169,6 +169,7 @@ type replica struct {
 	proc    *localenv.Process
 	log     string // its JSON log file
 	metrics string // its /metrics
+	probes  string // its probe server, e.g. probes+"/readyz"
 }
 
 // startReplica runs another manager process on the same services.
@@ -186,6 +187,11 @@ func startReplica(t *testing.T, extra map[string]string) replica {
 		t.Fatal(err)
 	}
 	env["METRICS_ADDR"] = maddr
+	paddr, err := localenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env["PROBE_ADDR"] = paddr
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -208,5 +214,5 @@ func startReplica(t *testing.T, extra map[string]string) replica {
 	if err := p.WaitHTTP(context.Background(), "http://"+addr+"/healthz", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	return replica{url: "http://" + addr, proc: p, log: logf.Name(), metrics: "http://" + maddr + "/metrics"}
+	return replica{url: "http://" + addr, proc: p, log: logf.Name(), metrics: "http://" + maddr + "/metrics", probes: "http://" + paddr}
 }
