@@ -200,3 +200,34 @@ func TestInvalidSpecFailsWithReason(t *testing.T) {
 		t.Errorf("changing files: err = %v, want immutable", err)
 	}
 }
+
+// The deploy manifests build with kustomize and the API server accepts every
+// object (server-side dry run): Deployment with probes, security context and
+// limits, PDB, Services, NetworkPolicy, RBAC generated from the markers.
+func TestDeployManifestsDryRun(t *testing.T) {
+	out := mustKubectl(t, "kustomize", "config/default")
+	for _, want := range []string{"kind: Deployment", "kind: PodDisruptionBudget", "kind: NetworkPolicy", "readOnlyRootFilesystem: true",
+		"runAsNonRoot: true", "GOMEMLIMIT", "tokenreviews", "leases", "replicas: 2", "emptyDir"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kustomize output lacks %q", want)
+		}
+	}
+	// A dry run of namespaced objects needs their namespace to exist.
+	if o, err := kubectl(t, "create", "namespace", "upload-operator-system"); err != nil && !strings.Contains(o, "AlreadyExists") {
+		t.Fatal(o)
+	}
+	res, err := kubectlStdin(t, out, "apply", "--server-side", "--dry-run=server", "--field-manager=dry-run-test", "--force-conflicts", "-f", "-")
+	if err != nil {
+		t.Fatalf("server-side dry run: %v\n%s", err, res)
+	}
+	for _, want := range []string{"deployment.apps/upload-operator-controller-manager serverside-applied (server dry run)",
+		"poddisruptionbudget.policy/upload-operator-controller-manager", "networkpolicy.networking.k8s.io/upload-operator-controller-manager",
+		"clusterrole.rbac.authorization.k8s.io/upload-operator-manager-role"} {
+		if !strings.Contains(res, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, res)
+		}
+	}
+	if pm, err := kubectl(t, "kustomize", "config/prometheus"); err != nil || !strings.Contains(pm, "kind: ServiceMonitor") {
+		t.Errorf("config/prometheus: %v %s", err, pm)
+	}
+}
