@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,6 +46,31 @@ type UploadSessionReconciler struct {
 	// even without events: a replica that died after committing (or while
 	// holding the lock) sends no event, and PostgreSQL is the truth.
 	Resync time.Duration
+	// Retention is how long Finalized and Expired resources are kept
+	// (SESSION_RETENTION); the MOC rows and objects stay after.
+	Retention time.Duration
+}
+
+// reconcileRetention deletes a Finalized or Expired resource once its
+// retention is over. A finalized session stays readable over HTTP from
+// PostgreSQL; an expired one's rows go with it.
+func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, us *uploadsv1.UploadSession) (ctrl.Result, error) {
+	var since *metav1.Time
+	switch us.Status.Phase {
+	case uploadsv1.PhaseFinalized:
+		since = us.Status.FinalizedAt
+	case uploadsv1.PhaseExpired:
+		since = us.Status.ExpiresAt
+	}
+	if since == nil || r.Retention <= 0 {
+		return ctrl.Result{}, nil
+	}
+	if wait := since.Add(r.Retention).Sub(r.now()); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	log.FromContext(ctx).Info("retention over; deleting the resource", "phase", us.Status.Phase, "retention", r.Retention.String())
+	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, "RetentionExpired", "Delete", "Deleted after a retention of %s", r.Retention)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, us))
 }
 
 // +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions,verbs=get;list;watch;create;update;patch;delete
@@ -90,7 +116,7 @@ func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	case uploadsv1.PhaseFinalizing:
 		return r.reconcileFinalizing(ctx, us, id)
 	default: // Finalized, Expired, Failed: terminal
-		return ctrl.Result{}, nil
+		return r.reconcileRetention(ctx, us)
 	}
 }
 

@@ -127,11 +127,12 @@ func run() error {
 		Buffers: partbuf.New(cfg.PartBufferBudget, cfg.SpillDir),
 	}
 	if err := (&controllers.UploadSessionReconciler{
-		Client:   mgr.GetClient(),
-		Scheme:   mgr.GetScheme(),
-		Recorder: mgr.GetEventRecorder("upload-operator"),
-		Uploads:  svc,
-		Resync:   cfg.ResyncInterval,
+		Client:    mgr.GetClient(),
+		Scheme:    mgr.GetScheme(),
+		Recorder:  mgr.GetEventRecorder("upload-operator"),
+		Uploads:   svc,
+		Resync:    cfg.ResyncInterval,
+		Retention: cfg.SessionRetention,
 	}).SetupWithManager(mgr, 8); err != nil {
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
