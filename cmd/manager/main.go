@@ -100,6 +100,10 @@ func run() error {
 		LeaderElection:                cfg.LeaderElection,
 		LeaderElectionID:              "upload-operator.uploads.mocs.dev",
 		LeaderElectionReleaseOnCancel: true,
+		LeaderElectionNamespace:       cfg.LeaderElectionNamespace,
+		LeaseDuration:                 ptrTo(cfg.LeaseDuration),
+		RenewDeadline:                 ptrTo(cfg.LeaseDuration * 2 / 3),
+		RetryPeriod:                   ptrTo(cfg.LeaseDuration / 7),
 		// Long enough for the upload API to drain its parts in flight.
 		GracefulShutdownTimeout: ptrTo(cfg.ShutdownGrace + 5*time.Second),
 	}

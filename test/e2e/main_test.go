@@ -100,6 +100,8 @@ func run(m *testing.M) (int, error) {
 	env["METRICS_ADDR"] = maddr
 	metricsURL = "http://" + maddr + "/metrics"
 	env["SESSION_TTL"] = "1h"
+	// Tests of replicas and leader election use namespaces of their own.
+	env["WATCH_NAMESPACE"] = "default"
 	env["ADMIN_GROUPS"] = "system:serviceaccounts:" + adminNamespace
 	env["STALE_LOCK_AFTER"] = "3s"
 	env["RESYNC_INTERVAL"] = "1s"
