@@ -32,13 +32,18 @@ func leaseHolder(t *testing.T, ns string) string {
 // takes the lease and, once the lock is stale, finishes the finalize: exactly
 // one MOC, every part intact, the resource Finalized.
 func TestTwoReplicasSurviveTheLeaderDyingMidFinalize(t *testing.T) {
+	for i, point := range []string{"finalize/after-s3-complete", "finalize/after-all-complete", "finalize/after-commit"} {
+		t.Run(strings.TrimPrefix(point, "finalize/"), func(t *testing.T) { leaderDies(t, fmt.Sprintf("ha-%d", i), point) })
+	}
+}
+
+func leaderDies(t *testing.T, ns, point string) {
 	ctx := context.Background()
-	ns := "ha"
 	acct := user(t)
 	serviceAccount(t, ns, "unused")
 	common := map[string]string{"LEADER_ELECTION": "true", "LEADER_ELECTION_NAMESPACE": ns, "LEASE_DURATION": "3s",
 		"WATCH_NAMESPACE": ns, "SESSION_NAMESPACE": ns, "STALE_LOCK_AFTER": "2s", "RESYNC_INTERVAL": "1s"}
-	envA := map[string]string{"MOCUPLOAD_FAILPOINTS": "finalize/after-all-complete=kill"}
+	envA := map[string]string{"MOCUPLOAD_FAILPOINTS": point + "=kill"}
 	for k, v := range common {
 		envA[k] = v
 	}
