@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/mocs-dev/upload-operator/internal/metrics"
 )
 
 // Server is the upload API server; it runs on every replica, leader or not.
@@ -44,7 +46,8 @@ func (s *Server) drain(next http.Handler) http.Handler {
 			return
 		}
 		s.inflight.Add(1)
-		defer s.inflight.Done()
+		metrics.RequestsInFlight.Inc()
+		defer func() { metrics.RequestsInFlight.Dec(); s.inflight.Done() }()
 		next.ServeHTTP(w, r)
 	})
 }

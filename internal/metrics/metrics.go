@@ -38,6 +38,9 @@ var (
 	// RateLimitFailOpens counts finalize requests allowed because Redis was unreachable.
 	RateLimitFailOpens = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mocupload_ratelimit_fail_open_total", Help: "Finalize requests allowed because Redis was unreachable."})
+	// RequestsInFlight is the number of upload API requests being served.
+	RequestsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mocupload_http_requests_in_flight", Help: "Upload API requests being served."})
 	// SessionsByPhase is the number of UploadSessions per phase, as the reconciler last saw them.
 	SessionsByPhase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mocupload_sessions", Help: "UploadSessions by phase (reconciler's cache)."}, []string{"phase"})
@@ -45,7 +48,7 @@ var (
 
 func init() {
 	crmetrics.Registry.MustRegister(PartsReceived, PartBytes, PartDuration, S3Retries, S3Exhaustions, Finalizes,
-		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, SessionsByPhase)
+		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, SessionsByPhase, RequestsInFlight)
 }
 
 // S3Observer feeds S3 attempt outcomes into the counters.

@@ -56,16 +56,22 @@ func TestGracefulShutdownFinishesPartsInFlight(t *testing.T) {
 	u := createUpload(t, user(t), fileReq{"g.pdf", pdf, 10 << 20})
 	inflight := make(chan response, 1)
 	go func() { inflight <- u.put(t, rep.url, 0, 1) }()
-	time.Sleep(300 * time.Millisecond) // the part is on its way to S3
+	// SIGTERM only once the part is being served (its body on its way to S3).
+	waitFor(t, 10*time.Second, "the part to be in flight", func() (bool, string) {
+		return scrape(t, rep.metrics)["mocupload_http_requests_in_flight"] >= 1, ""
+	})
 	if err := rep.proc.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "503 SHUTTING_DOWN for a new request", func() (bool, string) {
-		r := call(t, rep.url, "PUT", u.partPath(0, 2), u.token, bytes.NewReader(u.partBytes(0, 2)))
-		return r.status == 503 && r.str("error") == "SHUTTING_DOWN" && r.header.Get("Retry-After") != "", fmt.Sprintf("%d %s", r.status, r.raw)
+	// The replica turns unready as it starts draining…
+	waitFor(t, 5*time.Second, "readyz to fail while draining", func() (bool, string) {
+		c := probe(t, rep.probes+"/readyz")
+		return c != 200 && c != 0, fmt.Sprint(c)
 	})
-	if probe(t, rep.probes+"/readyz") == 200 {
-		t.Error("still ready while draining")
+	// …and a new request is refused while the part in flight goes on.
+	nr := call(t, rep.url, "PUT", u.partPath(0, 2), u.token, bytes.NewReader(u.partBytes(0, 2)))
+	if nr.status != 503 || nr.str("error") != "SHUTTING_DOWN" || nr.header.Get("Retry-After") == "" {
+		t.Fatalf("new request while draining: %d %s", nr.status, nr.raw)
 	}
 	r := <-inflight
 	if r.status != 200 {
