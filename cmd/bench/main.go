@@ -42,6 +42,7 @@ import (
 var (
 	quick    = flag.Bool("quick", false, "smaller data (for a smoke run), not for the document")
 	totalMiB = flag.Int("total-mib", 1024, "bytes per throughput run, MiB")
+	pprofOut = flag.String("pprof", "", "write a 5 s CPU profile of the operator during the 16 MiB × c4 run to this file")
 	conc64   = flag.Bool("c64", false, "throughput: only the 8 MiB × 64 configuration")
 	only     = flag.String("only", "", "run only this part: throughput (a, b), finalize, reconcile, auth")
 )
@@ -276,6 +277,10 @@ func (b *bench) throughput(res *results) error {
 	if *quick {
 		reps = 1
 	}
+	if *pprofOut != "" {
+		configs = configs[1:2]
+		reps = 1
+	}
 	total := int64(*totalMiB) << 20
 	s3c := b.st.S3.Client()
 	for _, cfg := range configs {
@@ -284,7 +289,8 @@ func (b *bench) throughput(res *results) error {
 		data := make([]byte, part)
 		_, _ = rand.Read(data)
 		run := tpRun{PartMiB: cfg.partMiB, Concurrency: cfg.conc}
-		m, err := b.manager(nil)
+		paddr, _ := localenv.FreeAddr()
+		m, err := b.manager(map[string]string{"PPROF_ADDR": paddr})
 		if err != nil {
 			return err
 		}
@@ -293,6 +299,20 @@ func (b *bench) throughput(res *results) error {
 			c, err := b.createSession(m.url, []int64{total}, part)
 			if err != nil {
 				return err
+			}
+			if *pprofOut != "" {
+				go func() {
+					time.Sleep(500 * time.Millisecond)
+					resp, err := http.Get("http://" + paddr + "/debug/pprof/profile?seconds=5")
+					if err != nil {
+						say("pprof: %v", err)
+						return
+					}
+					defer resp.Body.Close()
+					f, _ := os.Create(*pprofOut)
+					_, _ = io.Copy(f, resp.Body)
+					f.Close()
+				}()
 			}
 			start := time.Now()
 			err = parallel(cfg.conc, n, func(i int) error {

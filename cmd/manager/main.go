@@ -74,7 +74,7 @@ func run() error {
 	s3 := objectstore.New(objectstore.Options{
 		Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, Bucket: cfg.S3Bucket,
 		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey,
-		Observer: metrics.S3Observer{},
+		Observer: metrics.S3Observer{}, UnsignedPayload: cfg.S3UnsignedPayload,
 	})
 	// The readiness probe asks S3 once (no SDK retries) so it answers within its timeout.
 	s3Probe := objectstore.New(objectstore.Options{
@@ -97,6 +97,7 @@ func run() error {
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress:        cfg.ProbeAddr,
+		PprofBindAddress:              os.Getenv("PPROF_ADDR"), // off unless set (profiling, make bench -pprof)
 		LeaderElection:                cfg.LeaderElection,
 		LeaderElectionID:              "upload-operator.uploads.mocs.dev",
 		LeaderElectionReleaseOnCancel: true,

@@ -24,6 +24,7 @@ type Config struct {
 	S3Bucket          string
 	S3AccessKeyID     string
 	S3SecretAccessKey string
+	S3UnsignedPayload bool
 
 	HTTPAddr         string
 	MetricsAddr      string
@@ -78,6 +79,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		S3Bucket:                r.str("S3_BUCKET", ""),
 		S3AccessKeyID:           r.str("AWS_ACCESS_KEY_ID", ""),
 		S3SecretAccessKey:       r.str("AWS_SECRET_ACCESS_KEY", ""),
+		S3UnsignedPayload:       r.boolean("S3_UNSIGNED_PAYLOAD", true),
 		HTTPAddr:                r.str("HTTP_ADDR", ":8082"),
 		MetricsAddr:             r.str("METRICS_ADDR", ":8080"),
 		ProbeAddr:               r.str("PROBE_ADDR", ":8081"),

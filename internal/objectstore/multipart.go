@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -43,7 +44,13 @@ func (s *Store) UploadPart(ctx context.Context, key, uploadID string, n int32, b
 	set(&in.ChecksumCRC64NVME, cs.CRC64NVME)
 	set(&in.ChecksumSHA1, cs.SHA1)
 	set(&in.ChecksumSHA256, cs.SHA256)
-	out, err := s.Client.UploadPart(ctx, in)
+	var opts []func(*s3.Options)
+	if s.unsignedPayload {
+		opts = append(opts, func(o *s3.Options) {
+			o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+		})
+	}
+	out, err := s.Client.UploadPart(ctx, in, opts...)
 	if err != nil {
 		return "", fmt.Errorf("upload part %d of %s: %w", n, key, err)
 	}
