@@ -152,6 +152,9 @@ func (b *bench) manager(extra map[string]string) (*manager, error) {
 	env["LOG_LEVEL"] = "info"
 	env["FINALIZE_RATE_LIMIT"] = "100000/1m"
 	env["SPILL_DIR"] = filepath.Join(b.dir, "spill")
+	if v := os.Getenv("BENCH_GOMEMLIMIT"); v != "" {
+		env["GOMEMLIMIT"] = v
+	}
 	for k, v := range extra {
 		env[k] = v
 	}
