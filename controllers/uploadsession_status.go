@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/internal/units"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -74,18 +75,6 @@ func progress(files []uploadsv1.FileStatus) string {
 	if total > 0 {
 		pct = int(got * 100 / total)
 	}
-	return fmt.Sprintf("%d%% %s/%s (%d/%d parts)", pct, humanBytes(got), humanBytes(total), gotParts, parts)
+	return fmt.Sprintf("%d%% %s/%s (%d/%d parts)", pct, units.Bytes(got, ""), units.Bytes(total, ""), gotParts, parts)
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}

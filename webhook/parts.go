@@ -36,7 +36,7 @@ func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 		writeError(w, http.StatusNotFound, "FILE_NOT_FOUND", nil)
 		return
 	}
-	_, file, err := a.Uploads.Lookup(ctx, sess.ID, fileID)
+	file, err := a.Uploads.File(ctx, sess.ID, fileID)
 	if errors.Is(err, uploads.ErrFileNotFound) {
 		writeError(w, http.StatusNotFound, "FILE_NOT_FOUND", nil)
 		return

@@ -26,8 +26,6 @@ type Server struct {
 	// ReadHeaderTimeout: a client must send its headers within it (default 10s).
 	ReadHeaderTimeout time.Duration
 
-	ready chan string
-
 	draining atomic.Bool
 	inflight sync.WaitGroup
 }
@@ -73,9 +71,6 @@ func (s *Server) Start(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	s.Log.Info("upload API listening", "addr", ln.Addr().String())
-	if s.ready != nil {
-		s.ready <- ln.Addr().String()
-	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -136,7 +136,7 @@ func (a *API) ownedSession(w http.ResponseWriter, r *http.Request, u auth.User, 
 		writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", nil)
 		return store.Session{}, false
 	}
-	sess, _, err := a.Uploads.Lookup(r.Context(), id, uuid.Nil)
+	sess, err := a.Uploads.Session(r.Context(), id)
 	if errors.Is(err, uploads.ErrSessionNotFound) || (err == nil && !u.CanAccess(sess.UserID)) {
 		writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", nil)
 		return store.Session{}, false

@@ -149,7 +149,7 @@ func (e *evidence) scenarios() error {
 	e.vars["partBody"] = "" // generated per part
 
 	// A session to work on.
-	e.section("Setup: a session", "", "The session every request below uses (6 MiB in 5 MiB parts: part 1 is 5 MiB, part 2 is 1 MiB).")
+	e.section("Setup: a session", "The session every request below uses (6 MiB in 5 MiB parts: part 1 is 5 MiB, part 2 is 1 MiB).")
 	resp := e.send("createSession", nil, "")
 	var created struct {
 		SessionID string `json:"sessionId"`
@@ -164,7 +164,7 @@ func (e *evidence) scenarios() error {
 	part1, part2 := make([]byte, 5<<20), make([]byte, 1<<20)
 
 	// S3-HP-001: the first two attempts are reset by the proxy.
-	e.section("uploadPartS3Retry — S3-HP-001", "S3-HP-001", "Fault: the proxy between the operator and S3 resets the first 2 connections (TCP RST). "+
+	e.section("uploadPartS3Retry — S3-HP-001", "Fault: the proxy between the operator and S3 resets the first 2 connections (TCP RST). "+
 		"The SDK's standard retryer sends the part again (the operator holds it, the client sends it once); it succeeds on attempt 3.")
 	if err := e.s3.ResetFirst(2); err != nil {
 		return err
@@ -173,7 +173,7 @@ func (e *evidence) scenarios() error {
 	e.note(fmt.Sprintf("Attempts that reached the proxy: **%d**.", e.s3.Attempts()))
 	e.logs("evidence-s3-retry")
 
-	e.section("uploadPartS3Retry with S3 down — S3-ERR-001", "S3-ERR-001", "Fault: every connection to S3 is reset. After 3 attempts the answer is 503 S3_UNAVAILABLE with Retry-After.")
+	e.section("uploadPartS3Retry with S3 down — S3-ERR-001", "Fault: every connection to S3 is reset. After 3 attempts the answer is 503 S3_UNAVAILABLE with Retry-After.")
 	if err := e.s3.ResetFirst(1000); err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ func (e *evidence) scenarios() error {
 	_ = e.s3.StopCounting()
 
 	// TO-HP-001 / TO-ERR-001: a trickled body.
-	e.section("uploadPartTimeout — TO-HP-001 / TO-ERR-001", "TO-HP-001", "Fault: the client sends part 2 at ~10 KiB/s; the replica runs with UPLOAD_PART_TIMEOUT=2s "+
+	e.section("uploadPartTimeout — TO-HP-001 / TO-ERR-001", "Fault: the client sends part 2 at ~10 KiB/s; the replica runs with UPLOAD_PART_TIMEOUT=2s "+
 		"(25s in production). The answer is 408 with elapsedMs and timeoutAt, and no part is recorded.")
 	if err := e.trickle("uploadPartTimeout", part2); err != nil {
 		return err
@@ -191,13 +191,13 @@ func (e *evidence) scenarios() error {
 	e.rows("Part 2 recorded after the timeout?", `SELECT count(*) AS part2_rows FROM upload_parts WHERE file_id = $1 AND part_number = 2`, e.vars["fileId"])
 	e.logs("evidence-timeout")
 
-	e.section("uploadPartInvalidRange — VR-HP-001", "VR-HP-001", "partNumber 10001.")
+	e.section("uploadPartInvalidRange — VR-HP-001", "partNumber 10001.")
 	e.send("uploadPartInvalidRange", nil, "")
-	e.section("uploadPartInvalidRange with partNumber 0 — VR-ERR-001", "VR-ERR-001", "The same request with partNumber 0.")
+	e.section("uploadPartInvalidRange with partNumber 0 — VR-ERR-001", "The same request with partNumber 0.")
 	e.sendEdited("uploadPartInvalidRange", func(r *httpfile.Request) { r.URL = strings.Replace(r.URL, "/parts/10001", "/parts/0", 1) }, nil, "evidence-invalid-range-0")
 
 	// Complete the session.
-	e.section("Setup: the parts", "", "Both parts uploaded normally.")
+	e.section("Setup: the parts", "Both parts uploaded normally.")
 	e.sendEdited("uploadPartS3Retry", nil, part1, "evidence-part-1")
 	e.sendEdited("uploadPartTimeout", nil, part2, "evidence-part-2")
 
@@ -207,19 +207,19 @@ func (e *evidence) scenarios() error {
 		return err
 	}
 	e.vars["title"] = title
-	e.section("finalizeSlugConflict — SC-HP-001", "SC-HP-001", fmt.Sprintf("Another session of the same owner was finalized as %q first.", title))
+	e.section("finalizeSlugConflict — SC-HP-001", fmt.Sprintf("Another session of the same owner was finalized as %q first.", title))
 	e.send("finalizeSlugConflict", nil, "")
 
 	// gap_9: a forced rollback.
 	rbTitle := title + " rollback"
-	e.section("A rolled-back finalize — gap_9", "", "Fault: a trigger on moc_instructions raises SQLSTATE 40001 (serialization_failure) "+
+	e.section("A rolled-back finalize — gap_9", "Fault: a trigger on moc_instructions raises SQLSTATE 40001 (serialization_failure) "+
 		"for every insert of this title; the operator tries the transaction 3 times, rolls back each, and answers 500. Rows before and after:")
 	if err := e.forceRollback(rbTitle); err != nil {
 		return err
 	}
 
 	// LR-HP-001.
-	e.section("finalizeStaleLock — LR-HP-001", "LR-HP-001", "Fault: the session's finalizing_at is set 10 minutes back (a finalizer that died holding the lock). "+
+	e.section("finalizeStaleLock — LR-HP-001", "Fault: the session's finalizing_at is set 10 minutes back (a finalizer that died holding the lock). "+
 		"The new finalize takes it over (WARN \"stale lock recovered\") and answers 201.")
 	if _, err := e.db.Exec(e.ctx, `UPDATE upload_sessions SET finalizing_at = now() - interval '10 minutes' WHERE id = $1`, e.vars["sessionId"]); err != nil {
 		return err
@@ -232,7 +232,7 @@ func (e *evidence) scenarios() error {
 	e.logs("evidence-stale-lock")
 
 	// RL-HP-001 / RL-ERR-001.
-	e.section("finalizeRateLimit — RL-HP-001 / RL-ERR-001", "RL-HP-001", "The same finalize (a replay, 200) sent until the user's 11th request in the sliding minute; "+
+	e.section("finalizeRateLimit — RL-HP-001 / RL-ERR-001", "The same finalize (a replay, 200) sent until the user's 11th request in the sliding minute; "+
 		"every finalize request counts. The refused one:")
 	n := 0
 	var last response
@@ -247,7 +247,7 @@ func (e *evidence) scenarios() error {
 	e.redis()
 
 	// CO-HP-001.
-	e.section("uploadPartCORS — CO-HP-001", "CO-HP-001", "Preflight from an allowed origin (`make dev` allows http://localhost:3000).")
+	e.section("uploadPartCORS — CO-HP-001", "Preflight from an allowed origin (`make dev` allows http://localhost:3000).")
 	e.send("uploadPartCORS", nil, "")
 	e.sendEdited("uploadPartCORS", func(r *httpfile.Request) { r.Header.Set("Origin", "http://evil.example") }, nil, "evidence-cors-denied")
 	return nil
@@ -255,7 +255,7 @@ func (e *evidence) scenarios() error {
 
 // takeSlug finalizes a small session of the same owner with title.
 func (e *evidence) takeSlug(title string) error {
-	c := e.rawCall("POST", "/api/mocs/uploads/sessions", `{"files":[{"name":"other.pdf","contentType":"application/pdf","sizeBytes":10}]}`, nil)
+	c := e.rawCall("POST", "/api/mocs/uploads/sessions", `{"files":[{"name":"other.pdf","contentType":"application/pdf","sizeBytes":10}]}`)
 	var s struct {
 		SessionID string `json:"sessionId"`
 		Files     []struct {
@@ -265,8 +265,8 @@ func (e *evidence) takeSlug(title string) error {
 	if err := json.Unmarshal(c.body, &s); err != nil || len(s.Files) == 0 {
 		return fmt.Errorf("setup session: %s", c.body)
 	}
-	e.rawCall("PUT", "/api/mocs/uploads/sessions/"+s.SessionID+"/files/"+s.Files[0].FileID+"/parts/1", "0123456789", nil)
-	f := e.rawCall("POST", "/api/mocs/uploads/finalize", fmt.Sprintf(`{"uploadSessionId":%q,"title":%q}`, s.SessionID, title), nil)
+	e.rawCall("PUT", "/api/mocs/uploads/sessions/"+s.SessionID+"/files/"+s.Files[0].FileID+"/parts/1", "0123456789")
+	f := e.rawCall("POST", "/api/mocs/uploads/finalize", fmt.Sprintf(`{"uploadSessionId":%q,"title":%q}`, s.SessionID, title))
 	if f.status != 201 {
 		return fmt.Errorf("setup finalize: %d %s", f.status, f.body)
 	}
@@ -350,7 +350,7 @@ func (e *evidence) do(r httpfile.Request, body []byte) response {
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
-func (e *evidence) rawCall(method, path, body string, hdr http.Header) response {
+func (e *evidence) rawCall(method, path, body string) response {
 	req, _ := http.NewRequestWithContext(e.ctx, method, e.replica+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+e.env["DEV_USER_TOKEN"])
 	resp, err := http.DefaultClient.Do(req)
@@ -417,9 +417,8 @@ JSON log is quoted). Each fault is driven by the tool itself. Tokens are redacte
 `, time.Now().UTC().Format(time.RFC3339))
 }
 
-func (e *evidence) section(title, id, text string) {
+func (e *evidence) section(title, text string) {
 	fmt.Fprintf(&e.doc, "\n## %s\n\n%s\n\n", title, text)
-	_ = id
 }
 
 func (e *evidence) note(s string) { fmt.Fprintf(&e.doc, "%s\n\n", s) }

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mocs-dev/upload-operator/internal/units"
 	"github.com/mocs-dev/upload-operator/pkg/client"
 )
 
@@ -205,7 +206,7 @@ func (o *options) upload(ctx context.Context, c *client.Client, args []string) i
 	if err != nil {
 		return o.fail(err, "", files)
 	}
-	o.info("session %s: %d file(s), parts of %s\n", s.SessionID, len(s.Files), human(s.PartSizeBytes))
+	o.info("session %s: %d file(s), parts of %s\n", s.SessionID, len(s.Files), units.Bytes(s.PartSizeBytes, " "))
 	return o.sendAndFinalize(ctx, c, s.SessionID, files, *title, *desc, policy)
 }
 
@@ -255,13 +256,13 @@ func (o *options) status(ctx context.Context, c *client.Client, args []string) i
 	if o.output == "json" {
 		return o.result(s)
 	}
-	fmt.Fprintf(o.stdout, "session %s: %s, parts of %s, expires %s\n", s.SessionID, s.Status, human(s.PartSizeBytes), s.ExpiresAt)
+	fmt.Fprintf(o.stdout, "session %s: %s, parts of %s, expires %s\n", s.SessionID, s.Status, units.Bytes(s.PartSizeBytes, " "), s.ExpiresAt)
 	for _, f := range s.Files {
 		var got int64
 		for _, p := range f.Parts {
 			got += p.SizeBytes
 		}
-		fmt.Fprintf(o.stdout, "  %s  %s/%s  %d/%d parts  (file id %s)\n", f.Name, human(got), human(f.SizeBytes), len(f.Parts), f.PartCount, f.FileID)
+		fmt.Fprintf(o.stdout, "  %s  %s/%s  %d/%d parts  (file id %s)\n", f.Name, units.Bytes(got, " "), units.Bytes(f.SizeBytes, " "), len(f.Parts), f.PartCount, f.FileID)
 	}
 	return exitOK
 }
@@ -388,17 +389,4 @@ func quoteAll(ss []string) []string {
 		out[i] = s
 	}
 	return out
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
 
+	"github.com/mocs-dev/upload-operator/internal/units"
 	"github.com/mocs-dev/upload-operator/pkg/client"
 )
 
@@ -79,8 +80,8 @@ func (v *view) update(p client.Progress) {
 		if p.TotalSize > 0 {
 			pct = int(p.TotalBytes * 100 / p.TotalSize)
 		}
-		fmt.Fprintf(v.plain, "%s %s/%s, total %s/%s (%d%%)\n", filepath.Base(p.File), human(p.FileBytes), human(p.FileSize),
-			human(p.TotalBytes), human(p.TotalSize), pct)
+		fmt.Fprintf(v.plain, "%s %s/%s, total %s/%s (%d%%)\n", filepath.Base(p.File), units.Bytes(p.FileBytes, " "), units.Bytes(p.FileSize, " "),
+			units.Bytes(p.TotalBytes, " "), units.Bytes(p.TotalSize, " "), pct)
 	}
 }
 

@@ -7,7 +7,6 @@ package faultproxy
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,12 +142,3 @@ func (t *countResetToxic) Pipe(stub *toxics.ToxicStub) {
 }
 
 func init() { toxics.Register("count_reset", new(countResetToxic)) }
-
-// FreePort reports whether addr's port accepts connections (for tests).
-func Listening(addr string) bool {
-	c, err := net.Dial("tcp", addr)
-	if err == nil {
-		c.Close()
-	}
-	return err == nil
-}

@@ -121,6 +121,24 @@ func (s *Store) Files(ctx context.Context, sessionID uuid.UUID) ([]File, error) 
 	})
 }
 
+// FileOf reads one file of a session.
+func (s *Store) FileOf(ctx context.Context, sessionID, fileID uuid.UUID) (File, error) {
+	var f File
+	err := s.Pool.QueryRow(ctx, `
+		SELECT id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key,
+		       coalesce(s3_upload_id, ''), coalesce(completed_etag, '')
+		FROM upload_files WHERE session_id = $1 AND id = $2`, sessionID, fileID).
+		Scan(&f.ID, &f.SessionID, &f.Ordinal, &f.Name, &f.ContentType, &f.SizeBytes, &f.PartCount,
+			&f.S3Key, &f.S3UploadID, &f.CompletedETag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return f, ErrNotFound
+	}
+	if err != nil {
+		return f, fmt.Errorf("read upload_files %s: %w", fileID, err)
+	}
+	return f, nil
+}
+
 // SetUploadID records a file's S3 multipart upload id unless one is recorded
 // already; false means another activation won and the caller's upload is surplus.
 func (s *Store) SetUploadID(ctx context.Context, fileID uuid.UUID, uploadID string) (bool, error) {

@@ -14,25 +14,22 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/store"
 )
 
-// Lookup reads a session and, when fileID is not nil, one of its files.
-func (s *Service) Lookup(ctx context.Context, sessionID, fileID uuid.UUID) (store.Session, store.File, error) {
-	sess, err := s.DB.GetSession(ctx, sessionID)
+// Session reads a session.
+func (s *Service) Session(ctx context.Context, id uuid.UUID) (store.Session, error) {
+	sess, err := s.DB.GetSession(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return sess, store.File{}, ErrSessionNotFound
+		return sess, ErrSessionNotFound
 	}
-	if err != nil || fileID == uuid.Nil {
-		return sess, store.File{}, err
+	return sess, err
+}
+
+// File reads one file of a session (one row: this is on every part's path).
+func (s *Service) File(ctx context.Context, sessionID, fileID uuid.UUID) (store.File, error) {
+	f, err := s.DB.FileOf(ctx, sessionID, fileID)
+	if errors.Is(err, store.ErrNotFound) {
+		return f, ErrFileNotFound
 	}
-	files, err := s.DB.Files(ctx, sessionID)
-	if err != nil {
-		return sess, store.File{}, err
-	}
-	for _, f := range files {
-		if f.ID == fileID {
-			return sess, f, nil
-		}
-	}
-	return sess, store.File{}, ErrFileNotFound
+	return f, err
 }
 
 // CheckAcceptsParts answers whether a session takes parts now.
@@ -93,9 +90,6 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 	part := store.Part{FileID: p.File.ID, PartNumber: p.PartNumber, ETag: etag, SizeBytes: p.Size}
 	if err := s.DB.UpsertPart(ctx, part); err != nil {
 		return store.Part{}, err
-	}
-	if s.OnPart != nil {
-		s.OnPart(p.Session)
 	}
 	log.Info("part uploaded", "sessionId", p.Session.ID.String(), "fileId", p.File.ID.String(),
 		"partNumber", p.PartNumber, "sizeBytes", p.Size, "etag", etag, "durationMs", s.Now().Sub(start).Milliseconds(),

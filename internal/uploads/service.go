@@ -29,8 +29,6 @@ type Service struct {
 	StaleLockAfter time.Duration
 	// Buffers holds parts between client and S3 within the memory budget.
 	Buffers *partbuf.Pool
-	// OnPart, if set, is told of every stored part (progress publishing).
-	OnPart func(store.Session)
 	// Now is the clock; tests move it.
 	Now func() time.Time
 }

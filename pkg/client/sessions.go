@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"os"
@@ -193,7 +194,7 @@ func (c *Client) Upload(ctx context.Context, sessionID string, paths []string) (
 			off := int64(n-1) * s.PartSizeBytes
 			size := min(s.PartSizeBytes, f.SizeBytes-off)
 			g.Go(func() error {
-				sec := newSection(fh, off, size)
+				sec := io.NewSectionReader(fh, off, size) // rewound for each retry
 				path := fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", s.SessionID, f.FileID, n)
 				if err := c.do(gctx, http.MethodPut, path, sec, size, nil); err != nil {
 					return fmt.Errorf("part %d of %s: %w", n, f.Name, err)
