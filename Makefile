@@ -94,4 +94,3 @@ evidence: build ## Run the story's HTTP plan against a running `make dev`; rewri
 bench: tools ## Measure the operator against direct S3; rewrite docs/benchmarks.md and docs/benchmarks.png.
 	hack/ensure-services.sh
 	go run ./cmd/bench
-	go test -run '^$$' -bench . -benchtime 2000x ./internal/... ./webhook/ | tee bin/go-bench.txt

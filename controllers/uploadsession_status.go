@@ -77,4 +77,3 @@ func progress(files []uploadsv1.FileStatus) string {
 	}
 	return fmt.Sprintf("%d%% %s/%s (%d/%d parts)", pct, units.Bytes(got, ""), units.Bytes(total, ""), gotParts, parts)
 }
-

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
 	authv1 "k8s.io/api/authentication/v1"
@@ -35,6 +37,7 @@ import (
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/ratelimit"
 	"github.com/mocs-dev/upload-operator/internal/session"
 )
@@ -42,9 +45,10 @@ import (
 var (
 	quick    = flag.Bool("quick", false, "smaller data (for a smoke run), not for the document")
 	totalMiB = flag.Int("total-mib", 1024, "bytes per throughput run, MiB")
-	pprofOut = flag.String("pprof", "", "write a 5 s CPU profile of the operator during the 16 MiB × c4 run to this file")
+	pprofOut = flag.String("pprof", "", "write a 5 s CPU profile of the operator during the 16 MiB × c4 run (with -c64: the 8 MiB × c64 run) to this file")
 	conc64   = flag.Bool("c64", false, "throughput: only the 8 MiB × 64 configuration")
-	only     = flag.String("only", "", "run only this part: throughput (a, b), finalize, reconcile, auth")
+	render   = flag.Bool("render", false, "rewrite docs/benchmarks.md and the plot from the last full run's bin/bench-results.json, measuring nothing")
+	only     = flag.String("only", "", "run only this part: throughput (a, b), finalize, reconcile, auth, go (the Go benchmarks)")
 )
 
 type bench struct {
@@ -74,6 +78,18 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	saved := filepath.Join(root, "bin", "bench-results.json")
+	if *render {
+		raw, err := os.ReadFile(saved)
+		if err != nil {
+			return fmt.Errorf("no saved results (run make bench first): %w", err)
+		}
+		res := &results{}
+		if err := json.Unmarshal(raw, res); err != nil {
+			return err
+		}
+		return res.write(root)
+	}
 	dir, err := os.MkdirTemp("", "mocupload-bench-")
 	if err != nil {
 		return err
@@ -102,7 +118,7 @@ func run() error {
 	for _, part := range []struct {
 		name string
 		fn   func(*results) error
-	}{{"throughput", b.throughput}, {"finalize", b.finalizeLatency}, {"reconcile", b.reconcileThroughput}, {"auth", b.authLatency}} {
+	}{{"throughput", b.throughput}, {"finalize", b.finalizeLatency}, {"reconcile", b.reconcileThroughput}, {"auth", b.authLatency}, {"go", b.goBenchmarks}} {
 		if *only != "" && *only != part.name {
 			continue
 		}
@@ -110,15 +126,16 @@ func run() error {
 			return err
 		}
 	}
+	res.Generated = time.Now().UTC()
 	if *quick || *only != "" {
 		say("partial run (-quick or -only): docs/benchmarks.md not rewritten")
 		fmt.Println(res.markdown())
 		return nil
 	}
-	if err := res.plot(filepath.Join(root, "docs", "benchmarks.png")); err != nil {
-		return err
+	if raw, err := json.Marshal(res); err == nil {
+		_ = os.WriteFile(saved, raw, 0o644) // for -render
 	}
-	return os.WriteFile(filepath.Join(root, "docs", "benchmarks.md"), []byte(res.markdown()), 0o644)
+	return res.write(root)
 }
 
 func (b *bench) account() error {
@@ -172,13 +189,19 @@ func (b *bench) manager(extra map[string]string) (*manager, error) {
 func (m *manager) stop() { _ = m.proc.Stop(20 * time.Second) }
 
 // peakRSS is VmHWM of the process, in bytes.
-func (m *manager) peakRSS() int64 {
+func (m *manager) peakRSS() int64 { return m.status("VmHWM:") }
+
+// rss is VmRSS of the process now, in bytes.
+func (m *manager) rss() int64 { return m.status("VmRSS:") }
+
+// status reads a kB field of /proc/PID/status.
+func (m *manager) status(field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.proc.Cmd.Process.Pid))
 	if err != nil {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
+		if strings.HasPrefix(l, field) {
 			kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
 			return kb << 10
 		}
@@ -265,9 +288,48 @@ func parallel(conc, n int, job func(i int) error) error {
 type tpRun struct {
 	PartMiB, Concurrency int
 	OperatorMBs          []float64
-	DirectMBs            []float64
-	PeakRSS              int64
+	// DirectMBs is UploadPart with the SDK's defaults (SigV4 over a SHA-256 of
+	// the body); DirectUnsignedMBs with UNSIGNED-PAYLOAD, as the operator signs.
+	// The ratio is taken against the faster of the two: the direct-to-S3 limit.
+	DirectMBs, DirectUnsignedMBs []float64
+	IdleRSS, PeakRSS             int64
+	Waited, Spilled              int64 // parts, over all runs (the operator's metrics)
+	// CPU seconds per run spent by each process: through the operator, and
+	// direct with UNSIGNED-PAYLOAD.
+	OperatorCPU, DirectCPU []cpuTimes
 }
+
+// cpuTimes is CPU time (user + system) of the processes in a run, seconds.
+type cpuTimes struct{ Client, Operator, S3 float64 }
+
+func (c cpuTimes) sub(o cpuTimes) cpuTimes {
+	return cpuTimes{c.Client - o.Client, c.Operator - o.Operator, c.S3 - o.S3}
+}
+
+// cpuNow reads the CPU time so far of this process (the client), the
+// operator and versitygw.
+func (b *bench) cpuNow(m *manager) cpuTimes {
+	return cpuTimes{Client: procCPU(os.Getpid()), Operator: procCPU(m.proc.Cmd.Process.Pid), S3: procCPU(b.st.S3.Pid())}
+}
+
+// procCPU is utime + stime of a process from /proc/PID/stat, in seconds.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) start at state (3).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+// limit is the direct-to-S3 limit: the faster direct variant's median.
+func (t tpRun) limit() float64 { return max(median(t.DirectMBs), median(t.DirectUnsignedMBs)) }
 
 // throughput: 1 GiB in parts through the part endpoint vs UploadPart straight
 // to the same versitygw, same data, same part size, same concurrency.
@@ -281,7 +343,9 @@ func (b *bench) throughput(res *results) error {
 		reps = 1
 	}
 	if *pprofOut != "" {
-		configs = configs[1:2]
+		if !*conc64 {
+			configs = configs[1:2]
+		}
 		reps = 1
 	}
 	total := int64(*totalMiB) << 20
@@ -297,6 +361,7 @@ func (b *bench) throughput(res *results) error {
 		if err != nil {
 			return err
 		}
+		run.IdleRSS = m.rss()
 		for r := 0; r < reps; r++ {
 			// Operator.
 			c, err := b.createSession(m.url, []int64{total}, part)
@@ -317,6 +382,7 @@ func (b *bench) throughput(res *results) error {
 					f.Close()
 				}()
 			}
+			cpu0 := b.cpuNow(m)
 			start := time.Now()
 			err = parallel(cfg.conc, n, func(i int) error {
 				url := fmt.Sprintf("%s/api/mocs/uploads/sessions/%s/files/%s/parts/%d", m.url, c.SessionID, c.Files[0].FileID, i+1)
@@ -327,34 +393,84 @@ func (b *bench) throughput(res *results) error {
 				return err
 			}
 			run.OperatorMBs = append(run.OperatorMBs, float64(total)/1e6/time.Since(start).Seconds())
+			run.OperatorCPU = append(run.OperatorCPU, b.cpuNow(m).sub(cpu0))
 			_, _ = s3c.AbortAll(b.ctx, session.SessionPrefix(uuid.MustParse(c.SessionID)))
 
-			// Direct.
-			key := "bench/direct-" + uuid.NewString()
-			up, err := s3c.CreateMultipartUpload(b.ctx, key, "application/pdf")
-			if err != nil {
-				return err
+			// Direct, with the SDK's defaults and with UNSIGNED-PAYLOAD.
+			for _, unsigned := range []bool{false, true} {
+				cpu0 := b.cpuNow(m)
+				mbs, err := b.direct(s3c, cfg.conc, n, data, unsigned)
+				if err != nil {
+					return err
+				}
+				if unsigned {
+					run.DirectUnsignedMBs = append(run.DirectUnsignedMBs, mbs)
+					run.DirectCPU = append(run.DirectCPU, b.cpuNow(m).sub(cpu0))
+				} else {
+					run.DirectMBs = append(run.DirectMBs, mbs)
+				}
 			}
-			start = time.Now()
-			err = parallel(cfg.conc, n, func(i int) error {
-				_, err := s3c.Client.UploadPart(b.ctx, &s3.UploadPartInput{Bucket: &b.st.S3.Bucket, Key: &key, UploadId: &up,
-					PartNumber: aws.Int32(int32(i + 1)), Body: bytes.NewReader(data), ContentLength: aws.Int64(part)})
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			run.DirectMBs = append(run.DirectMBs, float64(total)/1e6/time.Since(start).Seconds())
-			_ = s3c.AbortMultipartUpload(b.ctx, key, up)
-			say("throughput %d MiB × c%d run %d: operator %.0f MB/s, direct %.0f MB/s", cfg.partMiB, cfg.conc, r+1,
-				run.OperatorMBs[r], run.DirectMBs[r])
+			say("throughput %d MiB × c%d run %d: operator %.0f MB/s, direct %.0f MB/s (SHA-256) / %.0f MB/s (unsigned); CPU s through the operator %+v, direct %+v", cfg.partMiB, cfg.conc, r+1,
+				run.OperatorMBs[r], run.DirectMBs[r], run.DirectUnsignedMBs[r], run.OperatorCPU[r], run.DirectCPU[r])
 		}
 		run.PeakRSS = m.peakRSS()
+		run.Waited = metricSum(m.metrics, "mocupload_part_buffer_waits_total ")
+		run.Spilled = metricSum(m.metrics, "mocupload_part_buffer_spills_total ")
 		say("peak RSS of the operator over %d MiB × c%d: %.0f MiB", cfg.partMiB, cfg.conc, float64(run.PeakRSS)/(1<<20))
 		m.stop()
 		res.Throughput = append(res.Throughput, run)
 	}
 	return nil
+}
+
+// goBenchmarks runs the hot paths' Go benchmarks (a fixed count, so the run
+// takes the same time everywhere) and keeps their result lines.
+func (b *bench) goBenchmarks(res *results) error {
+	say("Go benchmarks of the hot paths")
+	root, err := localenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(b.ctx, "go", "test", "-run", "^$", "-bench", ".", "-benchtime", "2000x", "-benchmem",
+		"./internal/...", "./webhook/")
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go test -bench: %w\n%s", err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "pkg: ") || strings.HasPrefix(l, "Benchmark") {
+			res.GoBench = append(res.GoBench, l)
+		}
+	}
+	return nil
+}
+
+// direct uploads n parts of data with UploadPart straight to S3 and returns MB/s.
+func (b *bench) direct(s3c *objectstore.Store, conc, n int, data []byte, unsigned bool) (float64, error) {
+	key := "bench/direct-" + uuid.NewString()
+	up, err := s3c.CreateMultipartUpload(b.ctx, key, "application/pdf")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = s3c.AbortMultipartUpload(b.ctx, key, up) }()
+	var opts []func(*s3.Options)
+	if unsigned {
+		opts = append(opts, func(o *s3.Options) {
+			o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+		})
+	}
+	size := int64(len(data))
+	start := time.Now()
+	err = parallel(conc, n, func(i int) error {
+		_, err := s3c.Client.UploadPart(b.ctx, &s3.UploadPartInput{Bucket: &b.st.S3.Bucket, Key: &key, UploadId: &up,
+			PartNumber: aws.Int32(int32(i + 1)), Body: bytes.NewReader(data), ContentLength: &size}, opts...)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return float64(size) * float64(n) / 1e6 / time.Since(start).Seconds(), nil
 }
 
 type latency struct {
@@ -495,6 +611,12 @@ func (b *bench) reconcileThroughput(res *results) error {
 
 // apiRequests sums client-go's rest_client_requests_total of the manager.
 func apiRequests(metricsURL string) int64 {
+	return metricSum(metricsURL, "rest_client_requests_total{")
+}
+
+// metricSum adds up the samples of the operator's metrics whose line starts
+// with prefix.
+func metricSum(metricsURL, prefix string) int64 {
 	resp, err := http.Get(metricsURL)
 	if err != nil {
 		return 0
@@ -504,7 +626,7 @@ func apiRequests(metricsURL string) int64 {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		l := sc.Text()
-		if strings.HasPrefix(l, "rest_client_requests_total{") {
+		if strings.HasPrefix(l, prefix) {
 			f := strings.Fields(l)
 			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
 			total += v

@@ -108,6 +108,9 @@ func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 	return s, nil
 }
 
+// Pid is versitygw's process id (benchmarks read its CPU time).
+func (s *S3) Pid() int { return s.cmd.Process.Pid }
+
 // Client returns an object-store client for the bucket.
 func (s *S3) Client() *objectstore.Store {
 	return objectstore.New(objectstore.Options{

@@ -51,6 +51,25 @@ func init() {
 		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, SessionsByPhase, RequestsInFlight)
 }
 
+// RegisterPartBuffers exports the part buffer pool's counters; stats is read
+// at each scrape.
+func RegisterPartBuffers(stats func() (spilled, waited, inUseBytes int64)) {
+	get := func(i int) func() float64 {
+		return func() float64 {
+			s, w, b := stats()
+			return float64([]int64{s, w, b}[i])
+		}
+	}
+	crmetrics.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mocupload_part_buffer_spills_total",
+			Help: "Parts spilled to disk because the memory budget was taken."}, get(0)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mocupload_part_buffer_waits_total",
+			Help: "Parts that waited for memory held by other parts."}, get(1)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mocupload_part_buffer_bytes_in_use",
+			Help: "Memory held by parts in flight, within PART_BUFFER_BUDGET_BYTES."}, get(2)),
+	)
+}
+
 // S3Observer feeds S3 attempt outcomes into the counters.
 type S3Observer struct{}
 

@@ -41,6 +41,9 @@ type Options struct {
 	// then rests on TLS (production), TCP (loopback) and the client's
 	// Content-MD5 / x-amz-checksum-* headers, which are still passed to S3.
 	UnsignedPayload bool
+	// HTTPClient replaces the dialing client (nil: the default). The part
+	// handler's Go benchmark sends parts to an in-memory sink with it.
+	HTTPClient aws.HTTPClient
 }
 
 // Store is the bucket the operator writes to.
@@ -62,12 +65,15 @@ func New(o Options) *Store {
 	if o.Region == "" {
 		o.Region = "us-east-1"
 	}
-	httpClient := awshttp.NewBuildableClient().WithDialerOptions(func(d *net.Dialer) {
+	var httpClient aws.HTTPClient = awshttp.NewBuildableClient().WithDialerOptions(func(d *net.Dialer) {
 		d.Timeout = o.DialTimeout
 	}).WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConnsPerHost = 256
 		t.ResponseHeaderTimeout = 0 // bounded by each call's context instead
 	})
+	if o.HTTPClient != nil {
+		httpClient = o.HTTPClient
+	}
 	cfg := aws.Config{
 		Region:     o.Region,
 		HTTPClient: httpClient,

@@ -2,6 +2,7 @@ package partbuf
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"testing"
 )
@@ -13,7 +14,7 @@ func benchmarkFill(b *testing.B, budget int64) {
 	data := make([]byte, 8<<20)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		buf, err := p.Fill(bytes.NewReader(data), int64(len(data)))
+		buf, err := p.Fill(context.Background(), bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			b.Fatal(err)
 		}

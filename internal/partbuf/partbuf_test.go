@@ -2,25 +2,28 @@ package partbuf
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
 	"os"
 	"testing"
+	"time"
 )
 
 func TestBudgetKeepsPartsInMemoryThenSpills(t *testing.T) {
 	t.Parallel()
+	ctx := context.Background()
 	dir := t.TempDir()
 	p := New(10, dir)
 	data := make([]byte, 6)
 	_, _ = rand.Read(data)
 
-	a, err := p.Fill(bytes.NewReader(data), 6)
+	a, err := p.Fill(ctx, bytes.NewReader(data), 6)
 	if err != nil || a.Spilled() {
 		t.Fatalf("first part: spilled=%v err=%v, want in memory", a != nil && a.Spilled(), err)
 	}
-	b, err := p.Fill(bytes.NewReader(data), 6) // 6+6 > 10: over the budget
+	b, err := p.Fill(ctx, bytes.NewReader(data), 6) // 6+6 > 10: over the budget
 	if err != nil || !b.Spilled() {
 		t.Fatalf("second part: want spilled to disk, err=%v", err)
 	}
@@ -42,27 +45,87 @@ func TestBudgetKeepsPartsInMemoryThenSpills(t *testing.T) {
 		t.Fatalf("spill file visible in %s: %v", dir, entries)
 	}
 	a.Close()
-	c, err := p.Fill(bytes.NewReader(data), 6) // budget released by a.Close
+	c, err := p.Fill(ctx, bytes.NewReader(data), 6) // budget released by a.Close
 	if err != nil || c.Spilled() {
 		t.Fatalf("after release: spilled=%v err=%v", c.Spilled(), err)
 	}
 	b.Close()
 	c.Close()
-	if p.Spilled() != 1 {
-		t.Fatalf("spilled count = %d", p.Spilled())
+	if st := p.Stats(); st.Spilled != 1 || st.Waited != 0 || st.InUseBytes != 0 {
+		t.Fatalf("stats = %+v, want 1 spilled, none waited, nothing in use", st)
 	}
 }
 
 func TestShortBody(t *testing.T) {
 	t.Parallel()
+	ctx := context.Background()
 	p := New(100, t.TempDir())
 	for _, size := range []int64{10, 1000} { // in memory and spilled
-		if _, err := p.Fill(bytes.NewReader(make([]byte, 5)), size); !errors.Is(err, ErrShortBody) {
+		if _, err := p.Fill(ctx, bytes.NewReader(make([]byte, 5)), size); !errors.Is(err, ErrShortBody) {
 			t.Fatalf("size %d: err = %v, want ErrShortBody", size, err)
 		}
 	}
 	// The failed in-memory fill gave its budget back.
-	if b, err := p.Fill(bytes.NewReader(make([]byte, 100)), 100); err != nil || b.Spilled() {
+	if b, err := p.Fill(ctx, bytes.NewReader(make([]byte, 100)), 100); err != nil || b.Spilled() {
 		t.Fatalf("budget leaked: %v", err)
+	}
+}
+
+// A part that fits the budget waits for memory held by another part instead of
+// spilling, up to WaitForMemory; past that, or past the part's own deadline,
+// it spills.
+func TestWaitForMemoryThenSpill(t *testing.T) {
+	t.Parallel()
+	data := make([]byte, 6)
+	cases := []struct {
+		name        string
+		wait        time.Duration
+		releaseIn   time.Duration // when the first part gives its memory back (0: never)
+		ctxTimeout  time.Duration
+		wantSpilled bool
+	}{
+		{"memory freed while waiting", 5 * time.Second, 50 * time.Millisecond, time.Minute, false},
+		{"no wait configured", 0, 50 * time.Millisecond, time.Minute, true},
+		{"wait runs out", 100 * time.Millisecond, 0, time.Minute, true},
+		{"part deadline first", 5 * time.Second, 0, 100 * time.Millisecond, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := New(10, t.TempDir())
+			p.WaitForMemory = tc.wait
+			held, err := p.Fill(context.Background(), bytes.NewReader(data), 6)
+			if err != nil || held.Spilled() {
+				t.Fatalf("first part: %v", err)
+			}
+			if tc.releaseIn > 0 {
+				time.AfterFunc(tc.releaseIn, func() { held.Close() })
+			} else {
+				defer held.Close()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), tc.ctxTimeout)
+			defer cancel()
+			b, err := p.Fill(ctx, bytes.NewReader(data), 6)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if b.Spilled() != tc.wantSpilled {
+				t.Fatalf("spilled = %v, want %v", b.Spilled(), tc.wantSpilled)
+			}
+			if got, _ := io.ReadAll(b); !bytes.Equal(got, data) {
+				t.Fatal("bytes differ")
+			}
+			want := Stats{InUseBytes: 6} // the second part, or the first while it is held
+			if tc.wait > 0 {
+				want.Waited = 1
+			}
+			if tc.wantSpilled {
+				want.Spilled = 1
+			}
+			if st := p.Stats(); st != want {
+				t.Fatalf("stats = %+v, want %+v", st, want)
+			}
+		})
 	}
 }

@@ -72,7 +72,7 @@ func (e *PartError) Unwrap() error { return e.Err }
 // leaves no half record.
 func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, error) {
 	start := s.Now()
-	buf, err := s.Buffers.Fill(p.Body, p.Size)
+	buf, err := s.Buffers.Fill(ctx, p.Body, p.Size)
 	if err != nil {
 		return store.Part{}, &PartError{Stage: "read", Err: err}
 	}

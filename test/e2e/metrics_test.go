@@ -53,6 +53,14 @@ func TestMetricsAfterAFlow(t *testing.T) {
 	if d := delta("mocupload_part_bytes_received_total"); d != 6<<20 {
 		t.Errorf("part bytes +%v, want +%d", d, 6<<20)
 	}
+	// Both parts were held in memory and gave it back.
+	if after["mocupload_part_buffer_bytes_in_use"] != 0 || delta("mocupload_part_buffer_spills_total") != 0 {
+		t.Errorf("part buffers: %v bytes in use, %v spills; want none", after["mocupload_part_buffer_bytes_in_use"],
+			delta("mocupload_part_buffer_spills_total"))
+	}
+	if _, ok := after["mocupload_part_buffer_waits_total"]; !ok {
+		t.Error("mocupload_part_buffer_waits_total not exported")
+	}
 	if d := delta(`mocupload_part_duration_seconds_count{result="ok"}`); d != 2 {
 		t.Errorf("part duration count +%v", d)
 	}
