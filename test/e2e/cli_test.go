@@ -112,9 +112,16 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 // On a terminal (a real pseudo-terminal): live bars per file and in total
 // with bytes, percentage, rate and ETA.
 func TestCLITerminalProgress(t *testing.T) {
+	// S3 behind a real bandwidth limit (20 MB/s), so the upload lasts over a
+	// second and the bars have to be redrawn (unthrottled it can finish before
+	// the first refresh).
+	rep, px := s3Proxied(t, nil)
+	if err := px.AddToxic("slow", "bandwidth", "upstream", `{"rate":20000}`); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	a := writeFile(t, dir, "tty.pdf", 30<<20)
-	cmd := cliCmd(t, apiURL, user(t).token, "--concurrency", "1", "upload", "--title", uniqueTitle("CLI TTY"), a)
+	cmd := cliCmd(t, rep.url, user(t).token, "--concurrency", "1", "upload", "--title", uniqueTitle("CLI TTY"), a)
 	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 140})
 	if err != nil {
 		t.Fatal(err)
