@@ -130,7 +130,7 @@ The operator is the real manager binary with default settings (PART_BUFFER_BUDGE
 		b.WriteString("\n```\n")
 	}
 	b.WriteString(profileNotes)
-	b.WriteString("\n## Commands\n\n```sh\nmake bench                                   # all of the above; rewrites this file and benchmarks.png\ngo run ./cmd/bench -only throughput -c64 -pprof cpu.prof   # one part, with a CPU profile of the operator\n```\n")
+	b.WriteString("\n## Commands\n\n```sh\nmake bench                                   # all of the above; rewrites this file and benchmarks.png\ngo run ./cmd/bench -only throughput -c64 -pprof cpu.prof   # only the c64 throughput runs, with a CPU profile of the operator\ngo run ./cmd/bench -render                                  # redraw this file and the plot from bin/bench-results.json\n```\n")
 	return b.String()
 }
 

@@ -134,10 +134,7 @@ func run() error {
 	// Parts free their memory within about a transfer time on a busy replica;
 	// waiting that long beats spilling to disk (see internal/partbuf).
 	buffers.WaitForMemory = 2 * time.Second
-	metrics.RegisterPartBuffers(func() (int64, int64, int64) {
-		st := buffers.Stats()
-		return st.Spilled, st.Waited, st.InUseBytes
-	})
+	metrics.RegisterPartBuffers(buffers)
 	svc := &uploads.Service{
 		DB: db, S3: s3, SessionTTL: cfg.SessionTTL, StaleLockAfter: cfg.StaleLockAfter, Now: time.Now,
 		Limits:  session.Limits{AllowedContentTypes: cfg.AllowedContentTypes, MaxFileSizeBytes: cfg.MaxFileSizeBytes},

@@ -6,6 +6,8 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/mocs-dev/upload-operator/internal/partbuf"
 )
 
 var (
@@ -51,22 +53,19 @@ func init() {
 		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, SessionsByPhase, RequestsInFlight)
 }
 
-// RegisterPartBuffers exports the part buffer pool's counters; stats is read
-// at each scrape.
-func RegisterPartBuffers(stats func() (spilled, waited, inUseBytes int64)) {
-	get := func(i int) func() float64 {
-		return func() float64 {
-			s, w, b := stats()
-			return float64([]int64{s, w, b}[i])
-		}
-	}
+// RegisterPartBuffers exports the part buffer pool's counters, read at each
+// scrape.
+func RegisterPartBuffers(pool *partbuf.Pool) {
 	crmetrics.Registry.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mocupload_part_buffer_spills_total",
-			Help: "Parts spilled to disk because the memory budget was taken."}, get(0)),
+			Help: "Parts spilled to disk because the memory budget was taken."},
+			func() float64 { return float64(pool.Stats().Spilled) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mocupload_part_buffer_waits_total",
-			Help: "Parts that waited for memory held by other parts."}, get(1)),
+			Help: "Parts that waited for memory held by other parts."},
+			func() float64 { return float64(pool.Stats().Waited) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mocupload_part_buffer_bytes_in_use",
-			Help: "Memory held by parts in flight, within PART_BUFFER_BUDGET_BYTES."}, get(2)),
+			Help: "Memory held by parts in flight, within PART_BUFFER_BUDGET_BYTES."},
+			func() float64 { return float64(pool.Stats().InUseBytes) }),
 	)
 }
 
