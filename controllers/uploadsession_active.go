@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -66,7 +67,7 @@ func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, us *u
 		return res, err
 	}
 	if sess.FinalizingAt != nil {
-		if wait := sess.FinalizingAt.Add(r.Uploads.StaleLockAfter).Sub(r.now()); wait >= 0 {
+		if wait := sess.FinalizingAt.Add(r.Uploads.StaleAfter()).Sub(r.now()); wait >= 0 {
 			return ctrl.Result{RequeueAfter: wait + 100*time.Millisecond}, nil
 		}
 	}
@@ -161,7 +162,7 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.Up
 // stays Active.
 func (r *UploadSessionReconciler) blockFinalize(ctx context.Context, us *uploadsv1.UploadSession, reason, msg, suggested string) error {
 	cur := us.Status
-	if c := findCondition(cur.Conditions, uploadsv1.ConditionFinalized); c != nil && c.Reason == reason && c.Message == msg &&
+	if c := meta.FindStatusCondition(cur.Conditions, uploadsv1.ConditionFinalized); c != nil && c.Reason == reason && c.Message == msg &&
 		cur.Phase == uploadsv1.PhaseActive && cur.SuggestedSlug == suggested {
 		return nil // already said
 	}
@@ -262,13 +263,4 @@ func timePtr(t *time.Time) *metav1.Time {
 	}
 	mt := metav1.NewTime(*t)
 	return &mt
-}
-
-func findCondition(cs []metav1.Condition, typ string) *metav1.Condition {
-	for i := range cs {
-		if cs[i].Type == typ {
-			return &cs[i]
-		}
-	}
-	return nil
 }

@@ -37,9 +37,6 @@ type UploadSessionReconciler struct {
 	Scheme   *runtime.Scheme
 	Recorder recorder.EventRecorder
 	Uploads  *uploads.Service
-	// RetryAfter is how soon a failed step (S3 or PostgreSQL down) is retried
-	// when controller-runtime's own backoff is not used.
-	RetryAfter time.Duration
 	// Now is the clock; tests move it.
 	Now func() time.Time
 	// Resync is how often an Active or Finalizing session is looked at again

@@ -26,7 +26,7 @@ func (r *UploadSessionReconciler) reconcileDelete(ctx context.Context, us *uploa
 	}
 	sess, err := r.Uploads.DB.GetSession(ctx, id)
 	if err == nil && sess.Status == store.StatusFinalizing && sess.FinalizingAt != nil {
-		if wait := sess.FinalizingAt.Add(r.Uploads.StaleLockAfter).Sub(r.now()); wait > 0 {
+		if wait := sess.FinalizingAt.Add(r.Uploads.StaleAfter()).Sub(r.now()); wait > 0 {
 			r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, "WaitingForFinalize", "Delete", "Deletion waits for the running finalize")
 			return ctrl.Result{RequeueAfter: min(wait, 2*time.Second)}, nil
 		}

@@ -51,6 +51,8 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 			validationError(w, ve.Details)
 			return
 		}
+		a.internal(w, r, err)
+		return
 	}
 	us := &uploadsv1.UploadSession{
 		ObjectMeta: metav1.ObjectMeta{Name: id.String(), Namespace: a.SessionNamespace,

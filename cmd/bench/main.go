@@ -52,14 +52,13 @@ var (
 )
 
 type bench struct {
-	ctx    context.Context
-	st     *localenv.Stack
-	bin    string
-	dir    string
-	token  string
-	owner  string
-	k8s    ctrlclient.Client
-	report strings.Builder
+	ctx   context.Context
+	st    *localenv.Stack
+	bin   string
+	dir   string
+	token string
+	owner string
+	k8s   ctrlclient.Client
 }
 
 func main() {

@@ -161,7 +161,7 @@ func run() error {
 	}
 	defer rdb.Close()
 	limiter := &ratelimit.Limiter{Redis: rdb, Prefix: cfg.RedisKeyPrefix, Limit: cfg.FinalizeLimit,
-		Window: cfg.FinalizeWindow, Log: logger.WithName("ratelimit"), OnFailOpen: metrics.RateLimitFailOpens.Inc}
+		Window: cfg.FinalizeWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc}
 	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
 	api := &webhook.API{
 		Log:              logger.WithName("api"),

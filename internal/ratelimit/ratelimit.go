@@ -43,7 +43,6 @@ type Limiter struct {
 	Prefix string // REDIS_KEY_PREFIX
 	Limit  int
 	Window time.Duration
-	Log    logr.Logger
 	// OnFailOpen, if set, counts requests allowed because Redis was unreachable.
 	OnFailOpen func()
 

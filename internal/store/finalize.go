@@ -40,10 +40,10 @@ type Lock struct {
 	// finalize is guarded by it, so a holder whose lock was taken over cannot
 	// commit or release the new holder's lock.
 	Token time.Time
-	// Previous is the finalizing_at that was there (a stale lock taken over when
-	// Acquired, the fresh lock that blocked us otherwise).
+	// Previous is the stale lock's finalizing_at when Acquired took it over.
 	Previous *time.Time
-	Session  Session
+	// Session is the row as it is when the lock was not acquired, to say why.
+	Session Session
 }
 
 // TryLock takes the finalize lock of an unfinalized, active (or stale
@@ -62,18 +62,17 @@ func (s *Store) TryLock(ctx context.Context, id uuid.UUID, now, staleBefore time
 		WHERE u.id = old.id AND u.finalized_at IS NULL AND u.status IN ('active', 'finalizing')
 		  AND (u.finalizing_at IS NULL OR u.finalizing_at < $3)
 		RETURNING old.finalizing_at`, id, now, staleBefore, title, nullable(description)).Scan(&prev)
-	acquired := err == nil
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	if err == nil {
+		return Lock{Acquired: true, Token: now, Previous: prev}, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
 		return Lock{}, fmt.Errorf("take finalize lock of session %s: %w", id, err)
 	}
 	sess, err := s.GetSession(ctx, id)
 	if err != nil {
 		return Lock{}, err
 	}
-	if !acquired {
-		return Lock{Acquired: false, Previous: sess.FinalizingAt, Session: sess}, nil
-	}
-	return Lock{Acquired: true, Token: now, Previous: prev, Session: sess}, nil
+	return Lock{Session: sess}, nil
 }
 
 // ReleaseLock gives the lock back (status active) if it is still ours and the

@@ -104,32 +104,28 @@ func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (Session, error) {
 	return x, err
 }
 
+const fileCols = `id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key,
+	coalesce(s3_upload_id, ''), coalesce(completed_etag, '')`
+
+func scanFile(row pgx.Row) (File, error) {
+	var f File
+	err := row.Scan(&f.ID, &f.SessionID, &f.Ordinal, &f.Name, &f.ContentType, &f.SizeBytes, &f.PartCount,
+		&f.S3Key, &f.S3UploadID, &f.CompletedETag)
+	return f, err
+}
+
 // Files lists a session's files in order.
 func (s *Store) Files(ctx context.Context, sessionID uuid.UUID) ([]File, error) {
-	rows, err := s.Pool.Query(ctx, `
-		SELECT id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key,
-		       coalesce(s3_upload_id, ''), coalesce(completed_etag, '')
-		FROM upload_files WHERE session_id = $1 ORDER BY ordinal`, sessionID)
+	rows, err := s.Pool.Query(ctx, `SELECT `+fileCols+` FROM upload_files WHERE session_id = $1 ORDER BY ordinal`, sessionID)
 	if err != nil {
 		return nil, fmt.Errorf("list upload_files of %s: %w", sessionID, err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (File, error) {
-		var f File
-		err := r.Scan(&f.ID, &f.SessionID, &f.Ordinal, &f.Name, &f.ContentType, &f.SizeBytes, &f.PartCount,
-			&f.S3Key, &f.S3UploadID, &f.CompletedETag)
-		return f, err
-	})
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (File, error) { return scanFile(r) })
 }
 
 // FileOf reads one file of a session.
 func (s *Store) FileOf(ctx context.Context, sessionID, fileID uuid.UUID) (File, error) {
-	var f File
-	err := s.Pool.QueryRow(ctx, `
-		SELECT id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key,
-		       coalesce(s3_upload_id, ''), coalesce(completed_etag, '')
-		FROM upload_files WHERE session_id = $1 AND id = $2`, sessionID, fileID).
-		Scan(&f.ID, &f.SessionID, &f.Ordinal, &f.Name, &f.ContentType, &f.SizeBytes, &f.PartCount,
-			&f.S3Key, &f.S3UploadID, &f.CompletedETag)
+	f, err := scanFile(s.Pool.QueryRow(ctx, `SELECT `+fileCols+` FROM upload_files WHERE session_id = $1 AND id = $2`, sessionID, fileID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return f, ErrNotFound
 	}

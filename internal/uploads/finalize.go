@@ -72,7 +72,7 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (res0 Final
 	}
 
 	now := s.Now()
-	lock, err := s.DB.TryLock(ctx, req.SessionID, now, now.Add(-s.staleAfter()), req.Title, req.Description)
+	lock, err := s.DB.TryLock(ctx, req.SessionID, now, now.Add(-s.StaleAfter()), req.Title, req.Description)
 	if err != nil {
 		return FinalizeResult{}, &InternalError{Err: err}
 	}
@@ -83,7 +83,7 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (res0 Final
 	if lock.Previous != nil {
 		metrics.StaleLockRecoveries.Inc()
 		logging.Warn(log, "stale lock recovered", "previousLockAt", lock.Previous.UTC().Format(time.RFC3339Nano),
-			"lockAgeMs", now.Sub(*lock.Previous).Milliseconds(), "staleLockAfter", s.staleAfter().String())
+			"lockAgeMs", now.Sub(*lock.Previous).Milliseconds(), "staleLockAfter", s.StaleAfter().String())
 	}
 	committed := false
 	defer func() {
@@ -155,7 +155,9 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (res0 Final
 	return res, nil
 }
 
-func (s *Service) staleAfter() time.Duration {
+// StaleAfter is how old a finalize lock must be to be taken over
+// (StaleLockAfter, or the default when unset).
+func (s *Service) StaleAfter() time.Duration {
 	if s.StaleLockAfter > 0 {
 		return s.StaleLockAfter
 	}
@@ -182,7 +184,7 @@ func (s *Service) notLocked(ctx context.Context, lock store.Lock) (FinalizeResul
 	case sess.FinalizedAt != nil:
 		return s.replay(ctx, sess.ID)
 	case sess.FinalizingAt != nil:
-		wait := sess.FinalizingAt.Add(s.staleAfter()).Sub(s.Now())
+		wait := sess.FinalizingAt.Add(s.StaleAfter()).Sub(s.Now())
 		return FinalizeResult{}, &InProgressError{RetryAfter: max(wait, time.Second)}
 	default:
 		if err := s.checkFinalizable(sess); err != nil {
@@ -216,7 +218,7 @@ func (s *Service) releaseLock(ctx context.Context, log logr.Logger, id uuid.UUID
 	}
 	logging.Warn(log, "could not release finalize lock; retrying until PostgreSQL is back")
 	go func() {
-		deadline := token.Add(s.staleAfter())
+		deadline := token.Add(s.StaleAfter())
 		for s.Now().Before(deadline) {
 			time.Sleep(time.Second)
 			if try() {

@@ -27,11 +27,7 @@ func TestDeclarativeFinalize(t *testing.T) {
 	ctx := context.Background()
 	acct := user(t)
 	taken := uniqueTitle("Declared Castle")
-	other := createUpload(t, acct, fileReq{"x.pdf", pdf, 10})
-	other.putAll(t, "")
-	if r := other.finalize(t, "", taken); r.status != 201 {
-		t.Fatalf("%d %s", r.status, r.raw)
-	}
+	finalized(t, acct, taken, fileReq{"x.pdf", pdf, 10})
 
 	us := &uploadsv1.UploadSession{
 		ObjectMeta: metav1.ObjectMeta{Name: "declared", Namespace: "default"},

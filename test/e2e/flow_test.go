@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -133,7 +134,7 @@ func TestHTTPUploadFlow(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "resource deleted", func() (bool, string) {
 		err := k8s.Get(ctx, types.NamespacedName{Namespace: "default", Name: u.id}, &uploadsv1.UploadSession{})
-		return err != nil, "still there"
+		return apierrors.IsNotFound(err), fmt.Sprint("get: ", err)
 	})
 	if g := call(t, "", "GET", "/api/mocs/uploads/sessions/"+u.id, acct.token, nil); g.status != 200 || g.str("status") != "finalized" {
 		t.Errorf("GET after delete: %d %s", g.status, g.raw)
@@ -299,11 +300,7 @@ func TestFinalizeErrorsAndAdmins(t *testing.T) {
 
 	// Slug conflict for the owner; the admin finalizes on the owner's behalf.
 	title := uniqueTitle("Conflict Castle")
-	first := createUpload(t, acct, fileReq{"b.pdf", pdf, 10})
-	first.putAll(t, "")
-	if r := first.finalize(t, "", title); r.status != 201 {
-		t.Fatalf("first: %d %s", r.status, r.raw)
-	}
+	finalized(t, acct, title, fileReq{"b.pdf", pdf, 10})
 	c := u.finalize(t, "", title)
 	slug := strings.ToLower(strings.ReplaceAll(title, " ", "-"))
 	if c.status != 409 || c.str("error") != "SLUG_CONFLICT" || c.str("suggestedSlug") != slug+"-1" || c.str("retryStrategy") != "AUTO_APPEND" {

@@ -202,6 +202,18 @@ func (u *upload) finalize(t *testing.T, base, title string) response {
 	return call(t, base, "POST", "/api/mocs/uploads/finalize", u.token, jsonBody(map[string]any{"uploadSessionId": u.id, "title": title}))
 }
 
+// finalized uploads files and finalizes them under title; anything but a
+// created MOC (201) fails the test.
+func finalized(t *testing.T, acct account, title string, files ...fileReq) *upload {
+	t.Helper()
+	u := createUpload(t, acct, files...)
+	u.putAll(t, "")
+	if r := u.finalize(t, "", title); r.status != 201 {
+		t.Fatalf("finalize %q: %d %s", title, r.status, r.raw)
+	}
+	return u
+}
+
 func uniqueTitle(prefix string) string {
 	return fmt.Sprintf("%s %d", prefix, time.Now().UnixNano()%1e9)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -39,11 +40,7 @@ func scrape(t *testing.T, url string) map[string]float64 {
 // exhaustions and rate-limit refusals on replicas that saw them.
 func TestMetricsAfterAFlow(t *testing.T) {
 	before := scrape(t, metricsURL)
-	u := createUpload(t, user(t), fileReq{"m.pdf", pdf, 6 << 20})
-	u.putAll(t, "")
-	if r := u.finalize(t, "", uniqueTitle("Metric Castle")); r.status != 201 {
-		t.Fatalf("%d %s", r.status, r.raw)
-	}
+	u := finalized(t, user(t), uniqueTitle("Metric Castle"), fileReq{"m.pdf", pdf, 6 << 20})
 	u.finalize(t, "", "again")
 	after := scrape(t, metricsURL)
 	delta := func(k string) float64 { return after[k] - before[k] }
@@ -67,9 +64,12 @@ func TestMetricsAfterAFlow(t *testing.T) {
 	if delta(`mocupload_finalize_total{result="created"}`) != 1 || delta(`mocupload_finalize_total{result="replayed"}`) != 1 {
 		t.Errorf("finalize outcomes: %v created, %v replayed", delta(`mocupload_finalize_total{result="created"}`), delta(`mocupload_finalize_total{result="replayed"}`))
 	}
+	// This flow's session adds one to the Finalized count (e2e tests run one at
+	// a time, and the manager watches only its own namespace).
+	finalizedGauge := `mocupload_sessions{phase="Finalized"}`
 	waitFor(t, 20*time.Second, "sessions gauge", func() (bool, string) {
 		m := scrape(t, metricsURL)
-		return m[`mocupload_sessions{phase="Finalized"}`] >= 1, ""
+		return m[finalizedGauge] >= before[finalizedGauge]+1, fmt.Sprint(before[finalizedGauge], " → ", m[finalizedGauge])
 	})
 
 	// S3 retries and exhaustions, on a replica behind the fault proxy.

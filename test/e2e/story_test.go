@@ -47,11 +47,7 @@ func TestVR_ERR_001_PartNumberBelowOne(t *testing.T) {
 func TestSC_HP_001_SlugConflict(t *testing.T) {
 	acct := user(t)
 	title := uniqueTitle("Slug Castle")
-	a := createUpload(t, acct, fileReq{"a.pdf", pdf, 10})
-	a.putAll(t, "")
-	if r := a.finalize(t, "", title); r.status != 201 {
-		t.Fatalf("%d %s", r.status, r.raw)
-	}
+	finalized(t, acct, title, fileReq{"a.pdf", pdf, 10})
 	b := createUpload(t, acct, fileReq{"b.pdf", pdf, 10})
 	b.putAll(t, "")
 	r := b.finalize(t, "", title)
