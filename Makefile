@@ -77,6 +77,11 @@ test: tools ## Run every test (unit, envtest, integration) against real services
 	go vet ./...
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	go test -run '^$$' -fuzz FuzzParsePartNumber -fuzztime $(FUZZ_TIME) ./internal/session
+	hack/model/check.sh
+
+.PHONY: model
+model: ## Model-check the finalize protocol (hack/model/finalize.pml) with spin, exhaustively within its bounds.
+	hack/model/check.sh
 
 .PHONY: verify-generated
 verify-generated: manifests ## Fail when generated code or manifests differ from what is committed.

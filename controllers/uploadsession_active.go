@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
@@ -23,8 +24,8 @@ import (
 // session on), expires the session at expiresAt, refreshes progress, and runs
 // a declarative finalize when spec.finalize is set.
 func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	sess, err := r.Uploads.DB.GetSession(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
+	sess, err := r.Uploads.Session(ctx, id)
+	if errors.Is(err, uploads.ErrSessionNotFound) {
 		// Rows gone while the resource says Active: activate again (idempotent).
 		return r.reconcilePending(ctx, us, id)
 	}
@@ -41,11 +42,27 @@ func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, us *uploa
 		return ctrl.Result{}, err
 	}
 	if us.Spec.Finalize != nil {
-		return r.finalize(ctx, us, id, uploads.FinalizeRequest{
-			SessionID: id, Title: us.Spec.Finalize.Title, Description: us.Spec.Finalize.Description,
-		})
+		return r.finalizeDeclared(ctx, us, id)
 	}
 	return ctrl.Result{RequeueAfter: min(sess.ExpiresAt.Sub(r.now())+time.Second, r.resync())}, nil
+}
+
+// finalizeDeclared runs the finalize that spec.finalize asks for once every
+// part is there. Completeness is checked first from what PostgreSQL recorded,
+// without the lock: taking it while parts are still arriving would turn them
+// away (409) for as long as the check runs.
+func (r *UploadSessionReconciler) finalizeDeclared(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
+	missing, err := r.Uploads.MissingParts(ctx, id)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(missing) > 0 {
+		return ctrl.Result{RequeueAfter: r.resync()},
+			r.blockFinalize(ctx, us, uploadsv1.ReasonIncompleteUpload, session.SummarizeMissing(missing), "")
+	}
+	return r.finalize(ctx, us, id, uploads.FinalizeRequest{
+		SessionID: id, Title: us.Spec.Finalize.Title, Description: us.Spec.Finalize.Description,
+	})
 }
 
 func (r *UploadSessionReconciler) resync() time.Duration {
@@ -58,7 +75,7 @@ func (r *UploadSessionReconciler) resync() time.Duration {
 // reconcileFinalizing waits for the lock holder, and takes over a stale lock
 // (a replica that crashed mid-finalize) to finish the request it stored.
 func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	sess, err := r.Uploads.DB.GetSession(ctx, id)
+	sess, err := r.Uploads.Session(ctx, id)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -66,12 +83,13 @@ func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, us *u
 		res, _, err := r.followDatabase(ctx, us, id, sess)
 		return res, err
 	}
-	if sess.FinalizingAt != nil {
-		if wait := sess.FinalizingAt.Add(r.Uploads.StaleAfter()).Sub(r.now()); wait >= 0 {
-			return ctrl.Result{RequeueAfter: wait + 100*time.Millisecond}, nil
-		}
+	// The lock's age is PostgreSQL's: a live holder keeps renewing it, so this
+	// only goes on once the holder has stopped.
+	if sess.LockAge != nil && !session.LockStale(*sess.LockAge, r.Uploads.StaleAfter()) {
+		wait := r.Uploads.StaleAfter() - *sess.LockAge + 100*time.Millisecond
+		return ctrl.Result{RequeueAfter: min(wait, r.resync())}, nil
 	}
-	log.FromContext(ctx).Info("finalize lock is stale; taking over", "finalizingAt", sess.FinalizingAt)
+	log.FromContext(ctx).Info("finalize lock is stale; taking over", "lockAge", fmt.Sprint(sess.LockAge))
 	return r.finalize(ctx, us, id, uploads.FinalizeRequest{SessionID: id, Resume: true})
 }
 
@@ -85,6 +103,11 @@ func (r *UploadSessionReconciler) followDatabase(ctx context.Context, us *upload
 	case store.StatusExpired:
 		res, err := r.expire(ctx, us, id)
 		return res, true, err
+	case store.StatusFailed:
+		if us.Status.Phase != uploadsv1.PhaseFailed {
+			return ctrl.Result{}, true, r.markFailed(ctx, us, "an S3 multipart upload of the session is lost; what it held was removed")
+		}
+		return ctrl.Result{}, true, nil
 	case store.StatusFinalizing:
 		if us.Status.Phase != uploadsv1.PhaseFinalizing {
 			err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
@@ -100,7 +123,7 @@ func (r *UploadSessionReconciler) followDatabase(ctx context.Context, us *upload
 	case store.StatusActive:
 		if us.Status.Phase == uploadsv1.PhaseFinalizing {
 			// The finalize failed and released its lock.
-			return ctrl.Result{Requeue: true}, true, r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+			return ctrl.Result{RequeueAfter: time.Second}, true, r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
 				setPhase(st, uploadsv1.PhaseActive, "finalize did not complete; lock released")
 				st.FinalizingAt = nil
 			})
@@ -125,11 +148,7 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.Up
 		_ = res
 		return r.markFinalized(ctx, us, id)
 	case errors.As(err, &incomplete):
-		n := 0
-		for _, m := range incomplete.Missing {
-			n += len(m)
-		}
-		msg := fmt.Sprintf("%d part(s) missing: %v", n, incomplete.Missing)
+		msg := session.SummarizeMissing(incomplete.Missing)
 		return ctrl.Result{RequeueAfter: r.resync()}, r.blockFinalize(ctx, us, uploadsv1.ReasonIncompleteUpload, msg, "")
 	case errors.As(err, &conflict):
 		msg := fmt.Sprintf("slug %q is taken for %s; %q is free (retitle, e.g. %q)", conflict.Slug, us.Spec.Owner,
@@ -140,12 +159,7 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.Up
 	case errors.Is(err, uploads.ErrExpired):
 		return r.expire(ctx, us, id)
 	case errors.As(err, &lost):
-		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonUploadLost, "Finalize", "%v", err)
-		return ctrl.Result{}, r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-			setPhase(st, uploadsv1.PhaseFailed, err.Error())
-			setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonUploadLost, err.Error())
-			setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, uploadsv1.ReasonUploadLost, err.Error())
-		})
+		return ctrl.Result{}, r.markFailed(ctx, us, err.Error())
 	case errors.As(err, &s3e):
 		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonS3Unavailable, "Finalize", "%v", err)
 		_ = r.blockFinalize(ctx, us, uploadsv1.ReasonS3Unavailable, err.Error(), "")
@@ -158,6 +172,22 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.Up
 	}
 }
 
+// markFailed moves the resource to Failed: its session lost an S3 multipart
+// upload and can never be finalized (the engine has marked it failed in
+// PostgreSQL and removed what it held).
+func (r *UploadSessionReconciler) markFailed(ctx context.Context, us *uploadsv1.UploadSession, msg string) error {
+	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+		setPhase(st, uploadsv1.PhaseFailed, msg)
+		st.FinalizingAt = nil
+		setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonUploadLost, msg)
+		setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, uploadsv1.ReasonUploadLost, msg)
+	}); err != nil {
+		return err
+	}
+	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonUploadLost, "Finalize", "%s", msg)
+	return nil
+}
+
 // blockFinalize records why a requested finalize cannot proceed; the phase
 // stays Active.
 func (r *UploadSessionReconciler) blockFinalize(ctx context.Context, us *uploadsv1.UploadSession, reason, msg, suggested string) error {
@@ -167,7 +197,7 @@ func (r *UploadSessionReconciler) blockFinalize(ctx context.Context, us *uploads
 		return nil // already said
 	}
 	log.FromContext(ctx).Info("finalize blocked", "reason", reason, "message", msg)
-	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, reason, "Finalize", msg)
+	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, reason, "Finalize", "%s", msg)
 	return r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
 		setPhase(st, uploadsv1.PhaseActive, "finalize blocked: "+reason)
 		st.FinalizingAt = nil
@@ -178,11 +208,11 @@ func (r *UploadSessionReconciler) blockFinalize(ctx context.Context, us *uploads
 
 // markFinalized copies the committed MOC into the status.
 func (r *UploadSessionReconciler) markFinalized(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	moc, err := r.Uploads.DB.MOCBySession(ctx, id)
+	moc, err := r.Uploads.MOC(ctx, id)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	sess, err := r.Uploads.DB.GetSession(ctx, id)
+	sess, err := r.Uploads.Session(ctx, id)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -211,7 +241,7 @@ func (r *UploadSessionReconciler) expire(ctx context.Context, us *uploadsv1.Uplo
 		return ctrl.Result{}, err
 	}
 	if !ok {
-		return ctrl.Result{Requeue: true}, nil // the session moved on (a finalize took the lock)
+		return ctrl.Result{RequeueAfter: time.Second}, nil // the session moved on (a finalize holds the lock)
 	}
 	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
 		setPhase(st, uploadsv1.PhaseExpired, "not finalized before expiresAt; S3 uploads aborted")
@@ -228,7 +258,7 @@ func (r *UploadSessionReconciler) expire(ctx context.Context, us *uploadsv1.Uplo
 // refreshProgress copies the received parts and bytes from PostgreSQL,
 // patching only when something changed.
 func (r *UploadSessionReconciler) refreshProgress(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) error {
-	prog, err := r.Uploads.DB.Progress(ctx, id)
+	prog, err := r.Uploads.Progress(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -23,9 +23,9 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
-// Finalizer keeps a session's custom resource until its unfinished S3
-// multipart uploads are aborted.
-const Finalizer = "uploads.mocs.dev/abort-uploads"
+// Finalizer keeps a session's custom resource until what it holds in S3 is
+// removed.
+const Finalizer = uploadsv1.Finalizer
 
 // UploadSessionReconciler moves UploadSessions through their phases:
 //
@@ -46,7 +46,15 @@ type UploadSessionReconciler struct {
 	// Retention is how long Finalized and Expired resources are kept
 	// (SESSION_RETENTION); the MOC rows and objects stay after.
 	Retention time.Duration
+	// Timeout bounds one reconcile (RECONCILE_TIMEOUT, default 5m), so a
+	// dependency that accepts connections and never answers cannot hold a
+	// worker forever; every S3 and SQL call also has a deadline of its own.
+	Timeout time.Duration
 }
+
+// DefaultReconcileTimeout bounds one reconcile when Timeout is unset. A
+// declarative finalize cut short by it resumes where it stopped.
+const DefaultReconcileTimeout = 5 * time.Minute
 
 // reconcileRetention deletes a Finalized or Expired resource once its
 // retention is over. A finalized session stays readable over HTTP from
@@ -81,6 +89,12 @@ func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, us *up
 // Reconcile reads like the state machine above: load, handle deletion, make
 // sure of the finalizer, then one step for the current phase.
 func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = DefaultReconcileTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	us := &uploadsv1.UploadSession{}
 	if err := r.Get(ctx, req.NamespacedName, us); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)

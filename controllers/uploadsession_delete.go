@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,25 +14,30 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
-	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
-// reconcileDelete aborts the S3 uploads of an unfinalized session and removes
-// its rows, then releases the object. A finalized session loses nothing: its
-// MOC rows and objects stay. Deleting a session while a finalize holds a fresh
-// lock waits until that finalize ends.
+// reconcileDelete removes what an unfinalized session holds (S3 uploads and
+// objects, its rows), then releases the resource. A finalized session loses
+// nothing: its MOC rows and objects stay. Deleting a session while a finalize
+// holds a live lock waits until that finalize ends; the engine claims the
+// session in PostgreSQL, so no finalize can start once the removal has.
 func (r *UploadSessionReconciler) reconcileDelete(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(us, Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	sess, err := r.Uploads.DB.GetSession(ctx, id)
-	if err == nil && sess.Status == store.StatusFinalizing && sess.FinalizingAt != nil {
-		if wait := sess.FinalizingAt.Add(r.Uploads.StaleAfter()).Sub(r.now()); wait > 0 {
-			r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, "WaitingForFinalize", "Delete", "Deletion waits for the running finalize")
-			return ctrl.Result{RequeueAfter: min(wait, 2*time.Second)}, nil
-		}
+	if wait := r.activationWindowLeft(ctx, us, id); wait > 0 {
+		return ctrl.Result{RequeueAfter: min(wait, time.Second)}, nil
 	}
-	if err := r.Uploads.Discard(ctx, log.FromContext(ctx), id); err != nil {
+	err := r.Uploads.Discard(ctx, log.FromContext(ctx), id)
+	var inProgress *uploads.InProgressError
+	if errors.As(err, &inProgress) {
+		if us.Status.Phase != uploadsv1.PhaseFinalizing {
+			r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, "WaitingForFinalize", "Delete", "Deletion waits for the running finalize")
+		}
+		return ctrl.Result{RequeueAfter: inProgress.RetryAfter}, nil
+	}
+	if err != nil {
 		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, "AbortFailed", "Delete", "%v", err)
 		return ctrl.Result{}, fmt.Errorf("discard session %s: %w", id, err)
 	}
@@ -41,4 +47,24 @@ func (r *UploadSessionReconciler) reconcileDelete(ctx context.Context, us *uploa
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// activationWindowLeft is how long to wait before removing a session whose
+// resource the upload API created and is perhaps still activating: with no
+// rows yet, a removal now would find nothing, and the activation would then
+// create rows and S3 uploads that nothing removes. The API request ends within
+// uploads.ActivationTimeout (and clears the annotation if it gives up), so
+// twice that is enough even if its replica died.
+func (r *UploadSessionReconciler) activationWindowLeft(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) time.Duration {
+	if us.Annotations[uploadsv1.CreatedByAPIAnnotation] == "" {
+		return 0
+	}
+	left := us.CreationTimestamp.Add(2 * uploads.ActivationTimeout).Sub(r.now())
+	if left <= 0 {
+		return 0
+	}
+	if _, err := r.Uploads.Session(ctx, id); !errors.Is(err, uploads.ErrSessionNotFound) {
+		return 0
+	}
+	return left
 }

@@ -28,8 +28,15 @@ type API struct {
 	Uploads          *uploads.Service
 	Kube             client.Client
 	SessionNamespace string
-	PartTimeout      time.Duration
-	Now              func() time.Time
+	// KubeReader reads resources from the API server itself, not the cache
+	// (nil: Kube), where a create must know whether its resource was deleted.
+	KubeReader  client.Reader
+	PartTimeout time.Duration
+	// FinalizeTimeout bounds a finalize started over HTTP (default 5m). It
+	// runs detached from the request, so a client that gives up does not
+	// cancel it half way.
+	FinalizeTimeout time.Duration
+	Now             func() time.Time
 	// Notify pokes a session's custom resource so the reconciler refreshes its
 	// status (progress, finalize); nil in tests that do not need it.
 	Notify func(namespace, name, correlationID string)
@@ -90,6 +97,23 @@ func (a *API) withCorrelation(next http.Handler) http.Handler {
 func arrivalOf(ctx context.Context) time.Time {
 	t, _ := ctx.Value(arrivalKey).(time.Time)
 	return t
+}
+
+func (a *API) finalizeTimeout() time.Duration {
+	if a.FinalizeTimeout > 0 {
+		return a.FinalizeTimeout
+	}
+	return DefaultFinalizeTimeout
+}
+
+// DefaultFinalizeTimeout bounds a finalize started over HTTP.
+const DefaultFinalizeTimeout = 5 * time.Minute
+
+func (a *API) reader() client.Reader {
+	if a.KubeReader != nil {
+		return a.KubeReader
+	}
+	return a.Kube
 }
 
 func (a *API) now() time.Time {

@@ -1,9 +1,12 @@
 package webhook
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"unicode/utf8"
+
+	"github.com/go-logr/logr"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/metrics"
@@ -55,7 +58,12 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request, u auth.User) {
 	if body.Description != nil {
 		desc = *body.Description
 	}
-	res, err := a.Uploads.Finalize(ctx, uploads.FinalizeRequest{SessionID: sess.ID, Title: *body.Title, Description: desc})
+	// A client or load balancer that gives up must not cancel a finalize half
+	// way (S3 completions done, nothing committed): it runs on a context of
+	// its own, with its own deadline, and the request waits for it.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.finalizeTimeout())
+	defer cancel()
+	res, err := a.Uploads.Finalize(fctx, uploads.FinalizeRequest{SessionID: sess.ID, Title: *body.Title, Description: desc})
 	if sess.Namespace != "" && a.Notify != nil {
 		a.Notify(sess.Namespace, sess.Name, w.Header().Get(CorrelationHeader))
 	}
@@ -101,6 +109,12 @@ func (a *API) finalizeFailed(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case errors.Is(err, uploads.ErrSessionNotFound):
 		writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", nil)
+	case errors.Is(err, context.DeadlineExceeded):
+		// The finalize ran out of FINALIZE_TIMEOUT; what it completed is
+		// recorded and the next finalize carries on from there.
+		logr.FromContextOrDiscard(r.Context()).Error(err, "finalize timed out")
+		setRetryAfter(w, s3RetryAfterSeconds)
+		writeError(w, http.StatusServiceUnavailable, "S3_UNAVAILABLE", map[string]any{"retryable": true})
 	case errors.Is(err, uploads.ErrExpired):
 		writeError(w, http.StatusGone, "SESSION_EXPIRED", nil)
 	case errors.As(err, &inProgress):

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -102,11 +101,13 @@ func checksumsOf(r *http.Request) objectstore.Checksums {
 }
 
 // partFailed maps a failed part to its answer. Past the deadline the timeout
-// wins over whatever else happened (S3 retries included).
+// wins over whatever else happened (S3 retries included); before it, an S3
+// that could not be reached (connections dropped or refused, every attempt
+// spent) is 503, however its errors describe themselves.
 func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arrival, timeoutAt time.Time) {
 	log := logr.FromContextOrDiscard(r.Context())
 	now := a.now()
-	if !now.Before(timeoutAt) || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+	if !now.Before(timeoutAt) {
 		log.Error(err, "part upload timed out", "elapsedMs", now.Sub(arrival).Milliseconds())
 		writeError(w, http.StatusRequestTimeout, "REQUEST_TIMEOUT", map[string]any{
 			"elapsedMs": now.Sub(arrival).Milliseconds(),
@@ -114,19 +115,28 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 		})
 		return
 	}
-	var pe *uploads.PartError
-	if errors.As(err, &pe) && pe.Stage == "read" {
+	var (
+		pe        *uploads.PartError
+		notActive *uploads.NotActiveError
+	)
+	switch {
+	case errors.Is(err, uploads.ErrSessionNotFound):
+		writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", nil)
+		return
+	case errors.Is(err, uploads.ErrExpired):
+		writeError(w, http.StatusGone, "SESSION_EXPIRED", nil)
+		return
+	case errors.As(err, &notActive):
+		writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", map[string]any{"status": notActive.Status})
+		return
+	case errors.As(err, &pe) && pe.Stage == "read":
 		log.Error(err, "part body not received")
 		writeError(w, http.StatusBadRequest, "INCOMPLETE_BODY", nil)
 		return
-	}
-	if errors.As(err, &pe) && pe.Stage == "s3" {
+	case errors.As(err, &pe) && pe.Stage == "s3":
 		switch {
 		case objectstore.IsChecksumMismatch(err):
 			writeError(w, http.StatusBadRequest, "CHECKSUM_MISMATCH", nil)
-			return
-		case objectstore.IsNoSuchUpload(err):
-			writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", nil)
 			return
 		case objectstore.IsClientError(err):
 			log.Error(err, "S3 refused the part")
@@ -139,9 +149,4 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 		return
 	}
 	a.internal(w, r, err)
-}
-
-func isTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout() || strings.Contains(err.Error(), "i/o timeout")
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -26,26 +25,76 @@ type Server struct {
 	// ReadHeaderTimeout: a client must send its headers within it (default 10s).
 	ReadHeaderTimeout time.Duration
 
-	draining atomic.Bool
-	inflight sync.WaitGroup
+	// admitted is called with each request the server admitted, before its
+	// handler runs (tests hold a request there to race it with a shutdown).
+	admitted func()
+
+	mu       sync.Mutex
+	draining bool
+	inflight int
+	idle     chan struct{} // closed when draining and nothing is in flight
 }
 
 // Draining reports whether the server is shutting down (a readiness check).
-func (s *Server) Draining() bool { return s.draining.Load() }
+func (s *Server) Draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// admit decides, in one step with the drain, whether a request is served: a
+// request either counts as in flight before draining starts (and the drain
+// waits for it) or is refused.
+func (s *Server) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.inflight++
+	return true
+}
+
+func (s *Server) done() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight--
+	if s.draining && s.inflight == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+// startDraining refuses every later request and returns a channel closed once
+// the requests in flight are done.
+func (s *Server) startDraining() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.draining = true
+	idle := make(chan struct{})
+	if s.inflight == 0 {
+		close(idle)
+	} else {
+		s.idle = idle
+	}
+	return idle
+}
 
 // drain answers new requests 503 SHUTTING_DOWN while the server drains and
 // tracks the requests in flight, so none is cut off mid-part.
 func (s *Server) drain(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.draining.Load() {
+		if !s.admit() {
 			w.Header().Set("Retry-After", "1")
 			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusServiceUnavailable, "SHUTTING_DOWN", map[string]any{"retryable": true})
 			return
 		}
-		s.inflight.Add(1)
 		metrics.RequestsInFlight.Inc()
-		defer func() { metrics.RequestsInFlight.Dec(); s.inflight.Done() }()
+		defer func() { metrics.RequestsInFlight.Dec(); s.done() }()
+		if s.admitted != nil {
+			s.admitted()
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -85,12 +134,10 @@ func (s *Server) Start(ctx context.Context) error {
 	if grace == 0 {
 		grace = 30 * time.Second
 	}
-	s.draining.Store(true)
+	idle := s.startDraining()
 	s.Log.Info("draining: new requests get 503 SHUTTING_DOWN; waiting for requests in flight", "grace", grace.String())
-	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-idle:
 	case <-time.After(grace):
 		s.Log.Info("grace period over with requests still in flight")
 	}

@@ -3,16 +3,21 @@ package webhook
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
@@ -54,32 +59,48 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 		a.internal(w, r, err)
 		return
 	}
+	// The resource carries the finalizer from the start: a delete that comes
+	// before the first reconcile still goes through the reconciler, which
+	// removes whatever this activation creates.
 	us := &uploadsv1.UploadSession{
 		ObjectMeta: metav1.ObjectMeta{Name: id.String(), Namespace: a.SessionNamespace,
-			Labels: map[string]string{uploadsv1.SessionIDLabel: id.String()}},
+			Labels:      map[string]string{uploadsv1.SessionIDLabel: id.String()},
+			Annotations: map[string]string{uploadsv1.CreatedByAPIAnnotation: "true"},
+			Finalizers:  []string{uploadsv1.Finalizer}},
 		Spec: uploadsv1.UploadSessionSpec{Owner: u.Name, PartSizeBytes: body.PartSizeBytes},
 	}
 	for _, f := range body.Files {
 		us.Spec.Files = append(us.Spec.Files, uploadsv1.FileSpec{Name: f.Name, ContentType: f.ContentType, SizeBytes: f.SizeBytes})
 	}
-	if err := a.Kube.Create(ctx, us); err != nil {
+	// Activation is bounded (the reconciler's delete waits at most
+	// ActivationWindow for it) and does not stop half way if the client goes.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CreateTimeout)
+	defer cancel()
+	if err := a.Kube.Create(actx, us); err != nil {
 		log.Error(err, "create UploadSession resource")
 		writeError(w, http.StatusInternalServerError, "INTERNAL_ERROR", nil)
 		return
 	}
-	act, err := a.Uploads.Activate(ctx, req)
+	if err := failpoint.Inject("create/after-resource"); err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	act, err := a.Uploads.Activate(actx, req)
+	if err == nil {
+		err = a.stillWanted(actx, us)
+	}
 	if err != nil {
 		log.Error(err, "activate session", "sessionId", id.String())
-		// The resource's finalizer (if the reconciler added it yet) aborts
-		// whatever was created; without it there is nothing in S3 to abort.
-		_ = a.Kube.Delete(context.WithoutCancel(ctx), us)
-		_ = a.Uploads.Discard(context.WithoutCancel(ctx), log, id)
-		if isS3(err) {
+		a.abandon(context.WithoutCancel(ctx), log, us)
+		switch {
+		case errors.Is(err, uploads.ErrSessionNotFound):
+			writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", nil)
+		case isS3(err):
 			setRetryAfter(w, s3RetryAfterSeconds)
 			writeError(w, http.StatusServiceUnavailable, "S3_UNAVAILABLE", map[string]any{"retryable": true})
-			return
+		default:
+			writeError(w, http.StatusInternalServerError, "INTERNAL_ERROR", nil)
 		}
-		writeError(w, http.StatusInternalServerError, "INTERNAL_ERROR", nil)
 		return
 	}
 	log.Info("session created", "sessionId", id.String(), "fileCount", len(act.Files), "partSizeBytes", act.Session.PartSizeBytes)
@@ -93,6 +114,49 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 	})
 }
 
+// CreateTimeout bounds a session's creation over HTTP: the resource, the rows
+// and every S3 multipart upload.
+const CreateTimeout = uploads.ActivationTimeout
+
+// stillWanted checks, on the API server itself, that the session's resource
+// was not deleted while it was being activated: a delete that came first found
+// no rows to remove, so what the activation created is this request's to undo.
+func (a *API) stillWanted(ctx context.Context, us *uploadsv1.UploadSession) error {
+	cur := &uploadsv1.UploadSession{}
+	err := a.reader().Get(ctx, client.ObjectKeyFromObject(us), cur)
+	switch {
+	case apierrors.IsNotFound(err):
+		return uploads.ErrSessionNotFound
+	case err != nil:
+		return fmt.Errorf("read back UploadSession %s: %w", us.Name, err)
+	case !cur.DeletionTimestamp.IsZero() || cur.UID != us.UID:
+		return uploads.ErrSessionNotFound
+	}
+	return nil
+}
+
+// abandon undoes a creation that did not complete. The resource is deleted
+// first, so the reconciler (which owns the finalizer) will not activate it
+// again; what the session holds is removed now; then the resource is marked
+// as no longer being activated, so the reconciler's delete need not wait for
+// this request and releases it at once.
+func (a *API) abandon(ctx context.Context, log logr.Logger, us *uploadsv1.UploadSession) {
+	id, _ := uuid.Parse(us.Name)
+	if err := a.Kube.Delete(ctx, us); err != nil && !apierrors.IsNotFound(err) {
+		log.Error(err, "delete abandoned UploadSession resource", "sessionId", us.Name)
+	}
+	if err := a.Uploads.Discard(ctx, log, id); err != nil {
+		// The reconciler's delete finishes the job once the activation window is over.
+		log.Error(err, "could not remove what an abandoned session holds", "sessionId", us.Name)
+		return
+	}
+	patch := client.RawPatch(types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"`+uploadsv1.CreatedByAPIAnnotation+`":null}}}`))
+	if err := a.Kube.Patch(ctx, us, patch); err != nil && !apierrors.IsNotFound(err) {
+		log.Error(err, "mark abandoned UploadSession resource", "sessionId", us.Name)
+	}
+}
+
 // getSession: GET /api/mocs/uploads/sessions/{sessionId} — what was received,
 // so a client can resume. Answered from PostgreSQL, so a finalized session
 // stays readable after its custom resource is gone.
@@ -102,12 +166,7 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request, u auth.User) {
 	if !ok {
 		return
 	}
-	files, err := a.Uploads.DB.Files(ctx, sess.ID)
-	if err != nil {
-		a.internal(w, r, err)
-		return
-	}
-	parts, err := a.Uploads.DB.Parts(ctx, sess.ID)
+	files, parts, err := a.Uploads.Received(ctx, sess.ID)
 	if err != nil {
 		a.internal(w, r, err)
 		return

@@ -8,6 +8,17 @@ import (
 // the primary key of its upload_sessions row.
 const SessionIDLabel = "uploads.mocs.dev/session-id"
 
+// Finalizer keeps a session's resource until what its session holds in S3
+// (multipart uploads, objects of an unfinished finalize) is removed, or, for a
+// finalized session, until its finalize has ended. Sessions created over HTTP
+// carry it from the start.
+const Finalizer = "uploads.mocs.dev/abort-uploads"
+
+// CreatedByAPIAnnotation marks a resource the upload API created for a
+// session it is activating itself; a delete that finds no rows for such a
+// young resource waits for that activation to end before it lets go.
+const CreatedByAPIAnnotation = "uploads.mocs.dev/created-by-api"
+
 // Phase is where an UploadSession is in its life.
 // +kubebuilder:validation:Enum=Pending;Active;Finalizing;Finalized;Expired;Failed
 type Phase string

@@ -66,7 +66,7 @@ func run() error {
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 
-	db, err := store.Open(startCtx, cfg.DatabaseURL)
+	db, err := store.OpenWithOptions(startCtx, cfg.DatabaseURL, store.Options{StatementTimeout: cfg.DatabaseStatementTimeout})
 	if err != nil {
 		return err
 	}
@@ -75,6 +75,7 @@ func run() error {
 		Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, Bucket: cfg.S3Bucket,
 		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey,
 		Observer: metrics.S3Observer{}, UnsignedPayload: cfg.S3UnsignedPayload,
+		CallTimeout: cfg.S3CallTimeout, DialTimeout: cfg.S3DialTimeout,
 	})
 	// The readiness probe asks S3 once (no SDK retries) so it answers within its timeout.
 	s3Probe := objectstore.New(objectstore.Options{
@@ -147,6 +148,7 @@ func run() error {
 		Uploads:   svc,
 		Resync:    cfg.ResyncInterval,
 		Retention: cfg.SessionRetention,
+		Timeout:   cfg.ReconcileTimeout,
 	}).SetupWithManager(mgr, 8); err != nil {
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
@@ -168,6 +170,8 @@ func run() error {
 		Auth:             &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: clientset}, AdminGroups: cfg.AdminGroups, TTL: cfg.AuthCacheTTL},
 		Uploads:          svc,
 		Kube:             mgr.GetClient(),
+		KubeReader:       mgr.GetAPIReader(),
+		FinalizeTimeout:  cfg.FinalizeTimeout,
 		SessionNamespace: cfg.SessionNamespace,
 		PartTimeout:      cfg.UploadPartTimeout,
 		Notify:           notifier.Notify,

@@ -25,6 +25,10 @@ type Config struct {
 	S3AccessKeyID     string
 	S3SecretAccessKey string
 	S3UnsignedPayload bool
+	S3CallTimeout     time.Duration
+	S3DialTimeout     time.Duration
+
+	DatabaseStatementTimeout time.Duration
 
 	HTTPAddr         string
 	MetricsAddr      string
@@ -48,6 +52,8 @@ type Config struct {
 	ResyncInterval    time.Duration
 	ReadHeaderTimeout time.Duration
 	ShutdownGrace     time.Duration
+	FinalizeTimeout   time.Duration
+	ReconcileTimeout  time.Duration
 
 	AllowedContentTypes []string
 	MaxFileSizeBytes    int64
@@ -72,41 +78,46 @@ func FromEnv() (Config, error) { return Load(os.LookupEnv) }
 func Load(lookup func(string) (string, bool)) (Config, error) {
 	r := reader{lookup: lookup}
 	c := Config{
-		DatabaseURL:             r.str("DATABASE_URL", ""),
-		RedisURL:                r.str("REDIS_URL", ""),
-		S3Endpoint:              r.str("S3_ENDPOINT", ""),
-		S3Region:                r.str("S3_REGION", "us-east-1"),
-		S3Bucket:                r.str("S3_BUCKET", ""),
-		S3AccessKeyID:           r.str("AWS_ACCESS_KEY_ID", ""),
-		S3SecretAccessKey:       r.str("AWS_SECRET_ACCESS_KEY", ""),
-		S3UnsignedPayload:       r.boolean("S3_UNSIGNED_PAYLOAD", true),
-		HTTPAddr:                r.str("HTTP_ADDR", ":8082"),
-		MetricsAddr:             r.str("METRICS_ADDR", ":8080"),
-		ProbeAddr:               r.str("PROBE_ADDR", ":8081"),
-		SessionNamespace:        r.str("SESSION_NAMESPACE", "default"),
-		WatchNamespace:          r.str("WATCH_NAMESPACE", ""),
-		LeaderElection:          r.boolean("LEADER_ELECTION", false),
-		LeaderElectionNamespace: r.str("LEADER_ELECTION_NAMESPACE", ""),
-		LeaseDuration:           r.duration("LEASE_DURATION", 15*time.Second),
-		AdminGroups:             r.list("ADMIN_GROUPS", nil),
-		AuthCacheTTL:            r.duration("AUTH_CACHE_TTL", 30*time.Second),
-		UploadPartTimeout:       r.duration("UPLOAD_PART_TIMEOUT", 25*time.Second),
-		StaleLockAfter:          r.duration("STALE_LOCK_AFTER", session.DefaultStaleLockAfter),
-		SessionTTL:              r.duration("SESSION_TTL", time.Hour),
-		SessionRetention:        r.duration("SESSION_RETENTION", 168*time.Hour),
-		ResyncInterval:          r.duration("RESYNC_INTERVAL", 30*time.Second),
-		ReadHeaderTimeout:       r.duration("HTTP_READ_HEADER_TIMEOUT", 10*time.Second),
-		ShutdownGrace:           r.duration("SHUTDOWN_GRACE", 30*time.Second),
-		AllowedContentTypes:     r.list("ALLOWED_CONTENT_TYPES", session.DefaultContentTypes),
-		MaxFileSizeBytes:        r.bytes("MAX_FILE_SIZE_BYTES", 5*session.GiB),
-		PartBufferBudget:        r.bytes("PART_BUFFER_BUDGET_BYTES", 256*session.MiB),
-		SpillDir:                r.str("SPILL_DIR", os.TempDir()),
-		SlugConflictStrategy:    r.str("SLUG_CONFLICT_STRATEGY", "AUTO_APPEND"),
-		RedisKeyPrefix:          r.str("REDIS_KEY_PREFIX", "mocupload:"),
-		AllowBrowserUploads:     r.boolean("ALLOW_BROWSER_UPLOADS", false),
-		AllowedUploadOrigins:    r.list("ALLOWED_UPLOAD_ORIGINS", nil),
-		LogLevel:                r.str("LOG_LEVEL", "info"),
-		LogFormat:               r.str("LOG_FORMAT", "json"),
+		DatabaseURL:              r.str("DATABASE_URL", ""),
+		RedisURL:                 r.str("REDIS_URL", ""),
+		S3Endpoint:               r.str("S3_ENDPOINT", ""),
+		S3Region:                 r.str("S3_REGION", "us-east-1"),
+		S3Bucket:                 r.str("S3_BUCKET", ""),
+		S3AccessKeyID:            r.str("AWS_ACCESS_KEY_ID", ""),
+		S3SecretAccessKey:        r.str("AWS_SECRET_ACCESS_KEY", ""),
+		S3UnsignedPayload:        r.boolean("S3_UNSIGNED_PAYLOAD", true),
+		S3CallTimeout:            r.duration("S3_CALL_TIMEOUT", 30*time.Second),
+		S3DialTimeout:            r.duration("S3_DIAL_TIMEOUT", 5*time.Second),
+		DatabaseStatementTimeout: r.duration("DATABASE_STATEMENT_TIMEOUT", 30*time.Second),
+		HTTPAddr:                 r.str("HTTP_ADDR", ":8082"),
+		MetricsAddr:              r.str("METRICS_ADDR", ":8080"),
+		ProbeAddr:                r.str("PROBE_ADDR", ":8081"),
+		SessionNamespace:         r.str("SESSION_NAMESPACE", "default"),
+		WatchNamespace:           r.str("WATCH_NAMESPACE", ""),
+		LeaderElection:           r.boolean("LEADER_ELECTION", false),
+		LeaderElectionNamespace:  r.str("LEADER_ELECTION_NAMESPACE", ""),
+		LeaseDuration:            r.duration("LEASE_DURATION", 15*time.Second),
+		AdminGroups:              r.list("ADMIN_GROUPS", nil),
+		AuthCacheTTL:             r.duration("AUTH_CACHE_TTL", 30*time.Second),
+		UploadPartTimeout:        r.duration("UPLOAD_PART_TIMEOUT", 25*time.Second),
+		StaleLockAfter:           r.duration("STALE_LOCK_AFTER", session.DefaultStaleLockAfter),
+		SessionTTL:               r.duration("SESSION_TTL", time.Hour),
+		SessionRetention:         r.duration("SESSION_RETENTION", 168*time.Hour),
+		ResyncInterval:           r.duration("RESYNC_INTERVAL", 30*time.Second),
+		ReadHeaderTimeout:        r.duration("HTTP_READ_HEADER_TIMEOUT", 10*time.Second),
+		ShutdownGrace:            r.duration("SHUTDOWN_GRACE", 30*time.Second),
+		FinalizeTimeout:          r.duration("FINALIZE_TIMEOUT", 5*time.Minute),
+		ReconcileTimeout:         r.duration("RECONCILE_TIMEOUT", 5*time.Minute),
+		AllowedContentTypes:      r.list("ALLOWED_CONTENT_TYPES", session.DefaultContentTypes),
+		MaxFileSizeBytes:         r.bytes("MAX_FILE_SIZE_BYTES", 5*session.GiB),
+		PartBufferBudget:         r.bytes("PART_BUFFER_BUDGET_BYTES", 256*session.MiB),
+		SpillDir:                 r.str("SPILL_DIR", os.TempDir()),
+		SlugConflictStrategy:     r.str("SLUG_CONFLICT_STRATEGY", "AUTO_APPEND"),
+		RedisKeyPrefix:           r.str("REDIS_KEY_PREFIX", "mocupload:"),
+		AllowBrowserUploads:      r.boolean("ALLOW_BROWSER_UPLOADS", false),
+		AllowedUploadOrigins:     r.list("ALLOWED_UPLOAD_ORIGINS", nil),
+		LogLevel:                 r.str("LOG_LEVEL", "info"),
+		LogFormat:                r.str("LOG_FORMAT", "json"),
 	}
 	c.FinalizeLimit, c.FinalizeWindow = r.rate("FINALIZE_RATE_LIMIT", "10/1m")
 	if c.SlugConflictStrategy != "AUTO_APPEND" && c.SlugConflictStrategy != "PROMPT_USER" {

@@ -1,10 +1,12 @@
 // Package failpoint lets tests stop the operator at a named point of a code
-// path: with an error (in-process crash simulation) or by killing the process
-// with SIGKILL (a real crash). Production sets none; Inject is then one map
-// lookup under a read lock.
+// path: with an error (in-process crash simulation), by killing the process
+// with SIGKILL (a real crash), or by pausing it there for a while (a slow S3,
+// a long GC pause: the interleavings a race needs). Production sets none;
+// Inject is then one map lookup under a read lock.
 //
 // A process enables failpoints at start from MOCUPLOAD_FAILPOINTS, e.g.
-// "finalize/after-all-complete=kill"; tests in the same process call Enable.
+// "finalize/after-all-complete=kill,finalize/after-lock=sleep:3s"; tests in the
+// same process call Enable or EnableFunc.
 package failpoint
 
 import (
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // ErrInjected is returned by an "error" failpoint.
@@ -26,10 +29,11 @@ var (
 )
 
 // EnableFunc arms name with a function run at that point (in-process tests:
-// e.g. cut a real proxy to a server exactly there); its error is returned.
+// e.g. cut a real proxy to a server exactly there, or wait for the test to
+// let the code go on); its error is returned.
 func EnableFunc(name string, fn func() error) { mu.Lock(); funcs[name] = fn; mu.Unlock() }
 
-// Enable arms name with action "error" or "kill".
+// Enable arms name with action "error", "kill" or "sleep:<duration>".
 func Enable(name, action string) { mu.Lock(); points[name] = action; mu.Unlock() }
 
 // Disable disarms name.
@@ -43,12 +47,20 @@ func EnableFromEnv() error {
 	}
 	for _, kv := range strings.Split(v, ",") {
 		name, action, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || (action != "error" && action != "kill") {
-			return fmt.Errorf("MOCUPLOAD_FAILPOINTS: %q: want name=error or name=kill", kv)
+		if !ok || !validAction(action) {
+			return fmt.Errorf("MOCUPLOAD_FAILPOINTS: %q: want name=error, name=kill or name=sleep:<duration>", kv)
 		}
 		Enable(name, action)
 	}
 	return nil
+}
+
+func validAction(a string) bool {
+	if d, ok := strings.CutPrefix(a, "sleep:"); ok {
+		_, err := time.ParseDuration(d)
+		return err == nil
+	}
+	return a == "error" || a == "kill"
 }
 
 // Inject fires the failpoint name if armed.
@@ -61,6 +73,12 @@ func Inject(name string) error {
 		return fn()
 	}
 	if !ok {
+		return nil
+	}
+	if d, ok := strings.CutPrefix(action, "sleep:"); ok {
+		pause, _ := time.ParseDuration(d)
+		fmt.Fprintf(os.Stderr, "failpoint %s: sleeping %s\n", name, pause)
+		time.Sleep(pause)
 		return nil
 	}
 	if action == "kill" {

@@ -112,10 +112,12 @@ func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 func (s *S3) Pid() int { return s.cmd.Process.Pid }
 
 // Client returns an object-store client for the bucket.
-func (s *S3) Client() *objectstore.Store {
-	return objectstore.New(objectstore.Options{
-		Endpoint: s.Endpoint, Bucket: s.Bucket, AccessKeyID: s.AccessKey, SecretAccessKey: s.SecretKey,
-	})
+func (s *S3) Client() *objectstore.Store { return objectstore.New(s.Options()) }
+
+// Options are the client options for the bucket; tests change the endpoint
+// (to a fault proxy) or the timeouts before objectstore.New.
+func (s *S3) Options() objectstore.Options {
+	return objectstore.Options{Endpoint: s.Endpoint, Bucket: s.Bucket, AccessKeyID: s.AccessKey, SecretAccessKey: s.SecretKey}
 }
 
 // Stop terminates versitygw and waits for it.

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -71,7 +72,7 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]PartInfo
 	var out []PartInfo
 	in := &s3.ListPartsInput{Bucket: &s.Bucket, Key: &key, UploadId: &uploadID}
 	for {
-		page, err := s.Client.ListParts(ctx, in)
+		page, err := s.listPartsPage(ctx, in)
 		if err != nil {
 			return nil, fmt.Errorf("list parts of %s: %w", key, err)
 		}
@@ -87,8 +88,16 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]PartInfo
 	return out, nil
 }
 
+func (s *Store) listPartsPage(ctx context.Context, in *s3.ListPartsInput) (*s3.ListPartsOutput, error) {
+	ctx, cancel := s.bound(ctx, 1)
+	defer cancel()
+	return s.Client.ListParts(ctx, in)
+}
+
 // CompleteMultipartUpload assembles the object from parts and returns its ETag.
 func (s *Store) CompleteMultipartUpload(ctx context.Context, key, uploadID string, parts []PartInfo) (string, error) {
+	ctx, cancel := s.bound(ctx, 10)
+	defer cancel()
 	cp := make([]types.CompletedPart, len(parts))
 	for i, p := range parts {
 		cp[i] = types.CompletedPart{PartNumber: aws.Int32(p.PartNumber), ETag: aws.String(p.ETag)}
@@ -111,6 +120,8 @@ type Object struct {
 
 // HeadObject reads an object's ETag and size; ok is false when it does not exist.
 func (s *Store) HeadObject(ctx context.Context, key string) (Object, bool, error) {
+	ctx, cancel := s.bound(ctx, 1)
+	defer cancel()
 	out, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.Bucket, Key: &key})
 	if err != nil {
 		var nf *types.NotFound
@@ -169,12 +180,34 @@ func IsChecksumMismatch(err error) bool {
 }
 
 // IsClientError reports whether S3 answered with a 4xx that retrying will not
-// fix (as opposed to S3 being unreachable, throttling, or failing).
+// fix (as opposed to S3 being unreachable, throttling, or failing). Some 4xx
+// are transient by their code, and the SDK retries them: S3's 400
+// RequestTimeout (it gave up waiting for the body) or a throttling code; once
+// the retries are spent they mean S3 is unavailable, not that the part is bad.
 func IsClientError(err error) bool {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		code := api.ErrorCode()
+		if _, transient := retry.DefaultRetryableErrorCodes[code]; transient {
+			return false
+		}
+		if _, throttled := retry.DefaultThrottleErrorCodes[code]; throttled {
+			return false
+		}
+	}
 	var re interface{ HTTPStatusCode() int }
 	if errors.As(err, &re) {
 		c := re.HTTPStatusCode()
 		return c >= 400 && c < 500 && c != 408 && c != 429
 	}
 	return false
+}
+
+// IsInvalidPart reports whether S3 refused a completion because a listed part
+// no longer matches (it was overwritten after the listing) or is missing.
+// versitygw also answers a bogus upload id this way; callers check the
+// upload's existence separately.
+func IsInvalidPart(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && (api.ErrorCode() == "InvalidPart" || api.ErrorCode() == "InvalidPartOrder")
 }

@@ -44,7 +44,16 @@ type Options struct {
 	// HTTPClient replaces the dialing client (nil: the default). The part
 	// handler's Go benchmark sends parts to an in-memory sink with it.
 	HTTPClient aws.HTTPClient
+	// CallTimeout bounds every call except part uploads (which have the part's
+	// own deadline), retries included (default 30s); CompleteMultipartUpload,
+	// which S3 may take minutes to assemble, gets ten times as long. Without
+	// it an S3 that accepts connections and never answers would hold a
+	// reconcile (activation, expiry, delete, finalize) forever.
+	CallTimeout time.Duration
 }
+
+// DefaultCallTimeout bounds S3 calls other than part uploads.
+const DefaultCallTimeout = 30 * time.Second
 
 // Store is the bucket the operator writes to.
 type Store struct {
@@ -52,6 +61,15 @@ type Store struct {
 	Bucket string
 
 	unsignedPayload bool
+	callTimeout     time.Duration
+}
+
+// bound gives one call its deadline (the caller's, if sooner).
+func (s *Store) bound(ctx context.Context, scale time.Duration) (context.Context, context.CancelFunc) {
+	if s.callTimeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.callTimeout*scale)
 }
 
 // New builds the S3 client.
@@ -64,6 +82,9 @@ func New(o Options) *Store {
 	}
 	if o.Region == "" {
 		o.Region = "us-east-1"
+	}
+	if o.CallTimeout == 0 {
+		o.CallTimeout = DefaultCallTimeout
 	}
 	var httpClient aws.HTTPClient = awshttp.NewBuildableClient().WithDialerOptions(func(d *net.Dialer) {
 		d.Timeout = o.DialTimeout
@@ -106,7 +127,7 @@ func New(o Options) *Store {
 		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		so.APIOptions = append(so.APIOptions, attemptLogging(o.MaxAttempts, o.Observer))
 	})
-	return &Store{Client: client, Bucket: o.Bucket, unsignedPayload: o.UnsignedPayload}
+	return &Store{Client: client, Bucket: o.Bucket, unsignedPayload: o.UnsignedPayload, callTimeout: o.CallTimeout}
 }
 
 // EnsureBucket creates the bucket unless it exists (for `make dev` and tests).
@@ -124,6 +145,8 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 
 // HeadBucket checks that the bucket is reachable.
 func (s *Store) HeadBucket(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx, 1)
+	defer cancel()
 	_, err := s.Client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.Bucket})
 	if err != nil {
 		return fmt.Errorf("head bucket %s: %w", s.Bucket, err)
@@ -133,6 +156,8 @@ func (s *Store) HeadBucket(ctx context.Context) error {
 
 // CreateMultipartUpload starts a multipart upload and returns its id.
 func (s *Store) CreateMultipartUpload(ctx context.Context, key, contentType string) (string, error) {
+	ctx, cancel := s.bound(ctx, 1)
+	defer cancel()
 	out, err := s.Client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket: &s.Bucket, Key: &key, ContentType: &contentType,
 	})
@@ -144,6 +169,8 @@ func (s *Store) CreateMultipartUpload(ctx context.Context, key, contentType stri
 
 // AbortMultipartUpload aborts one upload; an upload that is already gone is not an error.
 func (s *Store) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
+	ctx, cancel := s.bound(ctx, 1)
+	defer cancel()
 	_, err := s.Client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
 		Bucket: &s.Bucket, Key: &key, UploadId: &uploadID,
 	})
@@ -164,7 +191,7 @@ func (s *Store) ListMultipartUploads(ctx context.Context, prefix string) ([]Uplo
 	var out []Upload
 	in := &s3.ListMultipartUploadsInput{Bucket: &s.Bucket, Prefix: &prefix}
 	for {
-		page, err := s.Client.ListMultipartUploads(ctx, in)
+		page, err := s.listUploadsPage(ctx, in)
 		if err != nil {
 			return nil, fmt.Errorf("list multipart uploads under %s: %w", prefix, err)
 		}
@@ -176,6 +203,12 @@ func (s *Store) ListMultipartUploads(ctx context.Context, prefix string) ([]Uplo
 		}
 		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
 	}
+}
+
+func (s *Store) listUploadsPage(ctx context.Context, in *s3.ListMultipartUploadsInput) (*s3.ListMultipartUploadsOutput, error) {
+	ctx, cancel := s.bound(ctx, 1)
+	defer cancel()
+	return s.Client.ListMultipartUploads(ctx, in)
 }
 
 // AbortAll aborts every unfinished multipart upload under prefix, including any
@@ -191,6 +224,65 @@ func (s *Store) AbortAll(ctx context.Context, prefix string) (int, error) {
 		}
 	}
 	return len(ups), nil
+}
+
+// DeleteObjects deletes every object under prefix and returns how many. A
+// session that will never be finalized (expired, failed, deleted) may still
+// have objects: files an interrupted or refused finalize had already
+// completed. Nothing references them, so they go with the session.
+func (s *Store) DeleteObjects(ctx context.Context, prefix string) (int, error) {
+	n := 0
+	in := &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix}
+	for {
+		page, err := s.listObjectsPage(ctx, in)
+		if err != nil {
+			return n, fmt.Errorf("list objects under %s: %w", prefix, err)
+		}
+		for _, o := range page.Contents {
+			if err := s.deleteObject(ctx, aws.ToString(o.Key)); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			return n, nil
+		}
+		in.ContinuationToken = page.NextContinuationToken
+	}
+}
+
+func (s *Store) listObjectsPage(ctx context.Context, in *s3.ListObjectsV2Input) (*s3.ListObjectsV2Output, error) {
+	ctx, cancel := s.bound(ctx, 1)
+	defer cancel()
+	return s.Client.ListObjectsV2(ctx, in)
+}
+
+func (s *Store) deleteObject(ctx context.Context, key string) error {
+	ctx, cancel := s.bound(ctx, 1)
+	defer cancel()
+	if _, err := s.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.Bucket, Key: &key}); err != nil {
+		return fmt.Errorf("delete object %s: %w", key, err)
+	}
+	return nil
+}
+
+// ListObjects lists the keys under prefix (tests and the leftover checks).
+func (s *Store) ListObjects(ctx context.Context, prefix string) ([]string, error) {
+	var keys []string
+	in := &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix}
+	for {
+		page, err := s.listObjectsPage(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list objects under %s: %w", prefix, err)
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			return keys, nil
+		}
+		in.ContinuationToken = page.NextContinuationToken
+	}
 }
 
 // IsNoSuchUpload reports whether S3 said the multipart upload does not exist

@@ -36,12 +36,13 @@ type MOCFile struct {
 // Lock is the outcome of trying to take a session's finalize lock.
 type Lock struct {
 	Acquired bool
-	// Token is the finalizing_at this finalize wrote; every later write of the
-	// finalize is guarded by it, so a holder whose lock was taken over cannot
-	// commit or release the new holder's lock.
-	Token time.Time
-	// Previous is the stale lock's finalizing_at when Acquired took it over.
-	Previous *time.Time
+	// Token identifies this acquisition; every later write of the finalize
+	// (renewal, release, failure, the commit) is guarded by it, so a holder
+	// whose lock was taken over can change nothing.
+	Token uuid.UUID
+	// PreviousAge is, when Acquired took a stale lock over, how old that lock
+	// was on PostgreSQL's clock.
+	PreviousAge *time.Duration
 	// Session is the row as it is when the lock was not acquired, to say why.
 	Session Session
 }
@@ -49,21 +50,32 @@ type Lock struct {
 // TryLock takes the finalize lock of an unfinalized, active (or stale
 // finalizing) session atomically: at most one concurrent caller's UPDATE
 // matches, because PostgreSQL re-evaluates the WHERE clause against the row
-// version the winner committed. A lock is stale when finalizing_at < staleBefore.
-// The title and description are stored so a takeover can finish the request.
-func (s *Store) TryLock(ctx context.Context, id uuid.UUID, now, staleBefore time.Time, title, description string) (Lock, error) {
-	now = now.UTC().Truncate(time.Microsecond) // what PostgreSQL stores, so the token compares equal
-	var prev *time.Time
+// version the winner committed. A lock is stale when its finalizing_at is
+// strictly older than staleAfter on PostgreSQL's clock. The title and
+// description are stored so a takeover can finish the request.
+func (s *Store) TryLock(ctx context.Context, id uuid.UUID, staleAfter time.Duration, title, description string) (Lock, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	token := uuid.New()
+	var prevAge *int64
 	err := s.Pool.QueryRow(ctx, `
-		WITH old AS (SELECT id, finalizing_at FROM upload_sessions WHERE id = $1 FOR UPDATE)
+		WITH old AS (
+			SELECT id, (extract(epoch FROM lock_clock() - finalizing_at) * 1000000)::bigint AS age
+			FROM upload_sessions WHERE id = $1 FOR UPDATE)
 		UPDATE upload_sessions u
-		SET finalizing_at = $2, status = 'finalizing', finalize_title = $4, finalize_description = $5, updated_at = now()
+		SET finalizing_at = lock_clock(), finalize_token = $2, status = 'finalizing',
+		    finalize_title = $4, finalize_description = $5, updated_at = now()
 		FROM old
 		WHERE u.id = old.id AND u.finalized_at IS NULL AND u.status IN ('active', 'finalizing')
-		  AND (u.finalizing_at IS NULL OR u.finalizing_at < $3)
-		RETURNING old.finalizing_at`, id, now, staleBefore, title, nullable(description)).Scan(&prev)
+		  AND `+lockFree("$3")+`
+		RETURNING old.age`, id, token, staleAfter.Microseconds(), title, nullable(description)).Scan(&prevAge)
 	if err == nil {
-		return Lock{Acquired: true, Token: now, Previous: prev}, nil
+		l := Lock{Acquired: true, Token: token}
+		if prevAge != nil {
+			age := time.Duration(*prevAge) * time.Microsecond
+			l.PreviousAge = &age
+		}
+		return l, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return Lock{}, fmt.Errorf("take finalize lock of session %s: %w", id, err)
@@ -75,20 +87,53 @@ func (s *Store) TryLock(ctx context.Context, id uuid.UUID, now, staleBefore time
 	return Lock{Session: sess}, nil
 }
 
-// ReleaseLock gives the lock back (status active) if it is still ours and the
-// session is not finalized; false means it was not ours any more.
-func (s *Store) ReleaseLock(ctx context.Context, id uuid.UUID, token time.Time) (bool, error) {
+// RenewLock moves the lock's finalizing_at to now (PostgreSQL's clock) if the
+// lock is still ours; false means it is not (taken over, or the session moved
+// on) and the holder must stop.
+func (s *Store) RenewLock(ctx context.Context, id, token uuid.UUID) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tag, err := s.Pool.Exec(ctx, `
-		UPDATE upload_sessions SET finalizing_at = NULL, status = 'active', updated_at = now()
-		WHERE id = $1 AND finalizing_at = $2 AND finalized_at IS NULL`, id, token)
+		UPDATE upload_sessions SET finalizing_at = lock_clock()
+		WHERE id = $1 AND finalize_token = $2 AND status = 'finalizing' AND finalized_at IS NULL`, id, token)
+	if err != nil {
+		return false, fmt.Errorf("renew finalize lock of session %s: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ReleaseLock gives the lock back (status active) if it is still ours; false
+// means it was not ours any more.
+func (s *Store) ReleaseLock(ctx context.Context, id, token uuid.UUID) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tag, err := s.Pool.Exec(ctx, `
+		UPDATE upload_sessions SET finalizing_at = NULL, finalize_token = NULL, status = 'active', updated_at = now()
+		WHERE id = $1 AND finalize_token = $2 AND status = 'finalizing' AND finalized_at IS NULL`, id, token)
 	if err != nil {
 		return false, fmt.Errorf("release finalize lock of session %s: %w", id, err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
+// FailLocked marks the session failed (what it holds can never become a MOC)
+// if the lock is still ours.
+func (s *Store) FailLocked(ctx context.Context, id, token uuid.UUID) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tag, err := s.Pool.Exec(ctx, `
+		UPDATE upload_sessions SET status = 'failed', finalizing_at = NULL, finalize_token = NULL, updated_at = now()
+		WHERE id = $1 AND finalize_token = $2 AND finalized_at IS NULL`, id, token)
+	if err != nil {
+		return false, fmt.Errorf("fail session %s: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // FinalizeRequest reads the title and description stored by the lock holder.
 func (s *Store) FinalizeRequest(ctx context.Context, id uuid.UUID) (title, description string, err error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	err = s.Pool.QueryRow(ctx, `SELECT coalesce(finalize_title, ''), coalesce(finalize_description, '')
 		FROM upload_sessions WHERE id = $1`, id).Scan(&title, &description)
 	return title, description, err
@@ -96,6 +141,8 @@ func (s *Store) FinalizeRequest(ctx context.Context, id uuid.UUID) (title, descr
 
 // SetCompletedETag records that S3 completed a file's multipart upload.
 func (s *Store) SetCompletedETag(ctx context.Context, fileID uuid.UUID, etag string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	_, err := s.Pool.Exec(ctx, `UPDATE upload_files SET completed_etag = $2 WHERE id = $1`, fileID, etag)
 	if err != nil {
 		return fmt.Errorf("record completion of file %s: %w", fileID, err)
@@ -105,6 +152,8 @@ func (s *Store) SetCompletedETag(ctx context.Context, fileID uuid.UUID, etag str
 
 // SlugsTaken returns which of the owner's slugs equal base or start with base-.
 func (s *Store) SlugsTaken(ctx context.Context, userID, base string) (map[string]bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.Pool.Query(ctx, `SELECT slug FROM moc_instructions WHERE user_id = $1 AND (slug = $2 OR slug LIKE $3)`,
 		userID, base, likeEscape(base)+"-%")
 	if err != nil {
@@ -146,17 +195,35 @@ var (
 // as a failpoint. nil in production.
 type TxHook func(step string) error
 
-// CommitMOC is the finalize transaction (READ COMMITTED): INSERT
-// moc_instructions, INSERT moc_files as one batch, UPDATE upload_sessions —
-// all or nothing. It makes one attempt; the caller retries 40001/40P01.
-func (s *Store) CommitMOC(ctx context.Context, moc MOC, token, now time.Time, hook TxHook) error {
+// CommitMOC is the finalize transaction (READ COMMITTED). It checks the fence
+// first: the session row is locked and must still carry the caller's token
+// (else ErrAlreadyFinalized or ErrLockLost), so a holder that lost its lock
+// writes nothing. Then INSERT moc_instructions, INSERT moc_files as one batch,
+// UPDATE upload_sessions — all or nothing. It makes one attempt; the caller
+// retries 40001/40P01.
+func (s *Store) CommitMOC(ctx context.Context, moc MOC, token uuid.UUID, hook TxHook) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	return pgx.BeginTxFunc(ctx, s.Pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `
+		var finalized, ours bool
+		err := tx.QueryRow(ctx, `
+			SELECT finalized_at IS NOT NULL, finalize_token IS NOT DISTINCT FROM $2
+			FROM upload_sessions WHERE id = $1 FOR UPDATE`, moc.UploadSessionID, token).Scan(&finalized, &ours)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return ErrLockLost
+		case err != nil:
+			return fmt.Errorf("check the finalize lock: %w", err)
+		case finalized:
+			return ErrAlreadyFinalized
+		case !ours:
+			return ErrLockLost
+		}
+		if _, err := tx.Exec(ctx, `
 			INSERT INTO moc_instructions (id, user_id, upload_session_id, title, slug, description)
 			VALUES ($1, $2, $3, $4, $5, $6)`,
-			moc.ID, moc.UserID, moc.UploadSessionID, moc.Title, moc.Slug, nullable(moc.Description))
-		if err != nil {
-			return classifyInsert(err)
+			moc.ID, moc.UserID, moc.UploadSessionID, moc.Title, moc.Slug, nullable(moc.Description)); err != nil {
+			return classifyInsert("moc_instructions", err)
 		}
 		if hook != nil {
 			if err := hook("after-insert-moc"); err != nil {
@@ -176,12 +243,12 @@ func (s *Store) CommitMOC(ctx context.Context, moc MOC, token, now time.Time, ho
 			FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[])
 			  AS u(id, file_id, name, content_type, s3_key, size_bytes, etag)`,
 			moc.ID, ids, fileIDs, names, types, keys, sizes, etags); err != nil {
-			return fmt.Errorf("insert moc_files: %w", err)
+			return classifyInsert("moc_files", err)
 		}
 		tag, err := tx.Exec(ctx, `
 			UPDATE upload_sessions
-			SET finalized_at = $3, status = 'finalized', finalizing_at = NULL, updated_at = now()
-			WHERE id = $1 AND finalized_at IS NULL AND finalizing_at = $2`, moc.UploadSessionID, token, now)
+			SET finalized_at = now(), status = 'finalized', finalizing_at = NULL, finalize_token = NULL, updated_at = now()
+			WHERE id = $1 AND finalize_token = $2`, moc.UploadSessionID, token)
 		if err != nil {
 			return fmt.Errorf("update upload_sessions: %w", err)
 		}
@@ -192,17 +259,18 @@ func (s *Store) CommitMOC(ctx context.Context, moc MOC, token, now time.Time, ho
 	})
 }
 
-func classifyInsert(err error) error {
+// classifyInsert names a unique violation: the owner's slug index is a slug
+// conflict; any other key (the MOC's id and session, a MOC file's id and file)
+// is derived from the session, so a duplicate means this session's MOC exists.
+func classifyInsert(table string, err error) error {
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) && pg.Code == "23505" {
-		switch pg.ConstraintName {
-		case "moc_instructions_user_slug_key":
+		if pg.ConstraintName == "moc_instructions_user_slug_key" {
 			return ErrSlugTaken
-		case "moc_instructions_upload_session_id_key":
-			return ErrAlreadyFinalized
 		}
+		return fmt.Errorf("%w (%s)", ErrAlreadyFinalized, pg.ConstraintName)
 	}
-	return fmt.Errorf("insert moc_instructions: %w", err)
+	return fmt.Errorf("insert %s: %w", table, err)
 }
 
 // Retryable reports whether err is a serialization failure (40001) or a
@@ -214,6 +282,8 @@ func Retryable(err error) bool {
 
 // MOCBySession reads the MOC of a finalized session.
 func (s *Store) MOCBySession(ctx context.Context, sessionID uuid.UUID) (MOC, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var m MOC
 	err := s.Pool.QueryRow(ctx, `
 		SELECT id, user_id, upload_session_id, title, slug, coalesce(description, '')

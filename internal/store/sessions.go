@@ -20,11 +20,15 @@ type Session struct {
 	Status        string
 	PartSizeBytes int64
 	FinalizingAt  *time.Time
-	FinalizedAt   *time.Time
-	ExpiresAt     time.Time
-	CreatedAt     time.Time
-	Namespace     string
-	Name          string
+	// LockAge is how old finalizing_at is on PostgreSQL's clock (lock_clock()),
+	// nil when no lock is recorded. Staleness is judged on it, never on a
+	// replica's wall clock.
+	LockAge     *time.Duration
+	FinalizedAt *time.Time
+	ExpiresAt   time.Time
+	CreatedAt   time.Time
+	Namespace   string
+	Name        string
 }
 
 // File is an upload_files row.
@@ -41,7 +45,7 @@ type File struct {
 	CompletedETag string
 }
 
-// Session statuses as stored (the phase in lower case).
+// Session statuses as stored (the phase in lower case, and deleting).
 const (
 	StatusPending    = "pending"
 	StatusActive     = "active"
@@ -49,12 +53,25 @@ const (
 	StatusFinalized  = "finalized"
 	StatusExpired    = "expired"
 	StatusFailed     = "failed"
+	// StatusDeleting: a delete claimed the session and is removing what it
+	// holds; no finalize can take the lock and no part is acknowledged.
+	StatusDeleting = "deleting"
 )
+
+// lockFree is the one SQL rule of the finalize lock: nobody holds it, or its
+// holder's finalizing_at is strictly older than $stale (microseconds) on
+// PostgreSQL's clock. A holder renews finalizing_at well inside that window,
+// so only a lock whose holder stopped (crashed, partitioned) goes stale.
+func lockFree(stale string) string {
+	return `(finalizing_at IS NULL OR finalizing_at < lock_clock() - ` + stale + ` * interval '1 microsecond')`
+}
 
 // EnsureSession inserts the session and its files unless they exist already,
 // in one transaction, so a retried activation never duplicates or half-writes.
 // The existing row wins: it returns what is stored.
 func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File) (Session, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 			INSERT INTO upload_sessions (id, user_id, status, part_size_bytes, expires_at, k8s_namespace, k8s_name)
@@ -67,7 +84,8 @@ func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File) (
 		for _, f := range files {
 			_, err := tx.Exec(ctx, `
 				INSERT INTO upload_files (id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+				SELECT $1, $2, $3, $4, $5, $6, $7, $8
+				WHERE EXISTS (SELECT 1 FROM upload_sessions WHERE id = $2 AND status = 'pending')
 				ON CONFLICT (id) DO NOTHING`,
 				f.ID, sess.ID, f.Ordinal, f.Name, f.ContentType, f.SizeBytes, f.PartCount, f.S3Key)
 			if err != nil {
@@ -82,21 +100,29 @@ func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File) (
 	return s.GetSession(ctx, sess.ID)
 }
 
-const sessionCols = `id, user_id, status, part_size_bytes, finalizing_at, finalized_at, expires_at, created_at,
-	coalesce(k8s_namespace, ''), coalesce(k8s_name, '')`
+const sessionCols = `id, user_id, status, part_size_bytes, finalizing_at,
+	(extract(epoch FROM lock_clock() - finalizing_at) * 1000000)::bigint,
+	finalized_at, expires_at, created_at, coalesce(k8s_namespace, ''), coalesce(k8s_name, '')`
 
 func scanSession(row pgx.Row) (Session, error) {
 	var x Session
-	err := row.Scan(&x.ID, &x.UserID, &x.Status, &x.PartSizeBytes, &x.FinalizingAt, &x.FinalizedAt,
+	var ageMicros *int64
+	err := row.Scan(&x.ID, &x.UserID, &x.Status, &x.PartSizeBytes, &x.FinalizingAt, &ageMicros, &x.FinalizedAt,
 		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return x, ErrNotFound
+	}
+	if ageMicros != nil {
+		age := time.Duration(*ageMicros) * time.Microsecond
+		x.LockAge = &age
 	}
 	return x, err
 }
 
 // GetSession reads one session.
 func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (Session, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	x, err := scanSession(s.Pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM upload_sessions WHERE id = $1`, id))
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		err = fmt.Errorf("read upload_sessions %s: %w", id, err)
@@ -116,6 +142,8 @@ func scanFile(row pgx.Row) (File, error) {
 
 // Files lists a session's files in order.
 func (s *Store) Files(ctx context.Context, sessionID uuid.UUID) ([]File, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.Pool.Query(ctx, `SELECT `+fileCols+` FROM upload_files WHERE session_id = $1 ORDER BY ordinal`, sessionID)
 	if err != nil {
 		return nil, fmt.Errorf("list upload_files of %s: %w", sessionID, err)
@@ -125,6 +153,8 @@ func (s *Store) Files(ctx context.Context, sessionID uuid.UUID) ([]File, error) 
 
 // FileOf reads one file of a session.
 func (s *Store) FileOf(ctx context.Context, sessionID, fileID uuid.UUID) (File, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	f, err := scanFile(s.Pool.QueryRow(ctx, `SELECT `+fileCols+` FROM upload_files WHERE session_id = $1 AND id = $2`, sessionID, fileID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return f, ErrNotFound
@@ -136,25 +166,110 @@ func (s *Store) FileOf(ctx context.Context, sessionID, fileID uuid.UUID) (File, 
 }
 
 // SetUploadID records a file's S3 multipart upload id unless one is recorded
-// already; false means another activation won and the caller's upload is surplus.
+// already or the session is no longer being activated (a delete claimed it);
+// false means the caller's upload is surplus and must be aborted. The session
+// row is share-locked, so a delete's claim and this record are ordered: an
+// upload recorded before the claim is aborted by the delete, one refused after
+// it by its creator.
 func (s *Store) SetUploadID(ctx context.Context, fileID uuid.UUID, uploadID string) (bool, error) {
-	tag, err := s.Pool.Exec(ctx,
-		`UPDATE upload_files SET s3_upload_id = $2 WHERE id = $1 AND s3_upload_id IS NULL`, fileID, uploadID)
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tag, err := s.Pool.Exec(ctx, `
+		UPDATE upload_files f SET s3_upload_id = $2
+		WHERE f.id = $1 AND f.s3_upload_id IS NULL
+		  AND EXISTS (SELECT 1 FROM upload_sessions s WHERE s.id = f.session_id AND s.status = 'pending' FOR SHARE)`,
+		fileID, uploadID)
 	if err != nil {
 		return false, fmt.Errorf("record upload id of file %s: %w", fileID, err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
-// TransitionStatus moves a session to status `to` if it is in one of `from`;
-// false means it was not (someone else moved it first).
-func (s *Store) TransitionStatus(ctx context.Context, id uuid.UUID, to string, from ...string) (bool, error) {
-	tag, err := s.Pool.Exec(ctx,
-		`UPDATE upload_sessions SET status = $2, updated_at = now() WHERE id = $1 AND status = ANY($3)`, id, to, from)
+// RecordedUploadID reads the upload id recorded for a file ("" when none, or
+// when the file is gone): after a record whose outcome is unknown (the reply
+// was lost), it tells whether the record committed.
+func (s *Store) RecordedUploadID(ctx context.Context, fileID uuid.UUID) (string, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var id string
+	err := s.Pool.QueryRow(ctx, `SELECT coalesce(s3_upload_id, '') FROM upload_files WHERE id = $1`, fileID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
 	if err != nil {
-		return false, fmt.Errorf("set status of session %s to %s: %w", id, to, err)
+		return "", fmt.Errorf("read upload id of file %s: %w", fileID, err)
+	}
+	return id, nil
+}
+
+// Activate moves a pending session to active.
+func (s *Store) Activate(ctx context.Context, id uuid.UUID) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tag, err := s.Pool.Exec(ctx,
+		`UPDATE upload_sessions SET status = 'active', updated_at = now() WHERE id = $1 AND status = 'pending'`, id)
+	if err != nil {
+		return false, fmt.Errorf("activate session %s: %w", id, err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// Expire marks an unlocked pending or active session expired; false means it
+// was not (already expired, finalized, or a finalize holds a live lock).
+func (s *Store) Expire(ctx context.Context, id uuid.UUID, staleAfter time.Duration) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tag, err := s.Pool.Exec(ctx, `
+		UPDATE upload_sessions SET status = 'expired', finalizing_at = NULL, finalize_token = NULL, updated_at = now()
+		WHERE id = $1 AND status IN ('pending', 'active') AND `+lockFree("$2"), id, staleAfter.Microseconds())
+	if err != nil {
+		return false, fmt.Errorf("expire session %s: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Claim is the outcome of claiming a session for deletion.
+type Claim int
+
+const (
+	// Claimed: the session is now deleting; nothing else will change it.
+	Claimed Claim = iota
+	// ClaimGone: there is no such session (never created, or deleted).
+	ClaimGone
+	// ClaimFinalized: the session is finalized and stays.
+	ClaimFinalized
+	// ClaimLocked: a finalize holds a live lock; try again after it ends.
+	ClaimLocked
+)
+
+// ClaimForDelete marks a session deleting unless it is finalized or a finalize
+// holds a live lock: one conditional UPDATE, so a finalize either took the lock
+// first (the delete waits) or can never take it (the delete proceeds). A stale
+// lock is no obstacle: its holder stopped working before it went stale.
+func (s *Store) ClaimForDelete(ctx context.Context, id uuid.UUID, staleAfter time.Duration) (Claim, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var status string
+	err := s.Pool.QueryRow(ctx, `
+		WITH claimed AS (
+			UPDATE upload_sessions SET status = 'deleting', finalizing_at = NULL, finalize_token = NULL, updated_at = now()
+			WHERE id = $1 AND status <> 'finalized' AND `+lockFree("$2")+`
+			RETURNING status)
+		SELECT coalesce((SELECT status FROM claimed), (SELECT status FROM upload_sessions WHERE id = $1), '')`,
+		id, staleAfter.Microseconds()).Scan(&status)
+	if err != nil {
+		return 0, fmt.Errorf("claim session %s for deletion: %w", id, err)
+	}
+	switch status {
+	case StatusDeleting:
+		return Claimed, nil
+	case "":
+		return ClaimGone, nil
+	case StatusFinalized:
+		return ClaimFinalized, nil
+	default:
+		return ClaimLocked, nil
+	}
 }
 
 func nullable(s string) any {
@@ -164,10 +279,12 @@ func nullable(s string) any {
 	return s
 }
 
-// DeleteUnfinalizedSession removes a session that was never finalized, with
-// its files and parts. A finalized session is kept.
-func (s *Store) DeleteUnfinalizedSession(ctx context.Context, id uuid.UUID) error {
-	_, err := s.Pool.Exec(ctx, `DELETE FROM upload_sessions WHERE id = $1 AND status <> 'finalized'`, id)
+// DeleteClaimedSession removes a session a delete claimed, with its files and
+// parts.
+func (s *Store) DeleteClaimedSession(ctx context.Context, id uuid.UUID) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	_, err := s.Pool.Exec(ctx, `DELETE FROM upload_sessions WHERE id = $1 AND status = 'deleting'`, id)
 	if err != nil {
 		return fmt.Errorf("delete session %s: %w", id, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,11 +22,40 @@ var migrations embed.FS
 // Store wraps the pool; its methods are the operator's only SQL.
 type Store struct {
 	Pool *pgxpool.Pool
+	// CallTimeout bounds each call on the client side (0: only the caller's
+	// context). The server's statement_timeout cannot help when the network
+	// swallows a statement or its reply; this deadline can.
+	CallTimeout time.Duration
 }
 
-// Open connects to PostgreSQL and applies pending migrations. Replicas starting
-// together serialise on goose's advisory-lock session locker.
+// Options tune the connection; zero values take the defaults.
+type Options struct {
+	// StatementTimeout is the server-side statement_timeout (default 30s),
+	// unless the URL sets one.
+	StatementTimeout time.Duration
+	// CallTimeout is the client-side deadline of each call (default
+	// StatementTimeout + 5s).
+	CallTimeout time.Duration
+}
+
+// DefaultStatementTimeout bounds every statement on the server.
+const DefaultStatementTimeout = 30 * time.Second
+
+// Open connects to PostgreSQL with the default timeouts and applies pending
+// migrations.
 func Open(ctx context.Context, url string) (*Store, error) {
+	return OpenWithOptions(ctx, url, Options{})
+}
+
+// OpenWithOptions connects and applies pending migrations. Replicas starting
+// together serialise on goose's advisory-lock session locker.
+func OpenWithOptions(ctx context.Context, url string, o Options) (*Store, error) {
+	if o.StatementTimeout <= 0 {
+		o.StatementTimeout = DefaultStatementTimeout
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = o.StatementTimeout + 5*time.Second
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
@@ -33,11 +63,14 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
+	if _, set := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !set {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.StatementTimeout.Milliseconds(), 10)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	s := &Store{Pool: pool}
+	s := &Store{Pool: pool, CallTimeout: o.CallTimeout}
 	if err := s.Migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -67,8 +100,20 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// bound gives one call its deadline: CallTimeout, or the caller's if sooner.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.CallTimeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.CallTimeout)
+}
+
 // Close releases the pool.
 func (s *Store) Close() { s.Pool.Close() }
 
 // Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.Pool.Ping(ctx) }
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.Pool.Ping(ctx)
+}

@@ -3,6 +3,7 @@ package uploads_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -16,8 +17,8 @@ func BenchmarkUpsertPart(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		n = n%10000 + 1
-		if err := db.UpsertPart(ctx, store.Part{FileID: ts, PartNumber: n, ETag: `"0123456789abcdef0123456789abcdef"`, SizeBytes: 5 << 20}); err != nil {
-			b.Fatal(err)
+		if ok, err := db.UpsertPart(ctx, store.Part{FileID: ts, PartNumber: n, ETag: `"0123456789abcdef0123456789abcdef"`, SizeBytes: 5 << 20}, time.Now(), time.Minute); err != nil || !ok {
+			b.Fatal(ok, err)
 		}
 	}
 }
@@ -27,7 +28,7 @@ func activateB(b *testing.B) uuid.UUID {
 	id := uuid.New()
 	fileID := uuid.New()
 	ctx := context.Background()
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO upload_sessions (id, user_id, part_size_bytes, expires_at) VALUES ($1, 'bench', 5242880, now() + interval '1 hour')`, id); err != nil {
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO upload_sessions (id, user_id, status, part_size_bytes, expires_at) VALUES ($1, 'bench', 'active', 5242880, now() + interval '1 hour')`, id); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO upload_files (id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key)

@@ -1,10 +1,12 @@
 package uploads
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -39,121 +41,183 @@ type FinalizeResult struct {
 	TookOver bool
 }
 
-// Finalize turns a complete session into exactly one MOC (ADR 0001):
-// take the lock, check completeness against S3, check the slug, complete each
-// S3 multipart upload (recording each), then commit moc_instructions,
-// moc_files and upload_sessions in one READ COMMITTED transaction. Every step
-// is idempotent, so a finalize interrupted anywhere is finished by the next one
-// once the lock is stale.
-func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (res0 FinalizeResult, err error) {
-	defer func() { metrics.Finalizes.WithLabelValues(outcome(res0, err)).Inc() }()
-	start := s.Now()
-	log := logr.FromContextOrDiscard(ctx).WithValues("sessionId", req.SessionID.String())
-	sess, err := s.DB.GetSession(ctx, req.SessionID)
-	if errors.Is(err, store.ErrNotFound) {
-		return FinalizeResult{}, ErrSessionNotFound
-	}
-	if err != nil {
-		return FinalizeResult{}, &InternalError{Err: err}
-	}
-	if sess.FinalizedAt != nil {
-		return s.replay(ctx, req.SessionID)
-	}
-	if err := s.checkFinalizable(sess); err != nil {
-		return FinalizeResult{}, err
-	}
-	if req.Resume {
-		if req.Title, req.Description, err = s.DB.FinalizeRequest(ctx, req.SessionID); err != nil {
-			return FinalizeResult{}, &InternalError{Err: err}
-		}
-		if req.Title == "" {
-			return FinalizeResult{}, &NotActiveError{Status: sess.Status}
-		}
-	}
+// lockPoll is how long a client is told to wait while another finalize holds
+// a live lock: its holder renews the lock, so it is worth asking again soon
+// rather than when the lock would go stale.
+const lockPoll = 2 * time.Second
 
-	now := s.Now()
-	lock, err := s.DB.TryLock(ctx, req.SessionID, now, now.Add(-s.StaleAfter()), req.Title, req.Description)
+// Finalize turns a complete session into exactly one MOC (ADR 0001): take the
+// lock (a lease the holder renews while it works), check completeness against
+// S3 and the acknowledged parts, check the slug, complete each S3 multipart
+// upload (recording each, the lease checked before each), then commit
+// moc_instructions, moc_files and upload_sessions in one READ COMMITTED
+// transaction that checks the lease first. Every step is idempotent, so a
+// finalize interrupted anywhere is finished by the next one once the lock is
+// stale.
+func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (res FinalizeResult, err error) {
+	defer func() { metrics.Finalizes.WithLabelValues(outcome(res, err)).Inc() }()
+	start := time.Now()
+	log := logr.FromContextOrDiscard(ctx).WithValues("sessionId", req.SessionID.String())
+	sess, done, err := s.finalizable(ctx, &req)
+	if done || err != nil {
+		return sess, err
+	}
+	sent := time.Now()
+	lock, err := s.DB.TryLock(ctx, req.SessionID, s.StaleAfter(), req.Title, req.Description)
 	if err != nil {
 		return FinalizeResult{}, &InternalError{Err: err}
 	}
 	if !lock.Acquired {
 		return s.notLocked(ctx, lock)
 	}
-	res := FinalizeResult{TookOver: lock.Previous != nil}
-	if lock.Previous != nil {
+	res.TookOver = lock.PreviousAge != nil
+	if res.TookOver {
 		metrics.StaleLockRecoveries.Inc()
-		logging.Warn(log, "stale lock recovered", "previousLockAt", lock.Previous.UTC().Format(time.RFC3339Nano),
-			"lockAgeMs", now.Sub(*lock.Previous).Milliseconds(), "staleLockAfter", s.StaleAfter().String())
+		logging.Warn(log, "stale lock recovered", "lockAgeMs", lock.PreviousAge.Milliseconds(),
+			"staleLockAfter", s.StaleAfter().String())
 	}
-	committed := false
-	defer func() {
+	l := s.holdLease(ctx, log, req.SessionID, lock.Token, sent)
+	moc, timing, err := s.finalizeLocked(l, log, req)
+	lost := l.lost()
+	l.stop()
+
+	var lostUpload *UploadLostError
+	switch {
+	case err == nil:
+		log.Info("finalize succeeded", "mocId", moc.ID.String(), "slug", moc.Slug, "fileCount", len(moc.Files),
+			"totalSizeBytes", totalSize(moc), "durationMs", time.Since(start).Milliseconds(), "tookOverStaleLock", res.TookOver,
+			"s3Ms", ms(timing.s3), "txMs", ms(timing.tx))
+		res.MOC, res.Created = moc, true
+		return res, nil
+	case errors.Is(err, failpoint.ErrInjected):
 		// An injected failure stands for a crash: the process is gone and its
 		// lock stays until it is stale, exactly what the recovery path handles.
-		if !committed && !errors.Is(err, failpoint.ErrInjected) {
-			s.releaseLock(ctx, log, req.SessionID, lock.Token)
-		}
-	}()
-	if err := failpoint.Inject("finalize/after-lock"); err != nil {
 		return res, &InternalError{Err: err}
-	}
-
-	files, err := s.DB.Files(ctx, req.SessionID)
-	if err != nil {
-		return res, &InternalError{Err: err}
-	}
-	s3Start := s.Now()
-	plans, err := s.planCompletion(ctx, log, sess, files)
-	if err != nil {
+	case lost != nil, errors.Is(err, store.ErrLockLost):
+		log.Info("finalize stopped: its lock is no longer held", "reason", fmt.Sprint(cmp.Or(lost, err)))
+		return s.afterLockLost(ctx, req.SessionID)
+	case errors.Is(err, store.ErrAlreadyFinalized):
+		return s.replay(ctx, req.SessionID)
+	case errors.As(err, &lostUpload):
+		s.failSession(ctx, log, req.SessionID, lock.Token, err)
+		return res, err
+	default:
+		s.releaseLock(ctx, log, req.SessionID, lock.Token)
 		return res, err
 	}
-	s3Time := s.Now().Sub(s3Start)
+}
+
+// finalizable loads the session and answers what needs no lock: a replay
+// (done), expiry, a session in a phase that cannot be finalized. For a resumed
+// finalize it fills in the stored title and description.
+func (s *Service) finalizable(ctx context.Context, req *FinalizeRequest) (FinalizeResult, bool, error) {
+	sess, err := s.DB.GetSession(ctx, req.SessionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return FinalizeResult{}, false, ErrSessionNotFound
+	}
+	if err != nil {
+		return FinalizeResult{}, false, &InternalError{Err: err}
+	}
+	if sess.FinalizedAt != nil {
+		res, err := s.replay(ctx, req.SessionID)
+		return res, true, err
+	}
+	if err := s.checkFinalizable(sess); err != nil {
+		return FinalizeResult{}, false, err
+	}
+	if req.Resume {
+		if req.Title, req.Description, err = s.DB.FinalizeRequest(ctx, req.SessionID); err != nil {
+			return FinalizeResult{}, false, &InternalError{Err: err}
+		}
+		if req.Title == "" {
+			return FinalizeResult{}, false, &NotActiveError{Status: sess.Status}
+		}
+	}
+	return FinalizeResult{}, false, nil
+}
+
+type finalizeTiming struct{ s3, tx time.Duration }
+
+// finalizeLocked is the work done under the lease, on its context: plan,
+// slug, S3 completion, commit. It returns the committed MOC.
+func (s *Service) finalizeLocked(l *lease, log logr.Logger, req FinalizeRequest) (store.MOC, finalizeTiming, error) {
+	ctx := l.ctx
+	var timing finalizeTiming
+	if err := failpoint.Inject("finalize/after-lock"); err != nil {
+		return store.MOC{}, timing, err
+	}
+	sess, err := s.DB.GetSession(ctx, req.SessionID)
+	if err != nil {
+		return store.MOC{}, timing, &InternalError{Err: err}
+	}
+	s3Start := time.Now()
+	plans, err := s.planCompletion(ctx, log, sess)
+	if err != nil {
+		return store.MOC{}, timing, err
+	}
+	timing.s3 = time.Since(s3Start)
 	slug := session.Slug(req.Title)
 	if err := s.checkSlug(ctx, sess.UserID, req.Title, slug); err != nil {
-		return res, err
+		return store.MOC{}, timing, err
 	}
-	completeStart := s.Now()
-	if err := s.completeUploads(ctx, log, plans); err != nil {
-		return res, err
+	if err := failpoint.Inject("finalize/after-plan"); err != nil {
+		return store.MOC{}, timing, err
 	}
-	s3Time += s.Now().Sub(completeStart)
+	completeStart := time.Now()
+	for attempt := 1; ; attempt++ {
+		err = s.completeUploads(ctx, log, l, plans)
+		if !errors.Is(err, errPartsChanged) || attempt == 3 {
+			break
+		}
+		// A part changed in S3 after it was listed: a PUT that raced this
+		// finalize overwrote it (and was refused). Look again: the listing
+		// now shows whether what S3 holds was ever acknowledged.
+		logging.Warn(log, "a part changed in S3 after it was listed; listing the parts again", "attempt", attempt)
+		if plans, err = s.planCompletion(ctx, log, sess); err != nil {
+			return store.MOC{}, timing, err
+		}
+	}
+	if err != nil {
+		return store.MOC{}, timing, err
+	}
+	timing.s3 += time.Since(completeStart)
 
 	moc := store.MOC{
 		ID: uuid.NewSHA1(req.SessionID, []byte("moc")), UserID: sess.UserID, UploadSessionID: req.SessionID,
 		Title: req.Title, Slug: slug, Description: req.Description,
 	}
-	var total int64
 	for _, p := range plans {
 		moc.Files = append(moc.Files, store.MOCFile{
 			ID: uuid.NewSHA1(p.file.ID, []byte("moc-file")), FileID: p.file.ID, Name: p.file.Name,
 			ContentType: p.file.ContentType, S3Key: p.file.S3Key, SizeBytes: p.file.SizeBytes, ETag: p.file.CompletedETag,
 		})
-		total += p.file.SizeBytes
 	}
-	txStart := s.Now()
-	if err := s.commit(ctx, log, moc, lock.Token); err != nil {
-		if errors.Is(err, store.ErrAlreadyFinalized) {
-			committed = true
-			return s.replay(ctx, req.SessionID)
-		}
+	if err := failpoint.Inject("finalize/before-commit"); err != nil {
+		return store.MOC{}, timing, err
+	}
+	txStart := time.Now()
+	if err := s.commit(ctx, log, moc, l.token); err != nil {
 		if errors.Is(err, store.ErrSlugTaken) {
-			return res, s.slugConflict(ctx, sess.UserID, req.Title, slug)
+			return store.MOC{}, timing, s.slugConflict(ctx, sess.UserID, req.Title, slug)
 		}
-		if errors.Is(err, store.ErrLockLost) {
-			committed = true // the new holder owns the lock now
-			return res, &InProgressError{RetryAfter: time.Second}
-		}
-		return res, err
+		return store.MOC{}, timing, err
 	}
-	committed = true
+	timing.tx = time.Since(txStart)
 	if err := failpoint.Inject("finalize/after-commit"); err != nil {
-		return res, &InternalError{Err: err}
+		return store.MOC{}, timing, err
 	}
-	log.Info("finalize succeeded", "mocId", moc.ID.String(), "slug", slug, "fileCount", len(moc.Files),
-		"totalSizeBytes", total, "durationMs", s.Now().Sub(start).Milliseconds(), "tookOverStaleLock", res.TookOver,
-		"s3Ms", float64(s3Time.Microseconds())/1000, "txMs", float64(s.Now().Sub(txStart).Microseconds())/1000)
-	res.MOC, res.Created = moc, true
-	return res, nil
+	return moc, timing, nil
 }
+
+func totalSize(m store.MOC) int64 {
+	var n int64
+	for _, f := range m.Files {
+		n += f.SizeBytes
+	}
+	return n
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // StaleAfter is how old a finalize lock must be to be taken over
 // (StaleLockAfter, or the default when unset).
@@ -164,9 +228,17 @@ func (s *Service) StaleAfter() time.Duration {
 	return session.DefaultStaleLockAfter
 }
 
+// lockHeld reports whether a finalize holds a live lock on the session, by
+// the lock's age on PostgreSQL's clock.
+func (s *Service) lockHeld(sess store.Session) bool {
+	return sess.LockAge != nil && !session.LockStale(*sess.LockAge, s.StaleAfter())
+}
+
 // checkFinalizable answers for sessions that cannot be finalized at all.
 func (s *Service) checkFinalizable(sess store.Session) error {
 	switch {
+	case sess.Status == store.StatusDeleting:
+		return ErrSessionNotFound
 	case sess.Status == store.StatusExpired:
 		return ErrExpired
 	case sess.Status == store.StatusActive && s.Now().After(sess.ExpiresAt):
@@ -183,15 +255,40 @@ func (s *Service) notLocked(ctx context.Context, lock store.Lock) (FinalizeResul
 	switch {
 	case sess.FinalizedAt != nil:
 		return s.replay(ctx, sess.ID)
-	case sess.FinalizingAt != nil:
-		wait := sess.FinalizingAt.Add(s.StaleAfter()).Sub(s.Now())
-		return FinalizeResult{}, &InProgressError{RetryAfter: max(wait, time.Second)}
+	case s.lockHeld(sess):
+		return FinalizeResult{}, &InProgressError{RetryAfter: s.pollAfter(*sess.LockAge)}
 	default:
 		if err := s.checkFinalizable(sess); err != nil {
 			return FinalizeResult{}, err
 		}
+		if sess.LockAge != nil {
+			// Stale by now: it went stale between the attempt and the read.
+			return FinalizeResult{}, &InProgressError{RetryAfter: time.Second}
+		}
 		return FinalizeResult{}, &NotActiveError{Status: sess.Status}
 	}
+}
+
+// pollAfter is the wait to suggest while a lock of the given age is held: the
+// poll interval, or until the lock would go stale if that is sooner.
+func (s *Service) pollAfter(age time.Duration) time.Duration {
+	return max(min(lockPoll, s.StaleAfter()-age), time.Second)
+}
+
+// afterLockLost answers a finalize that lost its lock while it worked: the
+// session's MOC if the new holder committed it, else "in progress".
+func (s *Service) afterLockLost(ctx context.Context, id uuid.UUID) (FinalizeResult, error) {
+	sess, err := s.DB.GetSession(context.WithoutCancel(ctx), id)
+	switch {
+	case err != nil:
+		return FinalizeResult{}, &InternalError{Err: err}
+	case sess.FinalizedAt != nil:
+		return s.replay(context.WithoutCancel(ctx), id)
+	}
+	if err := s.checkFinalizable(sess); err != nil {
+		return FinalizeResult{}, err
+	}
+	return FinalizeResult{}, &InProgressError{RetryAfter: lockPoll}
 }
 
 func (s *Service) replay(ctx context.Context, id uuid.UUID) (FinalizeResult, error) {
@@ -205,7 +302,7 @@ func (s *Service) replay(ctx context.Context, id uuid.UUID) (FinalizeResult, err
 // releaseLock gives the lock back after a failed finalize. When PostgreSQL is
 // unreachable it keeps trying in the background until it is back (or the lock
 // would be stale anyway), so clients are not locked out for STALE_LOCK_AFTER.
-func (s *Service) releaseLock(ctx context.Context, log logr.Logger, id uuid.UUID, token time.Time) {
+func (s *Service) releaseLock(ctx context.Context, log logr.Logger, id, token uuid.UUID) {
 	ctx = context.WithoutCancel(ctx)
 	try := func() bool {
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -218,8 +315,8 @@ func (s *Service) releaseLock(ctx context.Context, log logr.Logger, id uuid.UUID
 	}
 	logging.Warn(log, "could not release finalize lock; retrying until PostgreSQL is back")
 	go func() {
-		deadline := token.Add(s.StaleAfter())
-		for s.Now().Before(deadline) {
+		deadline := time.Now().Add(s.StaleAfter())
+		for time.Now().Before(deadline) {
 			time.Sleep(time.Second)
 			if try() {
 				log.Info("finalize lock released after PostgreSQL came back")
@@ -229,6 +326,27 @@ func (s *Service) releaseLock(ctx context.Context, log logr.Logger, id uuid.UUID
 	}()
 }
 
+// failSession marks a session whose S3 multipart upload is lost as failed (it
+// can never become a MOC) and removes what it still holds in S3: the other
+// files' uploads and any object already completed.
+func (s *Service) failSession(ctx context.Context, log logr.Logger, id, token uuid.UUID, cause error) {
+	ctx = context.WithoutCancel(ctx)
+	ok, err := s.DB.FailLocked(ctx, id, token)
+	if err != nil || !ok {
+		// The lock stays and goes stale; whoever takes it over finds the lost
+		// upload again and fails the session then.
+		log.Error(err, "could not mark the session failed", "cause", cause.Error(), "lockStillOurs", ok)
+		return
+	}
+	log.Error(cause, "session failed: an S3 multipart upload is lost")
+	if err := s.removeHeld(ctx, log, id); err != nil {
+		log.Error(err, "could not remove what the failed session holds in S3; its delete will")
+	}
+}
+
+// errPartsChanged: S3 refused a completion because a listed part changed.
+var errPartsChanged = errors.New("a part changed after it was listed")
+
 // filePlan is a file and the parts to complete it with (nil when S3 already
 // completed it).
 type filePlan struct {
@@ -236,11 +354,21 @@ type filePlan struct {
 	parts []objectstore.PartInfo
 }
 
-// planCompletion reads each unfinished file's parts from S3 (the truth) and
-// checks that all are there with the right sizes. A file whose upload is gone
-// but whose object exists was completed by an interrupted finalize: its ETag
-// is recorded now instead of completing it twice.
-func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess store.Session, files []store.File) ([]*filePlan, error) {
+// planCompletion reads each unfinished file's parts from S3 and checks that
+// every part is there with the right size and with bytes a PUT was
+// acknowledged for: S3 may hold a later version from a PUT that raced this
+// finalize and was refused, and that must not end up in the object. A file
+// whose upload is gone but whose object exists was completed by an interrupted
+// finalize: its ETag is recorded now instead of completing it twice.
+func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess store.Session) ([]*filePlan, error) {
+	files, err := s.DB.Files(ctx, sess.ID)
+	if err != nil {
+		return nil, &InternalError{Err: err}
+	}
+	acked, err := s.DB.Parts(ctx, sess.ID)
+	if err != nil {
+		return nil, &InternalError{Err: err}
+	}
 	missing := map[string][]int{}
 	plans := make([]*filePlan, 0, len(files))
 	for _, f := range files {
@@ -266,9 +394,10 @@ func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess stor
 		for _, part := range parts {
 			have[part.PartNumber] = part
 		}
+		ack := ackedETags(acked[f.ID])
 		for n := 1; n <= f.PartCount; n++ {
 			part, ok := have[int32(n)]
-			if !ok || part.Size != session.ExpectedPartSize(f.SizeBytes, sess.PartSizeBytes, n) {
+			if !ok || part.Size != session.ExpectedPartSize(f.SizeBytes, sess.PartSizeBytes, n) || !ack[n][bareETag(part.ETag)] {
 				missing[f.ID.String()] = append(missing[f.ID.String()], n)
 				continue
 			}
@@ -279,6 +408,59 @@ func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess stor
 		return nil, &IncompleteError{Missing: missing}
 	}
 	return plans, nil
+}
+
+// ackedETags indexes the ETags each part was acknowledged with.
+func ackedETags(parts []store.Part) map[int]map[string]bool {
+	out := make(map[int]map[string]bool, len(parts))
+	for _, p := range parts {
+		set := make(map[string]bool, len(p.AckedETags)+1)
+		set[bareETag(p.ETag)] = true
+		for _, e := range p.AckedETags {
+			set[bareETag(e)] = true
+		}
+		out[p.PartNumber] = set
+	}
+	return out
+}
+
+// bareETag drops the quotes S3 puts around an ETag (some stores list parts
+// without them); ETags are otherwise compared exactly.
+func bareETag(e string) string { return strings.Trim(e, `"`) }
+
+// MissingParts lists, from PostgreSQL alone, the parts of each unfinished file
+// that no PUT was acknowledged for. It takes no lock and calls no S3, so the
+// declarative finalize can wait for parts without getting in their way; the
+// finalize itself checks S3 under the lock.
+func (s *Service) MissingParts(ctx context.Context, id uuid.UUID) (map[string][]int, error) {
+	sess, err := s.DB.GetSession(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	files, err := s.DB.Files(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	parts, err := s.DB.Parts(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	missing := map[string][]int{}
+	for _, f := range files {
+		if f.CompletedETag != "" {
+			continue
+		}
+		have := map[int]bool{}
+		for _, p := range parts[f.ID] {
+			have[p.PartNumber] = p.SizeBytes == session.ExpectedPartSize(f.SizeBytes, sess.PartSizeBytes, p.PartNumber)
+		}
+		for n := 1; n <= f.PartCount; n++ {
+			if !have[n] {
+				missing[f.ID.String()] = append(missing[f.ID.String()], n)
+			}
+		}
+	}
+	return missing, nil
 }
 
 // recognizeCompleted checks for the object of a file whose multipart upload
@@ -324,19 +506,26 @@ func (s *Service) slugConflict(ctx context.Context, owner, title, slug string) e
 
 // completeUploads completes each unfinished S3 multipart upload and records
 // its ETag before the next, so an interruption leaves a record of exactly
-// which files are done.
-func (s *Service) completeUploads(ctx context.Context, log logr.Logger, plans []*filePlan) error {
+// which files are done. The lease is renewed right before each completion: a
+// holder that lost its lock completes nothing more.
+func (s *Service) completeUploads(ctx context.Context, log logr.Logger, l *lease, plans []*filePlan) error {
 	for _, p := range plans {
 		if p.file.CompletedETag != "" {
 			continue
 		}
+		if err := l.renew(ctx); err != nil {
+			return err
+		}
 		etag, err := s.S3.CompleteMultipartUpload(ctx, p.file.S3Key, p.file.S3UploadID, p.parts)
-		if err != nil && objectstore.IsNoSuchUpload(err) {
+		if err != nil && (objectstore.IsNoSuchUpload(err) || objectstore.IsInvalidPart(err)) {
 			if ok, rerr := s.recognizeCompleted(ctx, log, p); rerr != nil || ok {
 				if rerr != nil {
 					return rerr
 				}
 				continue
+			}
+			if objectstore.IsInvalidPart(err) {
+				return errPartsChanged // listing again tells a changed part from a lost upload
 			}
 			return &UploadLostError{FileID: p.file.ID.String(), Key: p.file.S3Key}
 		}
@@ -364,10 +553,10 @@ func (s *Service) completeUploads(ctx context.Context, log logr.Logger, plans []
 }
 
 // commit runs the transaction, retrying serialization failures and deadlocks.
-func (s *Service) commit(ctx context.Context, log logr.Logger, moc store.MOC, token time.Time) error {
+func (s *Service) commit(ctx context.Context, log logr.Logger, moc store.MOC, token uuid.UUID) error {
 	var err error
 	for attempt := 1; attempt <= MaxTxAttempts; attempt++ {
-		err = s.DB.CommitMOC(ctx, moc, token, s.Now(), func(step string) error {
+		err = s.DB.CommitMOC(ctx, moc, token, func(step string) error {
 			return failpoint.Inject("finalize/tx-" + step)
 		})
 		if err == nil || !store.Retryable(err) {

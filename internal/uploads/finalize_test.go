@@ -163,15 +163,18 @@ func TestStorySeedStaleLockFinalizes(t *testing.T) {
 	}
 }
 
-// gap_7 boundary, with the injectable clock: a lock 4m59.999s old is fresh
-// (409 FINALIZE_IN_PROGRESS), one 5m00.001s old is stale and taken over.
+// The staleness boundary on PostgreSQL's clock, pinned so the lock's age is
+// exact: a lock 4m59.999s old is fresh (409 FINALIZE_IN_PROGRESS), exactly 5m
+// is still fresh, and 5m00.001s is stale and taken over.
 func TestStaleLockBoundary(t *testing.T) {
-	svc, clk := newService(t)
+	at := time.Date(2026, 1, 25, 12, 0, 0, 0, time.UTC)
+	svc, _ := newService(t)
+	svc.DB = storeWithLockClock(t, at)
 	ts := activate(t, svc, 100)
 	ts.uploadAll(t, svc)
 	setLock := func(age time.Duration) {
 		if _, err := pool().Exec(context.Background(), `UPDATE upload_sessions SET status = 'finalizing', finalizing_at = $2 WHERE id = $1`,
-			ts.id, clk.Now().Add(-age)); err != nil {
+			ts.id, at.Add(-age)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -181,8 +184,8 @@ func TestStaleLockBoundary(t *testing.T) {
 	if !errors.As(err, &inProgress) {
 		t.Fatalf("4m59.999s-old lock: err = %v, want in progress", err)
 	}
-	if inProgress.RetryAfter < time.Second || inProgress.RetryAfter > 2*time.Second {
-		t.Errorf("retryAfter = %s, want about 1s (rounded up)", inProgress.RetryAfter)
+	if inProgress.RetryAfter != time.Second {
+		t.Errorf("retryAfter = %s, want 1s (the lock goes stale in 1 ms)", inProgress.RetryAfter)
 	}
 	setLock(5 * time.Minute)
 	if _, err := finalize(svc, ts, "Boundary"); !errors.As(err, &inProgress) {
@@ -198,11 +201,11 @@ func TestStaleLockBoundary(t *testing.T) {
 // Many finalizers find the same stale lock at once: exactly one wins and
 // creates the MOC; the others are told it is in progress or get the replay.
 func TestConcurrentFinalizersOfAStaleSessionMakeOneMOC(t *testing.T) {
-	svc, clk := newService(t)
+	svc, _ := newService(t)
 	ts := activate(t, svc, 6*session.MiB, 200)
 	ts.uploadAll(t, svc)
-	if _, err := pool().Exec(context.Background(), `UPDATE upload_sessions SET finalizing_at = $2 WHERE id = $1`,
-		ts.id, clk.Now().Add(-10*time.Minute)); err != nil {
+	if _, err := pool().Exec(context.Background(), `UPDATE upload_sessions SET finalizing_at = now() - interval '10 minutes' WHERE id = $1`,
+		ts.id); err != nil {
 		t.Fatal(err)
 	}
 	const n = 8
@@ -252,7 +255,7 @@ func TestFinalizeConvergesAfterACrashAtEveryPoint(t *testing.T) {
 	}
 	for _, fp := range points {
 		t.Run(strings.TrimPrefix(fp, "finalize/"), func(t *testing.T) {
-			svc, clk := newService(t)
+			svc, _ := newService(t)
 			ts := activate(t, svc, 6*session.MiB, 100, 5*session.MiB)
 			ts.uploadAll(t, svc)
 			failpoint.Enable(fp, "error")
@@ -272,7 +275,7 @@ func TestFinalizeConvergesAfterACrashAtEveryPoint(t *testing.T) {
 				if _, err := finalize(svc, ts, "Crash "+ts.id.String()[:8]); !errors.As(err, &ip) {
 					t.Fatalf("finalize while the crashed lock is fresh: %v, want in progress", err)
 				}
-				clk.Add(5*time.Minute + time.Millisecond)
+				ageLock(t, ts.id, 5*time.Minute+time.Millisecond)
 			}
 			res, err := finalize(svc, ts, "Crash "+ts.id.String()[:8])
 			if err != nil {

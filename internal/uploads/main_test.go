@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
@@ -24,6 +26,7 @@ import (
 // this package's own and a versitygw on a free port.
 var (
 	db    *store.Store
+	dbURL string
 	s3srv *localenv.S3
 )
 
@@ -36,6 +39,7 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer drop()
+		dbURL = url
 		if db, err = store.Open(ctx, url); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -129,6 +133,61 @@ func (ts *testSession) uploadPart(t *testing.T, svc *uploads.Service, file, n in
 
 func ptr[T any](v T) *T { return &v }
 
+// ageLock makes a session's finalize lock older by d on PostgreSQL's clock,
+// as if its holder had stopped renewing it d ago.
+func ageLock(t *testing.T, id uuid.UUID, d time.Duration) {
+	t.Helper()
+	if _, err := pool().Exec(context.Background(),
+		`UPDATE upload_sessions SET finalizing_at = finalizing_at - $2 * interval '1 microsecond' WHERE id = $1`,
+		id, d.Microseconds()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storeWithLockClock opens the test database on connections whose lease
+// clock (lock_clock()) is pinned at at: PostgreSQL's own clock, frozen.
+func storeWithLockClock(t *testing.T, at time.Time) *store.Store {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("mocupload.lock_clock", at.UTC().Format(time.RFC3339Nano))
+	u.RawQuery = q.Encode()
+	s, err := store.Open(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// gate is a failpoint gate a test waits at.
+type gate struct{ *failpoint.Gate }
+
+// holdAt holds the first goroutine that reaches point until the test releases it.
+func holdAt(t *testing.T, point string) gate {
+	t.Helper()
+	g := failpoint.Hold(point)
+	t.Cleanup(g.Close)
+	return gate{g}
+}
+
+// wait blocks until a goroutine is held at the gate.
+func (g gate) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.Reached():
+	case <-time.After(30 * time.Second):
+		t.Fatal("nothing reached the failpoint")
+	}
+}
+
+func (g gate) release() { g.Release() }
+
+func pool() *pgxpool.Pool { return db.Pool }
+
 func contains(xs []string, x string) bool {
 	for _, y := range xs {
 		if y == x {
@@ -137,5 +196,3 @@ func contains(xs []string, x string) bool {
 	}
 	return false
 }
-
-func pool() *pgxpool.Pool { return db.Pool }

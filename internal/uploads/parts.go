@@ -3,21 +3,24 @@ package uploads
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 
+	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/logging"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 )
 
-// Session reads a session.
+// Session reads a session; one that a delete has claimed is already not found.
 func (s *Service) Session(ctx context.Context, id uuid.UUID) (store.Session, error) {
 	sess, err := s.DB.GetSession(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && sess.Status == store.StatusDeleting) {
 		return sess, ErrSessionNotFound
 	}
 	return sess, err
@@ -37,8 +40,12 @@ func (s *Service) CheckAcceptsParts(sess store.Session, f store.File) error {
 	switch {
 	case sess.Status == store.StatusExpired, sess.Status == store.StatusActive && s.Now().After(sess.ExpiresAt):
 		return ErrExpired
+	case sess.Status == store.StatusDeleting:
+		return ErrSessionNotFound
 	case sess.Status != store.StatusActive:
 		return &NotActiveError{Status: sess.Status}
+	case s.lockHeld(sess):
+		return &NotActiveError{Status: store.StatusFinalizing}
 	case f.CompletedETag != "" || f.S3UploadID == "":
 		// Completed by an interrupted finalize (or never started): no more parts.
 		return &NotActiveError{Status: sess.Status}
@@ -67,9 +74,14 @@ func (e *PartError) Error() string { return e.Stage + ": " + e.Err.Error() }
 func (e *PartError) Unwrap() error { return e.Err }
 
 // StorePart buffers the body (memory within the budget, else a spill file),
-// uploads it to S3 with the SDK's retries, and records its ETag. The record is
-// written only after S3 accepted the part, so a timed-out or failed part
-// leaves no half record.
+// uploads it to S3 with the SDK's retries, and records its ETag. A part is
+// acknowledged only if it will be in the finalized object: the record is
+// written after S3 accepted the part and only while the session still takes
+// parts (active, unexpired, no finalize lock), in one statement ordered with
+// the finalize lock. A part that finishes after the session moved on is
+// refused with what happened to it (ErrExpired, ErrSessionNotFound,
+// NotActiveError); its bytes may sit in S3, but finalize only completes parts
+// with bytes that were acknowledged.
 func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, error) {
 	start := s.Now()
 	buf, err := s.Buffers.Fill(ctx, p.Body, p.Size)
@@ -77,8 +89,18 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 		return store.Part{}, &PartError{Stage: "read", Err: err}
 	}
 	defer buf.Close()
+	if err := failpoint.Inject("part/before-s3"); err != nil {
+		return store.Part{}, err
+	}
 	etag, err := s.S3.UploadPart(ctx, p.File.S3Key, p.File.S3UploadID, int32(p.PartNumber), buf, p.Size, p.Checksums)
 	if err != nil {
+		// The upload may have been completed or aborted while the part was on
+		// its way (S3 then refuses it, or resets the connection): if the
+		// session moved on, say what became of it rather than blame S3.
+		var na *NotActiveError
+		if why := s.whyRefused(ctx, p.Session.ID, err); errors.Is(why, ErrSessionNotFound) || errors.Is(why, ErrExpired) || errors.As(why, &na) {
+			return store.Part{}, why
+		}
 		return store.Part{}, &PartError{Stage: "s3", Err: err}
 	}
 	log := logr.FromContextOrDiscard(ctx)
@@ -87,9 +109,21 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 		logging.Warn(log, "unexpected part ETag format from S3", "sessionId", p.Session.ID.String(),
 			"fileId", p.File.ID.String(), "partNumber", p.PartNumber, "etag", etag, "expected", `"<32 hex digits>"`)
 	}
-	part := store.Part{FileID: p.File.ID, PartNumber: p.PartNumber, ETag: etag, SizeBytes: p.Size}
-	if err := s.DB.UpsertPart(ctx, part); err != nil {
+	if err := failpoint.Inject("part/before-record"); err != nil {
 		return store.Part{}, err
+	}
+	part := store.Part{FileID: p.File.ID, PartNumber: p.PartNumber, ETag: etag, SizeBytes: p.Size}
+	ok, err := s.DB.UpsertPart(ctx, part, s.Now(), s.StaleAfter())
+	if err != nil {
+		return store.Part{}, err
+	}
+	if !ok {
+		why := s.whyRefused(ctx, p.Session.ID, errPartRefused)
+		if errors.Is(why, errStillAccepting) {
+			// The file was completed by an interrupted finalize: no more parts.
+			why = &NotActiveError{Status: store.StatusActive}
+		}
+		return store.Part{}, why
 	}
 	log.Info("part uploaded", "sessionId", p.Session.ID.String(), "fileId", p.File.ID.String(),
 		"partNumber", p.PartNumber, "sizeBytes", p.Size, "etag", etag, "durationMs", s.Now().Sub(start).Milliseconds(),
@@ -97,7 +131,61 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 	return part, nil
 }
 
+var (
+	errPartRefused    = errors.New("the session no longer takes parts")
+	errStillAccepting = errors.New("the session still takes parts")
+)
+
+// whyRefused reads the session again to tell a part's sender what became of
+// it: deleted (or being deleted), expired, or no longer active; or
+// errStillAccepting when it still takes parts (the failure was S3's own).
+func (s *Service) whyRefused(ctx context.Context, id uuid.UUID, cause error) error {
+	sess, err := s.DB.GetSession(context.WithoutCancel(ctx), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound), err == nil && sess.Status == store.StatusDeleting:
+		return ErrSessionNotFound
+	case err != nil:
+		return fmt.Errorf("%w; reading the session: %w", cause, err)
+	case sess.Status == store.StatusExpired, sess.Status == store.StatusActive && s.Now().After(sess.ExpiresAt):
+		return ErrExpired
+	case sess.Status == store.StatusActive && s.lockHeld(sess):
+		return &NotActiveError{Status: store.StatusFinalizing}
+	case sess.Status == store.StatusActive:
+		return errStillAccepting
+	}
+	return &NotActiveError{Status: sess.Status}
+}
+
 // ExpectedPartSize is the length part n of f must have.
 func ExpectedPartSize(sess store.Session, f store.File, n int) int64 {
 	return session.ExpectedPartSize(f.SizeBytes, sess.PartSizeBytes, n)
 }
+
+// Received lists a session's files with the parts acknowledged for each (a
+// client resumes from it).
+func (s *Service) Received(ctx context.Context, id uuid.UUID) ([]store.File, map[uuid.UUID][]store.Part, error) {
+	files, err := s.DB.Files(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	parts, err := s.DB.Parts(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return files, parts, nil
+}
+
+// Progress sums the acknowledged parts of each file of a session.
+func (s *Service) Progress(ctx context.Context, id uuid.UUID) (map[uuid.UUID]store.FileProgress, error) {
+	return s.DB.Progress(ctx, id)
+}
+
+// MOC reads the MOC of a finalized session.
+func (s *Service) MOC(ctx context.Context, id uuid.UUID) (store.MOC, error) {
+	return s.DB.MOCBySession(ctx, id)
+}
+
+// ActivationTimeout bounds a session's activation by the upload API; a delete
+// that finds no rows for a resource the API created waits twice as long for
+// that activation to end before it lets the resource go.
+const ActivationTimeout = 30 * time.Second

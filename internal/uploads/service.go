@@ -4,6 +4,7 @@
 package uploads
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 
+	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
@@ -100,7 +102,11 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 	if err != nil {
 		return Active{}, err
 	}
-	if sess.Status != store.StatusPending {
+	switch sess.Status {
+	case store.StatusPending:
+	case store.StatusDeleting:
+		return Active{}, ErrSessionNotFound
+	default:
 		return s.load(ctx, sess)
 	}
 	stored, err := s.DB.Files(ctx, req.SessionID)
@@ -111,27 +117,96 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 		if f.S3UploadID != "" {
 			continue
 		}
-		uploadID, err := s.S3.CreateMultipartUpload(ctx, f.S3Key, f.ContentType)
-		if err != nil {
-			return Active{}, &S3Error{Err: err}
-		}
-		won, err := s.DB.SetUploadID(ctx, f.ID, uploadID)
-		if err != nil || !won {
-			// Either way this upload is not the recorded one: abort it, best effort.
-			_ = s.S3.AbortMultipartUpload(context.WithoutCancel(ctx), f.S3Key, uploadID)
-			if err != nil {
-				return Active{}, err
-			}
+		if err := s.createUpload(ctx, f); err != nil {
+			return Active{}, err
 		}
 	}
-	if _, err := s.DB.TransitionStatus(ctx, req.SessionID, store.StatusActive, store.StatusPending); err != nil {
+	// Only a session with every upload recorded becomes active: a record
+	// that did not commit leaves a file without one, for the next attempt.
+	if stored, err = s.DB.Files(ctx, req.SessionID); err != nil {
+		return Active{}, err
+	}
+	for _, f := range stored {
+		if f.S3UploadID == "" {
+			if gone, err := s.claimedForDelete(ctx, req.SessionID); err != nil || gone {
+				return Active{}, cmp.Or(err, ErrSessionNotFound)
+			}
+			return Active{}, fmt.Errorf("activate session %s: the upload of file %s was not recorded; try again", req.SessionID, f.ID)
+		}
+	}
+	if _, err := s.DB.Activate(ctx, req.SessionID); err != nil {
 		return Active{}, err
 	}
 	sess, err = s.DB.GetSession(ctx, req.SessionID)
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Active{}, ErrSessionNotFound
+	case err != nil:
 		return Active{}, err
+	case sess.Status == store.StatusDeleting, sess.Status == store.StatusPending:
+		// A delete claimed it while the uploads were being created.
+		return Active{}, ErrSessionNotFound
 	}
 	return s.load(ctx, sess)
+}
+
+// claimedForDelete reports whether a delete claimed (or removed) the session.
+func (s *Service) claimedForDelete(ctx context.Context, id uuid.UUID) (bool, error) {
+	sess, err := s.DB.GetSession(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	return err == nil && sess.Status == store.StatusDeleting, err
+}
+
+// createUpload creates a file's S3 multipart upload and records its id; an
+// upload that is not the recorded one is aborted. When the record's outcome is
+// unknown (the UPDATE may have committed and only its reply been lost), what
+// is recorded is read back before anything is aborted: aborting the recorded
+// upload would leave the session pointing at nothing.
+func (s *Service) createUpload(ctx context.Context, f store.File) error {
+	uploadID, err := s.S3.CreateMultipartUpload(ctx, f.S3Key, f.ContentType)
+	if err != nil {
+		return &S3Error{Err: err}
+	}
+	if err := failpoint.Inject("activate/before-record-upload"); err != nil {
+		return err
+	}
+	won, err := s.DB.SetUploadID(ctx, f.ID, uploadID)
+	if err != nil {
+		recorded, rerr := s.recordedUploadID(ctx, f.ID)
+		if rerr != nil {
+			// Still unknown: keep the upload. If it is surplus it lives under
+			// the session's prefix, where expiry and delete abort it.
+			return fmt.Errorf("%w (and reading it back: %v)", err, rerr)
+		}
+		won = recorded == uploadID
+	}
+	if !won {
+		// Another activation recorded its upload first, or a delete claimed
+		// the session: this one is surplus.
+		if err := s.S3.AbortMultipartUpload(context.WithoutCancel(ctx), f.S3Key, uploadID); err != nil {
+			logr.FromContextOrDiscard(ctx).Error(err, "could not abort a surplus multipart upload; the session's expiry or delete will",
+				"key", f.S3Key)
+		}
+	}
+	return nil
+}
+
+// recordedUploadID reads a file's recorded upload id, retrying while
+// PostgreSQL does not answer, until ctx ends.
+func (s *Service) recordedUploadID(ctx context.Context, fileID uuid.UUID) (string, error) {
+	for {
+		id, err := s.DB.RecordedUploadID(ctx, fileID)
+		if err == nil {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (s *Service) load(ctx context.Context, sess store.Session) (Active, error) {
@@ -142,44 +217,74 @@ func (s *Service) load(ctx context.Context, sess store.Session) (Active, error) 
 	return Active{Session: sess, Files: files}, nil
 }
 
-// Discard aborts every unfinished S3 multipart upload of a session that will
-// never be finalized and removes its rows, so it reads as not found. A
-// finalized session is left alone: its MOC rows and objects stay.
+// Discard removes a session that will never be finalized: it claims the
+// session in PostgreSQL (from then on no finalize can take the lock and no
+// part is acknowledged), aborts every S3 multipart upload and deletes every
+// object under the session's prefix, then removes its rows, so it reads as not
+// found. A finalized session is left alone: its MOC rows and objects stay. A
+// finalize holding a live lock is waited for: Discard answers InProgressError
+// and the caller comes back.
 func (s *Service) Discard(ctx context.Context, log logr.Logger, sessionID uuid.UUID) error {
-	sess, err := s.DB.GetSession(ctx, sessionID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return err
-	case sess.Status == store.StatusFinalized:
-		return nil
-	}
-	n, err := s.S3.AbortAll(ctx, session.SessionPrefix(sessionID))
+	claim, err := s.DB.ClaimForDelete(ctx, sessionID, s.StaleAfter())
 	if err != nil {
 		return err
 	}
-	if n > 0 {
-		log.Info("aborted S3 multipart uploads", "sessionId", sessionID, "count", n)
+	switch claim {
+	case store.ClaimFinalized:
+		return nil
+	case store.ClaimLocked:
+		return &InProgressError{RetryAfter: lockPoll}
 	}
-	return s.DB.DeleteUnfinalizedSession(ctx, sessionID)
+	if err := failpoint.Inject("discard/after-claim"); err != nil {
+		return err
+	}
+	if err := s.removeHeld(ctx, log, sessionID); err != nil {
+		return err
+	}
+	if claim == store.ClaimGone {
+		return nil
+	}
+	return s.DB.DeleteClaimedSession(ctx, sessionID)
 }
 
-// Expire aborts the S3 uploads of a session past its expiresAt and marks it
-// expired; its rows stay, so GET answers 410 rather than 404.
+// removeHeld aborts the S3 multipart uploads and deletes the objects of a
+// session that will never be finalized: nothing references what is under its
+// prefix (objects that an interrupted or refused finalize completed included).
+// Both steps are idempotent, so an interrupted removal is finished by the next.
+func (s *Service) removeHeld(ctx context.Context, log logr.Logger, sessionID uuid.UUID) error {
+	prefix := session.SessionPrefix(sessionID)
+	aborted, err := s.S3.AbortAll(ctx, prefix)
+	if err != nil {
+		return &S3Error{Err: err}
+	}
+	deleted, err := s.S3.DeleteObjects(ctx, prefix)
+	if err != nil {
+		return &S3Error{Err: err}
+	}
+	if aborted > 0 || deleted > 0 {
+		log.Info("removed what the session held in S3", "sessionId", sessionID.String(),
+			"abortedUploads", aborted, "deletedObjects", deleted)
+	}
+	return nil
+}
+
+// Expire aborts the S3 uploads and deletes the objects of a session past its
+// expiresAt and marks it expired; its rows stay, so GET answers 410 rather
+// than 404. false means it could not be expired now (finalized, or a finalize
+// holds a live lock: the caller comes back).
 func (s *Service) Expire(ctx context.Context, log logr.Logger, sessionID uuid.UUID) (bool, error) {
-	if _, err := s.DB.TransitionStatus(ctx, sessionID, store.StatusExpired, store.StatusActive, store.StatusPending); err != nil {
+	if _, err := s.DB.Expire(ctx, sessionID, s.StaleAfter()); err != nil {
 		return false, err
 	}
 	sess, err := s.DB.GetSession(ctx, sessionID)
 	if err != nil || sess.Status != store.StatusExpired {
 		return false, err
 	}
-	// Aborting is idempotent, so an expiry interrupted after the status
-	// change is finished by the next call.
-	n, err := s.S3.AbortAll(ctx, session.SessionPrefix(sessionID))
-	if err != nil {
+	// Removal is idempotent, so an expiry interrupted after the status change
+	// is finished by the next call.
+	if err := s.removeHeld(ctx, log, sessionID); err != nil {
 		return true, err
 	}
-	log.Info("session expired; S3 multipart uploads aborted", "sessionId", sessionID.String(), "aborted", n)
+	log.Info("session expired; what it held in S3 removed", "sessionId", sessionID.String())
 	return true, nil
 }

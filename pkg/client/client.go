@@ -47,6 +47,9 @@ type Client struct {
 	OnProgress func(Progress)
 	// CorrelationID, if set, is sent with every request.
 	CorrelationID string
+	// FinalizeWait bounds how long Finalize waits while another finalize of
+	// the session is in progress (default 15 min), polling every few seconds.
+	FinalizeWait time.Duration
 }
 
 // New returns a client with the defaults of the client guide.
@@ -61,6 +64,10 @@ func (c *Client) backoff() time.Duration {
 }
 func (c *Client) timeout() time.Duration {
 	return time.Duration(def(int64(c.RequestTimeout), int64(25*time.Second)))
+}
+
+func (c *Client) finalizeWait() time.Duration {
+	return time.Duration(def(int64(c.FinalizeWait), int64(15*time.Minute)))
 }
 
 func def[T int | int64](v, d T) T {

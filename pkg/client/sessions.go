@@ -230,7 +230,11 @@ var trailingN = regexp.MustCompile(`-(\d+)$`)
 // auto-append flow retitles "Castle" to "Castle (1)", the server's suggestion).
 // While another finalize holds the lock it waits and retries.
 func (c *Client) Finalize(ctx context.Context, sessionID, title, description string, policy SlugPolicy) (*MOC, error) {
-	for range 5 {
+	// Waiting for another finalize is bounded by FinalizeWait (and ctx); slug
+	// retitles by maxSlugRetries.
+	waitUntil := time.Now().Add(c.finalizeWait())
+	retitles := 0
+	for {
 		req := map[string]any{"uploadSessionId": sessionID, "title": title}
 		if description != "" {
 			req["description"] = description
@@ -250,14 +254,17 @@ func (c *Client) Finalize(ctx context.Context, sessionID, title, description str
 			}
 			suggested, _ := ae.Body["suggestedSlug"].(string)
 			m := trailingN.FindStringSubmatch(suggested)
-			if m == nil {
+			if m == nil || retitles >= maxSlugRetries {
 				return nil, err
 			}
+			retitles++
 			title = fmt.Sprintf("%s (%s)", stripSuffix(title), m[1])
 		case errors.As(err, &ae) && ae.Code == "FINALIZE_IN_PROGRESS":
-			wait := time.Second
-			if ra, ok := ae.Body["retryAfter"].(float64); ok {
-				wait = time.Duration(ra) * time.Second
+			// Another finalize (perhaps this client's own, whose answer was
+			// lost) holds the lock and renews it: poll at the server's pace.
+			wait := lockPollWait(ae.Body["retryAfter"])
+			if time.Now().Add(wait).After(waitUntil) {
+				return nil, fmt.Errorf("finalize %s: still in progress after %s: %w", sessionID, c.finalizeWait(), err)
 			}
 			select {
 			case <-ctx.Done():
@@ -268,7 +275,15 @@ func (c *Client) Finalize(ctx context.Context, sessionID, title, description str
 			return nil, err
 		}
 	}
-	return nil, fmt.Errorf("finalize %s: gave up after 5 slug conflicts or lock waits", sessionID)
+}
+
+const maxSlugRetries = 5
+
+// lockPollWait is the wait before asking again while a finalize is in
+// progress: the server's retryAfter, kept within 1–5 s.
+func lockPollWait(retryAfter any) time.Duration {
+	secs, _ := retryAfter.(float64)
+	return min(max(time.Duration(secs*float64(time.Second)), time.Second), 5*time.Second)
 }
 
 var suffixN = regexp.MustCompile(` \(\d+\)$`)

@@ -1,0 +1,176 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+
+	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/objectstore"
+	"github.com/mocs-dev/upload-operator/internal/partbuf"
+	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+)
+
+// The handlers are tested over HTTP against the real PostgreSQL and a real
+// versitygw; only authentication is a fixed table (TokenReview needs an API
+// server, which test/e2e has).
+var (
+	testDB *store.Store
+	testS3 *localenv.S3
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		ctx := context.Background()
+		url, drop, err := localenv.CreateDatabase(ctx, localenv.RandomName("mocupload_webhook"), false)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer drop()
+		if testDB, err = store.Open(ctx, url); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer testDB.Close()
+		dir, err := os.MkdirTemp("", "webhook-s3-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		if testS3, err = localenv.StartS3(ctx, localenv.S3Options{Dir: dir, Bucket: "mocs"}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer testS3.Stop()
+		return m.Run()
+	}())
+}
+
+// tokenUsers authenticates a token as the user of that name.
+type tokenUsers struct{}
+
+func (tokenUsers) Review(_ context.Context, token string) (auth.User, bool, error) {
+	return auth.User{Name: token}, true, nil
+}
+
+// testService is an upload engine on the test database and S3 (opts, if
+// given, replace the S3 client options).
+func testService(t *testing.T, s3opts *objectstore.Options) *uploads.Service {
+	t.Helper()
+	s3 := testS3.Client()
+	if s3opts != nil {
+		s3 = objectstore.New(*s3opts)
+	}
+	return &uploads.Service{
+		DB: testDB, S3: s3, SessionTTL: time.Hour, Now: time.Now,
+		Limits:  session.Limits{AllowedContentTypes: session.DefaultContentTypes, MaxFileSizeBytes: 5 * session.GiB},
+		Buffers: partbuf.New(64*session.MiB, t.TempDir()),
+	}
+}
+
+// serve runs the API of svc on a test server.
+func serve(t *testing.T, svc *uploads.Service, partTimeout time.Duration) *httptest.Server {
+	t.Helper()
+	api := &API{
+		Log: logr.Discard(), Auth: &auth.Authenticator{Reviewer: tokenUsers{}, TTL: time.Minute},
+		Uploads: svc, PartTimeout: partTimeout,
+	}
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// activeSession is an activated session of one file of size bytes (5 MiB
+// parts) owned by owner, with the file's bytes.
+type activeSession struct {
+	owner string
+	act   uploads.Active
+	data  []byte
+}
+
+func newSession(t *testing.T, svc *uploads.Service, size int64) *activeSession {
+	t.Helper()
+	owner := "system:serviceaccount:webhook-test:" + uuid.NewString()[:8]
+	act, err := svc.Activate(context.Background(), uploads.Request{
+		SessionID: uuid.New(), Owner: owner, PartSizeBytes: ptrTo(5 * session.MiB),
+		Files: []session.File{{Name: "castle.pdf", ContentType: "application/pdf", SizeBytes: size}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	return &activeSession{owner: owner, act: act, data: data}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+func (s *activeSession) partPath(n int) string {
+	return fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", s.act.Session.ID, s.act.Files[0].ID, n)
+}
+
+func (s *activeSession) part(n int) []byte {
+	ps := s.act.Session.PartSizeBytes
+	lo := int64(n-1) * ps
+	return s.data[lo:min(lo+ps, int64(len(s.data)))]
+}
+
+// answer is an HTTP answer with its JSON body.
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+}
+
+func (a answer) code() string { c, _ := a.body["error"].(string); return c }
+
+// send makes a request as token; it fails the test only on a transport error.
+func send(ctx context.Context, t *testing.T, method, url, token string, body []byte) (answer, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return answer{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return answer{}, err
+	}
+	a := answer{status: resp.StatusCode, header: resp.Header}
+	_ = json.Unmarshal(raw, &a.body)
+	return a, nil
+}
+
+func (s *activeSession) putPart(t *testing.T, base string, n int) answer {
+	t.Helper()
+	a, err := send(context.Background(), t, http.MethodPut, base+s.partPath(n), s.owner, s.part(n))
+	if err != nil {
+		t.Fatalf("PUT part %d: %v", n, err)
+	}
+	return a
+}
+
+func (s *activeSession) finalizeBody(title string) []byte {
+	b, _ := json.Marshal(map[string]any{"uploadSessionId": s.act.Session.ID.String(), "title": title})
+	return b
+}

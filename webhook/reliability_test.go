@@ -1,0 +1,185 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/mocs-dev/upload-operator/internal/failpoint"
+	"github.com/mocs-dev/upload-operator/internal/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/session"
+)
+
+func hold(t *testing.T, point string) *failpoint.Gate {
+	t.Helper()
+	g := failpoint.Hold(point)
+	t.Cleanup(g.Close)
+	return g
+}
+
+func reached(t *testing.T, g *failpoint.Gate) {
+	t.Helper()
+	select {
+	case <-g.Reached():
+	case <-time.After(30 * time.Second):
+		t.Fatal("nothing reached the failpoint")
+	}
+}
+
+// A client (or a load balancer) that gives up on a finalize half way does not
+// cancel it: the finalize runs to the commit, and the client's retry gets the
+// MOC as a replay (200).
+func TestFinalizeOutlivesAClientThatGivesUp(t *testing.T) {
+	svc := testService(t, nil)
+	srv := serve(t, svc, 25*time.Second)
+	s := newSession(t, svc, 6*session.MiB)
+	for n := 1; n <= 2; n++ {
+		if a := s.putPart(t, srv.URL, n); a.status != http.StatusOK {
+			t.Fatalf("part %d: %d %v", n, a.status, a.body)
+		}
+	}
+	g := hold(t, "finalize/after-lock")
+	ctx, giveUp := context.WithCancel(context.Background())
+	gone := make(chan error, 1)
+	go func() {
+		_, err := send(ctx, t, http.MethodPost, srv.URL+"/api/mocs/uploads/finalize", s.owner, s.finalizeBody("Patient castle"))
+		gone <- err
+	}()
+	reached(t, g)
+	giveUp()
+	if err := <-gone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the client's request: %v; want it cancelled", err)
+	}
+	g.Release()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a, err := send(context.Background(), t, http.MethodPost, srv.URL+"/api/mocs/uploads/finalize", s.owner, s.finalizeBody("Patient castle"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.status == http.StatusOK && a.body["slug"] == "patient-castle" {
+			return // the abandoned finalize committed; this is its replay
+		}
+		if a.code() != "FINALIZE_IN_PROGRESS" || time.Now().After(deadline) {
+			t.Fatalf("retry: %d %v; want the committed MOC (200)", a.status, a.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// requestTimeoutS3 answers every UploadPart with S3's 400 RequestTimeout (S3
+// gave up waiting for the body) and passes the rest to the real S3.
+func requestTimeoutS3(t *testing.T, attempts *atomic.Int32) *httptest.Server {
+	t.Helper()
+	target, err := url.Parse(testS3.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Query().Has("partNumber") {
+			attempts.Add(1)
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeout</Code>`+
+				`<Message>Your socket connection to the server was not read from or written to within the timeout period.</Message></Error>`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Faults of S3 that end before the part's deadline answer 503
+// S3_UNAVAILABLE, whatever the errors call themselves: connection attempts
+// that time out (S3 drops packets) are not the part's 408, and S3's own
+// RequestTimeout (a 400 the SDK retries) is not a bad part.
+func TestPartAnswersUnderS3Faults(t *testing.T) {
+	hole, err := faultproxy.NewBlackhole()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	var attempts atomic.Int32
+	timeouts := requestTimeoutS3(t, &attempts)
+	for _, tc := range []struct {
+		name     string
+		endpoint string
+		attempts int32
+	}{
+		{"S3 drops connection attempts", "http://" + hole.Addr, 0},
+		{"S3 answers RequestTimeout", timeouts.URL, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			healthy := testService(t, nil)
+			s := newSession(t, healthy, 100)
+			opts := testS3.Options()
+			opts.Endpoint, opts.DialTimeout = tc.endpoint, 200*time.Millisecond
+			srv := serve(t, testService(t, &opts), 20*time.Second)
+			attempts.Store(0)
+			start := time.Now()
+			a := s.putPart(t, srv.URL, 1)
+			if a.status != http.StatusServiceUnavailable || a.code() != "S3_UNAVAILABLE" || a.body["retryable"] != true ||
+				a.header.Get("Retry-After") == "" {
+				t.Fatalf("= %d %v after %s; want 503 S3_UNAVAILABLE with Retry-After", a.status, a.body, time.Since(start))
+			}
+			if tc.attempts > 0 && attempts.Load() != tc.attempts {
+				t.Fatalf("attempts that reached S3 = %d, want %d", attempts.Load(), tc.attempts)
+			}
+		})
+	}
+}
+
+// A part that finishes after its session expired answers 410, and after it
+// was deleted 404, whether the S3 write came before or after.
+func TestPartFinishingAfterTheSessionEndedAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name, point, change string
+		status              int
+		code                string
+	}{
+		{"expired during the S3 write", "part/before-s3", "expire", http.StatusGone, "SESSION_EXPIRED"},
+		{"expired before the record", "part/before-record", "expire", http.StatusGone, "SESSION_EXPIRED"},
+		{"deleted during the S3 write", "part/before-s3", "delete", http.StatusNotFound, "SESSION_NOT_FOUND"},
+		{"deleted before the record", "part/before-record", "delete", http.StatusNotFound, "SESSION_NOT_FOUND"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := testService(t, nil)
+			var now atomic.Int64
+			now.Store(time.Now().UnixNano())
+			svc.Now = func() time.Time { return time.Unix(0, now.Load()) }
+			srv := serve(t, svc, 25*time.Second)
+			s := newSession(t, svc, 6*session.MiB)
+			g := hold(t, tc.point)
+			done := make(chan answer, 1)
+			go func() { done <- s.putPart(t, srv.URL, 1) }()
+			reached(t, g)
+			switch tc.change {
+			case "expire":
+				now.Add(int64(2 * time.Hour))
+				if ok, err := svc.Expire(context.Background(), logr.Discard(), s.act.Session.ID); !ok || err != nil {
+					t.Fatalf("expire: %v %v", ok, err)
+				}
+			case "delete":
+				if err := svc.Discard(context.Background(), logr.Discard(), s.act.Session.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			g.Release()
+			if a := <-done; a.status != tc.status || a.code() != tc.code {
+				t.Fatalf("= %d %v; want %d %s", a.status, a.body, tc.status, tc.code)
+			}
+		})
+	}
+}

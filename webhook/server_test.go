@@ -1,0 +1,93 @@
+package webhook
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/mocs-dev/upload-operator/internal/localenv"
+)
+
+// A request the server admitted just as draining starts is waited for, even
+// when it has not reached its handler yet and takes longer than the server's
+// final shutdown timeout; a request after that is refused with 503
+// SHUTTING_DOWN. Admission and draining are one step: no request can slip in
+// between the check and the count.
+func TestDrainWaitsForEveryAdmittedRequest(t *testing.T) {
+	addr, err := localenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {})
+	handlerDone := make(chan time.Time, 1)
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2500 * time.Millisecond) // longer than the 2 s the final Shutdown allows
+		_, _ = io.WriteString(w, "all of it")
+		handlerDone <- time.Now()
+	})
+	admitted, proceed := make(chan struct{}), make(chan struct{})
+	var holding atomic.Bool // set for the slow request only
+	s := &Server{Addr: addr, Handler: mux, Log: logr.Discard(), ShutdownGrace: 10 * time.Second}
+	s.admitted = func() {
+		if holding.CompareAndSwap(true, false) {
+			close(admitted)
+			<-proceed
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	stopped := make(chan time.Time, 1)
+	go func() { _ = s.Start(ctx); stopped <- time.Now() }()
+	base := "http://" + addr
+	for {
+		if resp, err := http.Get(base + "/healthz-unused"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	holding.Store(true)
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(base + "/slow")
+		if err != nil {
+			slow <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		slow <- result{resp.StatusCode, string(b), err}
+	}()
+	<-admitted
+	stop()
+	for !s.Draining() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	late, err := http.Get(base + "/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	late.Body.Close()
+	if late.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("request after draining began: %d, want 503", late.StatusCode)
+	}
+	close(proceed)
+	r := <-slow
+	if r.err != nil || r.status != http.StatusOK || r.body != "all of it" {
+		t.Fatalf("admitted request: %d %q %v; want it served in full", r.status, r.body, r.err)
+	}
+	done, end := <-handlerDone, <-stopped
+	if end.Before(done) {
+		t.Fatalf("the server stopped %s before its admitted request finished", done.Sub(end))
+	}
+}
