@@ -202,7 +202,7 @@ func TestManyMissingPartsAreSummarised(t *testing.T) {
 	us := &uploadsv1.UploadSession{
 		ObjectMeta: metav1.ObjectMeta{Name: "huge", Namespace: ns},
 		Spec: uploadsv1.UploadSessionSpec{Owner: acct.name, PartSizeBytes: ptr(int64(5 << 20)),
-			Files: []uploadsv1.FileSpec{{Name: "a.pdf", ContentType: pdf, SizeBytes: size}, {Name: "b.pdf", ContentType: pdf, SizeBytes: size}},
+			Files:    []uploadsv1.FileSpec{{Name: "a.pdf", ContentType: pdf, SizeBytes: size}, {Name: "b.pdf", ContentType: pdf, SizeBytes: size}},
 			Finalize: &uploadsv1.FinalizeSpec{Title: uniqueTitle("Huge Castle")}},
 	}
 	if err := k8s.Create(context.Background(), us); err != nil {
