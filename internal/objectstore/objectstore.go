@@ -64,12 +64,13 @@ type Store struct {
 	callTimeout     time.Duration
 }
 
-// bound gives one call its deadline (the caller's, if sooner).
-func (s *Store) bound(ctx context.Context, scale time.Duration) (context.Context, context.CancelFunc) {
+// bound gives one call its deadline, times times CallTimeout (the caller's,
+// if sooner).
+func (s *Store) bound(ctx context.Context, times int) (context.Context, context.CancelFunc) {
 	if s.callTimeout <= 0 {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, s.callTimeout*scale)
+	return context.WithTimeout(ctx, time.Duration(times)*s.callTimeout)
 }
 
 // New builds the S3 client.

@@ -27,11 +27,13 @@ type Service struct {
 	Limits session.Limits
 	// SessionTTL is how long a new session may take to be finalized.
 	SessionTTL time.Duration
-	// StaleLockAfter is how old a finalize lock must be to be taken over.
+	// StaleLockAfter is how long a finalize lock may go without renewal
+	// before it may be taken over; its age is measured on PostgreSQL's clock.
 	StaleLockAfter time.Duration
 	// Buffers holds parts between client and S3 within the memory budget.
 	Buffers *partbuf.Pool
-	// Now is the clock; tests move it.
+	// Now is the clock of expiry and logs; tests move it. Finalize locks are
+	// judged on PostgreSQL's clock instead, so replicas' clocks cannot skew them.
 	Now func() time.Time
 }
 
