@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/internal/logging"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
@@ -106,8 +107,8 @@ func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// The reconciler's lines for a session carry the correlation id of the
 	// last request that touched it (else the session id), so one id follows a
 	// session from the HTTP request into the reconciler.
-	corr := us.Annotations["uploads.mocs.dev/correlation-id"]
-	if corr == "" {
+	corr := us.Annotations[uploadsv1.CorrelationIDAnnotation]
+	if !logging.ValidCorrelationID(corr) {
 		corr = id.String()
 	}
 	logger := log.FromContext(ctx).WithValues("sessionId", id.String(), "correlationId", corr)

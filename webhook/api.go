@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/logging"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -48,6 +48,10 @@ type API struct {
 	SlugStrategy string
 	// CORS for browser uploads of parts.
 	CORS CORS
+	// MaxJSONBody bounds JSON request bodies (MAX_JSON_BODY_BYTES; 0: the
+	// default); JSONBodyTimeout bounds the time to send one.
+	MaxJSONBody     int64
+	JSONBodyTimeout time.Duration
 }
 
 // Handler returns the routed, instrumented handler.
@@ -67,8 +71,6 @@ func (a *API) Handler() http.Handler {
 	return a.withCorrelation(mux)
 }
 
-var safeID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
-
 type ctxKey int
 
 const arrivalKey ctxKey = iota
@@ -84,7 +86,7 @@ func (a *API) withCorrelation(next http.Handler) http.Handler {
 		if id == "" {
 			id = r.Header.Get("X-Request-ID")
 		}
-		if !safeID.MatchString(id) {
+		if !logging.ValidCorrelationID(id) {
 			id = uuid.NewString()
 		}
 		w.Header().Set(CorrelationHeader, id)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 
@@ -42,8 +41,7 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request, u auth.User) {
 		}
 	}
 	var body finalizeBody
-	if details := decodeJSON(r, &body); details != nil {
-		validationError(w, details)
+	if !a.readJSON(w, r, &body) {
 		return
 	}
 	if details := validateFinalize(body); details != nil {
@@ -83,18 +81,14 @@ func validateFinalize(b finalizeBody) []session.FieldError {
 	if b.UploadSessionID == nil || *b.UploadSessionID == "" {
 		d = append(d, session.FieldError{Field: "uploadSessionId", Message: "is required"})
 	}
-	switch {
-	case b.Title == nil || *b.Title == "":
-		d = append(d, session.FieldError{Field: "title", Message: "is required"})
-	case utf8.RuneCountInString(*b.Title) > 200:
-		d = append(d, session.FieldError{Field: "title", Message: "must be at most 200 characters"})
-	case session.Slug(*b.Title) == "":
-		d = append(d, session.FieldError{Field: "title", Message: "must contain at least one ASCII letter or digit"})
+	title, desc := "", ""
+	if b.Title != nil {
+		title = *b.Title
 	}
-	if b.Description != nil && utf8.RuneCountInString(*b.Description) > 5000 {
-		d = append(d, session.FieldError{Field: "description", Message: "must be at most 5000 characters"})
+	if b.Description != nil {
+		desc = *b.Description
 	}
-	return d
+	return append(d, session.ValidateFinalize(title, desc)...)
 }
 
 func (a *API) finalizeFailed(w http.ResponseWriter, r *http.Request, err error) {

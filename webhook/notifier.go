@@ -21,7 +21,7 @@ const ActivityAnnotation = "uploads.mocs.dev/last-activity"
 
 // CorrelationAnnotation carries the correlation id of the last request that
 // touched the session, so the reconciler's log lines for it carry it too.
-const CorrelationAnnotation = "uploads.mocs.dev/correlation-id"
+const CorrelationAnnotation = uploadsv1.CorrelationIDAnnotation
 
 // Notifier batches activity bumps.
 type Notifier struct {

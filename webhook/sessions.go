@@ -43,8 +43,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 	ctx := r.Context()
 	log := logr.FromContextOrDiscard(ctx)
 	var body createSessionBody
-	if details := decodeJSON(r, &body); details != nil {
-		validationError(w, details)
+	if !a.readJSON(w, r, &body) {
 		return
 	}
 	id := uuid.New()
@@ -70,13 +69,20 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 		Spec: uploadsv1.UploadSessionSpec{Owner: u.Name, PartSizeBytes: body.PartSizeBytes},
 	}
 	for _, f := range body.Files {
-		us.Spec.Files = append(us.Spec.Files, uploadsv1.FileSpec{Name: f.Name, ContentType: f.ContentType, SizeBytes: f.SizeBytes})
+		us.Spec.Files = append(us.Spec.Files, uploadsv1.FileSpec{Name: f.Name, ContentType: session.MediaType(f.ContentType), SizeBytes: f.SizeBytes})
 	}
 	// Activation is bounded (the reconciler's delete waits at most
 	// ActivationWindow for it) and does not stop half way if the client goes.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CreateTimeout)
 	defer cancel()
 	if err := a.Kube.Create(actx, us); err != nil {
+		if details := invalidObject(err); details != nil {
+			// The resource's schema refused something the checks above let
+			// through (a limit raised past the CRD's, an unusually long user
+			// name): the request is what is wrong.
+			validationError(w, details)
+			return
+		}
 		log.Error(err, "create UploadSession resource")
 		writeError(w, http.StatusInternalServerError, "INTERNAL_ERROR", nil)
 		return
@@ -112,6 +118,24 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 		"sessionId": id.String(), "status": act.Session.Status, "partSizeBytes": act.Session.PartSizeBytes,
 		"expiresAt": act.Session.ExpiresAt.UTC().Format(time.RFC3339Nano), "files": files,
 	})
+}
+
+// invalidObject turns the API server's refusal of an invalid object into
+// VALIDATION_ERROR details (nil for any other error).
+func invalidObject(err error) []session.FieldError {
+	if !apierrors.IsInvalid(err) {
+		return nil
+	}
+	var details []session.FieldError
+	if st, ok := err.(apierrors.APIStatus); ok && st.Status().Details != nil {
+		for _, c := range st.Status().Details.Causes {
+			details = append(details, session.FieldError{Field: strings.TrimPrefix(c.Field, "spec."), Message: c.Message})
+		}
+	}
+	if len(details) == 0 {
+		details = []session.FieldError{{Field: "body", Message: "is not a valid session"}}
+	}
+	return details
 }
 
 // CreateTimeout bounds a session's creation over HTTP: the resource, the rows

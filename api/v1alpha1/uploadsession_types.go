@@ -14,6 +14,12 @@ const SessionIDLabel = "uploads.mocs.dev/session-id"
 // carry it from the start.
 const Finalizer = "uploads.mocs.dev/abort-uploads"
 
+// CorrelationIDAnnotation carries the correlation id of the last upload API
+// request that touched the session, so the reconciler's log lines for it carry
+// the same id. Only well-formed ids are used (anyone who may edit the resource
+// can write it).
+const CorrelationIDAnnotation = "uploads.mocs.dev/correlation-id"
+
 // CreatedByAPIAnnotation marks a resource the upload API created for a
 // session it is activating itself; a delete that finds no rows for such a
 // young resource waits for that activation to end before it lets go.
@@ -101,14 +107,18 @@ type FileSpec struct {
 
 // FinalizeSpec is the MOC to create from the session.
 type FinalizeSpec struct {
-	// Title of the MOC; its slug (lowercase ASCII and dashes) must be free for the owner.
+	// Title of the MOC, 1–200 characters without control characters; its slug
+	// (lowercase ASCII and dashes; "moc" for a title without ASCII letters or
+	// digits) must be free for the owner.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x1f\x7f-\x9f]*$`
 	Title string `json:"title"`
 
-	// Description of the MOC.
+	// Description of the MOC, up to 2,000 characters without control characters.
 	// +optional
-	// +kubebuilder:validation:MaxLength=5000
+	// +kubebuilder:validation:MaxLength=2000
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x1f\x7f-\x9f]*$`
 	Description string `json:"description,omitempty"`
 }
 

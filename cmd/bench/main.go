@@ -448,7 +448,7 @@ func (b *bench) goBenchmarks(res *results) error {
 // direct uploads n parts of data with UploadPart straight to S3 and returns MB/s.
 func (b *bench) direct(s3c *objectstore.Store, conc, n int, data []byte, unsigned bool) (float64, error) {
 	key := "bench/direct-" + uuid.NewString()
-	up, err := s3c.CreateMultipartUpload(b.ctx, key, "application/pdf")
+	up, err := s3c.CreateMultipartUpload(b.ctx, key, "application/pdf", "")
 	if err != nil {
 		return 0, err
 	}

@@ -138,7 +138,8 @@ func run() error {
 	metrics.RegisterPartBuffers(buffers)
 	svc := &uploads.Service{
 		DB: db, S3: s3, SessionTTL: cfg.SessionTTL, StaleLockAfter: cfg.StaleLockAfter, Now: time.Now,
-		Limits:  session.Limits{AllowedContentTypes: cfg.AllowedContentTypes, MaxFileSizeBytes: cfg.MaxFileSizeBytes},
+		Limits: session.Limits{AllowedContentTypes: cfg.AllowedContentTypes, MaxFileSizeBytes: cfg.MaxFileSizeBytes,
+			MaxFiles: cfg.MaxFilesPerSession, MaxPartSizeBytes: cfg.MaxPartSizeBytes},
 		Buffers: buffers,
 	}
 	if err := (&controllers.UploadSessionReconciler{
@@ -180,6 +181,8 @@ func run() error {
 		Limiter:          ratelimit.HTTP{Limiter: limiter},
 		LimitCount:       cfg.FinalizeLimit,
 		LimitWindow:      config.FormatWindow(cfg.FinalizeWindow),
+		MaxJSONBody:      cfg.MaxJSONBodyBytes,
+		JSONBodyTimeout:  cfg.JSONBodyTimeout,
 	}
 	if err := mgr.Add(&controllers.PhaseGauge{Client: mgr.GetClient()}); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,10 @@ type Config struct {
 
 	AllowedContentTypes []string
 	MaxFileSizeBytes    int64
+	MaxFilesPerSession  int
+	MaxPartSizeBytes    int64
+	MaxJSONBodyBytes    int64
+	JSONBodyTimeout     time.Duration
 	PartBufferBudget    int64
 	SpillDir            string
 
@@ -110,6 +115,10 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		ReconcileTimeout:         r.duration("RECONCILE_TIMEOUT", 5*time.Minute),
 		AllowedContentTypes:      r.list("ALLOWED_CONTENT_TYPES", session.DefaultContentTypes),
 		MaxFileSizeBytes:         r.bytes("MAX_FILE_SIZE_BYTES", 5*session.GiB),
+		MaxFilesPerSession:       r.integer("MAX_FILES_PER_SESSION", session.DefaultMaxFiles),
+		MaxPartSizeBytes:         r.bytes("MAX_PART_SIZE_BYTES", session.DefaultMaxPartSize),
+		MaxJSONBodyBytes:         r.bytes("MAX_JSON_BODY_BYTES", 64<<10),
+		JSONBodyTimeout:          r.duration("JSON_BODY_TIMEOUT", 10*time.Second),
 		PartBufferBudget:         r.bytes("PART_BUFFER_BUDGET_BYTES", 256*session.MiB),
 		SpillDir:                 r.str("SPILL_DIR", os.TempDir()),
 		SlugConflictStrategy:     r.str("SLUG_CONFLICT_STRATEGY", "AUTO_APPEND"),
@@ -120,14 +129,27 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		LogFormat:                r.str("LOG_FORMAT", "json"),
 	}
 	c.FinalizeLimit, c.FinalizeWindow = r.rate("FINALIZE_RATE_LIMIT", "10/1m")
+	if c.MaxPartSizeBytes < session.MinPartSize || c.MaxPartSizeBytes > session.MaxPartSize {
+		r.fail("MAX_PART_SIZE_BYTES", fmt.Sprint(c.MaxPartSizeBytes), "between 5MiB and 5GiB")
+	}
 	if c.SlugConflictStrategy != "AUTO_APPEND" && c.SlugConflictStrategy != "PROMPT_USER" {
 		r.fail("SLUG_CONFLICT_STRATEGY", c.SlugConflictStrategy, "AUTO_APPEND or PROMPT_USER")
 	}
 	return c, r.err
 }
 
+// broadGroups are groups every caller of a kind belongs to: naming one in
+// ADMIN_GROUPS would make every such caller an admin of every session.
+var broadGroups = []string{"system:authenticated", "system:serviceaccounts", "system:unauthenticated"}
+
 // Validate checks what the manager needs before it starts.
 func (c Config) Validate() error {
+	for _, g := range c.AdminGroups {
+		if slices.Contains(broadGroups, g) {
+			return fmt.Errorf("ADMIN_GROUPS must not contain %s: every %s would be an admin of every session; "+
+				"name a dedicated group instead", g, strings.TrimPrefix(g, "system:"))
+		}
+	}
 	var missing []string
 	if c.DatabaseURL == "" {
 		missing = append(missing, "DATABASE_URL")
@@ -198,6 +220,18 @@ func (r *reader) duration(name string, def time.Duration) time.Duration {
 		r.fail(name, v, "a positive Go duration such as 30s or 5m")
 	}
 	return d
+}
+
+func (r *reader) integer(name string, def int) int {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		r.fail(name, v, "a positive whole number")
+	}
+	return n
 }
 
 var sizeRE = regexp.MustCompile(`^(\d+)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?$`)

@@ -36,6 +36,11 @@ func TestDefaultsMatchTheContract(t *testing.T) {
 		{"ALLOW_BROWSER_UPLOADS", c.AllowBrowserUploads, false},
 		{"ALLOWED_UPLOAD_ORIGINS", len(c.AllowedUploadOrigins), 0},
 		{"ADMIN_GROUPS", len(c.AdminGroups), 0},
+		{"MAX_FILES_PER_SESSION", c.MaxFilesPerSession, 100},
+		{"MAX_JSON_BODY_BYTES", c.MaxJSONBodyBytes, int64(64 << 10)},
+		{"MAX_PART_SIZE_BYTES", c.MaxPartSizeBytes, int64(64 << 20)},
+		{"FINALIZE_TIMEOUT", c.FinalizeTimeout, 5 * time.Minute},
+		{"S3_CALL_TIMEOUT", c.S3CallTimeout, 30 * time.Second},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -66,6 +71,32 @@ func TestOverridesAndErrors(t *testing.T) {
 	} {
 		if _, err := Load(lookup(map[string]string{name: val})); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=%q: err = %v, want an error naming it", name, val, err)
+		}
+	}
+}
+
+// Groups that every authenticated caller, or every ServiceAccount, belongs to
+// are refused as admin groups at start-up.
+func TestBroadAdminGroupsAreRefused(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"DATABASE_URL": "postgres://x", "REDIS_URL": "redis://x", "S3_BUCKET": "b"}
+	for groups, ok := range map[string]bool{
+		"system:authenticated":                    false,
+		"mocupload-admins,system:serviceaccounts": false,
+		"system:unauthenticated":                  false,
+		"mocupload-admins":                        true,
+		"system:serviceaccounts:mocupload-admins": true,
+	} {
+		env := map[string]string{"ADMIN_GROUPS": groups}
+		for k, v := range base {
+			env[k] = v
+		}
+		c, err := Load(lookup(env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); (err == nil) != ok {
+			t.Errorf("ADMIN_GROUPS=%s: Validate() = %v, want ok=%v", groups, err, ok)
 		}
 	}
 }

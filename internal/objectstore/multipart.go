@@ -26,6 +26,10 @@ type Checksums struct {
 	SHA256     string
 }
 
+func (c Checksums) any() bool {
+	return c.ContentMD5 != "" || c.CRC32 != "" || c.CRC32C != "" || c.CRC64NVME != "" || c.SHA1 != "" || c.SHA256 != ""
+}
+
 // UploadPart stores one part. body must be seekable: the SDK rewinds it to
 // retry a transient failure without the client sending the part again, and
 // hashes it for SigV4 over plain HTTP.
@@ -46,7 +50,7 @@ func (s *Store) UploadPart(ctx context.Context, key, uploadID string, n int32, b
 	set(&in.ChecksumSHA1, cs.SHA1)
 	set(&in.ChecksumSHA256, cs.SHA256)
 	var opts []func(*s3.Options)
-	if s.unsignedPayload {
+	if s.unsignedAllowed && (s.secure || cs.any()) {
 		opts = append(opts, func(o *s3.Options) {
 			o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 		})
@@ -114,8 +118,10 @@ func (s *Store) CompleteMultipartUpload(ctx context.Context, key, uploadID strin
 
 // Object is what HeadObject tells of an object.
 type Object struct {
-	ETag string
-	Size int64
+	ETag               string
+	Size               int64
+	ContentType        string
+	ContentDisposition string
 }
 
 // HeadObject reads an object's ETag and size; ok is false when it does not exist.
@@ -131,7 +137,8 @@ func (s *Store) HeadObject(ctx context.Context, key string) (Object, bool, error
 		}
 		return Object{}, false, fmt.Errorf("head object %s: %w", key, err)
 	}
-	return Object{ETag: aws.ToString(out.ETag), Size: aws.ToInt64(out.ContentLength)}, true, nil
+	return Object{ETag: aws.ToString(out.ETag), Size: aws.ToInt64(out.ContentLength),
+		ContentType: aws.ToString(out.ContentType), ContentDisposition: aws.ToString(out.ContentDisposition)}, true, nil
 }
 
 // GetObject opens an object for reading (tests and tools check bytes with it).

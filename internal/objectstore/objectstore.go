@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -35,11 +36,12 @@ type Options struct {
 	DialTimeout time.Duration
 	// Observer, if set, counts failed attempts (metrics).
 	Observer Observer
-	// UnsignedPayload signs part uploads with UNSIGNED-PAYLOAD instead of a
-	// SHA-256 of the body. Over plain HTTP the SDK otherwise hashes every part,
-	// which was half of the operator's CPU in `make bench` (pprof); integrity
-	// then rests on TLS (production), TCP (loopback) and the client's
-	// Content-MD5 / x-amz-checksum-* headers, which are still passed to S3.
+	// UnsignedPayload lets part uploads be signed with UNSIGNED-PAYLOAD instead
+	// of a SHA-256 of the body (hashing every part was half of the operator's
+	// CPU in `make bench`), but only where the body is protected otherwise: over
+	// https (TLS), or when the client sent a checksum (Content-MD5 or
+	// x-amz-checksum-*) that S3 verifies. Over plain http without a checksum
+	// parts are hashed and signed whatever this says.
 	UnsignedPayload bool
 	// HTTPClient replaces the dialing client (nil: the default). The part
 	// handler's Go benchmark sends parts to an in-memory sink with it.
@@ -60,7 +62,8 @@ type Store struct {
 	Client *s3.Client
 	Bucket string
 
-	unsignedPayload bool
+	unsignedAllowed bool
+	secure          bool // the endpoint is https (AWS when empty)
 	callTimeout     time.Duration
 }
 
@@ -128,7 +131,8 @@ func New(o Options) *Store {
 		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		so.APIOptions = append(so.APIOptions, attemptLogging(o.MaxAttempts, o.Observer))
 	})
-	return &Store{Client: client, Bucket: o.Bucket, unsignedPayload: o.UnsignedPayload, callTimeout: o.CallTimeout}
+	secure := o.Endpoint == "" || strings.HasPrefix(strings.ToLower(o.Endpoint), "https://")
+	return &Store{Client: client, Bucket: o.Bucket, unsignedAllowed: o.UnsignedPayload, secure: secure, callTimeout: o.CallTimeout}
 }
 
 // EnsureBucket creates the bucket unless it exists (for `make dev` and tests).
@@ -155,13 +159,16 @@ func (s *Store) HeadBucket(ctx context.Context) error {
 	return nil
 }
 
-// CreateMultipartUpload starts a multipart upload and returns its id.
-func (s *Store) CreateMultipartUpload(ctx context.Context, key, contentType string) (string, error) {
+// CreateMultipartUpload starts a multipart upload and returns its id; the
+// object will carry contentType and contentDisposition.
+func (s *Store) CreateMultipartUpload(ctx context.Context, key, contentType, contentDisposition string) (string, error) {
 	ctx, cancel := s.bound(ctx, 1)
 	defer cancel()
-	out, err := s.Client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-		Bucket: &s.Bucket, Key: &key, ContentType: &contentType,
-	})
+	in := &s3.CreateMultipartUploadInput{Bucket: &s.Bucket, Key: &key, ContentType: &contentType}
+	if contentDisposition != "" {
+		in.ContentDisposition = &contentDisposition
+	}
+	out, err := s.Client.CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return "", fmt.Errorf("create multipart upload %s: %w", key, err)
 	}

@@ -18,23 +18,28 @@ const (
 
 // ChoosePartSize returns the session's part size: the requested one if it is
 // valid for every file, else (when none was requested) max(8 MiB,
-// ceil(largest/10000)) rounded up to a whole MiB.
-func ChoosePartSize(requested *int64, largest int64) (int64, error) {
+// ceil(largest/10000)) rounded up to a whole MiB. limit is the largest part
+// size allowed (at most S3's 5 GiB).
+func ChoosePartSize(requested *int64, largest, limit int64) (int64, error) {
+	limit = min(limit, MaxPartSize)
 	if requested != nil {
 		r := *requested
 		switch {
 		case r < MinPartSize:
 			return 0, fmt.Errorf("partSizeBytes must be at least %d (5 MiB)", MinPartSize)
-		case r > MaxPartSize:
-			return 0, fmt.Errorf("partSizeBytes must be at most %d (5 GiB)", MaxPartSize)
+		case r > limit:
+			return 0, fmt.Errorf("partSizeBytes must be at most %d", limit)
 		case PartCount(largest, r) > MaxParts:
 			return 0, fmt.Errorf("partSizeBytes %d is too small: a file of %d bytes would need more than %d parts", r, largest, MaxParts)
 		}
 		return r, nil
 	}
 	size := (largest + MaxParts - 1) / MaxParts
-	size = (size + MiB - 1) / MiB * MiB
-	return max(size, DefaultPartSize), nil
+	size = max((size+MiB-1)/MiB*MiB, DefaultPartSize)
+	if size > limit {
+		return 0, fmt.Errorf("a file of %d bytes needs parts of %d bytes, more than the %d allowed", largest, size, limit)
+	}
+	return size, nil
 }
 
 // PartCount is how many parts a file of size bytes has with the given part size.

@@ -27,11 +27,14 @@ func TestChoosePartSize(t *testing.T) {
 		{"requested below 5 MiB", ptr(5*MiB - 1), 10, 0, "at least"},
 		{"requested above 5 GiB", ptr(5*GiB + 1), 10, 0, "at most"},
 		{"requested too small for 10000 parts", ptr(5 * MiB), 10000*5*MiB + 1, 0, "too small"},
+		{"requested above MAX_PART_SIZE_BYTES", ptr(64*MiB + 1), 10, 0, "at most 67108864"},
+		{"a file needing parts above MAX_PART_SIZE_BYTES", nil, 10000*64*MiB + 1, 0, "needs parts"},
+		{"the largest file 64 MiB parts allow", nil, 10000 * 64 * MiB, 64 * MiB, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := ChoosePartSize(tc.requested, tc.largest)
+			got, err := ChoosePartSize(tc.requested, tc.largest, DefaultMaxPartSize)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want containing %q", err, tc.wantErr)
@@ -96,6 +99,8 @@ func TestValidateFiles(t *testing.T) {
 		{"control character", []File{{Name: "a\x00.pdf", ContentType: "application/pdf", SizeBytes: 1}}, "files[0].name"},
 		{"empty name", []File{{Name: "", ContentType: "application/pdf", SizeBytes: 1}}, "files[0].name"},
 		{"duplicate", []File{ok, ok}, "files[1].name"},
+		{"content type longer than a resource allows", []File{{Name: "a.pdf", ContentType: "application/pdf; x=" + strings.Repeat("a", 255), SizeBytes: 1}}, "files[0].contentType"},
+		{"more files than allowed, before any other check", make([]File, 101), "files"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,6 +119,49 @@ func TestValidateFiles(t *testing.T) {
 	}
 }
 
+// Too many files are refused with one problem, whatever else is wrong with
+// them: the count is checked before any work per file.
+func TestTooManyFilesIsOneProblem(t *testing.T) {
+	t.Parallel()
+	errs := ValidateFiles(make([]File, 350000), Limits{AllowedContentTypes: DefaultContentTypes})
+	if len(errs) != 1 || errs[0].Field != "files" {
+		t.Fatalf("%d problems, first %v; want one on files", len(errs), errs[0])
+	}
+}
+
+func TestValidateFinalize(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, title, description, field string
+	}{
+		{"valid", "Castle", "A castle with a drawbridge", ""},
+		{"200 characters of any script", strings.Repeat("城", 200), "", ""},
+		{"no title", "", "", "title"},
+		{"title too long", strings.Repeat("a", 201), "", "title"},
+		{"NUL in the title", "Cas\x00tle", "", "title"},
+		{"escape in the title", "Castle\x1b[31m", "", "title"},
+		{"invalid UTF-8 in the title", "Castle\xff", "", "title"},
+		{"description too long", "Castle", strings.Repeat("d", 2001), "description"},
+		{"NUL in the description", "Castle", "a\x00b", "description"},
+		{"newline in the description", "Castle", "line\nline", "description"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			errs := ValidateFinalize(tc.title, tc.description)
+			if tc.field == "" {
+				if len(errs) != 0 {
+					t.Fatalf("unexpected %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 || errs[0].Field != tc.field {
+				t.Fatalf("= %v, want one problem on %s", errs, tc.field)
+			}
+		})
+	}
+}
+
 func TestSlug(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
@@ -122,7 +170,11 @@ func TestSlug(t *testing.T) {
 		"  --Über Castle--  ":     "ber-castle",
 		"Castle (1)":              "castle-1",
 		"Millennium Falcon 75192": "millennium-falcon-75192",
-		"日本":                      "",
+		"日本":                      "moc",
+		"!!!":                     "moc",
+		"城堡 (1)":                  "moc-1",
+		"!!! (12)":                "moc-12",
+		"Castle (2)":              "castle-2",
 		"A__B":                    "a-b",
 	}
 	for in, want := range cases {
@@ -141,6 +193,9 @@ func TestSuggestSlug(t *testing.T) {
 	}
 	if got := SuggestSlug("Castle", func(string) bool { return false }); got != "castle-1" {
 		t.Fatalf("SuggestSlug with nothing taken = %q, want castle-1", got)
+	}
+	if got := SuggestSlug("城堡", func(s string) bool { return s == "moc-1" }); got != "moc-2" {
+		t.Fatalf("SuggestSlug of a title without ASCII letters = %q, want moc-2", got)
 	}
 }
 

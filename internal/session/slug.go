@@ -1,13 +1,33 @@
 package session
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 )
 
+// FallbackSlug is the slug of a title that has no ASCII letter or digit
+// ("城堡", "!!!"); conflicts then follow the usual rule: moc-1, moc-2, ….
+const FallbackSlug = "moc"
+
 // Slug is the title lowercased, each run of characters other than ASCII
-// letters and digits turned into one '-', trimmed of '-' (CONTRACT §2).
+// letters and digits turned into one '-', trimmed of '-'; FallbackSlug when
+// that is empty. A title that is such a title with " (N)" appended (the
+// auto-append flow after a conflict) gets FallbackSlug-N, so the flow lands on
+// the suggested slug for these titles too.
 func Slug(title string) string {
+	if m := counterSuffix.FindStringSubmatch(title); m != nil && asciiSlug(m[1]) == "" {
+		return FallbackSlug + "-" + m[2]
+	}
+	if s := asciiSlug(title); s != "" {
+		return s
+	}
+	return FallbackSlug
+}
+
+var counterSuffix = regexp.MustCompile(`^(.*) \(([0-9]+)\)$`)
+
+func asciiSlug(title string) string {
 	var b strings.Builder
 	dash := false
 	for _, r := range strings.ToLower(title) {

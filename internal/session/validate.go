@@ -20,14 +20,42 @@ type File struct {
 type Limits struct {
 	AllowedContentTypes []string
 	MaxFileSizeBytes    int64
-	MaxFiles            int
+	// MaxFiles per session (MAX_FILES_PER_SESSION, default 100).
+	MaxFiles int
+	// MaxPartSizeBytes bounds partSizeBytes (MAX_PART_SIZE_BYTES, default
+	// 64 MiB): a part is held in memory or spilled to disk while it is sent on.
+	MaxPartSizeBytes int64
+}
+
+// Defaults of the limits a zero Limits field stands for.
+const (
+	DefaultMaxFiles     = 100
+	DefaultMaxPartSize  = 64 * MiB
+	maxContentTypeBytes = 255
+)
+
+func (l Limits) maxFiles() int {
+	if l.MaxFiles > 0 {
+		return l.MaxFiles
+	}
+	return DefaultMaxFiles
+}
+
+// PartSizeLimit is the largest part size allowed.
+func (l Limits) PartSizeLimit() int64 {
+	if l.MaxPartSizeBytes > 0 {
+		return min(l.MaxPartSizeBytes, MaxPartSize)
+	}
+	return DefaultMaxPartSize
 }
 
 // DefaultContentTypes suit building instructions: documents, images, LDraw and
-// BrickLink Studio models, and archives of them.
+// BrickLink Studio models, and archives of them. SVG is not among them: it is
+// a document that runs scripts when a browser opens it, so an object served
+// inline would be stored cross-site scripting.
 var DefaultContentTypes = []string{
 	"application/pdf",
-	"image/png", "image/jpeg", "image/webp", "image/gif", "image/svg+xml",
+	"image/png", "image/jpeg", "image/webp", "image/gif",
 	"application/x-ldraw", "model/x-ldraw", // .ldr, .mpd
 	"application/x-studio", "application/vnd.bricklink.studio", // .io (Studio)
 	"application/zip", "application/x-zip-compressed",
@@ -48,12 +76,10 @@ func ValidateFiles(files []File, lim Limits) []FieldError {
 	if len(files) == 0 {
 		return []FieldError{{Field: "files", Message: "at least one file is required"}}
 	}
-	maxFiles := lim.MaxFiles
-	if maxFiles == 0 {
-		maxFiles = 100
-	}
-	if len(files) > maxFiles {
-		errs = append(errs, FieldError{Field: "files", Message: fmt.Sprintf("at most %d files per session", maxFiles)})
+	// Checked before any work per file: a request of many thousand empty
+	// entries costs one comparison, not an error each.
+	if len(files) > lim.maxFiles() {
+		return []FieldError{{Field: "files", Message: fmt.Sprintf("at most %d files per session, not %d", lim.maxFiles(), len(files))}}
 	}
 	seen := map[string]bool{}
 	for i, f := range files {
@@ -64,7 +90,9 @@ func ValidateFiles(files []File, lim Limits) []FieldError {
 			errs = append(errs, FieldError{Field: p + ".name", Message: "duplicate file name"})
 		}
 		seen[f.Name] = true
-		if !contentTypeAllowed(f.ContentType, lim.AllowedContentTypes) {
+		if len(f.ContentType) > maxContentTypeBytes {
+			errs = append(errs, FieldError{Field: p + ".contentType", Message: fmt.Sprintf("must be at most %d bytes", maxContentTypeBytes)})
+		} else if !contentTypeAllowed(f.ContentType, lim.AllowedContentTypes) {
 			errs = append(errs, FieldError{Field: p + ".contentType",
 				Message: fmt.Sprintf("content type %q is not allowed (allowed: %s)", f.ContentType, strings.Join(lim.AllowedContentTypes, ", "))})
 		}
@@ -111,6 +139,26 @@ func contentTypeAllowed(ct string, allowed []string) bool {
 	return slices.Contains(allowed, mt)
 }
 
+// MediaType is a content type without its parameters, lower case
+// ("image/png; charset=x" → "image/png"): what is stored and given to S3, so
+// no parameter a client chose reaches a browser that is served the object.
+func MediaType(ct string) string {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return ct
+	}
+	return mt
+}
+
+// ContentDisposition makes a browser download an object rather than show it,
+// under the file's name.
+func ContentDisposition(name string) string {
+	if v := mime.FormatMediaType("attachment", map[string]string{"filename": name}); v != "" {
+		return v
+	}
+	return "attachment"
+}
+
 // LargestFile returns the size of the largest file.
 func LargestFile(files []File) int64 {
 	var m int64
@@ -118,4 +166,44 @@ func LargestFile(files []File) int64 {
 		m = max(m, f.SizeBytes)
 	}
 	return m
+}
+
+// Limits of a MOC's title and description.
+const (
+	MaxTitleRunes       = 200
+	MaxDescriptionRunes = 2000
+)
+
+// ValidateFinalize checks a finalize's title (1–200 characters) and
+// description (up to 2,000), neither with control characters: they become
+// text columns (PostgreSQL refuses NUL) and are shown to people.
+func ValidateFinalize(title, description string) []FieldError {
+	var errs []FieldError
+	switch n := utf8.RuneCountInString(title); {
+	case title == "":
+		errs = append(errs, FieldError{Field: "title", Message: "is required"})
+	case n > MaxTitleRunes:
+		errs = append(errs, FieldError{Field: "title", Message: fmt.Sprintf("must be at most %d characters", MaxTitleRunes)})
+	case !printableText(title):
+		errs = append(errs, FieldError{Field: "title", Message: "must be valid UTF-8 without control characters"})
+	}
+	switch {
+	case utf8.RuneCountInString(description) > MaxDescriptionRunes:
+		errs = append(errs, FieldError{Field: "description", Message: fmt.Sprintf("must be at most %d characters", MaxDescriptionRunes)})
+	case !printableText(description):
+		errs = append(errs, FieldError{Field: "description", Message: "must be valid UTF-8 without control characters"})
+	}
+	return errs
+}
+
+func printableText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }

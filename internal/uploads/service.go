@@ -57,7 +57,10 @@ func (e *ValidationError) Error() string {
 // Validate checks a request and returns the part size it gets.
 func (s *Service) Validate(req Request) (int64, error) {
 	details := session.ValidateFiles(req.Files, s.Limits)
-	partSize, err := session.ChoosePartSize(req.PartSizeBytes, session.LargestFile(req.Files))
+	if len(details) == 1 && details[0].Field == "files" && len(req.Files) > 0 {
+		return 0, &ValidationError{Details: details} // too many files: nothing else was looked at
+	}
+	partSize, err := session.ChoosePartSize(req.PartSizeBytes, session.LargestFile(req.Files), s.Limits.PartSizeLimit())
 	if err != nil {
 		details = append(details, session.FieldError{Field: "partSizeBytes", Message: err.Error()})
 	}
@@ -92,7 +95,7 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 	for i, f := range req.Files {
 		id := session.FileID(req.SessionID, i)
 		files[i] = store.File{
-			ID: id, SessionID: req.SessionID, Ordinal: i, Name: f.Name, ContentType: f.ContentType,
+			ID: id, SessionID: req.SessionID, Ordinal: i, Name: f.Name, ContentType: session.MediaType(f.ContentType),
 			SizeBytes: f.SizeBytes, PartCount: session.PartCount(f.SizeBytes, partSize),
 			S3Key: session.ObjectKey(req.SessionID, id, f.Name),
 		}
@@ -167,7 +170,7 @@ func (s *Service) claimedForDelete(ctx context.Context, id uuid.UUID) (bool, err
 // is recorded is read back before anything is aborted: aborting the recorded
 // upload would leave the session pointing at nothing.
 func (s *Service) createUpload(ctx context.Context, f store.File) error {
-	uploadID, err := s.S3.CreateMultipartUpload(ctx, f.S3Key, f.ContentType)
+	uploadID, err := s.S3.CreateMultipartUpload(ctx, f.S3Key, session.MediaType(f.ContentType), session.ContentDisposition(f.Name))
 	if err != nil {
 		return &S3Error{Err: err}
 	}

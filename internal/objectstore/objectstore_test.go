@@ -1,0 +1,117 @@
+package objectstore_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"regexp"
+	"sync"
+	"testing"
+
+	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/objectstore"
+)
+
+var s3srv *localenv.S3
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "objectstore-s3-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		if s3srv, err = localenv.StartS3(context.Background(), localenv.S3Options{Dir: dir, Bucket: "mocs"}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer s3srv.Stop()
+		return m.Run()
+	}())
+}
+
+// payloadRecorder passes every request to the real S3 and remembers how each
+// part upload's payload was signed.
+type payloadRecorder struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (p *payloadRecorder) handler(t *testing.T) http.Handler {
+	target, err := url.Parse(s3srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("partNumber") {
+			p.mu.Lock()
+			p.seen = append(p.seen, r.Header.Get("X-Amz-Content-Sha256"))
+			p.mu.Unlock()
+		}
+		proxy.ServeHTTP(w, r)
+	})
+}
+
+func (p *payloadRecorder) last() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen[len(p.seen)-1]
+}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Part bodies are never sent with neither TLS nor a signature: over plain
+// http they are hashed into the signature unless the client sent a checksum
+// S3 verifies; over https UNSIGNED-PAYLOAD is used. S3 accepts every one.
+func TestUnsignedPayloadOnlyWhereTheBodyIsProtected(t *testing.T) {
+	rec := &payloadRecorder{}
+	plain := httptest.NewServer(rec.handler(t))
+	defer plain.Close()
+	tlsSrv := httptest.NewTLSServer(rec.handler(t))
+	defer tlsSrv.Close()
+	body := bytes.Repeat([]byte("castle "), 1000)
+	sum := md5.Sum(body)
+	for _, tc := range []struct {
+		name     string
+		endpoint string
+		client   *http.Client
+		checksum objectstore.Checksums
+		unsigned bool
+	}{
+		{"http, no checksum: hashed", plain.URL, nil, objectstore.Checksums{}, false},
+		{"http with Content-MD5: unsigned", plain.URL, nil, objectstore.Checksums{ContentMD5: base64.StdEncoding.EncodeToString(sum[:])}, true},
+		{"https: unsigned", tlsSrv.URL, tlsSrv.Client(), objectstore.Checksums{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := s3srv.Options()
+			o.Endpoint, o.UnsignedPayload = tc.endpoint, true
+			if tc.client != nil {
+				o.HTTPClient = tc.client
+			}
+			s := objectstore.New(o)
+			ctx := context.Background()
+			key := "payload/" + tc.name
+			id, err := s.CreateMultipartUpload(ctx, key, "application/pdf", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = s.AbortMultipartUpload(ctx, key, id) }()
+			if _, err := s.UploadPart(ctx, key, id, 1, bytes.NewReader(body), int64(len(body)), tc.checksum); err != nil {
+				t.Fatalf("S3 refused the part: %v", err)
+			}
+			got := rec.last()
+			if tc.unsigned && got != "UNSIGNED-PAYLOAD" || !tc.unsigned && !sha256Hex.MatchString(got) {
+				t.Fatalf("x-amz-content-sha256 = %q, want unsigned=%v", got, tc.unsigned)
+			}
+		})
+	}
+}
