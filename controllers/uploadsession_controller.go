@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -114,6 +115,13 @@ func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	logger := log.FromContext(ctx).WithValues("sessionId", id.String(), "correlationId", corr)
 	ctx = log.IntoContext(ctx, logger)
 
+	// The session must be this resource's: a label copied from someone
+	// else's session must not let this resource finalize or delete it.
+	if err := r.Uploads.CheckBinding(ctx, id, refOf(us)); errors.Is(err, uploads.ErrBoundElsewhere) {
+		return r.refuseForeignSession(ctx, us, id)
+	} else if err != nil {
+		return ctrl.Result{}, err
+	}
 	if !us.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, us, id)
 	}
@@ -203,6 +211,38 @@ func (r *UploadSessionReconciler) reconcilePending(ctx context.Context, us *uplo
 	return ctrl.Result{RequeueAfter: time.Until(act.Session.ExpiresAt)}, nil
 }
 
+// refuseForeignSession handles a resource whose session-id label names a
+// session bound to another resource: it fails (once) with the reason, and on
+// deletion lets go without touching that session.
+func (r *UploadSessionReconciler) refuseForeignSession(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
+	if !us.DeletionTimestamp.IsZero() {
+		if !controllerutil.ContainsFinalizer(us, Finalizer) {
+			return ctrl.Result{}, nil
+		}
+		orig := us.DeepCopy()
+		controllerutil.RemoveFinalizer(us, Finalizer)
+		return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, us, client.MergeFrom(orig)))
+	}
+	if c := meta.FindStatusCondition(us.Status.Conditions, uploadsv1.ConditionUploadsReady); c != nil && c.Reason == uploadsv1.ReasonSessionIDTaken {
+		return ctrl.Result{}, nil
+	}
+	msg := fmt.Sprintf("label %s names session %s, which belongs to another resource; nothing was done to it",
+		uploadsv1.SessionIDLabel, id)
+	log.FromContext(ctx).Info("resource refused: its session id belongs to another resource")
+	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
+		setPhase(st, uploadsv1.PhaseFailed, msg)
+		setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonSessionIDTaken, msg)
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonSessionIDTaken, "Activate", "%s", msg)
+	return ctrl.Result{}, nil
+}
+
+func refOf(us *uploadsv1.UploadSession) uploads.ResourceRef {
+	return uploads.ResourceRef{Namespace: us.Namespace, Name: us.Name, UID: string(us.UID), Owner: us.Spec.Owner}
+}
+
 func requestOf(us *uploadsv1.UploadSession, id uuid.UUID) uploads.Request {
 	files := make([]session.File, len(us.Spec.Files))
 	for i, f := range us.Spec.Files {
@@ -210,7 +250,7 @@ func requestOf(us *uploadsv1.UploadSession, id uuid.UUID) uploads.Request {
 	}
 	return uploads.Request{
 		SessionID: id, Owner: us.Spec.Owner, Files: files, PartSizeBytes: us.Spec.PartSizeBytes,
-		Namespace: us.Namespace, Name: us.Name,
+		Namespace: us.Namespace, Name: us.Name, UID: string(us.UID),
 	}
 }
 

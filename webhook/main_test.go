@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
@@ -35,6 +36,10 @@ var (
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
+		if !failpoint.Compiled {
+			fmt.Fprintln(os.Stderr, "these tests stop the code at failpoints: run them with -tags failpoints (make test does)")
+			return 1
+		}
 		ctx := context.Background()
 		url, drop, err := localenv.CreateDatabase(ctx, localenv.RandomName("mocupload_webhook"), false)
 		if err != nil {

@@ -91,6 +91,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 		a.internal(w, r, err)
 		return
 	}
+	req.UID = string(us.UID)
 	act, err := a.Uploads.Activate(actx, req)
 	if err == nil {
 		err = a.stillWanted(actx, us)

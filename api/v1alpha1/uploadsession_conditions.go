@@ -25,4 +25,7 @@ const (
 	ReasonFinalizeFailed     = "FinalizeFailed"
 	ReasonExpired            = "Expired"
 	ReasonUploadsAborted     = "UploadsAborted"
+	// ReasonSessionIDTaken: the session-id label names a session that belongs
+	// to another resource or owner; nothing is done to that session.
+	ReasonSessionIDTaken = "SessionIDTaken"
 )

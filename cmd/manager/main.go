@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -110,7 +111,13 @@ func run() error {
 		GracefulShutdownTimeout: ptrTo(cfg.ShutdownGrace + 5*time.Second),
 	}
 	if cfg.WatchNamespace != "" {
-		opts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{cfg.WatchNamespace: {}}}
+		namespaces := map[string]cache.Config{}
+		for _, ns := range strings.Split(cfg.WatchNamespace, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				namespaces[ns] = cache.Config{}
+			}
+		}
+		opts.Cache = cache.Options{DefaultNamespaces: namespaces}
 	}
 	mgr, err := ctrl.NewManager(restCfg, opts)
 	if err != nil {

@@ -1,90 +1,19 @@
 // Package failpoint lets tests stop the operator at a named point of a code
 // path: with an error (in-process crash simulation), by killing the process
 // with SIGKILL (a real crash), or by pausing it there for a while (a slow S3,
-// a long GC pause: the interleavings a race needs). Production sets none;
-// Inject is then one map lookup under a read lock.
+// a long GC pause: the interleavings a race needs).
+//
+// Failpoints exist only in builds with the "failpoints" tag (`make test`
+// and the end-to-end tests' manager); in any other build, the production
+// binary included, Inject does nothing and MOCUPLOAD_FAILPOINTS is refused,
+// so no environment variable can make the operator kill itself.
 //
 // A process enables failpoints at start from MOCUPLOAD_FAILPOINTS, e.g.
 // "finalize/after-all-complete=kill,finalize/after-lock=sleep:3s"; tests in the
 // same process call Enable or EnableFunc.
 package failpoint
 
-import (
-	"errors"
-	"fmt"
-	"os"
-	"strings"
-	"sync"
-	"syscall"
-	"time"
-)
+import "errors"
 
 // ErrInjected is returned by an "error" failpoint.
 var ErrInjected = errors.New("failpoint: injected failure")
-
-var (
-	mu     sync.RWMutex
-	points = map[string]string{}
-	funcs  = map[string]func() error{}
-)
-
-// EnableFunc arms name with a function run at that point (in-process tests:
-// e.g. cut a real proxy to a server exactly there, or wait for the test to
-// let the code go on); its error is returned.
-func EnableFunc(name string, fn func() error) { mu.Lock(); funcs[name] = fn; mu.Unlock() }
-
-// Enable arms name with action "error", "kill" or "sleep:<duration>".
-func Enable(name, action string) { mu.Lock(); points[name] = action; mu.Unlock() }
-
-// Disable disarms name.
-func Disable(name string) { mu.Lock(); delete(points, name); delete(funcs, name); mu.Unlock() }
-
-// EnableFromEnv arms the failpoints listed in MOCUPLOAD_FAILPOINTS.
-func EnableFromEnv() error {
-	v := os.Getenv("MOCUPLOAD_FAILPOINTS")
-	if v == "" {
-		return nil
-	}
-	for _, kv := range strings.Split(v, ",") {
-		name, action, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || !validAction(action) {
-			return fmt.Errorf("MOCUPLOAD_FAILPOINTS: %q: want name=error, name=kill or name=sleep:<duration>", kv)
-		}
-		Enable(name, action)
-	}
-	return nil
-}
-
-func validAction(a string) bool {
-	if d, ok := strings.CutPrefix(a, "sleep:"); ok {
-		_, err := time.ParseDuration(d)
-		return err == nil
-	}
-	return a == "error" || a == "kill"
-}
-
-// Inject fires the failpoint name if armed.
-func Inject(name string) error {
-	mu.RLock()
-	action, ok := points[name]
-	fn := funcs[name]
-	mu.RUnlock()
-	if fn != nil {
-		return fn()
-	}
-	if !ok {
-		return nil
-	}
-	if d, ok := strings.CutPrefix(action, "sleep:"); ok {
-		pause, _ := time.ParseDuration(d)
-		fmt.Fprintf(os.Stderr, "failpoint %s: sleeping %s\n", name, pause)
-		time.Sleep(pause)
-		return nil
-	}
-	if action == "kill" {
-		fmt.Fprintf(os.Stderr, "failpoint %s: SIGKILL\n", name)
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {} // the signal is on its way
-	}
-	return fmt.Errorf("%w at %s", ErrInjected, name)
-}

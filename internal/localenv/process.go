@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -20,15 +21,20 @@ type Process struct {
 }
 
 // BuildManager compiles ./cmd/manager into dir, as the Dockerfile does (static,
-// no cgo, stripped: what ships is what tests and benchmarks run), and returns
-// the binary's path.
-func BuildManager(ctx context.Context, dir string) (string, error) {
+// no cgo, stripped: what ships is what tests and benchmarks run), with the
+// given build tags ("failpoints" for the end-to-end tests), and returns the
+// binary's path.
+func BuildManager(ctx context.Context, dir string, tags ...string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
 	out := filepath.Join(dir, "manager")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/manager")
+	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/manager")...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -27,8 +27,10 @@ type Session struct {
 	FinalizedAt *time.Time
 	ExpiresAt   time.Time
 	CreatedAt   time.Time
-	Namespace   string
-	Name        string
+	// Namespace, Name and UID of the resource the session is bound to.
+	Namespace string
+	Name      string
+	UID       string
 }
 
 // File is an upload_files row.
@@ -68,16 +70,22 @@ func lockFree(stale string) string {
 
 // EnsureSession inserts the session and its files unless they exist already,
 // in one transaction, so a retried activation never duplicates or half-writes.
-// The existing row wins: it returns what is stored.
+// The existing row wins: it returns what is stored (a row written before
+// resources' UIDs were recorded takes the UID of the resource it names). The
+// caller checks the row is bound to its resource before it uses it.
 func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File) (Session, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
-			INSERT INTO upload_sessions (id, user_id, status, part_size_bytes, expires_at, k8s_namespace, k8s_name)
-			VALUES ($1, $2, 'pending', $3, $4, $5, $6)
-			ON CONFLICT (id) DO NOTHING`,
-			sess.ID, sess.UserID, sess.PartSizeBytes, sess.ExpiresAt, nullable(sess.Namespace), nullable(sess.Name))
+			INSERT INTO upload_sessions (id, user_id, status, part_size_bytes, expires_at, k8s_namespace, k8s_name, k8s_uid)
+			VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
+			ON CONFLICT (id) DO UPDATE SET k8s_uid = excluded.k8s_uid
+			  WHERE upload_sessions.k8s_uid IS NULL AND excluded.k8s_uid IS NOT NULL
+			    AND upload_sessions.k8s_namespace IS NOT DISTINCT FROM excluded.k8s_namespace
+			    AND upload_sessions.k8s_name IS NOT DISTINCT FROM excluded.k8s_name
+			    AND upload_sessions.user_id = excluded.user_id`,
+			sess.ID, sess.UserID, sess.PartSizeBytes, sess.ExpiresAt, nullable(sess.Namespace), nullable(sess.Name), nullable(sess.UID))
 		if err != nil {
 			return fmt.Errorf("insert upload_sessions %s: %w", sess.ID, err)
 		}
@@ -85,9 +93,12 @@ func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File) (
 			_, err := tx.Exec(ctx, `
 				INSERT INTO upload_files (id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key)
 				SELECT $1, $2, $3, $4, $5, $6, $7, $8
-				WHERE EXISTS (SELECT 1 FROM upload_sessions WHERE id = $2 AND status = 'pending')
+				WHERE EXISTS (SELECT 1 FROM upload_sessions WHERE id = $2 AND status = 'pending'
+				  AND user_id = $9 AND k8s_namespace IS NOT DISTINCT FROM $10 AND k8s_name IS NOT DISTINCT FROM $11
+				  AND k8s_uid IS NOT DISTINCT FROM $12)
 				ON CONFLICT (id) DO NOTHING`,
-				f.ID, sess.ID, f.Ordinal, f.Name, f.ContentType, f.SizeBytes, f.PartCount, f.S3Key)
+				f.ID, sess.ID, f.Ordinal, f.Name, f.ContentType, f.SizeBytes, f.PartCount, f.S3Key,
+				sess.UserID, nullable(sess.Namespace), nullable(sess.Name), nullable(sess.UID))
 			if err != nil {
 				return fmt.Errorf("insert upload_files %s: %w", f.ID, err)
 			}
@@ -102,13 +113,13 @@ func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File) (
 
 const sessionCols = `id, user_id, status, part_size_bytes, finalizing_at,
 	(extract(epoch FROM lock_clock() - finalizing_at) * 1000000)::bigint,
-	finalized_at, expires_at, created_at, coalesce(k8s_namespace, ''), coalesce(k8s_name, '')`
+	finalized_at, expires_at, created_at, coalesce(k8s_namespace, ''), coalesce(k8s_name, ''), coalesce(k8s_uid, '')`
 
 func scanSession(row pgx.Row) (Session, error) {
 	var x Session
 	var ageMicros *int64
 	err := row.Scan(&x.ID, &x.UserID, &x.Status, &x.PartSizeBytes, &x.FinalizingAt, &ageMicros, &x.FinalizedAt,
-		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name)
+		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name, &x.UID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return x, ErrNotFound
 	}

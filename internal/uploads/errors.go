@@ -12,6 +12,8 @@ var (
 	ErrSessionNotFound = errors.New("session not found")
 	ErrFileNotFound    = errors.New("file not found")
 	ErrExpired         = errors.New("session expired")
+	// ErrBoundElsewhere: the session belongs to another resource or owner.
+	ErrBoundElsewhere = errors.New("the session id belongs to another resource")
 )
 
 // NotActiveError: the session is in a phase that does not take this operation.

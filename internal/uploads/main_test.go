@@ -32,6 +32,10 @@ var (
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
+		if !failpoint.Compiled {
+			fmt.Fprintln(os.Stderr, "these tests stop the code at failpoints: run them with -tags failpoints (make test does)")
+			return 1
+		}
 		ctx := context.Background()
 		url, drop, err := localenv.CreateDatabase(ctx, localenv.RandomName("mocupload_uploads"), false)
 		if err != nil {

@@ -43,8 +43,9 @@ type Request struct {
 	Owner         string
 	Files         []session.File
 	PartSizeBytes *int64
-	// Namespace and Name of the session's custom resource.
-	Namespace, Name string
+	// Namespace, Name and UID of the session's custom resource: the session
+	// is bound to it, and to Owner.
+	Namespace, Name, UID string
 }
 
 // ValidationError lists what is wrong with a request.
@@ -102,9 +103,12 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 	}
 	sess, err := s.DB.EnsureSession(ctx, store.Session{
 		ID: req.SessionID, UserID: req.Owner, PartSizeBytes: partSize,
-		ExpiresAt: s.Now().Add(s.SessionTTL), Namespace: req.Namespace, Name: req.Name,
+		ExpiresAt: s.Now().Add(s.SessionTTL), Namespace: req.Namespace, Name: req.Name, UID: req.UID,
 	}, files)
 	if err != nil {
+		return Active{}, err
+	}
+	if err := checkBinding(sess, req.Ref()); err != nil {
 		return Active{}, err
 	}
 	switch sess.Status {
@@ -212,6 +216,38 @@ func (s *Service) recordedUploadID(ctx context.Context, fileID uuid.UUID) (strin
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// Ref is the resource a request comes from.
+func (r Request) Ref() ResourceRef {
+	return ResourceRef{Namespace: r.Namespace, Name: r.Name, UID: r.UID, Owner: r.Owner}
+}
+
+// ResourceRef names the resource (and owner) a session is bound to.
+type ResourceRef struct{ Namespace, Name, UID, Owner string }
+
+// CheckBinding reports ErrBoundElsewhere when the session's row exists and is
+// bound to another resource or owner than ref: a resource whose session-id
+// label was copied from someone else's session. Nothing may then be done to
+// the session on that resource's behalf. A session without a row is bound to
+// no one yet.
+func (s *Service) CheckBinding(ctx context.Context, id uuid.UUID, ref ResourceRef) error {
+	sess, err := s.DB.GetSession(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return checkBinding(sess, ref)
+}
+
+func checkBinding(sess store.Session, ref ResourceRef) error {
+	if sess.UserID == ref.Owner && sess.Namespace == ref.Namespace && sess.Name == ref.Name &&
+		(sess.UID == ref.UID || sess.UID == "") {
+		return nil
+	}
+	return ErrBoundElsewhere
 }
 
 func (s *Service) load(ctx context.Context, sess store.Session) (Active, error) {

@@ -59,7 +59,7 @@ func run(m *testing.M) (int, error) {
 	if repo, err = localenv.RepoRoot(); err != nil {
 		return 0, err
 	}
-	bin, err := localenv.BuildManager(ctx, dir)
+	bin, err := localenv.BuildManager(ctx, dir, "failpoints")
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,25 @@
+package failpoint
+
+import (
+	"errors"
+	"testing"
+)
+
+// Failpoints fire only in builds with the "failpoints" tag; any other build
+// (the production binary) ignores them and refuses MOCUPLOAD_FAILPOINTS at
+// start, so no environment variable can make it fail or kill itself. `make
+// test` runs this test both ways.
+func TestOnlyTestBuildsHaveFailpoints(t *testing.T) {
+	t.Setenv("MOCUPLOAD_FAILPOINTS", "finalize/after-lock=kill")
+	err := EnableFromEnv()
+	Disable("finalize/after-lock")
+	if Compiled == (err != nil) {
+		t.Fatalf("failpoints compiled: %v; MOCUPLOAD_FAILPOINTS gave %v", Compiled, err)
+	}
+	Enable("test/point", "error")
+	got := Inject("test/point")
+	Disable("test/point")
+	if Compiled != errors.Is(got, ErrInjected) {
+		t.Fatalf("failpoints compiled: %v; an armed failpoint gave %v", Compiled, got)
+	}
+}

@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+)
+
+func manifestSession(ns, name, owner string, labels map[string]string) *uploadsv1.UploadSession {
+	return &uploadsv1.UploadSession{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: uploadsv1.UploadSessionSpec{Owner: owner, PartSizeBytes: ptr(int64(5 << 20)),
+			Files: []uploadsv1.FileSpec{{Name: "victim.pdf", ContentType: pdf, SizeBytes: 6 << 20}}},
+	}
+}
+
+func waitReason(t *testing.T, ns, name, reason string) *uploadsv1.UploadSession {
+	t.Helper()
+	us := &uploadsv1.UploadSession{}
+	waitFor(t, 30*time.Second, name+" to fail with "+reason, func() (bool, string) {
+		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, us); err != nil {
+			return false, err.Error()
+		}
+		c := findCond(us, uploadsv1.ConditionUploadsReady)
+		return us.Status.Phase == uploadsv1.PhaseFailed && c != nil && c.Reason == reason, fmt.Sprintf("%s %+v", us.Status.Phase, c)
+	})
+	return us
+}
+
+// A resource whose session-id label is copied from someone else's session, in
+// another namespace, fails with SessionIDTaken and touches nothing: deleting it
+// leaves the victim's session (rows, uploads, parts) as it was. A resource
+// that relabels itself to the victim's id after it was activated, and asks to
+// finalize, fails the same way and finalizes nothing.
+func TestCopiedSessionIDLabelTouchesNothing(t *testing.T) {
+	ctx := context.Background()
+	victimNS, attackerNS := namespace(t, "victim"), namespace(t, "attacker")
+	startReplica(t, map[string]string{"WATCH_NAMESPACE": victimNS + "," + attackerNS, "SESSION_NAMESPACE": victimNS})
+	deleteSessionsAtEnd(t, victimNS)
+	deleteSessionsAtEnd(t, attackerNS)
+	victim, attacker := user(t), other(t)
+
+	if err := k8s.Create(ctx, manifestSession(victimNS, "castle", victim.name, nil)); err != nil {
+		t.Fatal(err)
+	}
+	v := waitPhase(t, victimNS, "castle", uploadsv1.PhaseActive)
+	u := &upload{id: v.Status.SessionID, partSize: v.Status.PartSizeBytes, token: victim.token,
+		files: []uploadFile{{id: v.Status.Files[0].FileID, data: randomBytes(6 << 20), partCount: 2}}}
+	if r := u.put(t, "", 0, 1); r.status != 200 {
+		t.Fatalf("victim's part: %d %s", r.status, r.raw)
+	}
+
+	for _, owner := range []string{attacker.name, victim.name} {
+		name := "thief-" + map[bool]string{true: "same-owner", false: "other-owner"}[owner == victim.name]
+		thief := manifestSession(attackerNS, name, owner, map[string]string{uploadsv1.SessionIDLabel: u.id})
+		if err := k8s.Create(ctx, thief); err != nil {
+			t.Fatal(err)
+		}
+		waitReason(t, attackerNS, name, uploadsv1.ReasonSessionIDTaken)
+		if err := k8s.Delete(ctx, thief); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, name+" to go", func() (bool, string) {
+			err := k8s.Get(ctx, client.ObjectKeyFromObject(thief), &uploadsv1.UploadSession{})
+			return apierrors.IsNotFound(err), fmt.Sprint(err)
+		})
+	}
+
+	// Relabelled after activation, with a finalize request.
+	if err := k8s.Create(ctx, manifestSession(attackerNS, "turncoat", attacker.name, nil)); err != nil {
+		t.Fatal(err)
+	}
+	tc := waitPhase(t, attackerNS, "turncoat", uploadsv1.PhaseActive)
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}},"spec":{"finalize":{"title":"Stolen"}}}`, uploadsv1.SessionIDLabel, u.id)
+	if err := k8s.Patch(ctx, tc, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		t.Fatal(err)
+	}
+	waitReason(t, attackerNS, "turncoat", uploadsv1.ReasonSessionIDTaken)
+
+	// The victim's session is untouched: active, its upload open, its part there.
+	if s := sessionStatus(t, u.id); s != "active" {
+		t.Fatalf("victim's session is %s", s)
+	}
+	ups, err := stack.S3.Client().ListMultipartUploads(ctx, "sessions/"+u.id+"/")
+	if err != nil || len(ups) != 1 {
+		t.Fatalf("victim's uploads: %v, %v", ups, err)
+	}
+	if g := call(t, "", "GET", "/api/mocs/uploads/sessions/"+u.id, victim.token, nil); g.status != 200 ||
+		len(g.body["files"].([]any)[0].(map[string]any)["parts"].([]any)) != 1 {
+		t.Fatalf("victim's session: %d %s", g.status, g.raw)
+	}
+	if r := u.put(t, "", 0, 2); r.status != 200 {
+		t.Fatalf("victim's last part: %d %s", r.status, r.raw)
+	}
+	if r := u.finalize(t, "", uniqueTitle("Victim Castle")); r.status != 201 {
+		t.Fatalf("victim's finalize: %d %s", r.status, r.raw)
+	}
+}
