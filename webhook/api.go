@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/logging"
+	"github.com/mocs-dev/upload-operator/internal/metrics"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -125,6 +127,15 @@ func (a *API) now() time.Time {
 	return time.Now()
 }
 
+// sourceOf is the client's address without its port.
+func sourceOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 type authedHandler func(w http.ResponseWriter, r *http.Request, u auth.User)
 
 // authed checks the bearer token (401 UNAUTHENTICATED) before the handler.
@@ -140,6 +151,11 @@ func (a *API) authed(h authedHandler) http.HandlerFunc {
 		}
 		u, err := a.Auth.Authenticate(r.Context(), strings.TrimSpace(token))
 		if errors.Is(err, auth.ErrUnauthenticated) {
+			reason := "rejected"
+			if errors.Is(err, auth.ErrMalformedToken) {
+				reason = "malformed"
+			}
+			metrics.AuthRejected(reason, sourceOf(r))
 			writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", nil)
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -161,7 +162,11 @@ func run() error {
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
 
-	clientset, err := kubernetes.NewForConfig(restCfg)
+	// TokenReviews get a client of their own with its own rate limit, so a
+	// flood of logins cannot starve the reconciler's requests (nor the reverse).
+	reviewCfg := rest.CopyConfig(restCfg)
+	reviewCfg.QPS, reviewCfg.Burst = 50, 100
+	clientset, err := kubernetes.NewForConfig(reviewCfg)
 	if err != nil {
 		return err
 	}
@@ -174,8 +179,9 @@ func run() error {
 		Window: cfg.FinalizeWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc}
 	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
 	api := &webhook.API{
-		Log:              logger.WithName("api"),
-		Auth:             &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: clientset}, AdminGroups: cfg.AdminGroups, TTL: cfg.AuthCacheTTL},
+		Log: logger.WithName("api"),
+		Auth: &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: clientset}, AdminGroups: cfg.AdminGroups,
+			TTL: cfg.AuthCacheTTL, RequireJWT: cfg.AuthRequireJWT},
 		Uploads:          svc,
 		Kube:             mgr.GetClient(),
 		KubeReader:       mgr.GetAPIReader(),

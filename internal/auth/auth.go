@@ -1,24 +1,37 @@
 // Package auth authenticates bearer tokens with the Kubernetes TokenReview API
 // and caches the answers briefly, keyed by a hash of the token (the token
-// itself is never kept).
+// itself is never kept). A flood of made-up tokens costs the API server
+// little: tokens that cannot be JWTs are refused locally, concurrent reviews
+// of one token are one review, the cache evicts the least recently used
+// entries, and every review has a deadline.
 package auth
 
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/lru"
 )
 
 // ErrUnauthenticated: the token is missing, malformed, expired or unknown.
 var ErrUnauthenticated = errors.New("unauthenticated")
+
+// ErrMalformedToken is an ErrUnauthenticated for a token refused without a
+// review: it cannot be a JWT.
+var ErrMalformedToken = fmt.Errorf("%w: not a JWT", ErrUnauthenticated)
 
 // User is an authenticated caller.
 type User struct {
@@ -60,9 +73,19 @@ type Authenticator struct {
 	AdminGroups []string
 	TTL         time.Duration
 	Now         func() time.Time
+	// RequireJWT refuses, without asking the API server, tokens that do not
+	// have a JWT's shape (ServiceAccount and OIDC tokens all do). Turn it off
+	// for clusters whose authenticators take opaque tokens.
+	RequireJWT bool
+	// ReviewTimeout bounds one TokenReview (default 5s).
+	ReviewTimeout time.Duration
+	// CacheSize bounds the cache (default 10,000 entries); the least recently
+	// used entry makes room for a new one.
+	CacheSize int
 
-	mu    sync.Mutex
-	cache map[[32]byte]entry
+	once   sync.Once
+	cache  *lru.Cache
+	flight singleflight.Group
 }
 
 type entry struct {
@@ -71,49 +94,74 @@ type entry struct {
 	expires time.Time
 }
 
-// maxEntries bounds the cache so a flood of random tokens cannot grow it.
-const maxEntries = 10000
-
 // Authenticate returns the token's user, ErrUnauthenticated, or an error when
 // the API server could not be asked (not cached: the next call asks again).
 func (a *Authenticator) Authenticate(ctx context.Context, token string) (User, error) {
 	if token == "" {
 		return User{}, ErrUnauthenticated
 	}
-	key := sha256.Sum256([]byte(token))
+	if a.RequireJWT && !jwtShaped(token) {
+		return User{}, ErrMalformedToken
+	}
+	sum := sha256.Sum256([]byte(token))
+	key := hex.EncodeToString(sum[:])
 	now := a.now()
-	a.mu.Lock()
-	e, hit := a.cache[key]
-	a.mu.Unlock()
-	if hit && now.Before(e.expires) {
-		if !e.ok {
-			return User{}, ErrUnauthenticated
+	if v, hit := a.lru().Get(key); hit {
+		if e := v.(entry); now.Before(e.expires) {
+			return a.answer(e)
 		}
-		return e.user, nil
 	}
-	u, ok, err := a.Reviewer.Review(ctx, token)
-	if err != nil {
-		return User{}, err
-	}
-	u.Admin = ok && slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(a.AdminGroups, g) })
-	if a.TTL > 0 {
+	// One review per token however many requests carry it at once; the
+	// review runs on its own deadline, not on the first caller's context.
+	v, err, _ := a.flight.Do(key, func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.reviewTimeout())
+		defer cancel()
+		u, ok, err := a.Reviewer.Review(rctx, token)
+		if err != nil {
+			return nil, err
+		}
+		u.Admin = ok && slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(a.AdminGroups, g) })
 		ttl := a.TTL
 		if !ok {
 			// A rejected token is remembered only briefly: it may be one that
 			// was just issued to a slow client.
 			ttl = min(ttl, 5*time.Second)
 		}
-		a.mu.Lock()
-		if a.cache == nil || len(a.cache) >= maxEntries {
-			a.cache = map[[32]byte]entry{}
+		e := entry{user: u, ok: ok, expires: a.now().Add(ttl)}
+		if ttl > 0 {
+			a.lru().Add(key, e)
 		}
-		a.cache[key] = entry{user: u, ok: ok, expires: now.Add(ttl)}
-		a.mu.Unlock()
+		return e, nil
+	})
+	if err != nil {
+		return User{}, err
 	}
-	if !ok {
+	return a.answer(v.(entry))
+}
+
+func (a *Authenticator) answer(e entry) (User, error) {
+	if !e.ok {
 		return User{}, ErrUnauthenticated
 	}
-	return u, nil
+	return e.user, nil
+}
+
+func (a *Authenticator) lru() *lru.Cache {
+	a.once.Do(func() {
+		size := a.CacheSize
+		if size <= 0 {
+			size = 10000
+		}
+		a.cache = lru.New(size)
+	})
+	return a.cache
+}
+
+func (a *Authenticator) reviewTimeout() time.Duration {
+	if a.ReviewTimeout > 0 {
+		return a.ReviewTimeout
+	}
+	return 5 * time.Second
 }
 
 func (a *Authenticator) now() time.Time {
@@ -121,6 +169,27 @@ func (a *Authenticator) now() time.Time {
 		return a.Now()
 	}
 	return time.Now()
+}
+
+// jwtShaped reports whether token looks like a JWT: three base64url parts, the
+// first a JSON object naming an algorithm. Anything else cannot be a
+// ServiceAccount or OIDC token and is not worth a TokenReview.
+func jwtShaped(token string) bool {
+	if len(token) > 16<<10 {
+		return false
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+		return false
+	}
+	header, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return false
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	return json.Unmarshal(header, &h) == nil && h.Alg != ""
 }
 
 // CanAccess reports whether u may act on a session owned by owner.

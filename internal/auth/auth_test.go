@@ -3,8 +3,12 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -61,7 +65,8 @@ func TestAuthenticatorCachesByTokenHashForTTL(t *testing.T) {
 		t.Fatalf("empty token: %v", err)
 	}
 	// Entries are keyed by the token's SHA-256: the raw token is not kept.
-	if _, ok := a.cache[sha256.Sum256([]byte("tok-user"))]; !ok {
+	sum := sha256.Sum256([]byte("tok-user"))
+	if _, ok := a.lru().Get(hex.EncodeToString(sum[:])); !ok {
 		t.Fatal("tok-user's answer is not cached under the SHA-256 of the token")
 	}
 	rev.err = errors.New("apiserver down")
@@ -74,5 +79,118 @@ func TestCanAccess(t *testing.T) {
 	t.Parallel()
 	if !(User{Name: "a"}).CanAccess("a") || (User{Name: "a"}).CanAccess("b") || !(User{Name: "x", Admin: true}).CanAccess("b") {
 		t.Fatal("ownership rules broken")
+	}
+}
+
+// jwt makes a token with a JWT's shape (not signed: the fake reviewer decides).
+func jwt(sub string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256","kid":"k"}`)) + "." + enc([]byte(`{"sub":"`+sub+`"}`)) + "." + enc([]byte("signature"))
+}
+
+// Random bearer strings cost the API server nothing: anything that cannot be
+// a JWT is refused locally.
+func TestTokensThatCannotBeJWTsAreRefusedLocally(t *testing.T) {
+	t.Parallel()
+	rev := &countingReviewer{users: map[string]User{jwt("a"): {Name: "a"}}}
+	a := &Authenticator{Reviewer: rev, TTL: time.Minute, RequireJWT: true}
+	for _, tok := range []string{"random", "a.b", "a.b.c", "!!!.e30.sig", base64.RawURLEncoding.EncodeToString([]byte(`{"x":1}`)) + ".e30.sig",
+		strings.Repeat("a", 20<<10)} {
+		if _, err := a.Authenticate(context.Background(), tok); !errors.Is(err, ErrMalformedToken) || !errors.Is(err, ErrUnauthenticated) {
+			t.Fatalf("%.20q: %v; want refused as malformed (401)", tok, err)
+		}
+	}
+	if rev.calls != 0 {
+		t.Fatalf("reviews = %d, want none", rev.calls)
+	}
+	if u, err := a.Authenticate(context.Background(), jwt("a")); err != nil || u.Name != "a" {
+		t.Fatalf("a JWT: %+v %v", u, err)
+	}
+}
+
+// slowReviewer answers after a delay, or never (until its context ends).
+type slowReviewer struct {
+	calls atomic.Int32
+	delay time.Duration
+}
+
+func (s *slowReviewer) Review(ctx context.Context, token string) (User, bool, error) {
+	s.calls.Add(1)
+	select {
+	case <-time.After(s.delay):
+		return User{Name: "u"}, true, nil
+	case <-ctx.Done():
+		return User{}, false, ctx.Err()
+	}
+}
+
+// Many requests with the same new token at once make one review.
+func TestConcurrentReviewsOfOneTokenAreOne(t *testing.T) {
+	t.Parallel()
+	rev := &slowReviewer{delay: 200 * time.Millisecond}
+	a := &Authenticator{Reviewer: rev, TTL: time.Minute, RequireJWT: true}
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := a.Authenticate(context.Background(), jwt("same"))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := rev.calls.Load(); n != 1 {
+		t.Fatalf("%d reviews for one token, want 1", n)
+	}
+}
+
+// A review that the API server does not answer ends at the review deadline
+// (503 AUTH_UNAVAILABLE for the caller), whatever the caller's own context.
+func TestReviewsHaveADeadline(t *testing.T) {
+	t.Parallel()
+	a := &Authenticator{Reviewer: &slowReviewer{delay: time.Hour}, TTL: time.Minute, RequireJWT: true,
+		ReviewTimeout: 200 * time.Millisecond}
+	start := time.Now()
+	_, err := a.Authenticate(context.Background(), jwt("stuck"))
+	if err == nil || errors.Is(err, ErrUnauthenticated) || time.Since(start) > 2*time.Second {
+		t.Fatalf("= %v after %s; want an unavailable error at the deadline", err, time.Since(start))
+	}
+}
+
+// A full cache evicts the least recently used answer, not every answer.
+func TestFullCacheEvictsTheLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
+	users := map[string]User{}
+	for _, n := range []string{"a", "b", "c", "d"} {
+		users[jwt(n)] = User{Name: n}
+	}
+	rev := &countingReviewer{users: users}
+	a := &Authenticator{Reviewer: rev, TTL: time.Minute, RequireJWT: true, CacheSize: 3}
+	ctx := context.Background()
+	for _, n := range []string{"a", "b", "c", "a", "d"} { // d evicts b, the least recently used
+		if _, err := a.Authenticate(ctx, jwt(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rev.calls != 4 {
+		t.Fatalf("reviews = %d, want 4", rev.calls)
+	}
+	for _, n := range []string{"a", "c", "d"} {
+		if _, err := a.Authenticate(ctx, jwt(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rev.calls != 4 {
+		t.Fatalf("a, c and d were reviewed again (reviews = %d): the cache was wiped", rev.calls)
+	}
+	if _, err := a.Authenticate(ctx, jwt("b")); err != nil || rev.calls != 5 {
+		t.Fatalf("b: %v, reviews = %d; want b evicted and reviewed again", err, rev.calls)
 	}
 }

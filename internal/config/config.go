@@ -41,8 +41,9 @@ type Config struct {
 	LeaderElectionNamespace string
 	LeaseDuration           time.Duration
 
-	AdminGroups  []string
-	AuthCacheTTL time.Duration
+	AdminGroups    []string
+	AuthCacheTTL   time.Duration
+	AuthRequireJWT bool
 
 	UploadPartTimeout time.Duration
 	FinalizeLimit     int
@@ -104,6 +105,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		LeaseDuration:            r.duration("LEASE_DURATION", 15*time.Second),
 		AdminGroups:              r.list("ADMIN_GROUPS", nil),
 		AuthCacheTTL:             r.duration("AUTH_CACHE_TTL", 30*time.Second),
+		AuthRequireJWT:           r.boolean("AUTH_REQUIRE_JWT", true),
 		UploadPartTimeout:        r.duration("UPLOAD_PART_TIMEOUT", 25*time.Second),
 		StaleLockAfter:           r.duration("STALE_LOCK_AFTER", session.DefaultStaleLockAfter),
 		SessionTTL:               r.duration("SESSION_TTL", time.Hour),

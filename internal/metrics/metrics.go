@@ -4,6 +4,8 @@
 package metrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -43,6 +45,13 @@ var (
 	// RequestsInFlight is the number of upload API requests being served.
 	RequestsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "mocupload_http_requests_in_flight", Help: "Upload API requests being served."})
+	// AuthRejections counts refused bearer tokens by reason (malformed: not a
+	// JWT, refused without a review; rejected: the API server said no) and by
+	// source address (the first MaxAuthSources seen; "other" after that, so a
+	// flood from many addresses cannot grow the series without bound).
+	AuthRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mocupload_auth_rejections_total", Help: "Bearer tokens refused, by reason and source address."},
+		[]string{"reason", "source"})
 	// SessionsByPhase is the number of UploadSessions per phase, as the reconciler last saw them.
 	SessionsByPhase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mocupload_sessions", Help: "UploadSessions by phase (reconciler's cache)."}, []string{"phase"})
@@ -50,7 +59,29 @@ var (
 
 func init() {
 	crmetrics.Registry.MustRegister(PartsReceived, PartBytes, PartDuration, S3Retries, S3Exhaustions, Finalizes,
-		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, SessionsByPhase, RequestsInFlight)
+		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, SessionsByPhase, RequestsInFlight, AuthRejections)
+}
+
+// MaxAuthSources bounds the source addresses AuthRejections names.
+const MaxAuthSources = 256
+
+var (
+	authSourcesMu sync.Mutex
+	authSources   = map[string]bool{}
+)
+
+// AuthRejected counts a refused token from source (a client address).
+func AuthRejected(reason, source string) {
+	authSourcesMu.Lock()
+	if !authSources[source] {
+		if len(authSources) < MaxAuthSources {
+			authSources[source] = true
+		} else {
+			source = "other"
+		}
+	}
+	authSourcesMu.Unlock()
+	AuthRejections.WithLabelValues(reason, source).Inc()
 }
 
 // RegisterPartBuffers exports the part buffer pool's counters, read at each
