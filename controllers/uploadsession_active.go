@@ -159,18 +159,27 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.Up
 	case errors.Is(err, uploads.ErrExpired):
 		return r.expire(ctx, us, id)
 	case errors.As(err, &lost):
-		return ctrl.Result{}, r.markFailed(ctx, us, err.Error())
+		return ctrl.Result{}, r.markFailed(ctx, us, fmt.Sprintf("the S3 multipart upload of file %s is lost; the session cannot be finalized", lost.FileID))
 	case errors.As(err, &s3e):
-		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonS3Unavailable, "Finalize", "%v", err)
-		_ = r.blockFinalize(ctx, us, uploadsv1.ReasonS3Unavailable, err.Error(), "")
+		// What S3 said stays in the operator's log (the returned error);
+		// the tenant's resource gets a stable message.
+		_ = r.blockFinalize(ctx, us, uploadsv1.ReasonS3Unavailable, msgS3Unavailable, "")
 		return ctrl.Result{}, err
 	case errors.As(err, &notActive):
 		return ctrl.Result{}, nil
 	default:
-		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonFinalizeFailed, "Finalize", "%v", err)
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonFinalizeFailed, "Finalize", "%s", msgRetrying)
 		return ctrl.Result{}, err
 	}
 }
+
+// Messages for tenants' resources when a dependency fails: what failed and
+// that it is retried, never the dependency's own error text (addresses, keys,
+// SQL), which goes to the operator's log.
+const (
+	msgS3Unavailable = "S3 is unavailable; the operator retries (details in the operator's log)"
+	msgRetrying      = "the operator could not complete this step; it retries (details in the operator's log)"
+)
 
 // markFailed moves the resource to Failed: its session lost an S3 multipart
 // upload and can never be finalized (the engine has marked it failed in

@@ -187,14 +187,14 @@ func (r *UploadSessionReconciler) reconcilePending(ctx context.Context, us *uplo
 	var invalid *uploads.ValidationError
 	if errors.As(err, &invalid) {
 		msg := fmt.Sprintf("invalid spec: %v", invalid.Details)
-		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonInvalidSpec, "Activate", msg)
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonInvalidSpec, "Activate", "%s", msg)
 		return ctrl.Result{}, r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
 			setPhase(st, uploadsv1.PhaseFailed, msg)
 			setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonInvalidSpec, msg)
 		})
 	}
 	if err != nil {
-		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, "ActivateFailed", "Activate", "%v", err)
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, "ActivateFailed", "Activate", "%s", msgRetrying)
 		return ctrl.Result{}, fmt.Errorf("activate session %s: %w", id, err)
 	}
 	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {

@@ -38,7 +38,7 @@ func (r *UploadSessionReconciler) reconcileDelete(ctx context.Context, us *uploa
 		return ctrl.Result{RequeueAfter: inProgress.RetryAfter}, nil
 	}
 	if err != nil {
-		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, "AbortFailed", "Delete", "%v", err)
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, "AbortFailed", "Delete", "%s", msgRetrying)
 		return ctrl.Result{}, fmt.Errorf("discard session %s: %w", id, err)
 	}
 	orig := us.DeepCopy()

@@ -139,8 +139,10 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 			writeError(w, http.StatusBadRequest, "CHECKSUM_MISMATCH", nil)
 			return
 		case objectstore.IsClientError(err):
+			// What S3 said (it names the bucket, the key, the request) is for
+			// the operator's log; the client gets the stable code.
 			log.Error(err, "S3 refused the part")
-			writeError(w, http.StatusBadRequest, "INVALID_PART", map[string]any{"message": pe.Err.Error()})
+			writeError(w, http.StatusBadRequest, "INVALID_PART", nil)
 			return
 		}
 		log.Error(err, "S3 retries exhausted")

@@ -183,3 +183,33 @@ func TestPartFinishingAfterTheSessionEndedAnswers(t *testing.T) {
 		})
 	}
 }
+
+// What S3 says when it refuses a part (it names the bucket, the key and the
+// request) stays in the operator's log: the client gets the stable code only.
+func TestRefusedPartAnswersOnlyTheCode(t *testing.T) {
+	target, err := url.Parse(testS3.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	denying := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Query().Has("partNumber") {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>`+
+				`<Message>Access Denied to arn:aws:s3:::mocs/internal-key by role operator-prod</Message></Error>`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer denying.Close()
+	s := newSession(t, testService(t, nil), 100)
+	opts := testS3.Options()
+	opts.Endpoint = denying.URL
+	srv := serve(t, testService(t, &opts), 20*time.Second)
+	a := s.putPart(t, srv.URL, 1)
+	if a.status != http.StatusBadRequest || a.code() != "INVALID_PART" || len(a.body) != 1 {
+		t.Fatalf("= %d %v; want 400 with nothing but the INVALID_PART code", a.status, a.body)
+	}
+}
