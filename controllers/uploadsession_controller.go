@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,9 +45,13 @@ type UploadSessionReconciler struct {
 	// even without events: a replica that died after committing (or while
 	// holding the lock) sends no event, and PostgreSQL is the truth.
 	Resync time.Duration
-	// Retention is how long Finalized and Expired resources are kept
+	// Retention is how long Finalized resources are kept
 	// (SESSION_RETENTION); the MOC rows and objects stay after.
 	Retention time.Duration
+	// ExpiredRetention is how long Expired resources are kept
+	// (EXPIRED_RETENTION): they hold nothing any more, and a loop of sessions
+	// left to expire must not pile up in etcd and every informer's cache.
+	ExpiredRetention time.Duration
 	// Timeout bounds one reconcile (RECONCILE_TIMEOUT, default 5m), so a
 	// dependency that accepts connections and never answers cannot hold a
 	// worker forever; every S3 and SQL call also has a deadline of its own.
@@ -58,25 +62,28 @@ type UploadSessionReconciler struct {
 // declarative finalize cut short by it resumes where it stopped.
 const DefaultReconcileTimeout = 5 * time.Minute
 
-// reconcileRetention deletes a Finalized or Expired resource once its
-// retention is over. A finalized session stays readable over HTTP from
-// PostgreSQL; an expired one's rows go with it.
+// reconcileRetention deletes a terminal resource once its retention is over:
+// SESSION_RETENTION after finalization (the session stays readable over HTTP
+// from PostgreSQL), EXPIRED_RETENTION after expiry (its rows go with it).
+// Failed resources stay until someone deletes them: their reason is for a
+// person to read.
 func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, us *uploadsv1.UploadSession) (ctrl.Result, error) {
 	var since *metav1.Time
+	retention := r.ExpiredRetention
 	switch us.Status.Phase {
 	case uploadsv1.PhaseFinalized:
-		since = us.Status.FinalizedAt
+		since, retention = us.Status.FinalizedAt, r.Retention
 	case uploadsv1.PhaseExpired:
 		since = us.Status.ExpiresAt
 	}
-	if since == nil || r.Retention <= 0 {
+	if since == nil || retention <= 0 {
 		return ctrl.Result{}, nil
 	}
-	if wait := since.Add(r.Retention).Sub(r.now()); wait > 0 {
+	if wait := since.Add(retention).Sub(r.now()); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	log.FromContext(ctx).Info("retention over; deleting the resource", "phase", us.Status.Phase, "retention", r.Retention.String())
-	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, "RetentionExpired", "Delete", "Deleted after a retention of %s", r.Retention)
+	log.FromContext(ctx).Info("retention over; deleting the resource", "phase", us.Status.Phase, "retention", retention.String())
+	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, "RetentionExpired", "Delete", "Deleted after a retention of %s", retention)
 	return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, us))
 }
 

@@ -46,6 +46,17 @@ type API struct {
 	Limiter     RateLimiter
 	LimitCount  int
 	LimitWindow string
+	// CreateLimiter rate-limits session creation per user (admins exempt);
+	// nil: no limit.
+	CreateLimiter     RateLimiter
+	CreateLimitCount  int
+	CreateLimitWindow string
+	// MaxActiveSessions caps a user's sessions not finalized, expired or
+	// failed (admins exempt); 0: no cap.
+	MaxActiveSessions int
+	// UploadGroups, when set, are the only groups (besides admins) whose
+	// members may create sessions.
+	UploadGroups []string
 	// SlugStrategy is SLUG_CONFLICT_STRATEGY, returned as retryStrategy.
 	SlugStrategy string
 	// CORS for browser uploads of parts.

@@ -33,10 +33,7 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request, u auth.User) {
 	if a.Limiter != nil && !u.Admin {
 		if ok, retry := a.Limiter.Allow(r, u.Name); !ok {
 			metrics.RateLimitRefusals.Inc()
-			setRetryAfter(w, retry)
-			writeError(w, http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED", map[string]any{
-				"retryAfter": retry, "limit": a.LimitCount, "window": a.LimitWindow,
-			})
+			tooMany(w, retry, a.LimitCount, a.LimitWindow)
 			return
 		}
 	}
@@ -74,6 +71,15 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request, u auth.User) {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, mocJSON(res.MOC))
+}
+
+// tooMany answers 429 RATE_LIMIT_EXCEEDED with retryAfter (and Retry-After),
+// the limit and its window ("1m", or "active" for the active-session cap).
+func tooMany(w http.ResponseWriter, retryAfter, limit int, window string) {
+	setRetryAfter(w, retryAfter)
+	writeError(w, http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED", map[string]any{
+		"retryAfter": retryAfter, "limit": limit, "window": window,
+	})
 }
 
 func validateFinalize(b finalizeBody) []session.FieldError {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,11 +68,16 @@ func TestMain(m *testing.M) {
 	}())
 }
 
-// tokenUsers authenticates a token as the user of that name.
+// tokenUsers authenticates a token "name" or "name|group,group" as that user.
 type tokenUsers struct{}
 
 func (tokenUsers) Review(_ context.Context, token string) (auth.User, bool, error) {
-	return auth.User{Name: token}, true, nil
+	name, groups, _ := strings.Cut(token, "|")
+	u := auth.User{Name: name}
+	if groups != "" {
+		u.Groups = strings.Split(groups, ",")
+	}
+	return u, true, nil
 }
 
 // testService is an upload engine on the test database and S3 (opts, if

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
+	"github.com/mocs-dev/upload-operator/internal/metrics"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
@@ -42,6 +44,17 @@ type fileJSON struct {
 func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User) {
 	ctx := r.Context()
 	log := logr.FromContextOrDiscard(ctx)
+	if !a.mayUpload(u) {
+		writeError(w, http.StatusForbidden, "FORBIDDEN", nil)
+		return
+	}
+	if a.CreateLimiter != nil && !u.Admin {
+		if ok, retry := a.CreateLimiter.Allow(r, u.Name); !ok {
+			metrics.RateLimitRefusals.Inc()
+			tooMany(w, retry, a.CreateLimitCount, a.CreateLimitWindow)
+			return
+		}
+	}
 	var body createSessionBody
 	if !a.readJSON(w, r, &body) {
 		return
@@ -49,6 +62,17 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 	id := uuid.New()
 	req := uploads.Request{SessionID: id, Owner: u.Name, Files: body.Files, PartSizeBytes: body.PartSizeBytes,
 		Namespace: a.SessionNamespace, Name: id.String()}
+	if a.MaxActiveSessions > 0 && !u.Admin {
+		req.MaxActive = a.MaxActiveSessions
+		// A cheap look first; the exact count is taken with the session's rows.
+		if n, err := a.Uploads.ActiveSessions(ctx, u.Name); err != nil {
+			a.internal(w, r, err)
+			return
+		} else if n >= a.MaxActiveSessions {
+			tooMany(w, activeCapRetryAfter, a.MaxActiveSessions, "active")
+			return
+		}
+	}
 	if _, err := a.Uploads.Validate(req); err != nil {
 		var ve *uploads.ValidationError
 		if errors.As(err, &ve) {
@@ -100,6 +124,8 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 		log.Error(err, "activate session", "sessionId", id.String())
 		a.abandon(context.WithoutCancel(ctx), log, us)
 		switch {
+		case errors.Is(err, uploads.ErrTooManyActive):
+			tooMany(w, activeCapRetryAfter, a.MaxActiveSessions, "active")
 		case errors.Is(err, uploads.ErrSessionNotFound):
 			writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", nil)
 		case isS3(err):
@@ -119,6 +145,20 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 		"sessionId": id.String(), "status": act.Session.Status, "partSizeBytes": act.Session.PartSizeBytes,
 		"expiresAt": act.Session.ExpiresAt.UTC().Format(time.RFC3339Nano), "files": files,
 	})
+}
+
+// activeCapRetryAfter is what a client over the active-session cap is told
+// to wait: sessions end when they are finalized or expire, which no server
+// can foresee; half a minute is a polite pace to ask again.
+const activeCapRetryAfter = 30
+
+// mayUpload: when UPLOAD_ALLOWED_GROUPS is set, only its members (and
+// admins) may create sessions.
+func (a *API) mayUpload(u auth.User) bool {
+	if len(a.UploadGroups) == 0 || u.Admin {
+		return true
+	}
+	return slices.ContainsFunc(u.Groups, func(g string) bool { return slices.Contains(a.UploadGroups, g) })
 }
 
 // invalidObject turns the API server's refusal of an invalid object into

@@ -128,6 +128,8 @@ func (e *evidence) startReplica(root string) (func(), error) {
 		"HTTP_ADDR": addr, "METRICS_ADDR": "0", "PROBE_ADDR": "0", "LOG_FORMAT": "json",
 		"S3_ENDPOINT": "http://" + e.s3.Addr, "UPLOAD_PART_TIMEOUT": "2s",
 		"WATCH_NAMESPACE": "mocupload-evidence-none", "ADMIN_GROUPS": "system:serviceaccounts:mocupload-admins",
+		// The plan creates many sessions as one user; the creation limits are not what it shows.
+		"SESSION_CREATE_RATE_LIMIT": "1000/1m", "MAX_ACTIVE_SESSIONS_PER_USER": "1000",
 	}
 	for _, k := range []string{"KUBECONFIG", "DATABASE_URL", "REDIS_URL", "S3_BUCKET", "AWS_ACCESS_KEY_ID",
 		"AWS_SECRET_ACCESS_KEY", "SESSION_NAMESPACE", "ALLOW_BROWSER_UPLOADS", "ALLOWED_UPLOAD_ORIGINS"} {

@@ -151,13 +151,14 @@ func run() error {
 		Buffers: buffers,
 	}
 	if err := (&controllers.UploadSessionReconciler{
-		Client:    mgr.GetClient(),
-		Scheme:    mgr.GetScheme(),
-		Recorder:  mgr.GetEventRecorder("upload-operator"),
-		Uploads:   svc,
-		Resync:    cfg.ResyncInterval,
-		Retention: cfg.SessionRetention,
-		Timeout:   cfg.ReconcileTimeout,
+		Client:           mgr.GetClient(),
+		Scheme:           mgr.GetScheme(),
+		Recorder:         mgr.GetEventRecorder("upload-operator"),
+		Uploads:          svc,
+		Resync:           cfg.ResyncInterval,
+		Retention:        cfg.SessionRetention,
+		ExpiredRetention: cfg.ExpiredRetention,
+		Timeout:          cfg.ReconcileTimeout,
 	}).SetupWithManager(mgr, 8); err != nil {
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
@@ -177,25 +178,32 @@ func run() error {
 	defer rdb.Close()
 	limiter := &ratelimit.Limiter{Redis: rdb, Prefix: cfg.RedisKeyPrefix, Limit: cfg.FinalizeLimit,
 		Window: cfg.FinalizeWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc}
+	createLimiter := &ratelimit.Limiter{Redis: rdb, Prefix: cfg.RedisKeyPrefix, Name: "create", Limit: cfg.CreateLimit,
+		Window: cfg.CreateWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc}
 	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
 	api := &webhook.API{
 		Log: logger.WithName("api"),
 		Auth: &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: clientset}, AdminGroups: cfg.AdminGroups,
 			TTL: cfg.AuthCacheTTL, RequireJWT: cfg.AuthRequireJWT},
-		Uploads:          svc,
-		Kube:             mgr.GetClient(),
-		KubeReader:       mgr.GetAPIReader(),
-		FinalizeTimeout:  cfg.FinalizeTimeout,
-		SessionNamespace: cfg.SessionNamespace,
-		PartTimeout:      cfg.UploadPartTimeout,
-		Notify:           notifier.Notify,
-		SlugStrategy:     cfg.SlugConflictStrategy,
-		CORS:             webhook.CORS{Enabled: cfg.AllowBrowserUploads, Origins: cfg.AllowedUploadOrigins},
-		Limiter:          ratelimit.HTTP{Limiter: limiter},
-		LimitCount:       cfg.FinalizeLimit,
-		LimitWindow:      config.FormatWindow(cfg.FinalizeWindow),
-		MaxJSONBody:      cfg.MaxJSONBodyBytes,
-		JSONBodyTimeout:  cfg.JSONBodyTimeout,
+		Uploads:           svc,
+		Kube:              mgr.GetClient(),
+		KubeReader:        mgr.GetAPIReader(),
+		FinalizeTimeout:   cfg.FinalizeTimeout,
+		SessionNamespace:  cfg.SessionNamespace,
+		PartTimeout:       cfg.UploadPartTimeout,
+		Notify:            notifier.Notify,
+		SlugStrategy:      cfg.SlugConflictStrategy,
+		CORS:              webhook.CORS{Enabled: cfg.AllowBrowserUploads, Origins: cfg.AllowedUploadOrigins},
+		Limiter:           ratelimit.HTTP{Limiter: limiter},
+		LimitCount:        cfg.FinalizeLimit,
+		LimitWindow:       config.FormatWindow(cfg.FinalizeWindow),
+		CreateLimiter:     ratelimit.HTTP{Limiter: createLimiter},
+		CreateLimitCount:  cfg.CreateLimit,
+		CreateLimitWindow: config.FormatWindow(cfg.CreateWindow),
+		MaxActiveSessions: cfg.MaxActiveSessions,
+		UploadGroups:      cfg.UploadGroups,
+		MaxJSONBody:       cfg.MaxJSONBodyBytes,
+		JSONBodyTimeout:   cfg.JSONBodyTimeout,
 	}
 	if err := mgr.Add(&controllers.PhaseGauge{Client: mgr.GetClient()}); err != nil {
 		return err

@@ -48,6 +48,11 @@ type Config struct {
 	UploadPartTimeout time.Duration
 	FinalizeLimit     int
 	FinalizeWindow    time.Duration
+	CreateLimit       int
+	CreateWindow      time.Duration
+	MaxActiveSessions int
+	UploadGroups      []string
+	ExpiredRetention  time.Duration
 	StaleLockAfter    time.Duration
 	SessionTTL        time.Duration
 	SessionRetention  time.Duration
@@ -110,6 +115,9 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		StaleLockAfter:           r.duration("STALE_LOCK_AFTER", session.DefaultStaleLockAfter),
 		SessionTTL:               r.duration("SESSION_TTL", time.Hour),
 		SessionRetention:         r.duration("SESSION_RETENTION", 168*time.Hour),
+		ExpiredRetention:         r.duration("EXPIRED_RETENTION", 10*time.Minute),
+		MaxActiveSessions:        r.integer("MAX_ACTIVE_SESSIONS_PER_USER", 20),
+		UploadGroups:             r.list("UPLOAD_ALLOWED_GROUPS", nil),
 		ResyncInterval:           r.duration("RESYNC_INTERVAL", 30*time.Second),
 		ReadHeaderTimeout:        r.duration("HTTP_READ_HEADER_TIMEOUT", 10*time.Second),
 		ShutdownGrace:            r.duration("SHUTDOWN_GRACE", 30*time.Second),
@@ -131,6 +139,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		LogFormat:                r.str("LOG_FORMAT", "json"),
 	}
 	c.FinalizeLimit, c.FinalizeWindow = r.rate("FINALIZE_RATE_LIMIT", "10/1m")
+	c.CreateLimit, c.CreateWindow = r.rate("SESSION_CREATE_RATE_LIMIT", "30/1m")
 	if c.MaxPartSizeBytes < session.MinPartSize || c.MaxPartSizeBytes > session.MaxPartSize {
 		r.fail("MAX_PART_SIZE_BYTES", fmt.Sprint(c.MaxPartSizeBytes), "between 5MiB and 5GiB")
 	}

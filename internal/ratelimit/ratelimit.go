@@ -41,6 +41,8 @@ return {0, tonumber(oldest[2]) + window - now}
 type Limiter struct {
 	Redis  *redis.Client
 	Prefix string // REDIS_KEY_PREFIX
+	// Name tells limits apart in Redis ("finalize" when empty; "create").
+	Name string
 	Limit  int
 	Window time.Duration
 	// OnFailOpen, if set, counts requests allowed because Redis was unreachable.
@@ -81,7 +83,13 @@ func (quiet) Printf(context.Context, string, ...any) {}
 const decisionTimeout = 500 * time.Millisecond
 
 // Key is the Redis key of a user's log.
-func (l *Limiter) Key(user string) string { return l.Prefix + "ratelimit:finalize:" + user }
+func (l *Limiter) Key(user string) string {
+	name := l.Name
+	if name == "" {
+		name = "finalize"
+	}
+	return l.Prefix + "ratelimit:" + name + ":" + user
+}
 
 // Allow records the request if it may pass. Redis unreachable → allowed (the
 // PM's fail-open decision: availability over strictness), logged WARN and counted.

@@ -73,10 +73,15 @@ func lockFree(stale string) string {
 // The existing row wins: it returns what is stored (a row written before
 // resources' UIDs were recorded takes the UID of the resource it names). The
 // caller checks the row is bound to its resource before it uses it.
-func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File) (Session, error) {
+func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File, maxActive int) (Session, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if maxActive > 0 {
+			if err := underActiveCap(ctx, tx, sess, maxActive); err != nil {
+				return err
+			}
+		}
 		_, err := tx.Exec(ctx, `
 			INSERT INTO upload_sessions (id, user_id, status, part_size_bytes, expires_at, k8s_namespace, k8s_name, k8s_uid)
 			VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
@@ -109,6 +114,33 @@ func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File) (
 		return Session{}, err
 	}
 	return s.GetSession(ctx, sess.ID)
+}
+
+// ErrTooManyActive: the owner has as many unfinished sessions as allowed.
+var ErrTooManyActive = errors.New("too many active sessions")
+
+// underActiveCap refuses a new session when its owner already has maxActive
+// sessions that are not finalized, expired or failed. Sessions of one owner
+// are counted under a transaction-scoped advisory lock on the owner, so two
+// creations at once cannot both slip under the cap.
+func underActiveCap(ctx context.Context, tx pgx.Tx, sess Session, maxActive int) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('mocupload-active:' || $1, 0))`, sess.UserID); err != nil {
+		return fmt.Errorf("lock sessions of %s: %w", sess.UserID, err)
+	}
+	var n int
+	if err := tx.QueryRow(ctx, `
+		SELECT count(*) FROM upload_sessions
+		WHERE user_id = $1 AND id <> $2 AND status IN ('pending', 'active', 'finalizing')`, sess.UserID, sess.ID).Scan(&n); err != nil {
+		return fmt.Errorf("count sessions of %s: %w", sess.UserID, err)
+	}
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM upload_sessions WHERE id = $1)`, sess.ID).Scan(&exists); err != nil {
+		return err
+	}
+	if n >= maxActive && !exists {
+		return ErrTooManyActive
+	}
+	return nil
 }
 
 const sessionCols = `id, user_id, status, part_size_bytes, finalizing_at,
@@ -300,4 +332,18 @@ func (s *Store) DeleteClaimedSession(ctx context.Context, id uuid.UUID) error {
 		return fmt.Errorf("delete session %s: %w", id, err)
 	}
 	return nil
+}
+
+// ActiveSessions counts an owner's sessions that are not finalized, expired or
+// failed.
+func (s *Store) ActiveSessions(ctx context.Context, owner string) (int, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var n int
+	err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM upload_sessions
+		WHERE user_id = $1 AND status IN ('pending', 'active', 'finalizing')`, owner).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count sessions of %s: %w", owner, err)
+	}
+	return n, nil
 }

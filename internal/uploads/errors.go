@@ -12,6 +12,8 @@ var (
 	ErrSessionNotFound = errors.New("session not found")
 	ErrFileNotFound    = errors.New("file not found")
 	ErrExpired         = errors.New("session expired")
+	// ErrTooManyActive: the owner has as many unfinished sessions as allowed.
+	ErrTooManyActive = errors.New("too many active sessions")
 	// ErrBoundElsewhere: the session belongs to another resource or owner.
 	ErrBoundElsewhere = errors.New("the session id belongs to another resource")
 )

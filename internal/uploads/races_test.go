@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/faultproxy"
@@ -366,4 +367,33 @@ func TestLostReplyToAnUploadRecordDoesNotBrickTheSession(t *testing.T) {
 		t.Fatalf("finalize: %v", err)
 	}
 	assertOneMOC(t, svc, ts)
+}
+
+// The active-session cap holds under concurrency: of ten sessions activated at
+// once for an owner with a cap of three, exactly three are created.
+func TestActiveSessionCapHoldsUnderConcurrency(t *testing.T) {
+	svc, _ := newService(t)
+	owner := "system:serviceaccount:cap:" + uuid.NewString()[:8]
+	results := make(chan error, 10)
+	for range 10 {
+		go func() {
+			_, err := svc.Activate(context.Background(), uploads.Request{SessionID: uuid.New(), Owner: owner, MaxActive: 3,
+				Files: []session.File{{Name: "a.pdf", ContentType: "application/pdf", SizeBytes: 1}}})
+			results <- err
+		}()
+	}
+	created, refused := 0, 0
+	for range 10 {
+		switch err := <-results; {
+		case err == nil:
+			created++
+		case errors.Is(err, uploads.ErrTooManyActive):
+			refused++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if created != 3 || refused != 7 {
+		t.Fatalf("created %d, refused %d; want 3 and 7", created, refused)
+	}
 }

@@ -46,6 +46,9 @@ type Request struct {
 	// Namespace, Name and UID of the session's custom resource: the session
 	// is bound to it, and to Owner.
 	Namespace, Name, UID string
+	// MaxActive, when set, refuses the session (ErrTooManyActive) if its owner
+	// already has this many sessions not finalized, expired or failed.
+	MaxActive int
 }
 
 // ValidationError lists what is wrong with a request.
@@ -104,7 +107,10 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 	sess, err := s.DB.EnsureSession(ctx, store.Session{
 		ID: req.SessionID, UserID: req.Owner, PartSizeBytes: partSize,
 		ExpiresAt: s.Now().Add(s.SessionTTL), Namespace: req.Namespace, Name: req.Name, UID: req.UID,
-	}, files)
+	}, files, req.MaxActive)
+	if errors.Is(err, store.ErrTooManyActive) {
+		return Active{}, ErrTooManyActive
+	}
 	if err != nil {
 		return Active{}, err
 	}
@@ -216,6 +222,12 @@ func (s *Service) recordedUploadID(ctx context.Context, fileID uuid.UUID) (strin
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// ActiveSessions counts an owner's sessions that are not finalized, expired
+// or failed.
+func (s *Service) ActiveSessions(ctx context.Context, owner string) (int, error) {
+	return s.DB.ActiveSessions(ctx, owner)
 }
 
 // Ref is the resource a request comes from.

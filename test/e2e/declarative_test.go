@@ -177,7 +177,11 @@ func startReplica(t *testing.T, extra map[string]string) replica {
 	}
 	env := stack.ManagerEnv(addr)
 	env["ADMIN_GROUPS"] = "system:serviceaccounts:" + adminNamespace
-	env["FINALIZE_RATE_LIMIT"] = "1000/1m" // tests of the limit set their own
+	// Many tests create and finalize as the same user; the limits themselves
+	// are tested on replicas of their own.
+	env["FINALIZE_RATE_LIMIT"] = "1000/1m"
+	env["SESSION_CREATE_RATE_LIMIT"] = "1000/1m"
+	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
 	maddr, err := localenv.FreeAddr()
 	if err != nil {
 		t.Fatal(err)

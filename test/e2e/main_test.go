@@ -108,6 +108,8 @@ func run(m *testing.M) (int, error) {
 	env["LOG_LEVEL"] = "debug"
 	// Many tests finalize as the same user; the limit itself is tested on replicas of its own.
 	env["FINALIZE_RATE_LIMIT"] = "1000/1m"
+	env["SESSION_CREATE_RATE_LIMIT"] = "1000/1m"
+	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
 	if manager, err = localenv.StartProcess(bin, env, logf); err != nil {
 		return 0, err
 	}
