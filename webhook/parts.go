@@ -12,6 +12,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/metrics"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
+	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
@@ -128,6 +129,13 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 		return
 	case errors.As(err, &notActive):
 		writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", map[string]any{"status": notActive.Status})
+		return
+	case errors.Is(err, partbuf.ErrSpillBudget):
+		// Memory and the spill budget are taken by parts in flight: a moment
+		// later there is room. The body was not read, so the connection goes.
+		w.Header().Set("Connection", "close")
+		setRetryAfter(w, s3RetryAfterSeconds)
+		writeError(w, http.StatusServiceUnavailable, "SERVER_BUSY", map[string]any{"retryable": true})
 		return
 	case errors.As(err, &pe) && pe.Stage == "read":
 		log.Error(err, "part body not received")

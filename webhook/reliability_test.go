@@ -16,6 +16,7 @@ import (
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
 )
 
@@ -211,5 +212,31 @@ func TestRefusedPartAnswersOnlyTheCode(t *testing.T) {
 	a := s.putPart(t, srv.URL, 1)
 	if a.status != http.StatusBadRequest || a.code() != "INVALID_PART" || len(a.body) != 1 {
 		t.Fatalf("= %d %v; want 400 with nothing but the INVALID_PART code", a.status, a.body)
+	}
+}
+
+// Parts that do not fit in memory are spilled within SPILL_BUDGET_BYTES: a
+// part that would go past it is answered 503 SERVER_BUSY with Retry-After
+// instead of filling the node's disk.
+func TestSpillBudgetAnswersBusy(t *testing.T) {
+	svc := testService(t, nil)
+	svc.Buffers = partbuf.New(1, t.TempDir()) // no memory: every part spills
+	svc.Buffers.SpillBudget = 6 * session.MiB
+	srv := serve(t, svc, 25*time.Second)
+	first, second := newSession(t, svc, 6*session.MiB), newSession(t, svc, 6*session.MiB)
+	g := hold(t, "part/before-s3")
+	held := make(chan answer, 1)
+	go func() { held <- first.putPart(t, srv.URL, 1) }() // 5 MiB on disk while held
+	reached(t, g)
+	a := second.putPart(t, srv.URL, 1)
+	if a.status != http.StatusServiceUnavailable || a.code() != "SERVER_BUSY" || a.header.Get("Retry-After") == "" {
+		t.Fatalf("a part past the spill budget: %d %v", a.status, a.body)
+	}
+	g.Release()
+	if a := <-held; a.status != http.StatusOK {
+		t.Fatalf("the held part: %d %v", a.status, a.body)
+	}
+	if a := second.putPart(t, srv.URL, 1); a.status != http.StatusOK {
+		t.Fatalf("the refused part, sent again: %d %v", a.status, a.body)
 	}
 }

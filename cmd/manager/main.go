@@ -143,6 +143,7 @@ func run() error {
 	// Parts free their memory within about a transfer time on a busy replica;
 	// waiting that long beats spilling to disk (see internal/partbuf).
 	buffers.WaitForMemory = 2 * time.Second
+	buffers.SpillBudget = cfg.SpillBudget
 	metrics.RegisterPartBuffers(buffers)
 	svc := &uploads.Service{
 		DB: db, S3: s3, SessionTTL: cfg.SessionTTL, StaleLockAfter: cfg.StaleLockAfter, Now: time.Now,

@@ -69,6 +69,7 @@ type Config struct {
 	MaxJSONBodyBytes    int64
 	JSONBodyTimeout     time.Duration
 	PartBufferBudget    int64
+	SpillBudget         int64
 	SpillDir            string
 
 	SlugConflictStrategy string
@@ -130,6 +131,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		MaxJSONBodyBytes:         r.bytes("MAX_JSON_BODY_BYTES", 64<<10),
 		JSONBodyTimeout:          r.duration("JSON_BODY_TIMEOUT", 10*time.Second),
 		PartBufferBudget:         r.bytes("PART_BUFFER_BUDGET_BYTES", 256*session.MiB),
+		SpillBudget:              r.bytes("SPILL_BUDGET_BYTES", 2*session.GiB),
 		SpillDir:                 r.str("SPILL_DIR", os.TempDir()),
 		SlugConflictStrategy:     r.str("SLUG_CONFLICT_STRATEGY", "AUTO_APPEND"),
 		RedisKeyPrefix:           r.str("REDIS_KEY_PREFIX", "mocupload:"),

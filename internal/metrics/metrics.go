@@ -97,6 +97,9 @@ func RegisterPartBuffers(pool *partbuf.Pool) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mocupload_part_buffer_bytes_in_use",
 			Help: "Memory held by parts in flight, within PART_BUFFER_BUDGET_BYTES."},
 			func() float64 { return float64(pool.Stats().InUseBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mocupload_part_buffer_spilled_bytes_in_use",
+			Help: "Disk held by spilled parts in flight, within SPILL_BUDGET_BYTES."},
+			func() float64 { return float64(pool.Stats().SpilledBytes) }),
 	)
 }
 

@@ -34,6 +34,12 @@ type Pool struct {
 	// WaitForMemory is how long a part that fits the budget waits for memory
 	// taken by other parts before it is spilled (0: spill at once).
 	WaitForMemory time.Duration
+	// SpillBudget bounds the bytes of all spilled parts together (0: no
+	// bound). Spill files are unlinked, so kubelet's disk accounting of the
+	// directory does not see them: without a bound, enough large parts at once
+	// fill the node's disk. A part that would exceed it is refused with
+	// ErrSpillBudget, for the client to send again later.
+	SpillBudget int64
 
 	budget   int64
 	sem      *semaphore.Weighted
@@ -41,6 +47,7 @@ type Pool struct {
 
 	mu      sync.Mutex
 	spilled int64 // parts spilled so far (for metrics and tests)
+	onDisk  int64 // bytes of the spill files open now
 	waited  int64 // parts that waited for memory
 	// Free slabs by size, reused between parts. Slabs in use plus free slabs
 	// never exceed the budget, so the buffers' memory is bounded by the budget
@@ -67,6 +74,10 @@ type Buffer interface {
 // ErrShortBody means the client sent fewer bytes than it announced.
 var ErrShortBody = errors.New("request body shorter than Content-Length")
 
+// ErrSpillBudget means neither memory nor the spill budget has room for the
+// part now.
+var ErrSpillBudget = errors.New("no room for the part: the memory and spill budgets are in use")
+
 // Fill reads exactly size bytes of r into a new buffer. Waiting for memory
 // ends with ctx too (the part's deadline), and the part is then spilled.
 func (p *Pool) Fill(ctx context.Context, r io.Reader, size int64) (Buffer, error) {
@@ -80,24 +91,46 @@ func (p *Pool) Fill(ctx context.Context, r io.Reader, size int64) (Buffer, error
 		}
 		return &memBuffer{Reader: bytes.NewReader((*slab)[:size]), pool: p, slab: slab, size: size}, nil
 	}
+	if !p.reserveDisk(size) {
+		return nil, ErrSpillBudget
+	}
 	f, err := os.CreateTemp(p.spillDir, "part-*")
 	if err != nil {
+		p.releaseDisk(size)
 		return nil, fmt.Errorf("spill file: %w", err)
 	}
 	_ = os.Remove(f.Name()) // unlinked at once: nothing is left behind, even on a crash
 	n, err := io.CopyN(f, r, size)
 	if err != nil {
 		f.Close()
+		p.releaseDisk(size)
 		return nil, readErr(err, int(n), size)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		f.Close()
+		p.releaseDisk(size)
 		return nil, err
 	}
 	p.mu.Lock()
 	p.spilled++
 	p.mu.Unlock()
-	return &fileBuffer{File: f}, nil
+	return &fileBuffer{File: f, pool: p, size: size}, nil
+}
+
+func (p *Pool) reserveDisk(size int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.SpillBudget > 0 && p.onDisk+size > p.SpillBudget {
+		return false
+	}
+	p.onDisk += size
+	return true
+}
+
+func (p *Pool) releaseDisk(size int64) {
+	p.mu.Lock()
+	p.onDisk -= size
+	p.mu.Unlock()
 }
 
 // acquire takes size bytes of the budget, waiting up to WaitForMemory.
@@ -126,13 +159,15 @@ type Stats struct {
 	Spilled, Waited int64
 	// InUseBytes is the memory held by parts in flight now.
 	InUseBytes int64
+	// SpilledBytes is the disk held by spilled parts in flight now.
+	SpilledBytes int64
 }
 
 // Stats returns the pool's counters.
 func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Spilled: p.spilled, Waited: p.waited, InUseBytes: p.inUse}
+	return Stats{Spilled: p.spilled, Waited: p.waited, InUseBytes: p.inUse, SpilledBytes: p.onDisk}
 }
 
 func readErr(err error, n int, size int64) error {
@@ -196,6 +231,22 @@ func (b *memBuffer) Close() error {
 }
 func (b *memBuffer) Spilled() bool { return false }
 
-type fileBuffer struct{ *os.File }
+type fileBuffer struct {
+	*os.File
+	pool   *Pool
+	size   int64
+	closed bool
+}
 
 func (b *fileBuffer) Spilled() bool { return true }
+
+// Close removes the (unlinked) spill file and gives its bytes back to the
+// spill budget.
+func (b *fileBuffer) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	b.pool.releaseDisk(b.size)
+	return b.File.Close()
+}

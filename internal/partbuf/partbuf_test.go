@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,11 +122,39 @@ func TestWaitForMemoryThenSpill(t *testing.T) {
 				want.Waited = 1
 			}
 			if tc.wantSpilled {
-				want.Spilled = 1
+				want.Spilled, want.SpilledBytes = 1, 6
 			}
 			if st := p.Stats(); st != want {
 				t.Fatalf("stats = %+v, want %+v", st, want)
 			}
 		})
 	}
+}
+
+// Spilled parts together stay within the spill budget: a part that would
+// exceed it is refused (ErrSpillBudget) and takes no disk; the bytes of a part
+// whose buffer is closed are free again.
+func TestSpillBudget(t *testing.T) {
+	t.Parallel()
+	p := New(1, t.TempDir()) // no memory: every part spills
+	p.SpillBudget = 10
+	a, err := p.Fill(context.Background(), strings.NewReader("0123456"), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Fill(context.Background(), strings.NewReader("abcd"), 4); !errors.Is(err, ErrSpillBudget) {
+		t.Fatalf("a part past the spill budget: %v, want ErrSpillBudget", err)
+	}
+	if got := p.Stats().SpilledBytes; got != 7 {
+		t.Fatalf("spilled bytes in use = %d, want 7", got)
+	}
+	if _, err := p.Fill(context.Background(), strings.NewReader("abc"), 3); err != nil {
+		t.Fatalf("a part within the budget: %v", err)
+	}
+	_ = a.Close()
+	b, err := p.Fill(context.Background(), strings.NewReader("abcdefg"), 7)
+	if err != nil {
+		t.Fatalf("after a spilled part was closed: %v", err)
+	}
+	_ = b.Close()
 }

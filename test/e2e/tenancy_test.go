@@ -104,3 +104,26 @@ func TestCopiedSessionIDLabelTouchesNothing(t *testing.T) {
 		t.Fatalf("victim's finalize: %d %s", r.status, r.raw)
 	}
 }
+
+// Expired resources hold nothing and are removed after EXPIRED_RETENTION
+// (minutes, not the week finalized ones stay), rows and all, so sessions left
+// to expire cannot pile up in etcd.
+func TestExpiredResourcesAreRemovedPromptly(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "expiring")
+	startReplica(t, map[string]string{"WATCH_NAMESPACE": ns, "SESSION_NAMESPACE": ns, "SESSION_TTL": "2s", "EXPIRED_RETENTION": "1s"})
+	deleteSessionsAtEnd(t, ns)
+	if err := k8s.Create(ctx, manifestSession(ns, "forgotten", user(t).name, nil)); err != nil {
+		t.Fatal(err)
+	}
+	us := waitPhase(t, ns, "forgotten", uploadsv1.PhaseExpired)
+	id := us.Status.SessionID
+	waitFor(t, 30*time.Second, "the expired resource to be removed", func() (bool, string) {
+		err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "forgotten"}, &uploadsv1.UploadSession{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	var rows int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM upload_sessions WHERE id = $1`, id).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("rows left: %d, %v", rows, err)
+	}
+}
