@@ -87,13 +87,20 @@ func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, us *up
 	return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, us))
 }
 
-// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/status,verbs=get;update;patch
+// The operator's permissions, least privilege: sessions everywhere (create: the
+// upload API creates sessions in SESSION_NAMESPACE; delete: retention;
+// assign-owner: it creates them in its callers' names, which the admission
+// policy allows only to those with this verb), their status and finalizers;
+// Events; TokenReviews (the upload API's callers) and SubjectAccessReviews
+// (who may read /metrics); Leases only in its own namespace (leader election).
+// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions,verbs=get;list;watch;create;patch;delete;assign-owner
+// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/status,verbs=get;patch
 // +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=system,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile reads like the state machine above: load, handle deletion, make
 // sure of the finalizer, then one step for the current phase.

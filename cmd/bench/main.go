@@ -165,6 +165,7 @@ func (b *bench) manager(extra map[string]string) (*manager, error) {
 	maddr, _ := localenv.FreeAddr()
 	env := b.st.ManagerEnv(addr)
 	env["METRICS_ADDR"] = maddr
+	env["METRICS_SECURE"] = "false" // the benchmark reads counters on loopback
 	env["LOG_LEVEL"] = "info"
 	env["FINALIZE_RATE_LIMIT"] = "100000/1m"
 	env["SPILL_DIR"] = filepath.Join(b.dir, "spill")

@@ -88,6 +88,9 @@ func run() error {
 	env := st.ManagerEnv(httpAddr)
 	env["REDIS_KEY_PREFIX"] = getenv("REDIS_KEY_PREFIX", "mocupload:")
 	env["METRICS_ADDR"] = getenv("METRICS_ADDR", "127.0.0.1:8080")
+	// On loopback, for a person at the machine: plain HTTP, as in a mesh that
+	// authenticates scrapers itself (production serves HTTPS with auth).
+	env["METRICS_SECURE"] = getenv("METRICS_SECURE", "false")
 	env["PROBE_ADDR"] = getenv("PROBE_ADDR", "127.0.0.1:8081")
 	env["SESSION_NAMESPACE"] = sessionNS
 	env["ADMIN_GROUPS"] = getenv("ADMIN_GROUPS", "system:serviceaccounts:"+adminNamespace)

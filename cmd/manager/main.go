@@ -96,9 +96,19 @@ func run() error {
 	// client-go's default 5 QPS / burst 10 caps reconcile throughput far below
 	// what a burst of sessions needs; raised deliberately.
 	restCfg.QPS, restCfg.Burst = 200, 400
+	// TokenReviews (and the metrics endpoint's access reviews) get a client
+	// of their own with its own rate limit, so a flood of logins cannot starve
+	// the reconciler's requests (nor the reverse).
+	reviewCfg := rest.CopyConfig(restCfg)
+	reviewCfg.QPS, reviewCfg.Burst = 50, 100
+	clientset, err := kubernetes.NewForConfig(reviewCfg)
+	if err != nil {
+		return err
+	}
+	scrapers := &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: clientset}, TTL: time.Minute, RequireJWT: cfg.AuthRequireJWT}
 	opts := ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsAddr},
+		Metrics:                       metricsOptions(cfg, scrapers, clientset),
 		HealthProbeBindAddress:        cfg.ProbeAddr,
 		PprofBindAddress:              os.Getenv("PPROF_ADDR"), // off unless set (profiling, make bench -pprof)
 		LeaderElection:                cfg.LeaderElection,
@@ -164,14 +174,6 @@ func run() error {
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
 
-	// TokenReviews get a client of their own with its own rate limit, so a
-	// flood of logins cannot starve the reconciler's requests (nor the reverse).
-	reviewCfg := rest.CopyConfig(restCfg)
-	reviewCfg.QPS, reviewCfg.Burst = 50, 100
-	clientset, err := kubernetes.NewForConfig(reviewCfg)
-	if err != nil {
-		return err
-	}
 	rdb, err := ratelimit.NewClient(cfg.RedisURL)
 	if err != nil {
 		return err
@@ -246,6 +248,22 @@ func run() error {
 	}
 	setupLog.Info("starting manager", "httpAddr", cfg.HTTPAddr, "sessionNamespace", cfg.SessionNamespace)
 	return mgr.Start(ctx)
+}
+
+// metricsOptions serves /metrics the kubebuilder way: over HTTPS, to callers
+// the API server authenticates (TokenReview) and allows to `get` /metrics
+// (SubjectAccessReview). METRICS_SECURE=false serves plain HTTP to anyone, for
+// a mesh that authenticates scrapers itself or a machine of one's own.
+func metricsOptions(cfg config.Config, scrapers *auth.Authenticator, client kubernetes.Interface) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: cfg.MetricsAddr}
+	if cfg.MetricsSecure {
+		o.SecureServing = true
+		o.CertDir = cfg.MetricsCertDir // empty: a self-signed certificate
+		o.FilterProvider = func(*rest.Config, *http.Client) (metricsserver.Filter, error) {
+			return auth.MetricsFilter(scrapers, client), nil
+		}
+	}
+	return o
 }
 
 func ptrTo[T any](v T) *T { return &v }

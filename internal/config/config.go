@@ -33,6 +33,8 @@ type Config struct {
 
 	HTTPAddr         string
 	MetricsAddr      string
+	MetricsSecure    bool
+	MetricsCertDir   string
 	ProbeAddr        string
 	SessionNamespace string
 	WatchNamespace   string
@@ -103,6 +105,8 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		DatabaseStatementTimeout: r.duration("DATABASE_STATEMENT_TIMEOUT", 30*time.Second),
 		HTTPAddr:                 r.str("HTTP_ADDR", ":8082"),
 		MetricsAddr:              r.str("METRICS_ADDR", ":8080"),
+		MetricsSecure:            r.boolean("METRICS_SECURE", true),
+		MetricsCertDir:           r.str("METRICS_CERT_DIR", ""),
 		ProbeAddr:                r.str("PROBE_ADDR", ":8081"),
 		SessionNamespace:         r.str("SESSION_NAMESPACE", "default"),
 		WatchNamespace:           r.str("WATCH_NAMESPACE", ""),

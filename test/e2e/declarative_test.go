@@ -214,5 +214,5 @@ func startReplica(t *testing.T, extra map[string]string) replica {
 	if err := p.WaitHTTP(context.Background(), "http://"+addr+"/healthz", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	return replica{url: "http://" + addr, proc: p, log: logf.Name(), metrics: "http://" + maddr + "/metrics", probes: "http://" + paddr}
+	return replica{url: "http://" + addr, proc: p, log: logf.Name(), metrics: "https://" + maddr + "/metrics", probes: "http://" + paddr}
 }

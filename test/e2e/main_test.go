@@ -98,7 +98,7 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	env["METRICS_ADDR"] = maddr
-	metricsURL = "http://" + maddr + "/metrics"
+	metricsURL = "https://" + maddr + "/metrics"
 	env["SESSION_TTL"] = "1h"
 	// Tests of replicas and leader election use namespaces of their own.
 	env["WATCH_NAMESPACE"] = "default"

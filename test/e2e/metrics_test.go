@@ -2,22 +2,33 @@ package e2e
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// scrape reads a Prometheus text endpoint into name{labels} → value.
+// scrape reads the operator's metrics (HTTPS, as a scraper allowed to get
+// /metrics) into name{labels} → value.
 func scrape(t *testing.T, url string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := scrapeAs(t, url, scraper(t).token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -32,7 +43,84 @@ func scrape(t *testing.T, url string) map[string]float64 {
 			out[l[:i]] = v
 		}
 	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
 	return out
+}
+
+// scrapeAs GETs a metrics URL with token ("" for none). The endpoint's
+// certificate is self-signed.
+func scrapeAs(t *testing.T, url, token string) (*http.Response, error) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the test endpoint's self-signed certificate
+	return c.Do(req)
+}
+
+var (
+	scraperOnce sync.Once
+	scraperAcct account
+)
+
+// scraper is a ServiceAccount bound to config/rbac's metrics-reader role, as
+// Prometheus's would be.
+func scraper(t *testing.T) account {
+	t.Helper()
+	scraperOnce.Do(func() {
+		ctx := context.Background()
+		scraperAcct = serviceAccount(t, "monitoring", "prometheus")
+		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "e2e-metrics-reader"},
+			Rules: []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}}
+		if err := k8s.Create(ctx, role); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "e2e-metrics-reader"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "monitoring", Name: "prometheus"}}}
+		if err := k8s.Create(ctx, binding); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	})
+	return scraperAcct
+}
+
+// The metrics endpoint is HTTPS and answers only callers the API server
+// authenticates and allows to get /metrics.
+func TestMetricsNeedATokenThatMayReadThem(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		token  string
+		status int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"a token the API server refuses", "e30.e30.e30", http.StatusUnauthorized},
+		{"a user without the metrics-reader role", user(t).token, http.StatusForbidden},
+		{"a scraper with the role", scraper(t).token, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := scrapeAs(t, metricsURL, tc.token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("= %d, want %d", resp.StatusCode, tc.status)
+			}
+		})
+	}
+	if resp, err := http.Get(strings.Replace(metricsURL, "https://", "http://", 1)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("metrics answered over plain HTTP")
+		}
+	}
 }
 
 // The metrics endpoint counts what a flow did: parts, bytes, the part

@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	authzv1 "k8s.io/api/authorization/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+)
+
+const operatorSA = "system:serviceaccount:upload-operator-system:upload-operator-controller-manager"
+
+// The operator's RBAC, applied as config/default ships it, grants what it needs
+// and nothing more: Leases only in its own namespace; sessions, their status
+// and finalizers; Events; reviews; no Secrets, no Pods, no plain update of
+// sessions. Asked of the real API server with SubjectAccessReviews.
+func TestOperatorRoleIsLeastPrivilege(t *testing.T) {
+	out := mustKubectl(t, "kustomize", "config/default")
+	if o, err := kubectl(t, "create", "namespace", "upload-operator-system"); err != nil && !strings.Contains(o, "AlreadyExists") {
+		t.Fatal(o)
+	}
+	if res, err := kubectlStdin(t, out, "apply", "--server-side", "--field-manager=rbac-test", "--force-conflicts", "-f", "-"); err != nil {
+		t.Fatalf("apply: %v\n%s", err, res)
+	}
+	cs, err := kubernetes.NewForConfig(stack.Kube.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		verb, group, resource, subresource, namespace string
+		allowed                                      bool
+	}{
+		{"update", "coordination.k8s.io", "leases", "", "upload-operator-system", true},
+		{"create", "coordination.k8s.io", "leases", "", "upload-operator-system", true},
+		{"update", "coordination.k8s.io", "leases", "", "kube-system", false},
+		{"create", "coordination.k8s.io", "leases", "", "default", false},
+		{"delete", "coordination.k8s.io", "leases", "", "kube-node-lease", false},
+		{"create", "uploads.mocs.dev", "uploadsessions", "", "team-a", true},
+		{"assign-owner", "uploads.mocs.dev", "uploadsessions", "", "team-a", true},
+		{"patch", "uploads.mocs.dev", "uploadsessions", "status", "team-a", true},
+		{"update", "uploads.mocs.dev", "uploadsessions", "finalizers", "team-a", true},
+		{"update", "uploads.mocs.dev", "uploadsessions", "", "team-a", false},
+		{"create", "authentication.k8s.io", "tokenreviews", "", "", true},
+		{"create", "authorization.k8s.io", "subjectaccessreviews", "", "", true},
+		{"create", "", "events", "", "team-a", true},
+		{"get", "", "secrets", "", "upload-operator-system", false},
+		{"list", "", "pods", "", "team-a", false},
+		{"create", "", "serviceaccounts", "token", "team-a", false},
+	} {
+		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authzv1.SubjectAccessReview{
+			Spec: authzv1.SubjectAccessReviewSpec{User: operatorSA, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:upload-operator-system"},
+				ResourceAttributes: &authzv1.ResourceAttributes{Verb: tc.verb, Group: tc.group, Resource: tc.resource,
+					Subresource: tc.subresource, Namespace: tc.namespace}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sar.Status.Allowed != tc.allowed {
+			t.Errorf("%s %s/%s %s in %q: allowed=%v, want %v", tc.verb, tc.resource, tc.subresource, tc.group, tc.namespace, sar.Status.Allowed, tc.allowed)
+		}
+	}
+}
+
+// The network policy lets the upload API be reached only from namespaces
+// labelled for it (never from any pod that sets a label), and limits egress
+// to DNS and the ports of the API server, PostgreSQL, Redis and S3.
+func TestNetworkPolicyNarrowsIngressAndEgress(t *testing.T) {
+	out := mustKubectl(t, "kustomize", "config/default")
+	var np networkingv1.NetworkPolicy
+	for _, doc := range strings.Split(out, "\n---\n") {
+		if strings.Contains(doc, "kind: NetworkPolicy") {
+			if err := yaml.Unmarshal([]byte(doc), &np); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !strings.Contains(strings.Join(policyTypes(np), ","), "Egress") {
+		t.Fatalf("policy types %v: egress is not limited", np.Spec.PolicyTypes)
+	}
+	for _, rule := range np.Spec.Ingress {
+		if len(rule.Ports) == 0 || rule.Ports[0].Port.String() != "upload-api" {
+			continue
+		}
+		for _, peer := range rule.From {
+			if peer.PodSelector != nil || peer.NamespaceSelector == nil || len(peer.NamespaceSelector.MatchLabels) == 0 {
+				t.Fatalf("upload API peer %+v: want a labelled namespace only", peer)
+			}
+		}
+	}
+	allowed := map[string]bool{"53": true, "443": true, "6443": true, "5432": true, "6379": true}
+	for _, rule := range np.Spec.Egress {
+		if len(rule.Ports) == 0 {
+			t.Fatalf("an egress rule without ports: %+v", rule)
+		}
+		for _, p := range rule.Ports {
+			if !allowed[p.Port.String()] {
+				t.Errorf("egress to port %s", p.Port.String())
+			}
+		}
+	}
+}
+
+func policyTypes(np networkingv1.NetworkPolicy) []string {
+	var out []string
+	for _, p := range np.Spec.PolicyTypes {
+		out = append(out, string(p))
+	}
+	return out
+}
