@@ -154,10 +154,17 @@ func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 }
 
-// sessionID is the label's UUID for sessions created over HTTP (named after
-// it), and the object's UID for sessions created by manifest: stable, unique,
+// sessionID is the session a resource stands for. Once the reconciler has
+// recorded it in the status (which only the operator writes), that is the
+// answer, whatever the label says later: the label is then put back. Before
+// that, it is the label's UUID for sessions created over HTTP (named after
+// it), else the object's UID for sessions created by manifest: stable, unique,
 // and known before anything is written, so activation can be retried freely.
+// A label that names someone else's session is caught by the binding check.
 func sessionID(us *uploadsv1.UploadSession) (uuid.UUID, error) {
+	if us.Status.SessionID != "" {
+		return uuid.Parse(us.Status.SessionID)
+	}
 	if v := us.Labels[uploadsv1.SessionIDLabel]; v != "" {
 		id, err := uuid.Parse(v)
 		if err != nil {

@@ -45,10 +45,10 @@ func main() {
 }
 
 type options struct {
-	api, token, serviceAccount, output, correlationID string
-	concurrency                                       int
-	stdout, stderr                                    io.Writer
-	interrupted                                       context.Context
+	api, token, serviceAccount, audience, caFile, output, correlationID string
+	concurrency                                                         int
+	stdout, stderr                                                      io.Writer
+	interrupted                                                         context.Context
 }
 
 func usage(w io.Writer) {
@@ -60,9 +60,10 @@ commands:
   status SESSION_ID                           what the server has received
   finalize SESSION_ID --title TITLE [--description D] [--slug auto|prompt]
 
-The API URL comes from --api or UPLOAD_API; the token from --token, MOCUPLOAD_TOKEN,
+The API URL comes from --api or UPLOAD_API (https://… is verified against the system's
+CAs, or --ca-file / UPLOAD_API_CA_FILE); the token from --token, MOCUPLOAD_TOKEN,
 DEV_USER_TOKEN (make dev), or --service-account NS/NAME (a token requested through
-the current kubeconfig).
+the current kubeconfig for --audience, UPLOAD_TOKEN_AUDIENCE or uploads.mocs.dev).
 exit codes: 0 done, 1 usage, 2 API error, 3 slug conflict, 4 parts missing, 5 expired, 130 interrupted
 `)
 }
@@ -75,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	global.StringVar(&o.api, "api", os.Getenv("UPLOAD_API"), "upload API base URL")
 	global.StringVar(&o.token, "token", firstEnv("MOCUPLOAD_TOKEN", "DEV_USER_TOKEN"), "bearer token")
 	global.StringVar(&o.serviceAccount, "service-account", os.Getenv("MOCUPLOAD_SERVICE_ACCOUNT"), "NS/NAME: request a token through the kubeconfig")
+	global.StringVar(&o.audience, "audience", envOr("UPLOAD_TOKEN_AUDIENCE", client.DefaultAudience), "the audience of --service-account tokens")
+	global.StringVar(&o.caFile, "ca-file", os.Getenv("UPLOAD_API_CA_FILE"), "PEM CA bundle that signs the upload API's certificate")
 	global.StringVar(&o.output, "output", "text", "text or json")
 	global.StringVar(&o.correlationID, "correlation-id", "", "X-Correlation-ID for every request")
 	global.IntVar(&o.concurrency, "concurrency", 4, "parts in flight")
@@ -121,6 +124,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
 func firstEnv(names ...string) string {
 	for _, n := range names {
 		if v := os.Getenv(n); v != "" {
@@ -141,13 +151,18 @@ func (o *options) client(ctx context.Context) (*client.Client, error) {
 			return nil, errors.New("--service-account wants NAMESPACE/NAME")
 		}
 		var err error
-		if ts, err = serviceAccountToken(ctx, ns, name); err != nil {
+		if ts, err = serviceAccountToken(ctx, ns, name, o.audience); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, errors.New("no token: set --token, MOCUPLOAD_TOKEN or --service-account")
 	}
 	c := client.New(o.api, ts)
+	if o.caFile != "" {
+		if err := c.UseCAFile(o.caFile); err != nil {
+			return nil, err
+		}
+	}
 	c.Concurrency = o.concurrency
 	c.CorrelationID = o.correlationID
 	return c, nil

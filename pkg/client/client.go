@@ -10,12 +10,15 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -50,11 +53,37 @@ type Client struct {
 	// FinalizeWait bounds how long Finalize waits while another finalize of
 	// the session is in progress (default 15 min), polling every few seconds.
 	FinalizeWait time.Duration
+
+	caErr error // UPLOAD_API_CA_FILE could not be used: every request says so
 }
 
-// New returns a client with the defaults of the client guide.
+// New returns a client with the defaults of the client guide. When
+// UPLOAD_API_CA_FILE is set, the API's certificate is verified against that PEM
+// bundle (as for the self-signed CA of `make dev`).
 func New(baseURL string, token TokenSource) *Client {
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{}}
+	c := &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{}}
+	if f := os.Getenv("UPLOAD_API_CA_FILE"); f != "" {
+		c.caErr = c.UseCAFile(f)
+	}
+	return c
+}
+
+// UseCAFile verifies the API's certificate against the PEM bundle at path
+// (instead of the system's CAs).
+func (c *Client) UseCAFile(path string) error {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("upload API CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("upload API CA file %s: no PEM certificate in it", path)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.HTTP = &http.Client{Transport: t}
+	c.caErr = nil
+	return nil
 }
 
 func (c *Client) concurrency() int { return def(c.Concurrency, 4) }
@@ -137,6 +166,9 @@ func (c *Client) doStatus(ctx context.Context, method, path string, body io.Read
 }
 
 func (c *Client) once(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any) (int, error) {
+	if c.caErr != nil {
+		return 0, c.caErr
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 	var rd io.Reader

@@ -285,7 +285,7 @@ func TestFinalizeErrorsAndAdmins(t *testing.T) {
 		"no title":        `{"uploadSessionId":"` + u.id + `"}`,
 		"title is number": `{"uploadSessionId":"` + u.id + `","title":5}`,
 		"no session":      `{"title":"x"}`,
-		"title no ascii":  `{"uploadSessionId":"` + u.id + `","title":"日本"}`,
+		"title with NUL":  `{"uploadSessionId":"` + u.id + `","title":"Cas\u0000tle"}`,
 	} {
 		r := call(t, "", "POST", "/api/mocs/uploads/finalize", acct.token, strings.NewReader(body))
 		if r.status != 400 || r.str("error") != "VALIDATION_ERROR" {

@@ -3,12 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
@@ -39,7 +42,7 @@ func waitReason(t *testing.T, ns, name, reason string) *uploadsv1.UploadSession 
 // another namespace, fails with SessionIDTaken and touches nothing: deleting it
 // leaves the victim's session (rows, uploads, parts) as it was. A resource
 // that relabels itself to the victim's id after it was activated, and asks to
-// finalize, fails the same way and finalizes nothing.
+// finalize, stays on its own session: the label is put back.
 func TestCopiedSessionIDLabelTouchesNothing(t *testing.T) {
 	ctx := context.Background()
 	victimNS, attackerNS := namespace(t, "victim"), namespace(t, "attacker")
@@ -74,16 +77,27 @@ func TestCopiedSessionIDLabelTouchesNothing(t *testing.T) {
 		})
 	}
 
-	// Relabelled after activation, with a finalize request.
+	// Relabelled after activation, with a finalize request: the resource
+	// stays on its own session (the label is put back) and its finalize
+	// waits for its own missing parts.
 	if err := k8s.Create(ctx, manifestSession(attackerNS, "turncoat", attacker.name, nil)); err != nil {
 		t.Fatal(err)
 	}
 	tc := waitPhase(t, attackerNS, "turncoat", uploadsv1.PhaseActive)
+	own := tc.Status.SessionID
 	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}},"spec":{"finalize":{"title":"Stolen"}}}`, uploadsv1.SessionIDLabel, u.id)
 	if err := k8s.Patch(ctx, tc, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		t.Fatal(err)
 	}
-	waitReason(t, attackerNS, "turncoat", uploadsv1.ReasonSessionIDTaken)
+	waitFor(t, 30*time.Second, "the turncoat's label to be put back and its own finalize to wait for parts", func() (bool, string) {
+		cur := &uploadsv1.UploadSession{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(tc), cur); err != nil {
+			return false, err.Error()
+		}
+		c := findCond(cur, uploadsv1.ConditionFinalized)
+		return cur.Labels[uploadsv1.SessionIDLabel] == own && c != nil && c.Reason == uploadsv1.ReasonIncompleteUpload,
+			fmt.Sprintf("label %s, %+v", cur.Labels[uploadsv1.SessionIDLabel], c)
+	})
 
 	// The victim's session is untouched: active, its upload open, its part there.
 	if s := sessionStatus(t, u.id); s != "active" {
@@ -116,14 +130,70 @@ func TestExpiredResourcesAreRemovedPromptly(t *testing.T) {
 	if err := k8s.Create(ctx, manifestSession(ns, "forgotten", user(t).name, nil)); err != nil {
 		t.Fatal(err)
 	}
-	us := waitPhase(t, ns, "forgotten", uploadsv1.PhaseExpired)
-	id := us.Status.SessionID
-	waitFor(t, 30*time.Second, "the expired resource to be removed", func() (bool, string) {
+	id := waitPhase(t, ns, "forgotten", uploadsv1.PhaseActive).Status.SessionID
+	waitFor(t, 30*time.Second, "the session to expire and its resource to be removed", func() (bool, string) {
 		err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "forgotten"}, &uploadsv1.UploadSession{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
 	var rows int
 	if err := db.QueryRow(ctx, `SELECT count(*) FROM upload_sessions WHERE id = $1`, id).Scan(&rows); err != nil || rows != 0 {
 		t.Fatalf("rows left: %d, %v", rows, err)
+	}
+}
+
+// Creating a session in someone else's name needs the assign-owner verb: the
+// admission policy shipped in config/admission refuses spec.owner other than
+// the requesting user, on the real API server.
+func TestOwnerMustBeTheCreator(t *testing.T) {
+	ctx := context.Background()
+	if out, err := kubectl(t, "apply", "--server-side", "--field-manager=admission-test", "-k", "config/admission"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	ns := namespace(t, "owners")
+	grant := func(name string, verbs []string, users ...string) {
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"uploads.mocs.dev"}, Resources: []string{"uploadsessions"}, Verbs: verbs}}}
+		binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name}}
+		for _, u := range users {
+			binding.Subjects = append(binding.Subjects, rbacv1.Subject{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: u})
+		}
+		if err := k8s.Create(ctx, role); err != nil {
+			t.Fatal(err)
+		}
+		if err := k8s.Create(ctx, binding); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grant("session-creator", []string{"create", "get"}, "alice", "carol")
+	grant("owner-assigner", []string{"assign-owner"}, "carol")
+	as := func(user string) client.Client {
+		cfg := rest.CopyConfig(stack.Kube.Config)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
+		c, err := client.New(cfg, client.Options{Scheme: k8s.Scheme()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	n := 0
+	create := func(c client.Client, owner string) error {
+		n++
+		return c.Create(ctx, manifestSession(ns, fmt.Sprintf("s-%d", n), owner, nil))
+	}
+	// The policy takes effect a moment after it is created.
+	waitFor(t, 30*time.Second, "the owner policy to refuse alice creating bob's session", func() (bool, string) {
+		err := create(as("alice"), "bob")
+		return apierrors.IsForbidden(err) || apierrors.IsInvalid(err), fmt.Sprint(err)
+	})
+	err := create(as("alice"), "bob")
+	if err == nil || !strings.Contains(err.Error(), "spec.owner must be you (alice)") {
+		t.Fatalf("alice creating a session owned by bob: %v", err)
+	}
+	if err := create(as("alice"), "alice"); err != nil {
+		t.Fatalf("alice creating her own session: %v", err)
+	}
+	if err := create(as("carol"), "bob"); err != nil {
+		t.Fatalf("carol, who may assign owners, creating bob's session: %v", err)
 	}
 }
