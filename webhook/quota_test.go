@@ -14,7 +14,9 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
-func createBody() []byte { return []byte(`{"files":[{"name":"a.exe","contentType":"application/x-msdownload","sizeBytes":1}]}`) }
+func createBody() []byte {
+	return []byte(`{"files":[{"name":"a.exe","contentType":"application/x-msdownload","sizeBytes":1}]}`)
+}
 
 // Creating sessions is limited per user: a sliding window of creations (every
 // request counts, like finalize) and a cap on sessions not yet finalized,

@@ -4,13 +4,16 @@ package webhook
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 
 	"github.com/mocs-dev/upload-operator/internal/metrics"
 )
@@ -24,6 +27,13 @@ type Server struct {
 	ShutdownGrace time.Duration
 	// ReadHeaderTimeout: a client must send its headers within it (default 10s).
 	ReadHeaderTimeout time.Duration
+	// TLSCertFile and TLSKeyFile, when set, make the server HTTPS. The files
+	// are watched: a renewed certificate (cert-manager rotating a Secret) is
+	// served from the next handshake on, without a restart.
+	TLSCertFile, TLSKeyFile string
+	// CertReloadInterval is how often the files are re-read besides
+	// file-system events (default 10s).
+	CertReloadInterval time.Duration
 
 	// admitted is called with each request the server admitted, before its
 	// handler runs (tests hold a request there to race it with a shutdown).
@@ -119,9 +129,29 @@ func (s *Server) Start(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	s.Log.Info("upload API listening", "addr", ln.Addr().String())
+	serve := func() error { return srv.Serve(ln) }
+	if s.TLSCertFile != "" {
+		watcher, err := certwatcher.New(s.TLSCertFile, s.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("TLS certificate: %w", err)
+		}
+		interval := s.CertReloadInterval
+		if interval <= 0 {
+			interval = 10 * time.Second
+		}
+		watcher.WithWatchInterval(interval)
+		go func() {
+			if err := watcher.Start(ctx); err != nil {
+				s.Log.Error(err, "TLS certificate watcher stopped")
+			}
+		}()
+		srv.TLSConfig = &tls.Config{GetCertificate: watcher.GetCertificate, MinVersion: tls.VersionTLS12}
+		serve = func() error { return srv.ServeTLS(ln, "", "") }
+	}
+	s.Log.Info("upload API listening", "addr", ln.Addr().String(), "tls", s.TLSCertFile != "")
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- serve() }()
 	select {
 	case err := <-errc:
 		return err

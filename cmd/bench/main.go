@@ -36,6 +36,7 @@ import (
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/internal/config"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/ratelimit"
@@ -146,7 +147,8 @@ func (b *bench) account() error {
 		return err
 	}
 	exp := int64(7200)
-	tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(b.ctx, "bench", &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(b.ctx, "bench", &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{
+		ExpirationSeconds: &exp, Audiences: []string{config.DefaultAudience}}}, metav1.CreateOptions{})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/mocs-dev/upload-operator/internal/config"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
 )
 
@@ -80,7 +83,15 @@ func run() error {
 		say("stopped")
 	}()
 
-	userToken, adminToken, err := devAccounts(ctx, st, sessionNS)
+	// Tokens for the upload API are bound to its audience (the first of
+	// AUTH_AUDIENCES, as the operator checks), so they are no key to the
+	// Kubernetes API; AUTH_AUDIENCES= (empty) gives plain tokens.
+	audience := config.DefaultAudience
+	if v, ok := os.LookupEnv("AUTH_AUDIENCES"); ok {
+		audience, _, _ = strings.Cut(v, ",")
+		audience = strings.TrimSpace(audience)
+	}
+	userToken, adminToken, err := devAccounts(ctx, st, sessionNS, audience)
 	if err != nil {
 		return err
 	}
@@ -100,6 +111,23 @@ func run() error {
 	// Everything else the operator reads (SESSION_TTL, STALE_LOCK_AFTER, …)
 	// passes through from `make dev`'s own environment.
 
+	// The upload API is served over TLS with a certificate of a CA made for
+	// this run (DEV_TLS=false serves plain HTTP, as behind a mesh that
+	// terminates TLS); bin/dev/env points the CLI and curl at the CA.
+	scheme, client := "http", http.DefaultClient
+	var tlsFiles *localenv.TLS
+	if getenv("DEV_TLS", "true") == "true" {
+		host, _, _ := net.SplitHostPort(httpAddr)
+		if tlsFiles, err = localenv.NewTLS(filepath.Join(dir, "tls"), host, "localhost"); err != nil {
+			return fmt.Errorf("TLS certificate for make dev: %w", err)
+		}
+		env["TLS_CERT_FILE"], env["TLS_KEY_FILE"] = tlsFiles.CertFile, tlsFiles.KeyFile
+		if client, err = localenv.ClientTrusting(tlsFiles.CAFile); err != nil {
+			return err
+		}
+		scheme = "https"
+	}
+
 	mgrBin := getenv("DEV_MANAGER_BIN", filepath.Join(root, "bin", "manager"))
 	say("starting the operator (%s) …", mgrBin)
 	mgr, err := localenv.StartProcess(mgrBin, env, os.Stderr)
@@ -108,8 +136,8 @@ func run() error {
 	}
 	defer func() { _ = mgr.Stop(30 * time.Second) }()
 
-	api := "http://" + httpAddr
-	if err := mgr.WaitHTTP(ctx, api+"/healthz", 2*time.Minute); err != nil {
+	api := scheme + "://" + httpAddr
+	if err := mgr.WaitHTTPWith(ctx, client, api+"/healthz", 2*time.Minute); err != nil {
 		return err
 	}
 
@@ -127,6 +155,11 @@ func run() error {
 		"SESSION_NAMESPACE":      sessionNS,
 		"ALLOW_BROWSER_UPLOADS":  env["ALLOW_BROWSER_UPLOADS"],
 		"ALLOWED_UPLOAD_ORIGINS": env["ALLOWED_UPLOAD_ORIGINS"],
+		"UPLOAD_TOKEN_AUDIENCE":  audience,
+	}
+	if tlsFiles != nil {
+		exports["UPLOAD_API_CA_FILE"] = tlsFiles.CAFile
+		exports["CURL_CA_BUNDLE"] = tlsFiles.CAFile
 	}
 	if err := writeEnvFile(envFile, exports); err != nil {
 		return err
@@ -144,8 +177,9 @@ func run() error {
 
 // devAccounts creates ServiceAccounts dev-user (in the session namespace) and
 // dev-admin (in a namespace of its own, so ADMIN_GROUPS can name its group)
-// and returns tokens valid for 48 hours.
-func devAccounts(ctx context.Context, st *localenv.Stack, sessionNS string) (string, string, error) {
+// and returns tokens for audience ("": the API server's own), valid for 48
+// hours.
+func devAccounts(ctx context.Context, st *localenv.Stack, sessionNS, audience string) (string, string, error) {
 	cs, err := kubernetes.NewForConfig(st.Kube.Config)
 	if err != nil {
 		return "", "", err
@@ -159,8 +193,11 @@ func devAccounts(ctx context.Context, st *localenv.Stack, sessionNS string) (str
 			return "", fmt.Errorf("create serviceaccount %s/%s: %w", ns, name, err)
 		}
 		exp := int64((48 * time.Hour).Seconds())
-		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
-			&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+		spec := authv1.TokenRequestSpec{ExpirationSeconds: &exp}
+		if audience != "" {
+			spec.Audiences = []string{audience}
+		}
+		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
 		if err != nil {
 			return "", fmt.Errorf("token for %s/%s: %w", ns, name, err)
 		}

@@ -186,7 +186,7 @@ func run() error {
 	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
 	api := &webhook.API{
 		Log: logger.WithName("api"),
-		Auth: &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: clientset}, AdminGroups: cfg.AdminGroups,
+		Auth: &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: clientset, Audiences: cfg.AuthAudiences}, AdminGroups: cfg.AdminGroups,
 			TTL: cfg.AuthCacheTTL, RequireJWT: cfg.AuthRequireJWT},
 		Uploads:           svc,
 		Kube:              mgr.GetClient(),
@@ -215,7 +215,8 @@ func run() error {
 		return err
 	}
 	server := &webhook.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), Log: logger.WithName("http"),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ShutdownGrace: cfg.ShutdownGrace}
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ShutdownGrace: cfg.ShutdownGrace,
+		TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile}
 	if err := mgr.Add(server); err != nil {
 		return err
 	}

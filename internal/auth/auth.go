@@ -64,6 +64,11 @@ func (r TokenReviewer) Review(ctx context.Context, token string) (User, bool, er
 	if !tr.Status.Authenticated {
 		return User{}, false, nil
 	}
+	if len(r.Audiences) > 0 && !slices.ContainsFunc(tr.Status.Audiences, func(a string) bool { return slices.Contains(r.Audiences, a) }) {
+		// An authenticator that ignores the requested audiences answers
+		// with the token's own: not one of ours.
+		return User{}, false, nil
+	}
 	return User{Name: tr.Status.User.Username, Groups: tr.Status.User.Groups}, true, nil
 }
 

@@ -32,6 +32,8 @@ type Config struct {
 	DatabaseStatementTimeout time.Duration
 
 	HTTPAddr         string
+	TLSCertFile      string
+	TLSKeyFile       string
 	MetricsAddr      string
 	MetricsSecure    bool
 	MetricsCertDir   string
@@ -46,6 +48,9 @@ type Config struct {
 	AdminGroups    []string
 	AuthCacheTTL   time.Duration
 	AuthRequireJWT bool
+	// AuthAudiences are the audiences tokens are reviewed for; empty: the
+	// API server's own (plain ServiceAccount tokens, for a migration).
+	AuthAudiences []string
 
 	UploadPartTimeout time.Duration
 	FinalizeLimit     int
@@ -104,6 +109,8 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		S3DialTimeout:            r.duration("S3_DIAL_TIMEOUT", 5*time.Second),
 		DatabaseStatementTimeout: r.duration("DATABASE_STATEMENT_TIMEOUT", 30*time.Second),
 		HTTPAddr:                 r.str("HTTP_ADDR", ":8082"),
+		TLSCertFile:              r.str("TLS_CERT_FILE", ""),
+		TLSKeyFile:               r.str("TLS_KEY_FILE", ""),
 		MetricsAddr:              r.str("METRICS_ADDR", ":8080"),
 		MetricsSecure:            r.boolean("METRICS_SECURE", true),
 		MetricsCertDir:           r.str("METRICS_CERT_DIR", ""),
@@ -116,6 +123,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		AdminGroups:              r.list("ADMIN_GROUPS", nil),
 		AuthCacheTTL:             r.duration("AUTH_CACHE_TTL", 30*time.Second),
 		AuthRequireJWT:           r.boolean("AUTH_REQUIRE_JWT", true),
+		AuthAudiences:            r.listOrEmpty("AUTH_AUDIENCES", []string{DefaultAudience}),
 		UploadPartTimeout:        r.duration("UPLOAD_PART_TIMEOUT", 25*time.Second),
 		StaleLockAfter:           r.duration("STALE_LOCK_AFTER", session.DefaultStaleLockAfter),
 		SessionTTL:               r.duration("SESSION_TTL", time.Hour),
@@ -149,11 +157,19 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	if c.MaxPartSizeBytes < session.MinPartSize || c.MaxPartSizeBytes > session.MaxPartSize {
 		r.fail("MAX_PART_SIZE_BYTES", fmt.Sprint(c.MaxPartSizeBytes), "between 5MiB and 5GiB")
 	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		r.fail("TLS_CERT_FILE", c.TLSCertFile, "set together with TLS_KEY_FILE (both or neither)")
+	}
 	if c.SlugConflictStrategy != "AUTO_APPEND" && c.SlugConflictStrategy != "PROMPT_USER" {
 		r.fail("SLUG_CONFLICT_STRATEGY", c.SlugConflictStrategy, "AUTO_APPEND or PROMPT_USER")
 	}
 	return c, r.err
 }
+
+// DefaultAudience is the audience of tokens for the upload API unless
+// AUTH_AUDIENCES says otherwise: a token bound to it is no key to the
+// Kubernetes API, so one leaked from an upload cannot be replayed there.
+const DefaultAudience = "uploads.mocs.dev"
 
 // broadGroups are groups every caller of a kind belongs to: naming one in
 // ADMIN_GROUPS would make every such caller an admin of every session.
@@ -213,6 +229,15 @@ func (r *reader) list(name string, def []string) []string {
 		}
 	}
 	return out
+}
+
+// listOrEmpty is list, except that a variable set to "" means an empty list
+// rather than the default.
+func (r *reader) listOrEmpty(name string, def []string) []string {
+	if v, ok := r.lookup(name); ok && strings.TrimSpace(v) == "" {
+		return nil
+	}
+	return r.list(name, def)
 }
 
 func (r *reader) boolean(name string, def bool) bool {

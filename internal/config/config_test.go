@@ -40,6 +40,10 @@ func TestDefaultsMatchTheContract(t *testing.T) {
 		{"MAX_JSON_BODY_BYTES", c.MaxJSONBodyBytes, int64(64 << 10)},
 		{"MAX_PART_SIZE_BYTES", c.MaxPartSizeBytes, int64(64 << 20)},
 		{"FINALIZE_TIMEOUT", c.FinalizeTimeout, 5 * time.Minute},
+		{"AUTH_AUDIENCES", strings.Join(c.AuthAudiences, ","), "uploads.mocs.dev"},
+		{"MAX_ACTIVE_SESSIONS_PER_USER", c.MaxActiveSessions, 20},
+		{"SESSION_CREATE_RATE_LIMIT count", c.CreateLimit, 30},
+		{"SESSION_CREATE_RATE_LIMIT window", c.CreateWindow, time.Minute},
 		{"S3_CALL_TIMEOUT", c.S3CallTimeout, 30 * time.Second},
 	}
 	for _, ch := range checks {
@@ -98,5 +102,19 @@ func TestBroadAdminGroupsAreRefused(t *testing.T) {
 		if err := c.Validate(); (err == nil) != ok {
 			t.Errorf("ADMIN_GROUPS=%s: Validate() = %v, want ok=%v", groups, err, ok)
 		}
+	}
+}
+
+// AUTH_AUDIENCES set to nothing means the API server's own audience (plain
+// ServiceAccount tokens, during a migration), not the default.
+func TestEmptyAudiencesMeansTheAPIServers(t *testing.T) {
+	t.Parallel()
+	c, err := Load(lookup(map[string]string{"AUTH_AUDIENCES": ""}))
+	if err != nil || len(c.AuthAudiences) != 0 {
+		t.Fatalf("= %v, %v; want no audiences", c.AuthAudiences, err)
+	}
+	c, err = Load(lookup(map[string]string{"AUTH_AUDIENCES": "a, b"}))
+	if err != nil || strings.Join(c.AuthAudiences, ",") != "a,b" {
+		t.Fatalf("= %v, %v", c.AuthAudiences, err)
 	}
 }

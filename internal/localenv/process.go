@@ -84,11 +84,17 @@ func (p *Process) Stop(grace time.Duration) error {
 
 // WaitHTTP polls url until it answers 200, the process exits, or timeout passes.
 func (p *Process) WaitHTTP(ctx context.Context, url string, timeout time.Duration) error {
+	return p.WaitHTTPWith(ctx, http.DefaultClient, url, timeout)
+}
+
+// WaitHTTPWith is WaitHTTP with a client of the caller's (one that trusts a
+// test CA, for an HTTPS server).
+func (p *Process) WaitHTTPWith(ctx context.Context, c *http.Client, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		if resp, err := c.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil

@@ -42,7 +42,7 @@ type Limiter struct {
 	Redis  *redis.Client
 	Prefix string // REDIS_KEY_PREFIX
 	// Name tells limits apart in Redis ("finalize" when empty; "create").
-	Name string
+	Name   string
 	Limit  int
 	Window time.Duration
 	// OnFailOpen, if set, counts requests allowed because Redis was unreachable.

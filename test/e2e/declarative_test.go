@@ -171,6 +171,13 @@ type replica struct {
 // startReplica runs another manager process on the same services.
 func startReplica(t *testing.T, extra map[string]string) replica {
 	t.Helper()
+	return startReplicaWith(t, extra, "http", http.DefaultClient)
+}
+
+// startReplicaWith starts a replica whose upload API is scheme (https when
+// extra sets TLS_CERT_FILE), waiting for it with client.
+func startReplicaWith(t *testing.T, extra map[string]string, scheme string, client *http.Client) replica {
+	t.Helper()
 	addr, err := localenv.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
@@ -211,8 +218,8 @@ func startReplica(t *testing.T, extra map[string]string) replica {
 			t.Logf("replica log:\n%s", tail(b, 4000))
 		}
 	})
-	if err := p.WaitHTTP(context.Background(), "http://"+addr+"/healthz", time.Minute); err != nil {
+	if err := p.WaitHTTPWith(context.Background(), client, scheme+"://"+addr+"/healthz", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	return replica{url: "http://" + addr, proc: p, log: logf.Name(), metrics: "https://" + maddr + "/metrics", probes: "http://" + paddr}
+	return replica{url: scheme + "://" + addr, proc: p, log: logf.Name(), metrics: "https://" + maddr + "/metrics", probes: "http://" + paddr}
 }

@@ -111,3 +111,27 @@ func policyTypes(np networkingv1.NetworkPolicy) []string {
 	}
 	return out
 }
+
+// The optional TLS component (cert-manager) adds the Certificate and mounts its
+// Secret into the Deployment, which the API server accepts.
+func TestTLSComponent(t *testing.T) {
+	out := mustKubectl(t, "kustomize", "config/tls")
+	for _, want := range []string{"kind: Certificate", "name: TLS_CERT_FILE", "secretName: upload-operator-upload-api-tls",
+		"upload-operator-upload-api.upload-operator-system.svc"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config/tls lacks %q", want)
+		}
+	}
+	var deployment string
+	for _, doc := range strings.Split(out, "\n---\n") {
+		if strings.Contains(doc, "kind: Deployment") {
+			deployment = doc
+		}
+	}
+	if o, err := kubectl(t, "create", "namespace", "upload-operator-system"); err != nil && !strings.Contains(o, "AlreadyExists") {
+		t.Fatal(o)
+	}
+	if res, err := kubectlStdin(t, deployment, "apply", "--server-side", "--dry-run=server", "--field-manager=tls-test", "--force-conflicts", "-f", "-"); err != nil {
+		t.Fatalf("server-side dry run of the TLS Deployment: %v\n%s", err, res)
+	}
+}

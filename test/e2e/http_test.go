@@ -30,12 +30,23 @@ var (
 	accounts   = map[string]account{}
 )
 
-// serviceAccount creates (once) namespace/name and returns a token for it.
+// serviceAccount creates (once) namespace/name and returns a token for it,
+// bound to the upload API's audience, as clients get them.
 func serviceAccount(t *testing.T, ns, name string) account {
+	t.Helper()
+	return serviceAccountFor(t, ns, name, uploadAudience)
+}
+
+// uploadAudience is the audience the operator accepts by default.
+const uploadAudience = "uploads.mocs.dev"
+
+// serviceAccountFor is serviceAccount with a token for audience ("": the API
+// server's own, a plain ServiceAccount token).
+func serviceAccountFor(t *testing.T, ns, name, audience string) account {
 	t.Helper()
 	accountsMu.Lock()
 	defer accountsMu.Unlock()
-	key := ns + "/" + name
+	key := ns + "/" + name + "@" + audience
 	if a, ok := accounts[key]; ok {
 		return a
 	}
@@ -51,7 +62,11 @@ func serviceAccount(t *testing.T, ns, name string) account {
 		t.Fatal(err)
 	}
 	exp := int64(3600)
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	spec := authv1.TokenRequestSpec{ExpirationSeconds: &exp}
+	if audience != "" {
+		spec.Audiences = []string{audience}
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func scraper(t *testing.T) account {
 	t.Helper()
 	scraperOnce.Do(func() {
 		ctx := context.Background()
-		scraperAcct = serviceAccount(t, "monitoring", "prometheus")
+		scraperAcct = serviceAccountFor(t, "monitoring", "prometheus", "") // a plain token, as Prometheus mounts
 		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "e2e-metrics-reader"},
 			Rules: []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}}
 		if err := k8s.Create(ctx, role); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -101,7 +101,7 @@ func TestMetricsNeedATokenThatMayReadThem(t *testing.T) {
 	}{
 		{"no token", "", http.StatusUnauthorized},
 		{"a token the API server refuses", "e30.e30.e30", http.StatusUnauthorized},
-		{"a user without the metrics-reader role", user(t).token, http.StatusForbidden},
+		{"a user without the metrics-reader role", serviceAccountFor(t, "default", "dev-user", "").token, http.StatusForbidden},
 		{"a scraper with the role", scraper(t).token, http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

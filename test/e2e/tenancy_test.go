@@ -197,3 +197,26 @@ func TestOwnerMustBeTheCreator(t *testing.T) {
 		t.Fatalf("carol, who may assign owners, creating bob's session: %v", err)
 	}
 }
+
+// Tokens are accepted for the upload API's audience only: a plain
+// ServiceAccount token, which the Kubernetes API also accepts and so could be
+// replayed there, is refused (401). AUTH_AUDIENCES= (empty), for a migration,
+// accepts plain tokens (and then refuses the audience-bound ones).
+func TestTokensMustBeBoundToTheUploadAudience(t *testing.T) {
+	bound, plain := user(t), serviceAccountFor(t, "default", "dev-user", "")
+	migrating := startReplica(t, map[string]string{"AUTH_AUDIENCES": "", "WATCH_NAMESPACE": "no-such-namespace"})
+	path := "/api/mocs/uploads/sessions/" + "00000000-0000-0000-0000-000000000000"
+	for _, tc := range []struct {
+		name, base, token string
+		status            int
+	}{
+		{"bound token, default audiences", "", bound.token, 404},
+		{"plain token, default audiences", "", plain.token, 401},
+		{"plain token while migrating", migrating.url, plain.token, 404},
+		{"bound token while migrating", migrating.url, bound.token, 401},
+	} {
+		if r := call(t, tc.base, "GET", path, tc.token, nil); r.status != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, r.status, r.raw, tc.status)
+		}
+	}
+}
