@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -135,3 +138,34 @@ func TestTLSComponent(t *testing.T) {
 		t.Fatalf("server-side dry run of the TLS Deployment: %v\n%s", err, res)
 	}
 }
+
+// Base images are pinned by digest and the deployed image is a version, never
+// a tag that moves under a running cluster.
+func TestImagesArePinned(t *testing.T) {
+	df, err := os.ReadFile(filepath.Join(repo, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	froms := 0
+	for _, l := range strings.Split(string(df), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && strings.EqualFold(f[0], "FROM") {
+			froms++
+			if !digest.MatchString(f[1]) {
+				t.Errorf("%q is not pinned by digest", l)
+			}
+		}
+	}
+	if froms == 0 {
+		t.Fatal("no FROM in the Dockerfile")
+	}
+	out := mustKubectl(t, "kustomize", "config/default")
+	for _, l := range strings.Split(out, "\n") {
+		if img, ok := strings.CutPrefix(strings.TrimSpace(l), "image: "); ok {
+			if strings.HasSuffix(img, ":latest") || !strings.Contains(img[strings.LastIndex(img, "/")+1:], ":") {
+				t.Errorf("deployed image %q: want a version", img)
+			}
+		}
+	}
+}
+
+var digest = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)

@@ -220,3 +220,31 @@ func TestTokensMustBeBoundToTheUploadAudience(t *testing.T) {
 		}
 	}
 }
+
+// The reconciler logs a session's correlation id from an annotation that
+// anyone who may edit the resource can write: one that is not a well-formed id
+// (here, an attempt to forge a log line) is not used; the session id is.
+func TestCorrelationAnnotationIsChecked(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "corr")
+	rep := startReplica(t, map[string]string{"WATCH_NAMESPACE": ns, "SESSION_NAMESPACE": ns})
+	deleteSessionsAtEnd(t, ns)
+	us := manifestSession(ns, "annotated", user(t).name, nil)
+	us.Annotations = map[string]string{uploadsv1.CorrelationIDAnnotation: "evil\n{\"level\":\"error\",\"msg\":\"forged\"}"}
+	if err := k8s.Create(ctx, us); err != nil {
+		t.Fatal(err)
+	}
+	id := waitPhase(t, ns, "annotated", uploadsv1.PhaseActive).Status.SessionID
+	lines := linesWhere(readLogs(t, rep.log), "sessionId", id)
+	if len(lines) == 0 {
+		t.Fatal("no log line for the session")
+	}
+	for _, l := range lines {
+		if l.str("correlationId") != id {
+			t.Fatalf("log line with correlationId %q: %v", l.str("correlationId"), l)
+		}
+	}
+	if forged := linesWhere(readLogs(t, rep.log), "msg", "forged"); len(forged) != 0 {
+		t.Fatalf("forged log lines: %v", forged)
+	}
+}
