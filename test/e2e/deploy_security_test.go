@@ -35,7 +35,7 @@ func TestOperatorRoleIsLeastPrivilege(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		verb, group, resource, subresource, namespace string
-		allowed                                      bool
+		allowed                                       bool
 	}{
 		{"update", "coordination.k8s.io", "leases", "", "upload-operator-system", true},
 		{"create", "coordination.k8s.io", "leases", "", "upload-operator-system", true},

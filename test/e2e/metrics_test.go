@@ -21,7 +21,16 @@ import (
 // /metrics) into name{labels} → value.
 func scrape(t *testing.T, url string) map[string]float64 {
 	t.Helper()
-	resp, err := scrapeAs(t, url, scraper(t).token)
+	// The HTTPS metrics server comes up a moment after the upload API (it
+	// makes its certificate first): wait for it to listen.
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if resp, err = scrapeAs(t, url, scraper(t).token); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

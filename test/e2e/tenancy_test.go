@@ -146,7 +146,7 @@ func TestExpiredResourcesAreRemovedPromptly(t *testing.T) {
 // the requesting user, on the real API server.
 func TestOwnerMustBeTheCreator(t *testing.T) {
 	ctx := context.Background()
-	if out, err := kubectl(t, "apply", "--server-side", "--field-manager=admission-test", "-k", "config/admission"); err != nil {
+	if out, err := kubectl(t, "apply", "--server-side", "--field-manager=admission-test", "--force-conflicts", "-k", "config/admission"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	ns := namespace(t, "owners")
