@@ -6,6 +6,7 @@ SHELL := /usr/bin/env bash -o pipefail
 CONTROLLER_GEN_VERSION ?= v0.23.0
 KUBEBUILDER_VERSION    ?= v4.16.0
 VERSITYGW_VERSION      ?= v1.8.0
+GOLANGCI_LINT_VERSION  ?= v2.15.0
 K8S_VERSION            ?= 1.37.2
 
 BIN        := $(CURDIR)/bin
@@ -13,6 +14,7 @@ K8S_ASSETS := $(BIN)/k8s/$(K8S_VERSION)-linux-amd64
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 VERSITYGW      := $(BIN)/versitygw-$(VERSITYGW_VERSION)
 KUBEBUILDER    := $(BIN)/kubebuilder-$(KUBEBUILDER_VERSION)
+GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 export KUBEBUILDER_ASSETS := $(K8S_ASSETS)
 export VERSITYGW_BIN      := $(VERSITYGW)
@@ -59,6 +61,14 @@ $(CONTROLLER_GEN):
 $(VERSITYGW):
 	GOBIN=$(BIN)/.gobin go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 	mv $(BIN)/.gobin/versitygw $@
+
+$(GOLANGCI_LINT):
+	GOBIN=$(BIN)/.gobin go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(BIN)/.gobin/golangci-lint $@
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml): vet, staticcheck, errcheck, gosec, … .
+	$(GOLANGCI_LINT) run ./...
 
 $(KUBEBUILDER):
 	GOBIN=$(BIN)/.gobin go install sigs.k8s.io/kubebuilder/v4@$(KUBEBUILDER_VERSION)

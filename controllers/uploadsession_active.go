@@ -278,7 +278,7 @@ func (r *UploadSessionReconciler) refreshProgress(ctx context.Context, us *uploa
 			continue
 		}
 		p := prog[fid]
-		next.Files[i].PartsReceived, next.Files[i].BytesReceived = int32(p.PartsReceived), p.BytesReceived
+		next.Files[i].PartsReceived, next.Files[i].BytesReceived = int32(min(p.PartsReceived, session.MaxParts)), p.BytesReceived //nolint:gosec // at most 10,000
 	}
 	next.Progress = progress(next.Files)
 	if equality.Semantic.DeepEqual(next.Files, us.Status.Files) && next.Progress == us.Status.Progress {

@@ -47,7 +47,7 @@ func applyActive(st *uploadsv1.UploadSessionStatus, act uploads.Active) {
 	st.PartSizeBytes = act.Session.PartSizeBytes
 	exp := metav1.NewTime(act.Session.ExpiresAt)
 	st.ExpiresAt = &exp
-	st.FileCount = int32(len(act.Files))
+	st.FileCount = int32(len(act.Files)) //nolint:gosec // at most 100 files
 	prev := map[string]uploadsv1.FileStatus{}
 	for _, f := range st.Files {
 		prev[f.FileID] = f
@@ -55,7 +55,7 @@ func applyActive(st *uploadsv1.UploadSessionStatus, act uploads.Active) {
 	st.Files = st.Files[:0]
 	for _, f := range act.Files {
 		fs := prev[f.ID.String()]
-		fs.FileID, fs.Name, fs.SizeBytes, fs.PartCount = f.ID.String(), f.Name, f.SizeBytes, int32(f.PartCount)
+		fs.FileID, fs.Name, fs.SizeBytes, fs.PartCount = f.ID.String(), f.Name, f.SizeBytes, int32(f.PartCount) //nolint:gosec // at most 10,000
 		st.Files = append(st.Files, fs)
 	}
 	st.Progress = progress(st.Files)

@@ -54,7 +54,7 @@ func (n *Notifier) Start(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			n.flush(context.Background())
+			n.flush(context.Background()) //nolint:contextcheck // the last flush runs after the manager's context ended
 			return nil
 		case <-t.C:
 			n.flush(ctx)

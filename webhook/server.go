@@ -133,7 +133,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.TLSCertFile != "" {
 		watcher, err := certwatcher.New(s.TLSCertFile, s.TLSKeyFile)
 		if err != nil {
-			ln.Close()
+			_ = ln.Close()
 			return fmt.Errorf("TLS certificate: %w", err)
 		}
 		interval := s.CertReloadInterval
@@ -173,7 +173,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) { //nolint:contextcheck // shutdown outlives the cancelled serving context
 		return err
 	}
 	s.Log.Info("upload API stopped")

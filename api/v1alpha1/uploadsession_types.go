@@ -237,7 +237,3 @@ type UploadSessionList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []UploadSession `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&UploadSession{}, &UploadSessionList{})
-}

@@ -104,7 +104,11 @@ func run() error {
 	if b.st, err = localenv.StartStack(ctx, localenv.StackOptions{Dir: dir}); err != nil {
 		return err
 	}
-	defer b.st.Stop()
+	defer func() {
+		if err := b.st.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: stopping the services:", err)
+		}
+	}()
 	if err := b.account(); err != nil {
 		return err
 	}
@@ -133,7 +137,7 @@ func run() error {
 		return nil
 	}
 	if raw, err := json.Marshal(res); err == nil {
-		_ = os.WriteFile(saved, raw, 0o644) // for -render
+		_ = os.WriteFile(saved, raw, 0o600) // for -render
 	}
 	return res.write(root)
 }
@@ -381,7 +385,7 @@ func (b *bench) throughput(res *results) error {
 					defer resp.Body.Close()
 					f, _ := os.Create(*pprofOut)
 					_, _ = io.Copy(f, resp.Body)
-					f.Close()
+					_ = f.Close()
 				}()
 			}
 			cpu0 := b.cpuNow(m)
@@ -466,7 +470,8 @@ func (b *bench) direct(s3c *objectstore.Store, conc, n int, data []byte, unsigne
 	start := time.Now()
 	err = parallel(conc, n, func(i int) error {
 		_, err := s3c.Client.UploadPart(b.ctx, &s3.UploadPartInput{Bucket: &b.st.S3.Bucket, Key: &key, UploadId: &up,
-			PartNumber: aws.Int32(int32(i + 1)), Body: bytes.NewReader(data), ContentLength: &size}, opts...)
+			PartNumber: aws.Int32(int32(i + 1)), //nolint:gosec // at most 10,000 parts
+			Body:       bytes.NewReader(data), ContentLength: &size}, opts...)
 		return err
 	})
 	if err != nil {
@@ -619,7 +624,7 @@ func apiRequests(metricsURL string) int64 {
 // metricSum adds up the samples of the operator's metrics whose line starts
 // with prefix.
 func metricSum(metricsURL, prefix string) int64 {
-	resp, err := http.Get(metricsURL)
+	resp, err := http.Get(metricsURL) //nolint:gosec // the benchmark's own manager on loopback
 	if err != nil {
 		return 0
 	}

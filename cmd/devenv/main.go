@@ -51,7 +51,7 @@ func run() error {
 	dir := filepath.Join(root, "bin", "dev")
 	envFile := filepath.Join(dir, "env")
 	_ = os.Remove(envFile) // never leave a previous run's env pointing at nothing
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
 	_ = os.RemoveAll(filepath.Join(dir, "s3"))

@@ -102,10 +102,10 @@ func run() error {
 		return err
 	}
 	out := filepath.Join(root, "docs", "evidence", "STORY-01726.md")
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(out), 0o750); err != nil {
 		return err
 	}
-	if err := os.WriteFile(out, []byte(e.doc.String()), 0o644); err != nil {
+	if err := os.WriteFile(out, []byte(e.doc.String()), 0o644); err != nil { //nolint:gosec // a committed document
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "wrote", out)
@@ -142,7 +142,7 @@ func (e *evidence) startReplica(root string) (func(), error) {
 	if err := p.WaitHTTP(e.ctx, e.replica+"/healthz", time.Minute); err != nil {
 		return nil, err
 	}
-	return func() { _ = p.Stop(10 * time.Second); logf.Close() }, nil
+	return func() { _ = p.Stop(10 * time.Second); _ = logf.Close() }, nil
 }
 
 func (e *evidence) scenarios() error {
@@ -287,7 +287,11 @@ func (e *evidence) forceRollback(title string) error {
 			return err
 		}
 	}
-	defer e.db.Exec(e.ctx, `DROP TRIGGER IF EXISTS evidence_fail ON moc_instructions; DROP FUNCTION IF EXISTS evidence_fail()`)
+	defer func() {
+		if _, err := e.db.Exec(e.ctx, `DROP TRIGGER IF EXISTS evidence_fail ON moc_instructions; DROP FUNCTION IF EXISTS evidence_fail()`); err != nil {
+			fmt.Fprintln(os.Stderr, "evidence: could not drop the rollback trigger:", err)
+		}
+	}()
 	q := `SELECT (SELECT count(*) FROM moc_instructions WHERE upload_session_id = $1) AS moc_instructions,
 	             (SELECT count(*) FROM moc_files f JOIN moc_instructions m ON m.id = f.moc_id WHERE m.upload_session_id = $1) AS moc_files,
 	             s.status, s.finalizing_at, s.finalized_at
@@ -398,6 +402,7 @@ func (e *evidence) trickle(name string, body []byte) error {
 	if err != nil {
 		return err
 	}
+	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	e.recordRequest(r, body)
 	e.note("(body trickled at ~10 KiB/s)")

@@ -19,7 +19,7 @@ type Kube struct {
 
 // StartKube starts etcd and kube-apiserver from bin/k8s and installs the CRDs
 // in config/crd/bases.
-func StartKube() (*Kube, error) {
+func StartKube(ctx context.Context) (*Kube, error) {
 	assets, err := K8sAssets()
 	if err != nil {
 		return nil, err
@@ -40,7 +40,7 @@ func StartKube() (*Kube, error) {
 		return nil, fmt.Errorf("start control plane from %s: %w", assets, err)
 	}
 	k := &Kube{Env: env, Config: cfg}
-	if err := k.waitOpenAPI(time.Minute); err != nil {
+	if err := k.waitOpenAPI(ctx, time.Minute); err != nil {
 		_ = env.Stop()
 		return nil, err
 	}
@@ -50,14 +50,14 @@ func StartKube() (*Kube, error) {
 // waitOpenAPI waits until the API server publishes the CRD's OpenAPI schema:
 // kubectl validates manifests against it, and right after start-up it answers
 // "failed to download openapi" for a moment.
-func (k *Kube) waitOpenAPI(timeout time.Duration) error {
+func (k *Kube) waitOpenAPI(ctx context.Context, timeout time.Duration) error {
 	cs, err := kubernetes.NewForConfig(k.Config)
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		err := cs.Discovery().RESTClient().Get().AbsPath("/openapi/v3/apis/uploads.mocs.dev/v1alpha1").Do(context.Background()).Error()
+		err := cs.Discovery().RESTClient().Get().AbsPath("/openapi/v3/apis/uploads.mocs.dev/v1alpha1").Do(ctx).Error()
 		if err == nil {
 			return nil
 		}

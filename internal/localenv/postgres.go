@@ -44,7 +44,7 @@ func CreateDatabase(ctx context.Context, name string, fresh bool) (string, func(
 		return "", nil, err
 	}
 	u.Path = "/" + name
-	drop := func() {
+	drop := func() { //nolint:contextcheck // runs at clean-up, after the caller's context may be gone
 		c, err := pgx.Connect(context.Background(), admin)
 		if err != nil {
 			return

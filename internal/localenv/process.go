@@ -95,14 +95,14 @@ func (p *Process) WaitHTTPWith(ctx context.Context, c *http.Client, url string, 
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := c.Do(req); err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("process exited before %s answered: %v", url, p.err)
+			return fmt.Errorf("process exited before %s answered: %w", url, p.err)
 		case <-ctx.Done():
 			return fmt.Errorf("%s did not answer within %s", url, timeout)
 		case <-time.After(100 * time.Millisecond):

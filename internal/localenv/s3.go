@@ -67,7 +67,7 @@ func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 	if o.AccessKey == "" {
 		o.AccessKey, o.SecretKey = "AK"+randHex(8), randHex(20)
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return nil, err
 	}
 	// Object metadata lives in user.* xattrs; a sidecar directory works on any
@@ -75,7 +75,7 @@ func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 	sidecar := filepath.Join(o.Dir, ".sidecar")
 	data := filepath.Join(o.Dir, "data")
 	for _, d := range []string{sidecar, data} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, err
 		}
 	}
@@ -83,7 +83,7 @@ func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 		"--keep-alive", "posix", "--sidecar", sidecar, data)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if o.LogFile != "" {
-		f, err := os.OpenFile(o.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(o.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return nil, err
 		}
@@ -138,7 +138,7 @@ func waitTCP(ctx context.Context, addr string, exited <-chan struct{}, timeout t
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
-			c.Close()
+			_ = c.Close()
 			return nil
 		}
 		select {

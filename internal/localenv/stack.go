@@ -43,7 +43,7 @@ func StartStack(ctx context.Context, o StackOptions) (st *Stack, err error) {
 	st = &Stack{Dir: o.Dir}
 	defer func() {
 		if err != nil {
-			st.Stop()
+			_ = st.Stop() // the start's own error is the one to report
 			st = nil
 		}
 	}()
@@ -73,7 +73,7 @@ func StartStack(ctx context.Context, o StackOptions) (st *Stack, err error) {
 		AccessKey: o.S3AccessKey, SecretKey: o.S3SecretKey, LogFile: o.S3LogFile}); err != nil {
 		return st, err
 	}
-	if st.Kube, err = StartKube(); err != nil {
+	if st.Kube, err = StartKube(ctx); err != nil {
 		return st, err
 	}
 	kc, err := st.Kube.AdminKubeconfig()

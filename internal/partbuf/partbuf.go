@@ -102,12 +102,12 @@ func (p *Pool) Fill(ctx context.Context, r io.Reader, size int64) (Buffer, error
 	_ = os.Remove(f.Name()) // unlinked at once: nothing is left behind, even on a crash
 	n, err := io.CopyN(f, r, size)
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		p.releaseDisk(size)
 		return nil, readErr(err, int(n), size)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
+		_ = f.Close()
 		p.releaseDisk(size)
 		return nil, err
 	}

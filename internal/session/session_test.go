@@ -220,7 +220,8 @@ func TestLockStaleBoundary(t *testing.T) {
 func TestFileIDIsDeterministic(t *testing.T) {
 	t.Parallel()
 	s := uuid.New()
-	if FileID(s, 0) != FileID(s, 0) || FileID(s, 0) == FileID(s, 1) || FileID(s, 0) == FileID(uuid.New(), 0) {
+	first, again := FileID(s, 0), FileID(s, 0)
+	if first != again || first == FileID(s, 1) || first == FileID(uuid.New(), 0) {
 		t.Fatal("file ids must be a pure function of (session, index)")
 	}
 }

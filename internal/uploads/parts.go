@@ -92,7 +92,7 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 	if err := failpoint.Inject("part/before-s3"); err != nil {
 		return store.Part{}, err
 	}
-	etag, err := s.S3.UploadPart(ctx, p.File.S3Key, p.File.S3UploadID, int32(p.PartNumber), buf, p.Size, p.Checksums)
+	etag, err := s.S3.UploadPart(ctx, p.File.S3Key, p.File.S3UploadID, int32(p.PartNumber), buf, p.Size, p.Checksums) //nolint:gosec // validated to [1, 10000]
 	if err != nil {
 		// The upload may have been completed or aborted while the part was on
 		// its way (S3 then refuses it, or resets the connection): if the

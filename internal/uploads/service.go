@@ -193,7 +193,7 @@ func (s *Service) createUpload(ctx context.Context, f store.File) error {
 		if rerr != nil {
 			// Still unknown: keep the upload. If it is surplus it lives under
 			// the session's prefix, where expiry and delete abort it.
-			return fmt.Errorf("%w (and reading it back: %v)", err, rerr)
+			return fmt.Errorf("%w (and reading it back: %w)", err, rerr)
 		}
 		won = recorded == uploadID
 	}

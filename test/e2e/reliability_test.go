@@ -175,6 +175,10 @@ func readResponse(t *testing.T, c net.Conn) (*http.Response, string) {
 	if err != nil {
 		t.Fatalf("reading the response: %v", err)
 	}
-	b, _ := io.ReadAll(resp.Body)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the response body: %v", err)
+	}
 	return resp, string(b)
 }

@@ -27,7 +27,7 @@ func TestTO_HP_001_TO_ERR_001_TricklingClientGets408(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	resp, body := readResponse(t, c)
+	resp, body := readResponse(t, c) //nolint:bodyclose // readResponse reads and closes it
 	c.Close()
 	<-done
 	if resp.StatusCode != 408 {
@@ -68,7 +68,7 @@ func TestTimeoutRaceCompletesJustBeforeCutoff(t *testing.T) {
 		}
 		time.Sleep(180 * time.Millisecond)
 	}
-	resp, b := readResponse(t, c)
+	resp, b := readResponse(t, c) //nolint:bodyclose // readResponse reads and closes it
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d %s", resp.StatusCode, b)
 	}
