@@ -19,10 +19,9 @@ GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 export KUBEBUILDER_ASSETS := $(K8S_ASSETS)
 export VERSITYGW_BIN      := $(VERSITYGW)
 
-TEST_TIMEOUT ?= 25m
-# A count, not a duration: a time-based -fuzztime can end in a spurious
-# "context deadline exceeded" when a worker is slow to stop on a loaded machine.
-FUZZ_TIME    ?= 300000x
+TEST_TIMEOUT ?= 30m
+# Inputs per fuzz target in `make test` (hack/fuzz.sh).
+FUZZ_COUNT   ?= 20000
 
 .PHONY: all
 all: build
@@ -86,10 +85,19 @@ test: tools ## Run every test (unit, envtest, integration) against real services
 	hack/ensure-services.sh
 	go vet ./...
 	go vet -tags failpoints ./...
-	go test -tags failpoints -count=1 -timeout $(TEST_TIMEOUT) ./...
-	go test -count=1 ./internal/failpoint # the production build: no failpoints
-	go test -run '^$$' -fuzz FuzzParsePartNumber -fuzztime $(FUZZ_TIME) ./internal/session
+	go test -race -tags failpoints -count=1 -timeout $(TEST_TIMEOUT) ./...
+	go test -race -count=1 ./internal/failpoint # the production build: no failpoints
+	hack/fuzz.sh $(FUZZ_COUNT)
 	hack/model/check.sh
+
+.PHONY: cover
+cover: tools ## Coverage of unit, envtest and end-to-end tests together, per package (bin/cover/).
+	hack/ensure-services.sh
+	hack/cover.sh
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZ_COUNT inputs (make test runs 20000).
+	hack/fuzz.sh $(FUZZ_COUNT)
 
 .PHONY: model
 model: ## Model-check the finalize protocol (hack/model/finalize.pml) with spin, exhaustively within its bounds.

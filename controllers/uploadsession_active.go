@@ -290,8 +290,8 @@ func (r *UploadSessionReconciler) refreshProgress(ctx context.Context, us *uploa
 }
 
 func (r *UploadSessionReconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
+	if r.Clock != nil {
+		return r.Clock.Now()
 	}
 	return time.Now()
 }

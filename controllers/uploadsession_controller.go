@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -39,8 +40,9 @@ type UploadSessionReconciler struct {
 	Scheme   *runtime.Scheme
 	Recorder recorder.EventRecorder
 	Uploads  *uploads.Service
-	// Now is the clock; tests move it.
-	Now func() time.Time
+	// Clock tells expiry and retention time (nil: the real clock); tests
+	// step a fake one. Finalize locks are aged on PostgreSQL's clock instead.
+	Clock clock.PassiveClock
 	// Resync is how often an Active or Finalizing session is looked at again
 	// even without events: a replica that died after committing (or while
 	// holding the lock) sends no event, and PostgreSQL is the truth.
@@ -229,7 +231,7 @@ func (r *UploadSessionReconciler) reconcilePending(ctx context.Context, us *uplo
 	log.FromContext(ctx).Info("session active: S3 multipart uploads created", "fileCount", len(act.Files))
 	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, uploadsv1.ReasonUploadsCreated, "Activate",
 		"Created %d S3 multipart upload(s); session is Active until %s", len(act.Files), act.Session.ExpiresAt.UTC().Format(time.RFC3339))
-	return ctrl.Result{RequeueAfter: time.Until(act.Session.ExpiresAt)}, nil
+	return ctrl.Result{RequeueAfter: act.Session.ExpiresAt.Sub(r.now())}, nil
 }
 
 // refuseForeignSession handles a resource whose session-id label names a

@@ -196,7 +196,7 @@ func writeError(w http.ResponseWriter, status int, code string, extra map[string
 	writeJSON(w, status, body)
 }
 
-// retryAfterSeconds rounds up to whole seconds, at least 1 (CONTRACT §2 units).
+// retryAfterSeconds rounds up to whole seconds, at least 1.
 func retryAfterSeconds(d time.Duration) int {
 	s := int((d + time.Second - 1) / time.Second)
 	return max(s, 1)

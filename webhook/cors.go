@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// CORS for browser uploads of parts (gap_8, CONTRACT §4). Written out rather
+// CORS for browser uploads of parts. Written out rather
 // than taken from github.com/rs/cors, which echoes only the requested method
 // and headers in a preflight; the contract wants the full lists every time,
 // and never "*".

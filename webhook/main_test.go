@@ -19,6 +19,7 @@ import (
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
+	"github.com/mocs-dev/upload-operator/internal/leakcheck"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
@@ -36,7 +37,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
+	code := func() int {
 		if !failpoint.Compiled {
 			fmt.Fprintln(os.Stderr, "these tests stop the code at failpoints: run them with -tags failpoints (make test does)")
 			return 1
@@ -65,7 +66,13 @@ func TestMain(m *testing.M) {
 		}
 		defer testS3.Stop()
 		return m.Run()
-	}())
+	}()
+	// After the services are stopped: a goroutine still running is one the
+	// code under test did not stop.
+	if code == 0 {
+		code = leakcheck.Check()
+	}
+	os.Exit(code)
 }
 
 // tokenUsers authenticates a token "name" or "name|group,group" as that user.
@@ -82,7 +89,7 @@ func (tokenUsers) Review(_ context.Context, token string) (auth.User, bool, erro
 
 // testService is an upload engine on the test database and S3 (opts, if
 // given, replace the S3 client options).
-func testService(t *testing.T, s3opts *objectstore.Options) *uploads.Service {
+func testService(t testing.TB, s3opts *objectstore.Options) *uploads.Service {
 	t.Helper()
 	s3 := testS3.Client()
 	if s3opts != nil {

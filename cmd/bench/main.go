@@ -97,7 +97,7 @@ func run() error {
 	defer os.RemoveAll(dir)
 	b := &bench{ctx: ctx, dir: dir}
 	say("building the manager")
-	if b.bin, err = localenv.BuildManager(ctx, dir); err != nil {
+	if b.bin, err = localenv.BuildManager(ctx, dir, localenv.Build{}); err != nil {
 		return err
 	}
 	say("starting control plane, versitygw, database")

@@ -212,9 +212,9 @@ func (e *evidence) scenarios() error {
 	e.section("finalizeSlugConflict — SC-HP-001", fmt.Sprintf("Another session of the same owner was finalized as %q first.", title))
 	e.send("finalizeSlugConflict", nil, "")
 
-	// gap_9: a forced rollback.
+	// A forced rollback.
 	rbTitle := title + " rollback"
-	e.section("A rolled-back finalize — gap_9", "Fault: a trigger on moc_instructions raises SQLSTATE 40001 (serialization_failure) "+
+	e.section("A rolled-back finalize", "Fault: a trigger on moc_instructions raises SQLSTATE 40001 (serialization_failure) "+
 		"for every insert of this title; the operator tries the transaction 3 times, rolls back each, and answers 500. Rows before and after:")
 	if err := e.forceRollback(rbTitle); err != nil {
 		return err

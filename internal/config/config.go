@@ -1,10 +1,11 @@
-// Package config reads the operator's configuration from the environment
-// (CONTRACT §4). Every variable has a documented default; a bad value is an
+// Package config reads the operator's configuration from the environment.
+// Every variable has a documented default; a bad value is an
 // error at start-up, never a silent fallback.
 package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"slices"
@@ -302,6 +303,9 @@ func ParseBytes(v string) (int64, error) {
 	}
 	mult := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
 		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[m[2]]
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q is too large", v)
+	}
 	return n * mult, nil
 }
 

@@ -3,7 +3,10 @@ package localenv
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -28,6 +31,10 @@ func StartKube(ctx context.Context) (*Kube, error) {
 	if err != nil {
 		return nil, err
 	}
+	launchers, err := withParentDeathSignal(assets)
+	if err != nil {
+		return nil, err
+	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
 		CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
@@ -35,6 +42,9 @@ func StartKube(ctx context.Context) (*Kube, error) {
 		ControlPlaneStartTimeout: time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
+	// Explicit paths: envtest would otherwise prefer $KUBEBUILDER_ASSETS.
+	env.ControlPlane.GetAPIServer().Path = filepath.Join(launchers, "kube-apiserver")
+	env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(launchers, "etcd")}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("start control plane from %s: %w", assets, err)
@@ -45,6 +55,38 @@ func StartKube(ctx context.Context) (*Kube, error) {
 		return nil, err
 	}
 	return k, nil
+}
+
+// withParentDeathSignal returns a directory of etcd and kube-apiserver
+// launchers that run the binaries in assets with a parent-death signal, so a
+// test run that is killed (and cannot stop its control plane) leaves neither
+// running. envtest starts them in their own process group and offers no hook
+// to set the signal itself. Without setpriv it returns assets unchanged.
+func withParentDeathSignal(assets string) (string, error) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		return assets, nil //nolint:nilerr // no setpriv: the binaries run as they are
+	}
+	dir := filepath.Join(assets, "with-pdeathsig")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", err
+	}
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		script := fmt.Sprintf("#!/bin/sh\nexec %s --pdeathsig KILL -- %s \"$@\"\n", setpriv, filepath.Join(assets, name))
+		path := filepath.Join(dir, name)
+		if old, err := os.ReadFile(path); err == nil && string(old) == script { //nolint:gosec // our own bin/ directory
+			continue
+		}
+		tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
+		if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil { //nolint:gosec // an executable launcher
+			return "", err
+		}
+		// Several test packages start control planes at once: rename is atomic.
+		if err := os.Rename(tmp, path); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // waitOpenAPI waits until the API server publishes the CRD's OpenAPI schema:

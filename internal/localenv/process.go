@@ -20,25 +20,46 @@ type Process struct {
 	err  error
 }
 
+// Build says how to compile a binary for tests.
+type Build struct {
+	// Tags are build tags ("failpoints" for the end-to-end tests).
+	Tags []string
+	// Race builds with the race detector (which needs cgo).
+	Race bool
+	// Cover builds with coverage of the whole module: the binary writes its
+	// coverage into $GOCOVERDIR when it exits cleanly.
+	Cover bool
+}
+
 // BuildManager compiles ./cmd/manager into dir, as the Dockerfile does (static,
-// no cgo, stripped: what ships is what tests and benchmarks run), with the
-// given build tags ("failpoints" for the end-to-end tests), and returns the
-// binary's path.
-func BuildManager(ctx context.Context, dir string, tags ...string) (string, error) {
+// no cgo, stripped: what ships is what tests and benchmarks run), changed as b
+// says, and returns the binary's path.
+func BuildManager(ctx context.Context, dir string, b Build) (string, error) {
+	return BuildBinary(ctx, filepath.Join(dir, "manager"), "./cmd/manager", b)
+}
+
+// BuildBinary compiles pkg into out.
+func BuildBinary(ctx context.Context, out, pkg string, b Build) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "manager")
 	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}
-	if len(tags) > 0 {
-		args = append(args, "-tags", strings.Join(tags, ","))
+	if len(b.Tags) > 0 {
+		args = append(args, "-tags", strings.Join(b.Tags, ","))
 	}
-	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/manager")...)
+	if b.Cover {
+		args = append(args, "-cover", "-coverpkg=github.com/mocs-dev/upload-operator/...")
+	}
+	cgo := "CGO_ENABLED=0"
+	if b.Race {
+		args, cgo = append(args, "-race"), "CGO_ENABLED=1"
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/manager: %w\n%s", err, b)
+	cmd.Env = append(os.Environ(), cgo)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
 	}
 	return out, nil
 }

@@ -150,7 +150,7 @@ func (s *Store) GetObject(ctx context.Context, key string) (io.ReadCloser, error
 	return out.Body, nil
 }
 
-// ETag formats (gap_4). S3 returns ETags quoted. A single-part (PutObject)
+// ETag formats. S3 returns ETags quoted. A single-part (PutObject)
 // ETag is the hex MD5 of the object, `"<hex-digest>"`; a multipart ETag is the
 // hex MD5 of the concatenated binary part MD5s followed by the part count,
 // `"<hex-digest>-<part-count>"`. Neither is the MD5 of the whole object for a

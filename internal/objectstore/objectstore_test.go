@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mocs-dev/upload-operator/internal/leakcheck"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 )
@@ -22,7 +23,7 @@ import (
 var s3srv *localenv.S3
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
+	code := func() int {
 		dir, err := os.MkdirTemp("", "objectstore-s3-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -35,7 +36,11 @@ func TestMain(m *testing.M) {
 		}
 		defer s3srv.Stop()
 		return m.Run()
-	}())
+	}()
+	if code == 0 {
+		code = leakcheck.Check()
+	}
+	os.Exit(code)
 }
 
 // payloadRecorder passes every request to the real S3 and remembers how each

@@ -1,6 +1,6 @@
 // Package ratelimit limits finalize requests per user with a sliding-window
 // log in Redis: at most Limit requests in any Window, exactly, shared by every
-// replica (gap_10). A GCRA (e.g. redis_rate's PerMinute(10)) admits about 19
+// replica. A GCRA (e.g. redis_rate's PerMinute(10)) admits about 19
 // in the first minute and does not meet "10 in any 60 s"; a log of admission
 // times does. One Lua script makes check-and-record atomic, and Redis's own
 // clock (TIME) is the only clock, so replica clock skew does not matter.

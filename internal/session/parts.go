@@ -60,7 +60,7 @@ func ExpectedPartSize(fileSize, partSize int64, n int) int64 {
 }
 
 // ParsePartNumber accepts only a plain decimal integer in [1, 10000]: no sign,
-// no fraction, no exponent, no spaces (S3's own limit; gap_3).
+// no fraction, no exponent, no spaces (S3's own limit).
 func ParsePartNumber(s string) (int, bool) {
 	if s == "" || len(s) > 5 {
 		return 0, false

@@ -16,7 +16,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
-// gap_9: PostgreSQL cut off mid-finalize (a real proxy in front of it stops,
+// PostgreSQL cut off mid-finalize (a real proxy in front of it stops,
 // after S3 completed every upload): the answer is 500 INTERNAL_ERROR, nothing
 // is partially committed, the lock is released as soon as the database is
 // back, and the session then finalizes.

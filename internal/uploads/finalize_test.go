@@ -52,14 +52,17 @@ func assertOneMOC(t *testing.T, svc *uploads.Service, ts *testSession) {
 		if err != nil {
 			t.Fatalf("object of file %d: %v", i, err)
 		}
-		got, _ := io.ReadAll(rc)
+		got, err := io.ReadAll(rc)
 		rc.Close()
+		if err != nil {
+			t.Fatalf("object of file %d: %v", i, err)
+		}
 		if !bytes.Equal(got, ts.data[i]) {
 			t.Fatalf("object of file %d: %d bytes differ from the %d sent", i, len(got), len(ts.data[i]))
 		}
 	}
-	if ups, _ := svc.S3.ListMultipartUploads(ctx, session.SessionPrefix(ts.id)); len(ups) != 0 {
-		t.Fatalf("multipart uploads left behind: %v", ups)
+	if ups, err := svc.S3.ListMultipartUploads(ctx, session.SessionPrefix(ts.id)); err != nil || len(ups) != 0 {
+		t.Fatalf("multipart uploads left behind: %v (%v)", ups, err)
 	}
 }
 
@@ -103,7 +106,7 @@ func TestSamePartTwiceKeepsOneRecordTheLatest(t *testing.T) {
 		t.Fatalf("part rows = %d, want 1", n)
 	}
 	var etag string
-	_ = pool().QueryRow(context.Background(), `SELECT etag FROM upload_parts WHERE file_id = $1`, ts.act.Files[0].ID).Scan(&etag)
+	must(t, pool().QueryRow(context.Background(), `SELECT etag FROM upload_parts WHERE file_id = $1`, ts.act.Files[0].ID).Scan(&etag))
 	if etag != second.ETag {
 		t.Fatalf("recorded ETag %s, want the latest %s", etag, second.ETag)
 	}
@@ -132,14 +135,14 @@ func TestIncompleteUploadListsMissingPartsAndReleasesTheLock(t *testing.T) {
 	}
 }
 
-// The story's seed row (STORY-01726, gap_7), with a real TokenReview username:
+// The story's seed row (from the story), with a real TokenReview username:
 // its finalizing_at is 10 minutes old, a stale lock that a new finalize takes over.
 func TestStorySeedStaleLockFinalizes(t *testing.T) {
 	svc, _ := newService(t)
 	svc.Now = time.Now
 	ctx := context.Background()
 	owner := "system:serviceaccount:default:dev-user"
-	_, _ = pool().Exec(ctx, `DELETE FROM upload_sessions WHERE id = 'eeeeeeee-eeee-eeee-eeee-eeeeeeeeeeee'`)
+	must(t, execErr(pool().Exec(ctx, `DELETE FROM upload_sessions WHERE id = 'eeeeeeee-eeee-eeee-eeee-eeeeeeeeeeee'`)))
 	if _, err := pool().Exec(ctx, `
 		INSERT INTO upload_sessions (id, user_id, status, part_size_bytes, finalizing_at, expires_at, created_at, updated_at)
 		VALUES (
@@ -316,7 +319,7 @@ func installConflictTrigger(t *testing.T, title, code string, n int) {
 		}
 	}
 	t.Cleanup(func() {
-		_, _ = pool().Exec(ctx, fmt.Sprintf(`DROP TRIGGER %s ON moc_instructions; DROP FUNCTION %s(); DROP SEQUENCE %s`, trg, fn, seq))
+		must(t, execErr(pool().Exec(ctx, fmt.Sprintf(`DROP TRIGGER %s ON moc_instructions; DROP FUNCTION %s(); DROP SEQUENCE %s`, trg, fn, seq))))
 	})
 }
 
@@ -371,7 +374,7 @@ func TestSlugConflictSuggestsTheFirstFreeSlug(t *testing.T) {
 	mk := func(owner string) *testSession {
 		ts := activate(t, svc, 10)
 		if owner != "" {
-			_, _ = pool().Exec(context.Background(), `UPDATE upload_sessions SET user_id = $2 WHERE id = $1`, ts.id, owner)
+			must(t, execErr(pool().Exec(context.Background(), `UPDATE upload_sessions SET user_id = $2 WHERE id = $1`, ts.id, owner)))
 			ts.owner = owner
 		}
 		ts.uploadAll(t, svc)

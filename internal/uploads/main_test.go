@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
+	"github.com/mocs-dev/upload-operator/internal/leakcheck"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
@@ -31,7 +33,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
+	code := func() int {
 		if !failpoint.Compiled {
 			fmt.Fprintln(os.Stderr, "these tests stop the code at failpoints: run them with -tags failpoints (make test does)")
 			return 1
@@ -57,7 +59,13 @@ func TestMain(m *testing.M) {
 		}
 		defer s3srv.Stop()
 		return m.Run()
-	}())
+	}()
+	// After the services are stopped: a goroutine still running is one the
+	// code under test did not stop.
+	if code == 0 {
+		code = leakcheck.Check()
+	}
+	os.Exit(code)
 }
 
 // clock is a settable clock shared by a service under test.
@@ -200,3 +208,14 @@ func contains(xs []string, x string) bool {
 	}
 	return false
 }
+
+// must fails the test on err: for the reads and set-ups a check depends on.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// execErr keeps the error of an Exec, for must.
+func execErr(_ pgconn.CommandTag, err error) error { return err }

@@ -74,7 +74,7 @@ fetch(%q, {method: 'PUT', headers: {'Authorization': 'Bearer %s', 'Content-Type'
   .catch(e => { out.textContent = 'BLOCKED ' + e; });
 </script></body></html>`
 
-// CO-HP-001 in a real browser (gap_8, edge case "CORS preflight: OPTIONS
+// CO-HP-001 in a real browser (edge case "CORS preflight: OPTIONS
 // returns 204, PUT follows successfully"): a page from an allowed loopback
 // origin PUTs a part with fetch(), the browser's preflight passes and the PUT
 // succeeds, its ETag readable; the same page from a disallowed origin is
@@ -114,7 +114,7 @@ func TestCO_HP_001_BrowserUploadFromAllowedOriginOnly(t *testing.T) {
 	}
 	assertNoPart(t, u.files[1].id, 1)
 	var n int
-	_ = db.QueryRow(context.Background(), `SELECT count(*) FROM upload_parts WHERE file_id = $1`, u.files[0].id).Scan(&n)
+	must(t, db.QueryRow(context.Background(), `SELECT count(*) FROM upload_parts WHERE file_id = $1`, u.files[0].id).Scan(&n))
 	if n != 1 {
 		t.Fatalf("the allowed upload was not recorded")
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/mocs-dev/upload-operator/internal/localenv"
 )
 
 var (
@@ -35,13 +38,8 @@ func mocupload(t *testing.T) string {
 			cliErr = err
 			return
 		}
-		cliBin = filepath.Join(dir, "mocupload")
-		cmd := exec.Command("go", "build", "-o", cliBin, "./cmd/mocupload")
-		cmd.Dir = repo
-		if b, err := cmd.CombinedOutput(); err != nil {
-			cliErr = err
-			t.Logf("%s", b)
-		}
+		cliBin, cliErr = localenv.BuildBinary(context.Background(), filepath.Join(dir, "mocupload"), "./cmd/mocupload",
+			childBuild())
 	})
 	if cliErr != nil {
 		t.Fatal(cliErr)

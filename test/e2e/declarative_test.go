@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -42,11 +43,11 @@ func TestDeclarativeFinalize(t *testing.T) {
 
 	got := waitPhase(t, "default", "declared", uploadsv1.PhaseActive)
 	u := &upload{id: got.Status.SessionID, partSize: got.Status.PartSizeBytes, token: acct.token,
-		files: []uploadFile{{id: got.Status.Files[0].FileID, data: make([]byte, 7<<20), partCount: 2}}}
+		files: []uploadFile{{id: got.Status.Files[0].FileID, data: randomBytes(7 << 20), partCount: 2}}}
 	u.putAll(t, "")
 
 	c := waitCondition(t, "declared", uploadsv1.ReasonSlugConflict)
-	_ = k8s.Get(ctx, types.NamespacedName{Namespace: "default", Name: "declared"}, got)
+	must(t, k8s.Get(ctx, types.NamespacedName{Namespace: "default", Name: "declared"}, got))
 	slug := strings.ToLower(strings.ReplaceAll(taken, " ", "-"))
 	if got.Status.SuggestedSlug != slug+"-1" || got.Status.Phase != uploadsv1.PhaseActive || !strings.Contains(c.Message, slug) {
 		t.Fatalf("after conflict: phase %s, suggestedSlug %q, condition %+v", got.Status.Phase, got.Status.SuggestedSlug, c)
@@ -126,15 +127,13 @@ func TestFinalizeSurvivesSIGKILL(t *testing.T) {
 				return last.status == 201 || last.status == 200, fmt.Sprintf("%d %s", last.status, last.raw)
 			})
 			var n, files int
-			_ = db.QueryRow(ctx, `SELECT count(*) FROM moc_instructions WHERE upload_session_id = $1`, u.id).Scan(&n)
-			_ = db.QueryRow(ctx, `SELECT count(*) FROM moc_files f JOIN moc_instructions m ON m.id = f.moc_id WHERE m.upload_session_id = $1`, u.id).Scan(&files)
+			must(t, db.QueryRow(ctx, `SELECT count(*) FROM moc_instructions WHERE upload_session_id = $1`, u.id).Scan(&n))
+			must(t, db.QueryRow(ctx, `SELECT count(*) FROM moc_files f JOIN moc_instructions m ON m.id = f.moc_id WHERE m.upload_session_id = $1`, u.id).Scan(&files))
 			if n != 1 || files != 2 {
 				t.Fatalf("%d MOCs with %d files, want exactly 1 with 2", n, files)
 			}
 			waitPhase(t, "default", u.id, uploadsv1.PhaseFinalized)
-			if ups, _ := stack.S3.Client().ListMultipartUploads(ctx, "sessions/"+u.id+"/"); len(ups) != 0 {
-				t.Errorf("multipart uploads left: %v", ups)
-			}
+			noMultipartUploads(t, "sessions/"+u.id+"/")
 		})
 	}
 }
@@ -210,11 +209,22 @@ func startReplicaWith(t *testing.T, extra map[string]string, scheme string, clie
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A replica must exit cleanly when stopped (or have died where a
+	// failpoint killed it) and log no panic.
+	killable := strings.Contains(env["MOCUPLOAD_FAILPOINTS"], "=kill")
 	t.Cleanup(func() {
-		_ = p.Stop(10 * time.Second)
-		logf.Close()
+		err := p.Stop(10 * time.Second)
+		_ = logf.Close()
+		b, rerr := os.ReadFile(logf.Name())
+		switch {
+		case err != nil && !killable:
+			t.Errorf("replica exited with %v", err)
+		case rerr != nil:
+			t.Errorf("replica log: %v", rerr)
+		case bytes.Contains(b, []byte("panic:")):
+			t.Errorf("replica log has a panic")
+		}
 		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
 			t.Logf("replica log:\n%s", tail(b, 4000))
 		}
 	})

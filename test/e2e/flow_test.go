@@ -64,13 +64,15 @@ func TestHTTPUploadFlow(t *testing.T) {
 		t.Fatalf("part 1 again: %d %s", again.status, again.raw)
 	}
 	var rows int
-	_ = db.QueryRow(ctx, `SELECT count(*) FROM upload_parts p JOIN upload_files f ON f.id = p.file_id WHERE f.session_id = $1`, u.id).Scan(&rows)
+	must(t, db.QueryRow(ctx, `SELECT count(*) FROM upload_parts p JOIN upload_files f ON f.id = p.file_id WHERE f.session_id = $1`, u.id).Scan(&rows))
 	if rows != 4 {
 		t.Fatalf("upload_parts rows = %d, want 4 (one per part)", rows)
 	}
 	// The resource's progress follows (batched, a moment behind).
 	waitFor(t, 20*time.Second, "progress to reach 100%", func() (bool, string) {
-		_ = k8s.Get(ctx, types.NamespacedName{Namespace: "default", Name: u.id}, us)
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: "default", Name: u.id}, us); err != nil {
+			return false, err.Error()
+		}
 		return strings.HasPrefix(us.Status.Progress, "100%"), us.Status.Progress
 	})
 
@@ -105,8 +107,8 @@ func TestHTTPUploadFlow(t *testing.T) {
 		t.Fatalf("replay: %d %s, want 200 with %s", replay.status, replay.raw, f.raw)
 	}
 	var mocs, mocFiles int
-	_ = db.QueryRow(ctx, `SELECT count(*) FROM moc_instructions WHERE upload_session_id = $1 AND user_id = $2`, u.id, acct.name).Scan(&mocs)
-	_ = db.QueryRow(ctx, `SELECT count(*) FROM moc_files WHERE moc_id = $1`, f.str("mocId")).Scan(&mocFiles)
+	must(t, db.QueryRow(ctx, `SELECT count(*) FROM moc_instructions WHERE upload_session_id = $1 AND user_id = $2`, u.id, acct.name).Scan(&mocs))
+	must(t, db.QueryRow(ctx, `SELECT count(*) FROM moc_files WHERE moc_id = $1`, f.str("mocId")).Scan(&mocFiles))
 	if mocs != 1 || mocFiles != 2 {
 		t.Fatalf("rows: %d moc_instructions, %d moc_files", mocs, mocFiles)
 	}
@@ -316,7 +318,7 @@ func TestFinalizeErrorsAndAdmins(t *testing.T) {
 		t.Fatalf("admin finalize: %d %s", a.status, a.raw)
 	}
 	var owner string
-	_ = db.QueryRow(context.Background(), `SELECT user_id FROM moc_instructions WHERE id = $1`, a.str("mocId")).Scan(&owner)
+	must(t, db.QueryRow(context.Background(), `SELECT user_id FROM moc_instructions WHERE id = $1`, a.str("mocId")).Scan(&owner))
 	if owner != acct.name {
 		t.Errorf("MOC belongs to %q, want the session's owner %q", owner, acct.name)
 	}

@@ -83,8 +83,8 @@ func leaderDies(t *testing.T, ns, point string) {
 	})
 	fin := waitPhase(t, ns, u.id, uploadsv1.PhaseFinalized)
 	var mocs, files int
-	_ = db.QueryRow(ctx, `SELECT count(*) FROM moc_instructions WHERE upload_session_id = $1`, u.id).Scan(&mocs)
-	_ = db.QueryRow(ctx, `SELECT count(*) FROM moc_files f JOIN moc_instructions m ON m.id = f.moc_id WHERE m.upload_session_id = $1 AND f.size_bytes = $2`, u.id, 20<<20).Scan(&files)
+	must(t, db.QueryRow(ctx, `SELECT count(*) FROM moc_instructions WHERE upload_session_id = $1`, u.id).Scan(&mocs))
+	must(t, db.QueryRow(ctx, `SELECT count(*) FROM moc_files f JOIN moc_instructions m ON m.id = f.moc_id WHERE m.upload_session_id = $1 AND f.size_bytes = $2`, u.id, 20<<20).Scan(&files))
 	if mocs != 1 || files != 1 || fin.Status.Slug != strings.ToLower(strings.ReplaceAll(title, " ", "-")) {
 		t.Fatalf("%d MOCs, %d complete files, slug %q", mocs, files, fin.Status.Slug)
 	}
@@ -94,7 +94,9 @@ func leaderDies(t *testing.T, ns, point string) {
 	}
 	waitFor(t, 30*time.Second, "the resource to go", func() (bool, string) {
 		var l uploadsv1.UploadSessionList
-		_ = k8s.List(ctx, &l, client.InNamespace(ns))
-		return len(l.Items) == 0, ""
+		if err := k8s.List(ctx, &l, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		return len(l.Items) == 0, fmt.Sprint(len(l.Items))
 	})
 }

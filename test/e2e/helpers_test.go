@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 )
@@ -80,4 +82,43 @@ func kubectlStdin(t *testing.T, stdin string, args ...string) (string, error) {
 
 func findCond(us *uploadsv1.UploadSession, typ string) *metav1.Condition {
 	return meta.FindStatusCondition(us.Status.Conditions, typ)
+}
+
+// must fails the test on err: for the reads a check depends on, whose error
+// would otherwise leave the checked value at its zero (and often "passing") value.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// noMultipartUploads fails the test if S3 lists a multipart upload under
+// prefix, or cannot list them.
+func noMultipartUploads(t *testing.T, prefix string) {
+	t.Helper()
+	ups, err := stack.S3.Client().ListMultipartUploads(context.Background(), prefix)
+	if err != nil {
+		t.Fatalf("list multipart uploads under %s: %v", prefix, err)
+	}
+	if len(ups) != 0 {
+		t.Errorf("multipart uploads left under %s: %v", prefix, ups)
+	}
+}
+
+// waitEvent waits for an Event about the resource ns/name with reason.
+func waitEvent(t *testing.T, ns, name, reason string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, reason+" event about "+name, func() (bool, string) {
+		var evs eventsv1.EventList
+		if err := k8s.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == name && e.Reason == reason {
+				return true, ""
+			}
+		}
+		return false, "no event yet"
+	})
 }

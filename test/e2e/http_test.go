@@ -95,15 +95,26 @@ type reqOpt func(*http.Request)
 
 func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
 
-// call sends a request to base (the API under test unless given) with a token.
+// call sends a request to base (the API under test unless given) with a token;
+// a request that gets no answer fails the test. Only the test's goroutine may
+// call it: other goroutines use send.
 func call(t *testing.T, base, method, path, token string, body io.Reader, opts ...reqOpt) response {
 	t.Helper()
+	r, err := send(base, method, path, token, body, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// send is call for any goroutine: it returns what went wrong instead.
+func send(base, method, path, token string, body io.Reader, opts ...reqOpt) (response, error) {
 	if base == "" {
 		base = apiURL
 	}
 	req, err := http.NewRequest(method, base+path, body)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -116,13 +127,32 @@ func call(t *testing.T, base, method, path, token string, body io.Reader, opts .
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+	}
 	out := response{status: resp.StatusCode, header: resp.Header, raw: raw}
+	// Not every answer is JSON (a 200 of a part has no body, probes answer text).
 	_ = json.Unmarshal(raw, &out.body)
-	return out
+	return out, nil
+}
+
+// sendAsync runs f in a goroutine and returns where its answer arrives; an
+// error arrives as status -1 with the error as the body, which every status
+// check the test makes then reports.
+func sendAsync(f func() (response, error)) <-chan response {
+	done := make(chan response, 1)
+	go func() {
+		r, err := f()
+		if err != nil {
+			r = response{status: -1, raw: []byte(err.Error())}
+		}
+		done <- r
+	}()
+	return done
 }
 
 func jsonBody(v any) io.Reader {
@@ -153,11 +183,17 @@ type fileReq struct {
 // createUpload creates a session of the given files (5 MiB parts) as acct.
 func createUpload(t *testing.T, acct account, files ...fileReq) *upload {
 	t.Helper()
+	return createUploadAt(t, "", acct, files...)
+}
+
+// createUploadAt is createUpload through the API at base.
+func createUploadAt(t *testing.T, base string, acct account, files ...fileReq) *upload {
+	t.Helper()
 	var fs []map[string]any
 	for _, f := range files {
 		fs = append(fs, map[string]any{"name": f.name, "contentType": f.contentType, "sizeBytes": f.size})
 	}
-	r := call(t, "", "POST", "/api/mocs/uploads/sessions", acct.token, jsonBody(map[string]any{"files": fs, "partSizeBytes": 5 << 20}))
+	r := call(t, base, "POST", "/api/mocs/uploads/sessions", acct.token, jsonBody(map[string]any{"files": fs, "partSizeBytes": 5 << 20}))
 	if r.status != http.StatusCreated {
 		t.Fatalf("create session: %d %s", r.status, r.raw)
 	}
@@ -186,6 +222,11 @@ func (u *upload) put(t *testing.T, base string, file, n int, opts ...reqOpt) res
 	return call(t, base, "PUT", u.partPath(file, n), u.token, bytes.NewReader(u.partBytes(file, n)), opts...)
 }
 
+// sendPart is put for any goroutine.
+func (u *upload) sendPart(base string, file, n int, opts ...reqOpt) (response, error) {
+	return send(base, "PUT", u.partPath(file, n), u.token, bytes.NewReader(u.partBytes(file, n)), opts...)
+}
+
 // putAll sends every part (concurrently, as a client would) and fails on any non-200.
 func (u *upload) putAll(t *testing.T, base string) {
 	t.Helper()
@@ -196,7 +237,10 @@ func (u *upload) putAll(t *testing.T, base string) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if r := u.put(t, base, i, n); r.status != 200 {
+				switch r, err := u.sendPart(base, i, n); {
+				case err != nil:
+					errs <- fmt.Sprintf("part %d of file %d: %v", n, i, err)
+				case r.status != 200:
 					errs <- fmt.Sprintf("part %d of file %d: %d %s", n, i, r.status, r.raw)
 				}
 			}()

@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -58,31 +56,11 @@ func deleteSessionsAtEnd(t *testing.T, ns string) {
 }
 
 // finalizeAsync sends a finalize to base and returns where its answer arrives.
-func (u *upload) finalizeAsync(t *testing.T, base, title string) <-chan response {
-	t.Helper()
-	done := make(chan response, 1)
+func (u *upload) finalizeAsync(base, title string) <-chan response {
 	body := jsonBody(map[string]any{"uploadSessionId": u.id, "title": title})
-	go func() {
-		req, err := http.NewRequest("POST", base+"/api/mocs/uploads/finalize", body)
-		if err != nil {
-			done <- response{status: -1, raw: []byte(err.Error())}
-			return
-		}
-		req.Header.Set("Authorization", "Bearer "+u.token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			done <- response{status: -1, raw: []byte(err.Error())}
-			return
-		}
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(resp.Body)
-		r := response{status: resp.StatusCode, header: resp.Header, raw: raw}
-		if err == nil {
-			_ = json.Unmarshal(raw, &r.body)
-		}
-		done <- r
-	}()
-	return done
+	return sendAsync(func() (response, error) {
+		return send(base, "POST", "/api/mocs/uploads/finalize", u.token, body)
+	})
 }
 
 func randomBytes(n int) []byte {
@@ -111,7 +89,7 @@ func TestDeleteWaitsForALiveFinalize(t *testing.T) {
 	u := createUpload(t, acct, fileReq{"kept.pdf", pdf, 6 << 20})
 	u.putAll(t, "")
 	title := uniqueTitle("Kept Castle")
-	answer := u.finalizeAsync(t, slow.url, title)
+	answer := u.finalizeAsync(slow.url, title)
 	waitFor(t, 10*time.Second, "the finalize to hold the lock", func() (bool, string) {
 		s := sessionStatus(t, u.id)
 		return s == "finalizing", s
@@ -260,11 +238,10 @@ func TestDeleteDuringHTTPCreationLeavesNothing(t *testing.T) {
 	acct := serviceAccount(t, "default", "racing-creator")
 	creator := startReplica(t, map[string]string{"MOCUPLOAD_FAILPOINTS": "create/after-resource=sleep:2s",
 		"WATCH_NAMESPACE": "no-such-namespace", "SESSION_NAMESPACE": "default"})
-	answer := make(chan response, 1)
-	go func() {
-		answer <- call(t, creator.url, "POST", "/api/mocs/uploads/sessions", acct.token,
+	answer := sendAsync(func() (response, error) {
+		return send(creator.url, "POST", "/api/mocs/uploads/sessions", acct.token,
 			jsonBody(map[string]any{"files": []map[string]any{{"name": "r.pdf", "contentType": pdf, "sizeBytes": 100}}}))
-	}()
+	})
 	var us *uploadsv1.UploadSession
 	waitFor(t, 10*time.Second, "the resource to exist", func() (bool, string) {
 		var l uploadsv1.UploadSessionList
@@ -365,7 +342,7 @@ func TestClientPollsAFinalizeInProgress(t *testing.T) {
 	u := createUpload(t, acct, fileReq{"poll.pdf", pdf, 100})
 	u.putAll(t, "")
 	title := uniqueTitle("Polled Castle")
-	first := u.finalizeAsync(t, slow.url, title)
+	first := u.finalizeAsync(slow.url, title)
 	waitFor(t, 10*time.Second, "the first finalize to hold the lock", func() (bool, string) {
 		s := sessionStatus(t, u.id)
 		return s == "finalizing", s

@@ -4,10 +4,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,7 +61,17 @@ func run(m *testing.M) (int, error) {
 	if repo, err = localenv.RepoRoot(); err != nil {
 		return 0, err
 	}
-	bin, err := localenv.BuildManager(ctx, dir, "failpoints")
+	// Every manager and CLI process runs with the race detector; each writes
+	// any race it finds to a report in raceDir, which fails the run.
+	raceDir = filepath.Join(dir, "race")
+	if err := os.MkdirAll(raceDir, 0o700); err != nil {
+		return 0, err
+	}
+	os.Setenv("GORACE", "log_path="+filepath.Join(raceDir, "report")) //nolint:errcheck // cannot fail for this name
+	if d := os.Getenv("E2E_COVERDIR"); d != "" {
+		os.Setenv("GOCOVERDIR", d) //nolint:errcheck // cannot fail for this name
+	}
+	bin, err := localenv.BuildManager(ctx, dir, childBuild("failpoints"))
 	if err != nil {
 		return 0, err
 	}
@@ -113,17 +125,54 @@ func run(m *testing.M) (int, error) {
 	if manager, err = localenv.StartProcess(bin, env, logf); err != nil {
 		return 0, err
 	}
-	defer manager.Stop(20 * time.Second)
 	if err := manager.WaitHTTP(ctx, apiURL+"/healthz", time.Minute); err != nil {
 		return 0, err
 	}
 	code := m.Run()
+	if err := nothingLeftBehind(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "--- left behind after the tests ---\n%v\n", err)
+		code = 1
+	}
+	if err := manager.Stop(20 * time.Second); err != nil {
+		fmt.Fprintf(os.Stderr, "the main manager did not exit cleanly: %v\n", err)
+		code = 1
+	}
+	if b, err := os.ReadFile(mgrLog); err != nil || bytes.Contains(b, []byte("panic:")) {
+		fmt.Fprintf(os.Stderr, "the main manager's log has a panic (or cannot be read: %v)\n", err)
+		code = 1
+	}
+	if reports := raceReports(); reports != "" {
+		fmt.Fprintf(os.Stderr, "--- data races found by the manager or CLI processes ---\n%s\n", reports)
+		code = 1
+	}
 	if code != 0 {
 		if b, _ := os.ReadFile(mgrLog); len(b) > 0 {
 			fmt.Fprintf(os.Stderr, "--- manager log (tail) ---\n%s\n", tail(b, 8000))
 		}
 	}
 	return code, nil
+}
+
+// raceDir holds the race detector's reports of child processes.
+var raceDir string
+
+// childBuild is how the manager and CLI are built: with the race detector
+// unless E2E_RACE=0 (a quicker local run; `make test` always races), and with
+// coverage when E2E_COVERDIR names where their coverage goes (`make cover`).
+func childBuild(tags ...string) localenv.Build {
+	return localenv.Build{Tags: tags, Race: os.Getenv("E2E_RACE") != "0", Cover: os.Getenv("E2E_COVERDIR") != ""}
+}
+
+// raceReports returns the reports child processes wrote, if any.
+func raceReports() string {
+	files, _ := filepath.Glob(filepath.Join(raceDir, "report*"))
+	var b strings.Builder
+	for _, f := range files {
+		if data, err := os.ReadFile(f); err == nil && len(data) > 0 {
+			fmt.Fprintf(&b, "%s:\n%s\n", f, data)
+		}
+	}
+	return b.String()
 }
 
 func tail(b []byte, n int) []byte {

@@ -161,12 +161,22 @@ func TestMetricsAfterAFlow(t *testing.T) {
 	if delta(`mocupload_finalize_total{result="created"}`) != 1 || delta(`mocupload_finalize_total{result="replayed"}`) != 1 {
 		t.Errorf("finalize outcomes: %v created, %v replayed", delta(`mocupload_finalize_total{result="created"}`), delta(`mocupload_finalize_total{result="replayed"}`))
 	}
-	// This flow's session adds one to the Finalized count (e2e tests run one at
-	// a time, and the manager watches only its own namespace).
-	finalizedGauge := `mocupload_sessions{phase="Finalized"}`
+	// The sessions gauge counts the sessions of the namespace a replica
+	// watches: in a namespace of its own, one session finalized and one still
+	// active count exactly one each.
+	ns := namespace(t, "metrics")
+	counter := startReplica(t, map[string]string{"WATCH_NAMESPACE": ns, "SESSION_NAMESPACE": ns})
+	deleteSessionsAtEnd(t, ns)
+	done := createUploadAt(t, counter.url, user(t), fileReq{"g.pdf", pdf, 100})
+	done.putAll(t, counter.url)
+	if r := done.finalize(t, counter.url, uniqueTitle("Gauge Castle")); r.status != 201 {
+		t.Fatalf("finalize: %d %s", r.status, r.raw)
+	}
+	createUploadAt(t, counter.url, user(t), fileReq{"h.pdf", pdf, 100})
 	waitFor(t, 20*time.Second, "sessions gauge", func() (bool, string) {
-		m := scrape(t, metricsURL)
-		return m[finalizedGauge] >= before[finalizedGauge]+1, fmt.Sprint(before[finalizedGauge], " → ", m[finalizedGauge])
+		m := scrape(t, counter.metrics)
+		fin, act := m[`mocupload_sessions{phase="Finalized"}`], m[`mocupload_sessions{phase="Active"}`]
+		return fin == 1 && act == 1, fmt.Sprintf("Finalized %v, Active %v", fin, act)
 	})
 
 	// S3 retries and exhaustions, on a replica behind the fault proxy.

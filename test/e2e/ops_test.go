@@ -54,8 +54,7 @@ func TestGracefulShutdownFinishesPartsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := createUpload(t, user(t), fileReq{"g.pdf", pdf, 10 << 20})
-	inflight := make(chan response, 1)
-	go func() { inflight <- u.put(t, rep.url, 0, 1) }()
+	inflight := sendAsync(func() (response, error) { return u.sendPart(rep.url, 0, 1) })
 	// SIGTERM only once the part is being served (its body on its way to S3).
 	waitFor(t, 10*time.Second, "the part to be in flight", func() (bool, string) {
 		return scrape(t, rep.metrics)["mocupload_http_requests_in_flight"] >= 1, ""
@@ -78,7 +77,7 @@ func TestGracefulShutdownFinishesPartsInFlight(t *testing.T) {
 		t.Fatalf("part in flight: %d %s", r.status, r.raw)
 	}
 	var n int
-	_ = db.QueryRow(t.Context(), `SELECT count(*) FROM upload_parts WHERE file_id = $1 AND part_number = 1`, u.files[0].id).Scan(&n)
+	must(t, db.QueryRow(t.Context(), `SELECT count(*) FROM upload_parts WHERE file_id = $1 AND part_number = 1`, u.files[0].id).Scan(&n))
 	if n != 1 {
 		t.Fatal("the part in flight was not recorded")
 	}

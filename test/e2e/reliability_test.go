@@ -30,7 +30,7 @@ func s3Proxied(t *testing.T, extra map[string]string) (replica, *faultproxy.Prox
 	return startReplica(t, env), px
 }
 
-// S3-HP-001 (gap_1, edge case "S3 transient failures: retry succeeds on
+// S3-HP-001 (edge case "S3 transient failures: retry succeeds on
 // attempt 2 or 3"): the first one or two attempts are reset by the proxy; the
 // SDK's retryer sends the part again without the client resending it; each
 // failed attempt is a WARN line with the request's correlation id.
@@ -64,7 +64,7 @@ func TestS3_HP_001_TransientFailuresAreRetried(t *testing.T) {
 	_ = px.StopCounting()
 }
 
-// S3-ERR-001 (gap_1): S3 failing every attempt → 503 S3_UNAVAILABLE,
+// S3-ERR-001: S3 failing every attempt → 503 S3_UNAVAILABLE,
 // retryable, with Retry-After, after exactly 3 attempts, logged as ERROR.
 // S3 refusing connections outright answers the same.
 func TestS3_ERR_001_S3DownAnswers503(t *testing.T) {
@@ -94,7 +94,7 @@ func TestS3_ERR_001_S3DownAnswers503(t *testing.T) {
 	}
 }
 
-// gap_1 + gap_2: S3 that drops packets instead of refusing: the part timeout
+// S3 that drops packets instead of refusing: the part timeout
 // wins over the retries (408), and nothing is recorded.
 func TestS3DroppingPacketsTimeoutWins(t *testing.T) {
 	rep, px := s3Proxied(t, map[string]string{"UPLOAD_PART_TIMEOUT": "2s"})
@@ -117,7 +117,7 @@ func TestS3DroppingPacketsTimeoutWins(t *testing.T) {
 	assertNoPart(t, u.files[0].id, 1)
 }
 
-// gap_1 + gap_9: S3 down while finalize completes the uploads → 503, nothing
+// S3 down while finalize completes the uploads → 503, nothing
 // committed, lock released; the same finalize succeeds once S3 is back.
 func TestS3DownDuringFinalize(t *testing.T) {
 	rep, px := s3Proxied(t, nil)
@@ -132,8 +132,8 @@ func TestS3DownDuringFinalize(t *testing.T) {
 		t.Fatalf("= %d %s", r.status, r.raw)
 	}
 	var mocs, locked int
-	_ = db.QueryRow(context.Background(), `SELECT count(*) FROM moc_instructions WHERE upload_session_id = $1`, u.id).Scan(&mocs)
-	_ = db.QueryRow(context.Background(), `SELECT count(*) FROM upload_sessions WHERE id = $1 AND finalizing_at IS NOT NULL`, u.id).Scan(&locked)
+	must(t, db.QueryRow(context.Background(), `SELECT count(*) FROM moc_instructions WHERE upload_session_id = $1`, u.id).Scan(&mocs))
+	must(t, db.QueryRow(context.Background(), `SELECT count(*) FROM upload_sessions WHERE id = $1 AND finalizing_at IS NOT NULL`, u.id).Scan(&locked))
 	if mocs != 0 || locked != 0 {
 		t.Fatalf("after the 503: %d MOCs, lock held=%d", mocs, locked)
 	}
@@ -148,7 +148,7 @@ func TestS3DownDuringFinalize(t *testing.T) {
 func assertNoPart(t *testing.T, fileID string, n int) {
 	t.Helper()
 	var c int
-	_ = db.QueryRow(context.Background(), `SELECT count(*) FROM upload_parts WHERE file_id = $1 AND part_number = $2`, fileID, n).Scan(&c)
+	must(t, db.QueryRow(context.Background(), `SELECT count(*) FROM upload_parts WHERE file_id = $1 AND part_number = $2`, fileID, n).Scan(&c))
 	if c != 0 {
 		t.Fatalf("part %d of %s was recorded", n, fileID)
 	}

@@ -13,8 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	eventsv1 "k8s.io/api/events/v1"
-
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/session"
 )
@@ -108,18 +106,7 @@ func TestSampleManifestBecomesActive(t *testing.T) {
 	}
 
 	// An Event tells the story.
-	waitFor(t, 10*time.Second, "UploadsCreated event", func() (bool, string) {
-		var evs eventsv1.EventList
-		if err := k8s.List(ctx, &evs, client.InNamespace("default")); err != nil {
-			return false, err.Error()
-		}
-		for _, e := range evs.Items {
-			if e.Regarding.Name == "castle-moc" && e.Reason == uploadsv1.ReasonUploadsCreated {
-				return true, ""
-			}
-		}
-		return false, "no event yet"
-	})
+	waitEvent(t, "default", "castle-moc", uploadsv1.ReasonUploadsCreated)
 
 	// Delete: uploads aborted, rows gone, object released.
 	mustKubectl(t, "delete", "-k", "config/samples", "--wait=true", "--timeout=60s")
@@ -130,7 +117,7 @@ func TestSampleManifestBecomesActive(t *testing.T) {
 		t.Errorf("after delete: S3 multipart uploads = %v (%v), want none", ups, err)
 	}
 	var n int
-	_ = db.QueryRow(ctx, `SELECT count(*) FROM upload_sessions WHERE id = $1`, id).Scan(&n)
+	must(t, db.QueryRow(ctx, `SELECT count(*) FROM upload_sessions WHERE id = $1`, id).Scan(&n))
 	if n != 0 {
 		t.Errorf("after delete: upload_sessions rows = %d, want 0", n)
 	}

@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,7 @@ import (
 // reliability_test.go, TO-HP-001 / TO-ERR-001 in timeout_test.go, CO-HP-001 in
 // browser_test.go (and webhook/cors_test.go), RL-* also in internal/ratelimit.
 
-// VR-HP-001 (gap_3): partNumber = 10001 → 400 with the valid range.
+// VR-HP-001: partNumber = 10001 → 400 with the valid range.
 func TestVR_HP_001_PartNumber10001(t *testing.T) {
 	u := createUpload(t, user(t), fileReq{"vr.pdf", pdf, 10})
 	r := call(t, "", "PUT", strings.TrimSuffix(u.partPath(0, 1), "/1")+"/10001", u.token, strings.NewReader("0123456789"))
@@ -30,7 +32,7 @@ func TestVR_HP_001_PartNumber10001(t *testing.T) {
 	validRange(1, 10000)(t, r)
 }
 
-// VR-ERR-001 (gap_3): partNumber < 1 → 400.
+// VR-ERR-001: partNumber < 1 → 400.
 func TestVR_ERR_001_PartNumberBelowOne(t *testing.T) {
 	u := createUpload(t, user(t), fileReq{"vr.pdf", pdf, 10})
 	for _, n := range []string{"0", "-1"} {
@@ -42,7 +44,7 @@ func TestVR_ERR_001_PartNumberBelowOne(t *testing.T) {
 	}
 }
 
-// SC-HP-001 (gap_5): a duplicate title answers 409 with suggestedSlug and
+// SC-HP-001: a duplicate title answers 409 with suggestedSlug and
 // retryStrategy; the AUTO_APPEND flow (title + " (1)") lands on the suggestion.
 func TestSC_HP_001_SlugConflict(t *testing.T) {
 	acct := user(t)
@@ -61,7 +63,7 @@ func TestSC_HP_001_SlugConflict(t *testing.T) {
 	}
 }
 
-// LR-HP-001 (gap_7): the story's seed shape — an active session whose
+// LR-HP-001: the story's seed shape — an active session whose
 // finalizing_at is 10 minutes old — finalizes with 201, and the takeover is
 // logged WARN "stale lock recovered" with the request's correlation id.
 func TestLR_HP_001_StaleLockRecovered(t *testing.T) {
@@ -85,7 +87,7 @@ func TestLR_HP_001_StaleLockRecovered(t *testing.T) {
 	}
 }
 
-// RL-HP-001 / RL-ERR-001 (gap_10): the 11th finalize request of a user within
+// RL-HP-001 / RL-ERR-001: the 11th finalize request of a user within
 // a minute answers 429 with retryAfter, limit and window, and Retry-After;
 // every finalize request counts (these are 404s); the Redis log holds 10
 // entries; an admin is never limited.
@@ -96,6 +98,7 @@ func TestRL_HP_001_RL_ERR_001_FinalizeRateLimited(t *testing.T) {
 	body := func() *strings.Reader {
 		return strings.NewReader(fmt.Sprintf(`{"uploadSessionId":%q,"title":"x"}`, uuid.NewString()))
 	}
+	first := time.Now()
 	for i := 1; i <= 10; i++ {
 		if r := call(t, rep.url, "POST", "/api/mocs/uploads/finalize", acct.token, body()); r.status != 404 {
 			t.Fatalf("request %d: %d %s", i, r.status, r.raw)
@@ -105,9 +108,13 @@ func TestRL_HP_001_RL_ERR_001_FinalizeRateLimited(t *testing.T) {
 	if r.status != 429 || r.str("error") != "RATE_LIMIT_EXCEEDED" || r.body["limit"] != float64(10) || r.str("window") != "1m" {
 		t.Fatalf("11th: %d %s", r.status, r.raw)
 	}
-	ra, _ := r.body["retryAfter"].(float64)
-	if ra < 1 || ra > 60 || r.header.Get("Retry-After") != fmt.Sprint(int(ra)) {
-		t.Fatalf("retryAfter %v, Retry-After %q", r.body["retryAfter"], r.header.Get("Retry-After"))
+	// retryAfter is whole seconds until the first request leaves the 1-minute
+	// window: at most 60, at least 60 less the time the requests took
+	// (rounded up), and the header says the same.
+	ra, ok := r.body["retryAfter"].(float64)
+	lowest := 60 - math.Ceil(time.Since(first).Seconds())
+	if !ok || ra != math.Trunc(ra) || ra > 60 || ra < lowest || r.header.Get("Retry-After") != strconv.Itoa(int(ra)) {
+		t.Fatalf("retryAfter %v (want whole seconds in [%v, 60]), Retry-After %q", r.body["retryAfter"], lowest, r.header.Get("Retry-After"))
 	}
 	opt, err := redis.ParseURL(stack.RedisURL)
 	if err != nil {
@@ -126,7 +133,7 @@ func TestRL_HP_001_RL_ERR_001_FinalizeRateLimited(t *testing.T) {
 	}
 }
 
-// gap_6: JSON logs with the story's fields; one correlation id on every line
+// JSON logs with the story's fields; one correlation id on every line
 // of a request and on the reconciler's lines for the session.
 func TestStructuredLogsCarryFieldsAndCorrelation(t *testing.T) {
 	rep := startReplica(t, map[string]string{"WATCH_NAMESPACE": "no-such-namespace"})
@@ -196,7 +203,7 @@ func TestStructuredLogsCarryFieldsAndCorrelation(t *testing.T) {
 	})
 }
 
-// gap_4: an ETag from S3 that does not look like one (here rewritten by a
+// An ETag from S3 that does not look like one (here rewritten by a
 // proxy in front of the real S3) is logged WARN, and still stored and
 // returned exactly as S3 sent it.
 func TestETagOfUnexpectedShapeIsWarnedAndKeptOpaque(t *testing.T) {

@@ -1,0 +1,215 @@
+package controllers_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/controllers"
+	"github.com/mocs-dev/upload-operator/internal/partbuf"
+	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+)
+
+const (
+	ttl              = time.Hour
+	expiredRetention = 2 * time.Hour
+	retention        = 24 * time.Hour
+	resync           = 30 * time.Second
+)
+
+// harness is a reconciler on a fake clock, and a namespace of the test's own.
+type harness struct {
+	r   *controllers.UploadSessionReconciler
+	clk *clocktesting.FakeClock
+	ns  string
+}
+
+func newHarness(t *testing.T, st *store.Store) *harness {
+	t.Helper()
+	ns := "ctl-" + uuid.NewString()[:8]
+	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktesting.NewFakeClock(time.Now().UTC().Truncate(time.Second))
+	svc := &uploads.Service{
+		DB: st, S3: s3srv.Client(), SessionTTL: ttl, StaleLockAfter: session.DefaultStaleLockAfter, Now: clk.Now,
+		Limits:  session.Limits{AllowedContentTypes: session.DefaultContentTypes, MaxFileSizeBytes: 5 * session.GiB},
+		Buffers: partbuf.New(64*session.MiB, t.TempDir()),
+	}
+	return &harness{ns: ns, clk: clk, r: &controllers.UploadSessionReconciler{
+		Client: k8s, Scheme: scheme, Recorder: recorder{events.NewFakeRecorder(1000)}, Uploads: svc, Clock: clk,
+		Resync: resync, Retention: retention, ExpiredRetention: expiredRetention,
+	}}
+}
+
+// create makes a session resource of one 100-byte PDF.
+func (h *harness) create(t *testing.T, name string) client.ObjectKey {
+	t.Helper()
+	us := &uploadsv1.UploadSession{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name},
+		Spec: uploadsv1.UploadSessionSpec{Owner: "system:serviceaccount:" + h.ns + ":builder",
+			Files: []uploadsv1.FileSpec{{Name: "castle.pdf", ContentType: "application/pdf", SizeBytes: 100}}},
+	}
+	if err := k8s.Create(context.Background(), us); err != nil {
+		t.Fatal(err)
+	}
+	return client.ObjectKeyFromObject(us)
+}
+
+// reconcile runs one reconcile; an error fails the test.
+func (h *harness) reconcile(t *testing.T, key client.ObjectKey) ctrl.Result {
+	t.Helper()
+	res, err := h.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: key})
+	if err != nil {
+		t.Fatalf("reconcile %s: %v", key, err)
+	}
+	return res
+}
+
+// reconcileTo reconciles until the resource is in phase (each call is one
+// step: finalizer, Pending, Active, …) and returns the last result.
+func (h *harness) reconcileTo(t *testing.T, key client.ObjectKey, phase uploadsv1.Phase) (ctrl.Result, *uploadsv1.UploadSession) {
+	t.Helper()
+	for range 6 {
+		res := h.reconcile(t, key)
+		us := get(t, key)
+		if us.Status.Phase == phase {
+			return res, us
+		}
+	}
+	t.Fatalf("%s did not reach %s: %s", key, phase, get(t, key).Status.Phase)
+	return ctrl.Result{}, nil
+}
+
+func get(t *testing.T, key client.ObjectKey) *uploadsv1.UploadSession {
+	t.Helper()
+	us := &uploadsv1.UploadSession{}
+	if err := k8s.Get(context.Background(), key, us); err != nil {
+		t.Fatal(err)
+	}
+	return us
+}
+
+func noMultipartUploads(t *testing.T, id string) {
+	t.Helper()
+	ups, err := s3srv.Client().ListMultipartUploads(context.Background(), session.SessionPrefix(uuid.MustParse(id)))
+	if err != nil || len(ups) != 0 {
+		t.Fatalf("multipart uploads of %s: %v (%v); want none", id, ups, err)
+	}
+}
+
+// A session expires at expiresAt by the reconciler's clock, not before: it
+// asks to be looked at again just after, aborts its uploads then, and an
+// Expired resource is deleted once EXPIRED_RETENTION has passed.
+func TestExpiryAndRetentionFollowTheClock(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, db)
+	key := h.create(t, "expiring")
+	res, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
+	if res.RequeueAfter != ttl {
+		t.Errorf("on activation RequeueAfter = %s, want the TTL %s", res.RequeueAfter, ttl)
+	}
+	h.clk.Step(ttl - time.Second)
+	if res := h.reconcile(t, key); res.RequeueAfter != 2*time.Second {
+		t.Errorf("1s before expiry RequeueAfter = %s, want 2s (just after expiresAt)", res.RequeueAfter)
+	}
+	if p := get(t, key).Status.Phase; p != uploadsv1.PhaseActive {
+		t.Fatalf("1s before expiry: %s", p)
+	}
+	h.clk.Step(2 * time.Second)
+	h.reconcile(t, key)
+	expired := get(t, key)
+	if expired.Status.Phase != uploadsv1.PhaseExpired {
+		t.Fatalf("1s after expiry: %s", expired.Status.Phase)
+	}
+	noMultipartUploads(t, us.Status.SessionID)
+
+	// Retention counts from expiresAt.
+	if res := h.reconcile(t, key); res.RequeueAfter != expiredRetention-time.Second {
+		t.Errorf("Expired: RequeueAfter = %s, want %s", res.RequeueAfter, expiredRetention-time.Second)
+	}
+	h.clk.Step(expiredRetention - 2*time.Second)
+	h.reconcile(t, key)
+	if get(t, key).DeletionTimestamp != nil {
+		t.Fatal("deleted a second before its retention was over")
+	}
+	h.clk.Step(time.Second)
+	h.reconcile(t, key) // deletes
+	h.reconcile(t, key) // lets the finalizer go
+	if err := k8s.Get(context.Background(), key, &uploadsv1.UploadSession{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("after its retention: %v; want the resource gone", err)
+	}
+}
+
+// A lock younger than STALE_LOCK_AFTER (on PostgreSQL's clock) is waited
+// for, exactly until it would be stale; one older by a millisecond is taken
+// over, and the stored request finishes the finalize.
+func TestStaleLockTakeoverTiming(t *testing.T) {
+	t.Parallel()
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	h := newHarness(t, storeWithLockClock(t, at))
+	key := h.create(t, "locked")
+	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
+	id := uuid.MustParse(us.Status.SessionID)
+	sess, err := h.r.Uploads.Session(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := db.Files(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 100)
+	_, _ = rand.Read(data)
+	if _, err := h.r.Uploads.StorePart(context.Background(), uploads.PartUpload{
+		Session: sess, File: files[0], PartNumber: 1, Body: bytes.NewReader(data), Size: 100}); err != nil {
+		t.Fatal(err)
+	}
+	// A replica took the lock for "Locked Castle" and stopped renewing it.
+	lock := func(age time.Duration) {
+		t.Helper()
+		if _, err := db.Pool.Exec(context.Background(), `UPDATE upload_sessions SET status = 'finalizing', finalizing_at = $2,
+			finalize_title = 'Locked Castle', finalize_token = gen_random_uuid() WHERE id = $1`, id, at.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lock(session.DefaultStaleLockAfter - time.Second)
+	if _, fin := h.reconcileTo(t, key, uploadsv1.PhaseFinalizing); fin.Status.FinalizingAt == nil {
+		t.Fatal("Finalizing without finalizingAt")
+	}
+	if res := h.reconcile(t, key); res.RequeueAfter != time.Second+100*time.Millisecond {
+		t.Errorf("lock 4m59s old: RequeueAfter = %s, want 1.1s (until it is stale)", res.RequeueAfter)
+	}
+	lock(session.DefaultStaleLockAfter)
+	h.reconcile(t, key)
+	if p := get(t, key).Status.Phase; p != uploadsv1.PhaseFinalizing {
+		t.Fatalf("lock exactly 5m old was taken over: %s", p)
+	}
+	lock(session.DefaultStaleLockAfter + time.Millisecond)
+	_, fin := h.reconcileTo(t, key, uploadsv1.PhaseFinalized)
+	if fin.Status.Slug != "locked-castle" {
+		t.Errorf("slug %q: the stored title was not used", fin.Status.Slug)
+	}
+	var mocs int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM moc_instructions WHERE upload_session_id = $1`, id).Scan(&mocs); err != nil {
+		t.Fatal(err)
+	}
+	if mocs != 1 {
+		t.Fatalf("%d MOCs, want 1", mocs)
+	}
+	noMultipartUploads(t, id.String())
+}
