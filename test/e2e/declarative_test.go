@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -28,10 +30,11 @@ func TestDeclarativeFinalize(t *testing.T) {
 	ctx := context.Background()
 	acct := user(t)
 	taken := uniqueTitle("Declared Castle")
+	name := "declared-" + uuid.NewString()[:8]
 	finalized(t, acct, taken, fileReq{"x.pdf", pdf, 10})
 
 	us := &uploadsv1.UploadSession{
-		ObjectMeta: metav1.ObjectMeta{Name: "declared", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: uploadsv1.UploadSessionSpec{Owner: acct.name, PartSizeBytes: ptr(int64(5 << 20)), Files: []uploadsv1.FileSpec{
 			{Name: "declared.pdf", ContentType: pdf, SizeBytes: 7 << 20},
 		}, Finalize: &uploadsv1.FinalizeSpec{Title: taken, Description: "by manifest"}},
@@ -39,15 +42,15 @@ func TestDeclarativeFinalize(t *testing.T) {
 	if err := k8s.Create(ctx, us); err != nil {
 		t.Fatal(err)
 	}
-	waitCondition(t, "declared", uploadsv1.ReasonIncompleteUpload)
+	waitCondition(t, name, uploadsv1.ReasonIncompleteUpload)
 
-	got := waitPhase(t, "default", "declared", uploadsv1.PhaseActive)
+	got := waitPhase(t, "default", name, uploadsv1.PhaseActive)
 	u := &upload{id: got.Status.SessionID, partSize: got.Status.PartSizeBytes, token: acct.token,
 		files: []uploadFile{{id: got.Status.Files[0].FileID, data: randomBytes(7 << 20), partCount: 2}}}
 	u.putAll(t, "")
 
-	c := waitCondition(t, "declared", uploadsv1.ReasonSlugConflict)
-	must(t, k8s.Get(ctx, types.NamespacedName{Namespace: "default", Name: "declared"}, got))
+	c := waitCondition(t, name, uploadsv1.ReasonSlugConflict)
+	must(t, k8s.Get(ctx, types.NamespacedName{Namespace: "default", Name: name}, got))
 	slug := strings.ToLower(strings.ReplaceAll(taken, " ", "-"))
 	if got.Status.SuggestedSlug != slug+"-1" || got.Status.Phase != uploadsv1.PhaseActive || !strings.Contains(c.Message, slug) {
 		t.Fatalf("after conflict: phase %s, suggestedSlug %q, condition %+v", got.Status.Phase, got.Status.SuggestedSlug, c)
@@ -57,11 +60,11 @@ func TestDeclarativeFinalize(t *testing.T) {
 	if err := k8s.Patch(ctx, got, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		t.Fatal(err)
 	}
-	fin := waitPhase(t, "default", "declared", uploadsv1.PhaseFinalized)
+	fin := waitPhase(t, "default", name, uploadsv1.PhaseFinalized)
 	if fin.Status.Slug != slug+"-1" || fin.Status.SuggestedSlug != "" {
 		t.Fatalf("status = %+v", fin.Status)
 	}
-	out := mustKubectl(t, "describe", "us", "declared", "-n", "default")
+	out := mustKubectl(t, "describe", "us", name, "-n", "default")
 	for _, reason := range []string{"UploadsCreated", "IncompleteUpload", "SlugConflict", "FinalizeSucceeded"} {
 		if !strings.Contains(out, reason) {
 			t.Errorf("kubectl describe lacks the %s event:\n%s", reason, out)

@@ -10,7 +10,8 @@ import (
 	"net/http"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/google/uuid"
 
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -274,5 +275,7 @@ func finalized(t *testing.T, acct account, title string, files ...fileReq) *uplo
 }
 
 func uniqueTitle(prefix string) string {
-	return fmt.Sprintf("%s %d", prefix, time.Now().UnixNano()%1e9)
+	// Random, not time-based: titles (and so slugs) of the shared test user
+	// must not collide between tests or runs.
+	return prefix + " " + uuid.NewString()[:8]
 }

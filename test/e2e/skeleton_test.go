@@ -166,8 +166,9 @@ func TestCRDValidation(t *testing.T) {
 // allowlist) ends Failed with the reason in a condition, and files are immutable.
 func TestInvalidSpecFailsWithReason(t *testing.T) {
 	ctx := context.Background()
+	name := "bad-type-" + uuid.NewString()[:8]
 	us := &uploadsv1.UploadSession{
-		ObjectMeta: metav1.ObjectMeta{Name: "bad-type", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
 		Spec: uploadsv1.UploadSessionSpec{Owner: "someone", Files: []uploadsv1.FileSpec{
 			{Name: "virus.exe", ContentType: "application/x-msdownload", SizeBytes: 10},
 		}},
@@ -176,7 +177,7 @@ func TestInvalidSpecFailsWithReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), us) })
-	got := waitPhase(t, "default", "bad-type", uploadsv1.PhaseFailed)
+	got := waitPhase(t, "default", name, uploadsv1.PhaseFailed)
 	cond := meta.FindStatusCondition(got.Status.Conditions, uploadsv1.ConditionUploadsReady)
 	if cond == nil || cond.Reason != uploadsv1.ReasonInvalidSpec || !strings.Contains(cond.Message, "contentType") {
 		t.Errorf("condition = %+v, want InvalidSpec naming contentType", cond)
