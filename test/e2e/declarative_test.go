@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -224,8 +223,8 @@ func startReplicaWith(t *testing.T, extra map[string]string, scheme string, clie
 			t.Errorf("replica exited with %v", err)
 		case rerr != nil:
 			t.Errorf("replica log: %v", rerr)
-		case bytes.Contains(b, []byte("panic:")):
-			t.Errorf("replica log has a panic")
+		case badOutput(b) != "":
+			t.Errorf("replica output has %s", badOutput(b))
 		}
 		if t.Failed() {
 			t.Logf("replica log:\n%s", tail(b, 4000))

@@ -137,8 +137,8 @@ func run(m *testing.M) (int, error) {
 		fmt.Fprintf(os.Stderr, "the main manager did not exit cleanly: %v\n", err)
 		code = 1
 	}
-	if b, err := os.ReadFile(mgrLog); err != nil || bytes.Contains(b, []byte("panic:")) {
-		fmt.Fprintf(os.Stderr, "the main manager's log has a panic (or cannot be read: %v)\n", err)
+	if b, err := os.ReadFile(mgrLog); err != nil || badOutput(b) != "" {
+		fmt.Fprintf(os.Stderr, "the main manager's output has %s (or cannot be read: %v)\n", badOutput(b), err)
 		code = 1
 	}
 	if reports := raceReports(); reports != "" {
@@ -161,6 +161,17 @@ var raceDir string
 // coverage when E2E_COVERDIR names where their coverage goes (`make cover`).
 func childBuild(tags ...string) localenv.Build {
 	return localenv.Build{Tags: tags, Race: os.Getenv("E2E_RACE") != "0", Cover: os.Getenv("E2E_COVERDIR") != ""}
+}
+
+// badOutput names what a process's output must not hold: a panic, or a race
+// report (should GORACE's log_path not take effect).
+func badOutput(b []byte) string {
+	for _, bad := range []string{"panic:", "WARNING: DATA RACE"} {
+		if bytes.Contains(b, []byte(bad)) {
+			return bad
+		}
+	}
+	return ""
 }
 
 // raceReports returns the reports child processes wrote, if any.
