@@ -3,7 +3,6 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -74,14 +73,11 @@ func TestMain(m *testing.M) {
 // at: lock ages are measured against it.
 func storeWithLockClock(t *testing.T, at time.Time) *store.Store {
 	t.Helper()
-	u, err := url.Parse(dbURL)
+	u, err := localenv.WithLockClock(dbURL, at)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := u.Query()
-	q.Set("mocupload.lock_clock", at.UTC().Format(time.RFC3339Nano))
-	u.RawQuery = q.Encode()
-	s, err := store.Open(context.Background(), u.String())
+	s, err := store.Open(context.Background(), u)
 	if err != nil {
 		t.Fatal(err)
 	}

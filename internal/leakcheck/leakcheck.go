@@ -23,13 +23,6 @@ var ignored = []goleak.Option{
 	goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
 }
 
-// Find reports the goroutines still running, ignoring those above and any
-// extra ones the caller names. It waits a little for goroutines that are on
-// their way out.
-func Find(extra ...goleak.Option) error {
-	return goleak.Find(append(append([]goleak.Option{}, ignored...), extra...)...)
-}
-
 // Main runs the package's tests, then the leak check; a leak fails the run.
 // For packages whose TestMain has nothing else to do.
 func Main(m *testing.M, extra ...goleak.Option) {
@@ -40,9 +33,11 @@ func Main(m *testing.M, extra ...goleak.Option) {
 	os.Exit(code)
 }
 
-// Check prints what Find found and returns the exit code it calls for.
+// Check prints the goroutines still running, ignoring those above and any
+// extra ones the caller names, and returns the exit code it calls for. It
+// waits a little for goroutines that are on their way out.
 func Check(extra ...goleak.Option) int {
-	if err := Find(extra...); err != nil {
+	if err := goleak.Find(append(append([]goleak.Option{}, ignored...), extra...)...); err != nil {
 		fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%v\n", err)
 		return 1
 	}

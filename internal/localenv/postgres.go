@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -107,4 +108,18 @@ func orphaned(name string) bool {
 		return false
 	}
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// WithLockClock returns dbURL with PostgreSQL's lock clock (the
+// mocupload.lock_clock setting read by lock_clock()) fixed at at, so a store
+// opened with it ages finalize locks against that instant.
+func WithLockClock(dbURL string, at time.Time) (string, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set("mocupload.lock_clock", at.UTC().Format(time.RFC3339Nano))
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }

@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -40,16 +39,14 @@ func TestMain(m *testing.M) {
 // open opens the store, its lock clock fixed at at unless at is zero.
 func open(t *testing.T, at time.Time) *store.Store {
 	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := dbURL
 	if !at.IsZero() {
-		q := u.Query()
-		q.Set("mocupload.lock_clock", at.UTC().Format(time.RFC3339Nano))
-		u.RawQuery = q.Encode()
+		var err error
+		if u, err = localenv.WithLockClock(dbURL, at); err != nil {
+			t.Fatal(err)
+		}
 	}
-	s, err := store.Open(context.Background(), u.String())
+	s, err := store.Open(context.Background(), u)
 	if err != nil {
 		t.Fatal(err)
 	}

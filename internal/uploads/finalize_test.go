@@ -135,7 +135,7 @@ func TestIncompleteUploadListsMissingPartsAndReleasesTheLock(t *testing.T) {
 	}
 }
 
-// The story's seed row (from the story), with a real TokenReview username:
+// The story's seed row, with a real TokenReview username:
 // its finalizing_at is 10 minutes old, a stale lock that a new finalize takes over.
 func TestStorySeedStaleLockFinalizes(t *testing.T) {
 	svc, _ := newService(t)

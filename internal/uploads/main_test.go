@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -160,14 +159,11 @@ func ageLock(t *testing.T, id uuid.UUID, d time.Duration) {
 // clock (lock_clock()) is pinned at at: PostgreSQL's own clock, frozen.
 func storeWithLockClock(t *testing.T, at time.Time) *store.Store {
 	t.Helper()
-	u, err := url.Parse(dbURL)
+	u, err := localenv.WithLockClock(dbURL, at)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := u.Query()
-	q.Set("mocupload.lock_clock", at.UTC().Format(time.RFC3339Nano))
-	u.RawQuery = q.Encode()
-	s, err := store.Open(context.Background(), u.String())
+	s, err := store.Open(context.Background(), u)
 	if err != nil {
 		t.Fatal(err)
 	}

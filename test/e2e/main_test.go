@@ -137,8 +137,11 @@ func run(m *testing.M) (int, error) {
 		fmt.Fprintf(os.Stderr, "the main manager did not exit cleanly: %v\n", err)
 		code = 1
 	}
-	if b, err := os.ReadFile(mgrLog); err != nil || badOutput(b) != "" {
-		fmt.Fprintf(os.Stderr, "the main manager's output has %s (or cannot be read: %v)\n", badOutput(b), err)
+	if b, err := os.ReadFile(mgrLog); err != nil {
+		fmt.Fprintf(os.Stderr, "the main manager's output cannot be read: %v\n", err)
+		code = 1
+	} else if bad := badOutput(b); bad != "" {
+		fmt.Fprintf(os.Stderr, "the main manager's output has %s\n", bad)
 		code = 1
 	}
 	if reports := raceReports(); reports != "" {
@@ -179,7 +182,10 @@ func raceReports() string {
 	files, _ := filepath.Glob(filepath.Join(raceDir, "report*"))
 	var b strings.Builder
 	for _, f := range files {
-		if data, err := os.ReadFile(f); err == nil && len(data) > 0 {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: cannot be read: %v\n", f, err)
+		} else if len(data) > 0 {
 			fmt.Fprintf(&b, "%s:\n%s\n", f, data)
 		}
 	}
