@@ -22,6 +22,8 @@ export VERSITYGW_BIN      := $(VERSITYGW)
 TEST_TIMEOUT ?= 30m
 # Inputs per fuzz target in `make test` (hack/fuzz.sh).
 FUZZ_COUNT   ?= 20000
+SOAK_DURATION ?= 10m
+SEED         ?= 1
 
 .PHONY: all
 all: build
@@ -89,6 +91,12 @@ test: tools ## Run every test (unit, envtest, integration) against real services
 	go test -race -count=1 ./internal/failpoint # the production build: no failpoints
 	hack/fuzz.sh $(FUZZ_COUNT)
 	hack/model/check.sh
+	go run ./cmd/soak -short -seed 1
+
+.PHONY: soak
+soak: tools ## Chaos soak (SOAK_DURATION, SEED): faults under load, history checked; records docs/reliability.md.
+	hack/ensure-services.sh
+	go run ./cmd/soak -duration $(SOAK_DURATION) -seed $(SEED) -record
 
 .PHONY: cover
 cover: tools ## Coverage of unit, envtest and end-to-end tests together, per package (bin/cover/).

@@ -61,14 +61,18 @@ type Config struct {
 	MaxActiveSessions int
 	UploadGroups      []string
 	ExpiredRetention  time.Duration
-	StaleLockAfter    time.Duration
-	SessionTTL        time.Duration
-	SessionRetention  time.Duration
-	ResyncInterval    time.Duration
-	ReadHeaderTimeout time.Duration
-	ShutdownGrace     time.Duration
-	FinalizeTimeout   time.Duration
-	ReconcileTimeout  time.Duration
+	// OrphanSweepInterval is how often the leader aborts multipart uploads no
+	// session can use; OrphanUploadMinAge is how old one must be first.
+	OrphanSweepInterval time.Duration
+	OrphanUploadMinAge  time.Duration
+	StaleLockAfter      time.Duration
+	SessionTTL          time.Duration
+	SessionRetention    time.Duration
+	ResyncInterval      time.Duration
+	ReadHeaderTimeout   time.Duration
+	ShutdownGrace       time.Duration
+	FinalizeTimeout     time.Duration
+	ReconcileTimeout    time.Duration
 
 	AllowedContentTypes []string
 	MaxFileSizeBytes    int64
@@ -130,6 +134,8 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		SessionTTL:               r.duration("SESSION_TTL", time.Hour),
 		SessionRetention:         r.duration("SESSION_RETENTION", 168*time.Hour),
 		ExpiredRetention:         r.duration("EXPIRED_RETENTION", 10*time.Minute),
+		OrphanSweepInterval:      r.duration("ORPHAN_SWEEP_INTERVAL", 5*time.Minute),
+		OrphanUploadMinAge:       r.duration("ORPHAN_UPLOAD_MIN_AGE", 15*time.Minute),
 		MaxActiveSessions:        r.integer("MAX_ACTIVE_SESSIONS_PER_USER", 20),
 		UploadGroups:             r.list("UPLOAD_ALLOWED_GROUPS", nil),
 		ResyncInterval:           r.duration("RESYNC_INTERVAL", 30*time.Second),
@@ -176,8 +182,16 @@ const DefaultAudience = "uploads.mocs.dev"
 // ADMIN_GROUPS would make every such caller an admin of every session.
 var broadGroups = []string{"system:authenticated", "system:serviceaccounts", "system:unauthenticated"}
 
+// UploadStepTimeout bounds one file's activation step: S3's create (with its
+// retries) and recording the upload's id.
+func (c Config) UploadStepTimeout() time.Duration { return 2*c.S3CallTimeout + 30*time.Second }
+
 // Validate checks what the manager needs before it starts.
 func (c Config) Validate() error {
+	if c.OrphanUploadMinAge <= c.UploadStepTimeout() {
+		return fmt.Errorf("ORPHAN_UPLOAD_MIN_AGE (%s) must exceed 2 × S3_CALL_TIMEOUT + 30s (%s): an upload younger than that may still be recorded by its creator",
+			c.OrphanUploadMinAge, c.UploadStepTimeout())
+	}
 	for _, g := range c.AdminGroups {
 		if slices.Contains(broadGroups, g) {
 			return fmt.Errorf("ADMIN_GROUPS must not contain %s: every %s would be an admin of every session; "+

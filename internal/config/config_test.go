@@ -105,6 +105,25 @@ func TestBroadAdminGroupsAreRefused(t *testing.T) {
 	}
 }
 
+// An orphan sweep younger than an activation step could abort an upload its
+// creator is about to record.
+func TestOrphanMinAgeMustOutlastAnActivationStep(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		minAge, s3Timeout string
+		ok                bool
+	}{{"15m", "30s", true}, {"90s", "30s", false}, {"91s", "30s", true}, {"75s", "10s", true}, {"50s", "10s", false}} {
+		c, err := Load(lookup(map[string]string{"DATABASE_URL": "postgres://x", "REDIS_URL": "redis://x", "S3_BUCKET": "b",
+			"ORPHAN_UPLOAD_MIN_AGE": tc.minAge, "S3_CALL_TIMEOUT": tc.s3Timeout}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); (err == nil) != tc.ok {
+			t.Errorf("ORPHAN_UPLOAD_MIN_AGE=%s with S3_CALL_TIMEOUT=%s: Validate() = %v, want ok=%v", tc.minAge, tc.s3Timeout, err, tc.ok)
+		}
+	}
+}
+
 // AUTH_AUDIENCES set to nothing means the API server's own audience (plain
 // ServiceAccount tokens, during a migration), not the default.
 func TestEmptyAudiencesMeansTheAPIServers(t *testing.T) {

@@ -3,6 +3,7 @@ package failpoint
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // Failpoints fire only in builds with the "failpoints" tag; any other build
@@ -15,6 +16,11 @@ func TestOnlyTestBuildsHaveFailpoints(t *testing.T) {
 	Disable("finalize/after-lock")
 	if Compiled == (err != nil) {
 		t.Fatalf("failpoints compiled: %v; MOCUPLOAD_FAILPOINTS gave %v", Compiled, err)
+	}
+	t.Setenv("MOCUPLOAD_CLOCK_SKEW", "-30s")
+	skew, err := ClockSkew()
+	if Compiled && (err != nil || skew != -30*time.Second) || !Compiled && (err == nil || skew != 0) {
+		t.Fatalf("failpoints compiled: %v; MOCUPLOAD_CLOCK_SKEW=-30s gave %v, %v", Compiled, skew, err)
 	}
 	Enable("test/point", "error")
 	got := Inject("test/point")

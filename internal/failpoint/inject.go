@@ -80,3 +80,19 @@ func Inject(name string) error {
 	}
 	return fmt.Errorf("%w at %s", ErrInjected, name)
 }
+
+// ClockSkew is how far MOCUPLOAD_CLOCK_SKEW (a Go duration, e.g. "-30s")
+// shifts the replica's own clock: what a replica whose NTP broke sees. The
+// soak uses it; locks and rate limits judge time on PostgreSQL's and Redis's
+// clocks, so only expiry and retention may move with it.
+func ClockSkew() (time.Duration, error) {
+	v := os.Getenv("MOCUPLOAD_CLOCK_SKEW")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("MOCUPLOAD_CLOCK_SKEW: %w", err)
+	}
+	return d, nil
+}

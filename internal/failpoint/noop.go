@@ -5,6 +5,7 @@ package failpoint
 import (
 	"errors"
 	"os"
+	"time"
 )
 
 // Compiled reports whether this build has failpoints.
@@ -29,3 +30,12 @@ func EnableFromEnv() error {
 
 // Inject does nothing in a build without failpoints.
 func Inject(string) error { return nil }
+
+// ClockSkew refuses MOCUPLOAD_CLOCK_SKEW: only test builds may run on a
+// shifted clock.
+func ClockSkew() (time.Duration, error) {
+	if os.Getenv("MOCUPLOAD_CLOCK_SKEW") != "" {
+		return 0, errors.New("MOCUPLOAD_CLOCK_SKEW is set, but a skewed clock exists only in test builds (-tags failpoints)")
+	}
+	return 0, nil
+}

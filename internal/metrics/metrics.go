@@ -52,6 +52,9 @@ var (
 	AuthRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mocupload_auth_rejections_total", Help: "Bearer tokens refused, by reason and source address."},
 		[]string{"reason", "source"})
+	// OrphanedUploadsAborted counts multipart uploads the orphan sweep aborted.
+	OrphanedUploadsAborted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mocupload_orphaned_uploads_aborted_total", Help: "Multipart uploads no session could use any more, aborted by the orphan sweep."})
 	// SessionsByPhase is the number of UploadSessions per phase, as the reconciler last saw them.
 	SessionsByPhase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mocupload_sessions", Help: "UploadSessions by phase (reconciler's cache)."}, []string{"phase"})
@@ -59,7 +62,8 @@ var (
 
 func init() {
 	crmetrics.Registry.MustRegister(PartsReceived, PartBytes, PartDuration, S3Retries, S3Exhaustions, Finalizes,
-		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, SessionsByPhase, RequestsInFlight, AuthRejections)
+		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, SessionsByPhase, RequestsInFlight, AuthRejections,
+		OrphanedUploadsAborted)
 }
 
 // MaxAuthSources bounds the source addresses AuthRejections names.

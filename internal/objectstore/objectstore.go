@@ -190,8 +190,9 @@ func (s *Store) AbortMultipartUpload(ctx context.Context, key, uploadID string) 
 
 // Upload is one in-progress multipart upload.
 type Upload struct {
-	Key      string
-	UploadID string
+	Key       string
+	UploadID  string
+	Initiated time.Time // on S3's clock
 }
 
 // ListMultipartUploads lists the unfinished multipart uploads under prefix.
@@ -204,7 +205,7 @@ func (s *Store) ListMultipartUploads(ctx context.Context, prefix string) ([]Uplo
 			return nil, fmt.Errorf("list multipart uploads under %s: %w", prefix, err)
 		}
 		for _, u := range page.Uploads {
-			out = append(out, Upload{Key: aws.ToString(u.Key), UploadID: aws.ToString(u.UploadId)})
+			out = append(out, Upload{Key: aws.ToString(u.Key), UploadID: aws.ToString(u.UploadId), Initiated: aws.ToTime(u.Initiated)})
 		}
 		if !aws.ToBool(page.IsTruncated) {
 			return out, nil

@@ -21,5 +21,8 @@ func ObjectKey(sessionID, fileID uuid.UUID, name string) string {
 
 // SessionPrefix is the S3 key prefix of all objects and uploads of a session.
 func SessionPrefix(sessionID uuid.UUID) string {
-	return "sessions/" + sessionID.String() + "/"
+	return SessionsPrefix + sessionID.String() + "/"
 }
+
+// SessionsPrefix is where every session's objects and uploads live.
+const SessionsPrefix = "sessions/"

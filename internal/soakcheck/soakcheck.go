@@ -69,6 +69,7 @@ const (
 	StuckSession     = "stuck-session"     // a session not finalized, expired, failed or deleted
 	Leftover         = "leftover"          // a multipart upload or object left behind
 	UnexpectedAnswer = "unexpected-answer" // a status the contract does not give for that call
+	Memory           = "memory"            // a replica's peak RSS above its part buffer budget + 64 MiB
 )
 
 // Violation is one thing the checker found.
@@ -109,6 +110,45 @@ func Check(puts []PartPut, finals []FinalizeCall, final Final, dbCut []Window) [
 	}
 	for _, o := range final.Unreferenced {
 		out = append(out, Violation{Leftover, "object " + o + " referenced by no MOC"})
+	}
+	return out
+}
+
+// Call is any other API call as its client saw it (Status 0: no answer).
+type Call struct {
+	Kind       string // "create" or "get"
+	Start, End time.Time
+	Status     int
+}
+
+var otherAnswers = map[string][]int{
+	"create": {0, 201, 400, 401, 403, 404, 408, 413, 429, 503},
+	"get":    {0, 200, 401, 404, 410},
+}
+
+// CheckAnswers reports calls answered with a status the contract does not
+// give for that call (500 only while PostgreSQL was cut off).
+func CheckAnswers(calls []Call, dbCut []Window) []Violation {
+	var out []Violation
+	for _, c := range calls {
+		if !answerAllowed(otherAnswers[c.Kind], c.Status, c.Start, c.End, dbCut) {
+			out = append(out, Violation{UnexpectedAnswer, fmt.Sprintf("%s answered %d at %s", c.Kind, c.Status, c.Start.Format(time.RFC3339Nano))})
+		}
+	}
+	return out
+}
+
+// MemoryHeadroom is what a replica may use beyond its part buffer budget
+// (the Go runtime, the binary, everything but part bodies).
+const MemoryHeadroom = 64 << 20
+
+// CheckMemory reports each replica run whose peak RSS passed budget + 64 MiB.
+func CheckMemory(peakRSS map[string]int64, budget int64) []Violation {
+	var out []Violation
+	for _, name := range sortedKeys(peakRSS) {
+		if peak := peakRSS[name]; peak > budget+MemoryHeadroom {
+			out = append(out, Violation{Memory, fmt.Sprintf("%s peaked at %d MiB; the limit is %d MiB", name, peak>>20, (budget+MemoryHeadroom)>>20)})
+		}
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package soakcheck
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -107,5 +108,31 @@ func TestA500DuringADatabaseCutIsAllowed(t *testing.T) {
 	puts[4].Status = 500
 	if v := Check(puts, fins, final, []Window{{at(75), at(85)}}); len(v) != 0 {
 		t.Fatalf("= %v", v)
+	}
+}
+
+// Creates and reads are held to their own lists of answers.
+func TestOtherCallsOutsideTheContractAreFound(t *testing.T) {
+	t.Parallel()
+	calls := []Call{{"create", at(0), at(10), 201}, {"create", at(20), at(30), 429}, {"get", at(40), at(50), 410},
+		{"get", at(60), at(70), 0}, {"create", at(80), at(90), 500}}
+	cut := []Window{{at(85), at(95)}}
+	if v := CheckAnswers(calls, cut); len(v) != 0 {
+		t.Fatalf("contract answers: %v", v)
+	}
+	for _, bad := range []Call{{"create", at(0), at(10), 200}, {"get", at(0), at(10), 409}, {"get", at(0), at(10), 500}} {
+		if v := CheckAnswers([]Call{bad}, cut); len(v) != 1 || v[0].Kind != UnexpectedAnswer {
+			t.Errorf("%+v: %v; want one %s", bad, v, UnexpectedAnswer)
+		}
+	}
+}
+
+func TestAReplicaOverItsMemoryLimitIsFound(t *testing.T) {
+	t.Parallel()
+	budget := int64(64 << 20)
+	peaks := map[string]int64{"replica-0#1": budget + MemoryHeadroom, "replica-1#1": budget + MemoryHeadroom + 1}
+	v := CheckMemory(peaks, budget)
+	if len(v) != 1 || v[0].Kind != Memory || !strings.Contains(v[0].Detail, "replica-1#1") {
+		t.Fatalf("= %v; want replica-1#1 over its limit", v)
 	}
 }

@@ -228,6 +228,33 @@ func (s *Store) SetUploadID(ctx context.Context, fileID uuid.UUID, uploadID stri
 	return tag.RowsAffected() == 1, nil
 }
 
+// LiveUploads returns which of the given multipart uploads (S3 key → upload
+// ids) are recorded for a file of a session that may still use them
+// (pending, active or finalizing), as "key upload-id" strings.
+func (s *Store) LiveUploads(ctx context.Context, keys, uploadIDs []string) (map[string]bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.Pool.Query(ctx, `
+		SELECT f.s3_key, f.s3_upload_id FROM upload_files f JOIN upload_sessions s ON s.id = f.session_id
+		JOIN unnest($1::text[], $2::text[]) AS u(key, upload_id) ON f.s3_key = u.key AND f.s3_upload_id = u.upload_id
+		WHERE s.status IN ('pending', 'active', 'finalizing')`, keys, uploadIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read recorded uploads: %w", err)
+	}
+	live := map[string]bool{}
+	for rows.Next() {
+		var key, id string
+		if err := rows.Scan(&key, &id); err != nil {
+			return nil, fmt.Errorf("read recorded uploads: %w", err)
+		}
+		live[key+" "+id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read recorded uploads: %w", err)
+	}
+	return live, nil
+}
+
 // RecordedUploadID reads the upload id recorded for a file ("" when none, or
 // when the file is gone): after a record whose outcome is unknown (the reply
 // was lost), it tells whether the record committed.

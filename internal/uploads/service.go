@@ -35,6 +35,8 @@ type Service struct {
 	// Now is the clock of expiry and logs; tests move it. Finalize locks are
 	// judged on PostgreSQL's clock instead, so replicas' clocks cannot skew them.
 	Now func() time.Time
+	// UploadStepTimeout bounds one file's activation step (0: the default).
+	UploadStepTimeout time.Duration
 }
 
 // Request describes a session to activate.
@@ -180,6 +182,12 @@ func (s *Service) claimedForDelete(ctx context.Context, id uuid.UUID) (bool, err
 // is recorded is read back before anything is aborted: aborting the recorded
 // upload would leave the session pointing at nothing.
 func (s *Service) createUpload(ctx context.Context, f store.File) error {
+	// Once S3 may have created the upload, finish recording or aborting it even
+	// if the caller gives up (a reconcile cut short by shutdown, a client gone):
+	// an upload whose id nobody learned is left for the orphan sweep. Each call
+	// is bounded by its own deadline, and the whole step by UploadStepTimeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmp.Or(s.UploadStepTimeout, DefaultUploadStepTimeout))
+	defer cancel()
 	uploadID, err := s.S3.CreateMultipartUpload(ctx, f.S3Key, session.MediaType(f.ContentType), session.ContentDisposition(f.Name))
 	if err != nil {
 		return &S3Error{Err: err}
@@ -206,6 +214,56 @@ func (s *Service) createUpload(ctx context.Context, f store.File) error {
 		}
 	}
 	return nil
+}
+
+// DefaultUploadStepTimeout bounds one file's activation step (create the S3
+// upload, record its id or abort it) unless Service.UploadStepTimeout says
+// otherwise; the orphan sweep's minimum age must exceed it.
+const DefaultUploadStepTimeout = 2 * time.Minute
+
+// SweepOrphanedUploads aborts the multipart uploads under the sessions'
+// prefix that no session may use any more: not recorded for a file of a
+// pending, active or finalizing session. They come from activations that
+// never learned or never recorded their upload's id (a process killed between
+// S3's create and the record, a create whose reply was lost) and from
+// activations still creating when their session was finalized, expired or
+// deleted. Uploads initiated less than minAge ago are left alone: their
+// creator may be about to record them, so minAge must exceed the longest
+// activation step (the S3 call and the record, with their retries).
+func (s *Service) SweepOrphanedUploads(ctx context.Context, log logr.Logger, minAge time.Duration) (int, error) {
+	ups, err := s.S3.ListMultipartUploads(ctx, session.SessionsPrefix)
+	if err != nil {
+		return 0, &S3Error{Err: err}
+	}
+	cutoff := s.Now().Add(-minAge)
+	var old []objectstore.Upload
+	var keys, ids []string
+	for _, u := range ups {
+		if u.Initiated.Before(cutoff) {
+			old = append(old, u)
+			keys, ids = append(keys, u.Key), append(ids, u.UploadID)
+		}
+	}
+	if len(old) == 0 {
+		return 0, nil
+	}
+	live, err := s.DB.LiveUploads(ctx, keys, ids)
+	if err != nil {
+		return 0, err
+	}
+	aborted := 0
+	for _, u := range old {
+		if live[u.Key+" "+u.UploadID] {
+			continue
+		}
+		if err := s.S3.AbortMultipartUpload(ctx, u.Key, u.UploadID); err != nil {
+			return aborted, &S3Error{Err: err}
+		}
+		aborted++
+		log.Info("aborted an orphaned multipart upload", "key", u.Key, "uploadId", u.UploadID,
+			"initiated", u.Initiated.UTC().Format(time.RFC3339))
+	}
+	return aborted, nil
 }
 
 // recordedUploadID reads a file's recorded upload id, retrying while

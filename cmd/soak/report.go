@@ -1,0 +1,242 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/mocs-dev/upload-operator/internal/soakcheck"
+)
+
+// bucket is the width of one throughput sample.
+const bucket = 5 * time.Second
+
+// summary is one run's outcome: printed, and saved by -record.
+type summary struct {
+	Seed         uint64                    `json:"seed"`
+	Date         string                    `json:"date"`
+	LoadSeconds  float64                   `json:"loadSeconds"`
+	TotalSeconds float64                   `json:"totalSeconds"` // until settled
+	Clients      int                       `json:"clients"`
+	Settings     map[string]string         `json:"settings"`
+	Ops          map[string]map[string]int `json:"ops"`
+	Faults       map[string]int            `json:"faults"`
+	Windows      []window                  `json:"windows"`
+	Throughput   []float64                 `json:"throughputMBs"` // per bucket
+	Sessions     map[string]int            `json:"sessions"`      // final status → count
+	PartsAcked   int                       `json:"partsAcked"`
+	BytesAcked   int64                     `json:"bytesAcked"`
+	MOCs         int                       `json:"mocs"`
+	PartsChecked int                       `json:"partsChecked"`
+	PeakRSSMiB   map[string]int64          `json:"peakRSSMiB"`
+	RSSLimitMiB  int64                     `json:"rssLimitMiB"`
+	Violations   []string                  `json:"violations"`
+}
+
+// window is a fault in seconds from the start of the load.
+type window struct {
+	Kind   string  `json:"kind"`
+	Target string  `json:"target"`
+	From   float64 `json:"from"`
+	To     float64 `json:"to"`
+}
+
+func summarize(h *history, final soakcheck.Final, violations []soakcheck.Violation, peaks map[string]int64, s settings,
+	start, loadEnd, settled time.Time) *summary {
+	sum := &summary{Seed: *seed, Date: start.UTC().Format("2006-01-02"), LoadSeconds: loadEnd.Sub(start).Seconds(),
+		TotalSeconds: settled.Sub(start).Seconds(), Clients: *clients,
+		Settings: map[string]string{"SESSION_TTL": s.SessionTTL.String(), "STALE_LOCK_AFTER": s.StaleLock.String(),
+			"PART_BUFFER_BUDGET_BYTES": fmt.Sprintf("%d MiB", s.BufferBudget>>20), "LEASE_DURATION": s.Lease.String(), "replicas": "3"},
+		Ops: map[string]map[string]int{}, Faults: map[string]int{}, Sessions: map[string]int{}, PeakRSSMiB: map[string]int64{},
+		RSSLimitMiB: (s.BufferBudget + soakcheck.MemoryHeadroom) >> 20, PartsChecked: len(final.Parts)}
+	h.mu.Lock()
+	for kind, byStatus := range h.ops {
+		sum.Ops[kind] = map[string]int{}
+		for st, n := range byStatus {
+			label := strconv.Itoa(st)
+			if st == 0 {
+				label = "no answer"
+			}
+			sum.Ops[kind][label] += n
+		}
+	}
+	for _, a := range h.acks {
+		sum.PartsAcked++
+		sum.BytesAcked += a.bytes
+	}
+	h.mu.Unlock()
+	for _, f := range h.sortedFaults() {
+		kind := f.Kind
+		if strings.HasPrefix(kind, faultClockSkew) {
+			kind = faultClockSkew
+		}
+		sum.Faults[kind]++
+		sum.Windows = append(sum.Windows, window{f.Kind, f.Target, f.From.Sub(start).Seconds(), f.To.Sub(start).Seconds()})
+	}
+	n := int(settled.Sub(start)/bucket) + 1
+	for _, b := range h.ackedBytes(start, bucket, n) {
+		sum.Throughput = append(sum.Throughput, float64(b)/1e6/bucket.Seconds())
+	}
+	for _, st := range final.Status {
+		sum.Sessions[st]++
+	}
+	for _, m := range final.MOCs {
+		sum.MOCs += len(m)
+	}
+	for run, p := range peaks {
+		sum.PeakRSSMiB[run] = p >> 20
+	}
+	sum.Violations = []string{}
+	for _, v := range violations {
+		sum.Violations = append(sum.Violations, v.String())
+	}
+	return sum
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *summary) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "soak seed %d: %.0f s of load with %d clients, settled after %.0f s\n", s.Seed, s.LoadSeconds, s.Clients, s.TotalSeconds)
+	fmt.Fprintf(&b, "operations (kind: answer × count):\n")
+	for _, k := range sortedKeys(s.Ops) {
+		fmt.Fprintf(&b, "  %-24s %s\n", k, answers(s.Ops[k]))
+	}
+	fmt.Fprintf(&b, "faults injected:\n")
+	for _, k := range sortedKeys(s.Faults) {
+		fmt.Fprintf(&b, "  %-44s %d\n", k, s.Faults[k])
+	}
+	fmt.Fprintf(&b, "sessions by final status: %s\n", answers(s.Sessions))
+	fmt.Fprintf(&b, "acknowledged: %d parts, %.1f MiB; MOCs: %d; parts checked against S3: %d\n", s.PartsAcked, float64(s.BytesAcked)/(1<<20), s.MOCs, s.PartsChecked)
+	peak, at := int64(0), ""
+	for run, p := range s.PeakRSSMiB {
+		if p > peak {
+			peak, at = p, run
+		}
+	}
+	fmt.Fprintf(&b, "peak RSS: %d MiB (%s; limit %d MiB) over %d replica runs\n", peak, at, s.RSSLimitMiB, len(s.PeakRSSMiB))
+	fmt.Fprintf(&b, "violations: %d\n", len(s.Violations))
+	for _, v := range s.Violations {
+		fmt.Fprintf(&b, "  %s\n", v)
+	}
+	return b.String()
+}
+
+func answers(m map[string]int) string {
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// renderDoc rewrites docs/reliability.md and the plots from every saved run.
+func renderDoc(root string) error {
+	paths, err := filepath.Glob(filepath.Join(savedDir(root), "seed-*.json"))
+	if err != nil {
+		return err
+	}
+	var runs []*summary
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		s := &summary{}
+		if err := json.Unmarshal(raw, s); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		runs = append(runs, s)
+		if err := s.plot(filepath.Join(savedDir(root), fmt.Sprintf("seed-%d.png", s.Seed))); err != nil {
+			return err
+		}
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].Seed < runs[j].Seed })
+	findings, err := os.ReadFile(filepath.Join(savedDir(root), "findings.md"))
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return os.WriteFile(filepath.Join(root, "docs", "reliability.md"), []byte(markdown(runs, string(findings))), 0o644)
+}
+
+// fault colours by what was hit.
+func faultColor(kind string) color.RGBA {
+	switch {
+	case strings.HasPrefix(kind, "S3"):
+		return color.RGBA{R: 255, G: 170, B: 60, A: 70}
+	case strings.HasPrefix(kind, "PostgreSQL"):
+		return color.RGBA{R: 220, G: 50, B: 50, A: 70}
+	case strings.HasPrefix(kind, "Redis"):
+		return color.RGBA{R: 150, G: 80, B: 200, A: 70}
+	case strings.HasPrefix(kind, faultClockSkew):
+		return color.RGBA{R: 60, G: 160, B: 60, A: 90}
+	default: // a replica stopped
+		return color.RGBA{R: 40, G: 40, B: 40, A: 110}
+	}
+}
+
+func (s *summary) plot(path string) error {
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Soak, seed %d: acknowledged part bytes under faults", s.Seed)
+	p.X.Label.Text = "seconds from the start of the load"
+	p.Y.Label.Text = "MB/s acknowledged (5 s buckets)"
+	top := 1.0
+	for _, v := range s.Throughput {
+		top = max(top, v)
+	}
+	top *= 1.1
+	legend := map[string]bool{}
+	for _, w := range s.Windows {
+		to := max(w.To, w.From+0.5) // an instant (a kill) still shows
+		poly, err := plotter.NewPolygon(plotter.XYs{{X: w.From, Y: 0}, {X: to, Y: 0}, {X: to, Y: top}, {X: w.From, Y: top}})
+		if err != nil {
+			return err
+		}
+		poly.Color = faultColor(w.Kind)
+		poly.LineStyle.Width = 0
+		p.Add(poly)
+		group := strings.SplitN(w.Kind, " ", 2)[0]
+		if group == "replica" || group == "leader" {
+			group = "replica stopped"
+			if strings.HasPrefix(w.Kind, faultClockSkew) {
+				group = "clock skewed (restart)"
+			}
+		}
+		if !legend[group] {
+			legend[group] = true
+			p.Legend.Add(group, poly)
+		}
+	}
+	pts := make(plotter.XYs, len(s.Throughput))
+	for i, v := range s.Throughput {
+		pts[i] = plotter.XY{X: (float64(i) + 0.5) * bucket.Seconds(), Y: v}
+	}
+	line, err := plotter.NewLine(pts)
+	if err != nil {
+		return err
+	}
+	line.Width = vg.Points(1.5)
+	p.Add(line)
+	p.Legend.Add("throughput", line)
+	p.Legend.Top = true
+	p.Y.Min, p.Y.Max = 0, top
+	p.X.Min = 0
+	return p.Save(9*vg.Inch, 4*vg.Inch, path)
+}
