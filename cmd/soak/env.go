@@ -62,19 +62,19 @@ type user struct {
 // replica is one manager process with its own proxies to S3, PostgreSQL and
 // Redis, restarted by the fault scheduler.
 type replica struct {
-	name                string
-	url, metrics        string
-	s3, pg, redis       *faultproxy.Proxy
-	env                 map[string]string
-	log                 *os.File
-	mu                  sync.Mutex
-	proc                *localenv.Process
-	runs                int           // incarnations started
-	skew                time.Duration // clock skew of the current incarnation
-	peakRSS             map[string]int64
-	finalizesInFlight   int
-	finalizeMu          sync.Mutex
-	startedAt, downFrom time.Time
+	name              string
+	url, metrics      string
+	s3, pg, redis     *faultproxy.Proxy
+	env               map[string]string
+	log               *os.File
+	mu                sync.Mutex
+	proc              *localenv.Process
+	runs              int           // incarnations started
+	skew              time.Duration // clock skew of the current incarnation
+	peakRSS           map[string]int64
+	peakMix           map[string]string // what the highest RSS sample was made of
+	finalizesInFlight int
+	finalizeMu        sync.Mutex
 }
 
 func startEnv(ctx context.Context, dir string, s settings) (*env, error) {
@@ -165,7 +165,7 @@ func (e *env) newReplica(i int) (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{name: name, peakRSS: map[string]int64{}}
+	r := &replica{name: name, peakRSS: map[string]int64{}, peakMix: map[string]string{}}
 	if r.s3, err = e.proxies.Add(name+"-s3", e.st.S3.Addr); err != nil {
 		return nil, err
 	}
@@ -236,7 +236,7 @@ func (r *replica) start(ctx context.Context, bin string, skew time.Duration) err
 		r.mu.Unlock()
 		return err
 	}
-	r.proc, r.skew, r.startedAt = p, skew, time.Now()
+	r.proc, r.skew = p, skew
 	run := fmt.Sprintf("%s#%d", r.name, r.runs)
 	r.mu.Unlock()
 	go r.watchRSS(run, p)
@@ -249,7 +249,6 @@ func (r *replica) stop(sig syscall.Signal) {
 	r.mu.Lock()
 	p := r.proc
 	r.proc = nil
-	r.downFrom = time.Now()
 	r.mu.Unlock()
 	if p == nil {
 		return
@@ -269,7 +268,7 @@ func (r *replica) running() bool {
 	return r.proc != nil
 }
 
-// exitedBadly reports an incarnation that exited on its own.
+// exitedOnItsOwn reports an incarnation that exited without being stopped.
 func (r *replica) exitedOnItsOwn() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -298,21 +297,29 @@ func (r *replica) lostLease() bool {
 	return strings.Contains(out, "leader election lost") && !strings.Contains(out, "panic:")
 }
 
-// watchRSS samples the incarnation's peak RSS (VmHWM) until it exits; the
-// last sample before a SIGKILL is at most 200 ms old.
+// watchRSS samples the incarnation's RSS until it exits and keeps its peak
+// (VmHWM) and, for the highest sample, what it was made of (anonymous and
+// file-backed memory, the Go runtime's heap and stacks, goroutines): the
+// soak's memory evidence. The last sample before a SIGKILL is at most 200 ms old.
 func (r *replica) watchRSS(run string, p *localenv.Process) {
 	path := fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid)
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	var best int64
 	for {
 		if raw, err := os.ReadFile(path); err == nil {
-			for _, line := range strings.Split(string(raw), "\n") {
-				if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
-					kb, _ := strconv.ParseInt(f[1], 10, 64)
-					r.mu.Lock()
-					r.peakRSS[run] = max(r.peakRSS[run], kb<<10)
-					r.mu.Unlock()
-				}
+			st := procStatus(string(raw))
+			r.mu.Lock()
+			r.peakRSS[run] = max(r.peakRSS[run], st["VmHWM:"])
+			r.mu.Unlock()
+			if now := st["RssAnon:"] + st["RssFile:"]; now > best {
+				best = now
+				m := r.runtimeMemory()
+				r.mu.Lock()
+				r.peakMix[run] = fmt.Sprintf("anon %d MiB, file %d MiB; Go heap in use %d MiB, stacks %d MiB, %d goroutines",
+					st["RssAnon:"]>>20, st["RssFile:"]>>20, int64(m["go_memstats_heap_inuse_bytes"])>>20,
+					int64(m["go_memstats_stack_inuse_bytes"])>>20, int64(m["go_goroutines"]))
+				r.mu.Unlock()
 			}
 		}
 		select {
@@ -321,6 +328,43 @@ func (r *replica) watchRSS(run string, p *localenv.Process) {
 		case <-t.C:
 		}
 	}
+}
+
+// procStatus reads the kB fields of /proc/<pid>/status, in bytes.
+func procStatus(raw string) map[string]int64 {
+	out := map[string]int64{}
+	for _, line := range strings.Split(raw, "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[2] == "kB" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			out[f[0]] = kb << 10
+		}
+	}
+	return out
+}
+
+// runtimeMemory reads the Go runtime's gauges from the replica's metrics.
+func (r *replica) runtimeMemory() map[string]float64 {
+	out := map[string]float64{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.metrics, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(line, "#") {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				out[f[0]] = v
+			}
+		}
+	}
+	return out
 }
 
 // leader reports whether this replica holds the leader lease, from

@@ -120,11 +120,11 @@ func run(root string) error {
 	}
 	violations = append(violations, soakcheck.Check(h.puts, h.finals, final, h.dbCut)...)
 	violations = append(violations, soakcheck.CheckAnswers(h.calls, h.dbCut)...)
-	peaks := map[string]int64{}
+	peaks, mix := map[string]int64{}, map[string]string{}
 	for _, r := range e.replicas {
 		r.mu.Lock()
 		for run, p := range r.peakRSS {
-			peaks[run] = p
+			peaks[run], mix[run] = p, r.peakMix[run]
 		}
 		r.mu.Unlock()
 	}
@@ -134,7 +134,7 @@ func run(root string) error {
 	}
 	violations = append(violations, scanLogs(e)...)
 
-	sum := summarize(h, final, violations, peaks, s, start, loadEnd, settled)
+	sum := summarize(h, final, violations, peaks, mix, s, start, loadEnd, settled)
 	fmt.Println(sum.text())
 	if *record {
 		if err := sum.save(root); err != nil {

@@ -39,6 +39,7 @@ type summary struct {
 	MOCs         int                       `json:"mocs"`
 	PartsChecked int                       `json:"partsChecked"`
 	PeakRSSMiB   map[string]int64          `json:"peakRSSMiB"`
+	PeakMix      string                    `json:"peakMix"` // the highest replica's highest sample
 	RSSLimitMiB  int64                     `json:"rssLimitMiB"`
 	Violations   []string                  `json:"violations"`
 }
@@ -51,7 +52,7 @@ type window struct {
 	To     float64 `json:"to"`
 }
 
-func summarize(h *history, final soakcheck.Final, violations []soakcheck.Violation, peaks map[string]int64, s settings,
+func summarize(h *history, final soakcheck.Final, violations []soakcheck.Violation, peaks map[string]int64, mix map[string]string, s settings,
 	start, loadEnd, settled time.Time) *summary {
 	sum := &summary{Seed: *seed, Date: start.UTC().Format("2006-01-02"), LoadSeconds: loadEnd.Sub(start).Seconds(),
 		TotalSeconds: settled.Sub(start).Seconds(), Clients: *clients,
@@ -93,8 +94,12 @@ func summarize(h *history, final soakcheck.Final, violations []soakcheck.Violati
 	for _, m := range final.MOCs {
 		sum.MOCs += len(m)
 	}
+	top := int64(-1)
 	for run, p := range peaks {
 		sum.PeakRSSMiB[run] = p >> 20
+		if p > top {
+			top, sum.PeakMix = p, run+": "+mix[run]
+		}
 	}
 	sum.Violations = []string{}
 	for _, v := range violations {
@@ -131,7 +136,7 @@ func (s *summary) text() string {
 			peak, at = p, run
 		}
 	}
-	fmt.Fprintf(&b, "peak RSS: %d MiB (%s; limit %d MiB) over %d replica runs\n", peak, at, s.RSSLimitMiB, len(s.PeakRSSMiB))
+	fmt.Fprintf(&b, "peak RSS: %d MiB (%s; limit %d MiB) over %d replica runs; highest sample %s\n", peak, at, s.RSSLimitMiB, len(s.PeakRSSMiB), s.PeakMix)
 	fmt.Fprintf(&b, "violations: %d\n", len(s.Violations))
 	for _, v := range s.Violations {
 		fmt.Fprintf(&b, "  %s\n", v)

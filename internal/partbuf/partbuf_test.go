@@ -16,15 +16,15 @@ func TestBudgetKeepsPartsInMemoryThenSpills(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	p := New(10, dir)
-	data := make([]byte, 6)
+	p := New(10*mib, dir)
+	data := make([]byte, 6*mib)
 	_, _ = rand.Read(data)
 
-	a, err := p.Fill(ctx, bytes.NewReader(data), 6)
+	a, err := p.Fill(ctx, bytes.NewReader(data), 6*mib)
 	if err != nil || a.Spilled() {
 		t.Fatalf("first part: spilled=%v err=%v, want in memory", a != nil && a.Spilled(), err)
 	}
-	b, err := p.Fill(ctx, bytes.NewReader(data), 6) // 6+6 > 10: over the budget
+	b, err := p.Fill(ctx, bytes.NewReader(data), 6*mib) // 6+6 > 10 MiB: over the budget
 	if err != nil || !b.Spilled() {
 		t.Fatalf("second part: want spilled to disk, err=%v", err)
 	}
@@ -46,7 +46,7 @@ func TestBudgetKeepsPartsInMemoryThenSpills(t *testing.T) {
 		t.Fatalf("spill file visible in %s: %v", dir, entries)
 	}
 	a.Close()
-	c, err := p.Fill(ctx, bytes.NewReader(data), 6) // budget released by a.Close
+	c, err := p.Fill(ctx, bytes.NewReader(data), 6*mib) // budget released by a.Close
 	if err != nil || c.Spilled() {
 		t.Fatalf("after release: spilled=%v err=%v", c.Spilled(), err)
 	}
@@ -60,14 +60,14 @@ func TestBudgetKeepsPartsInMemoryThenSpills(t *testing.T) {
 func TestShortBody(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p := New(100, t.TempDir())
-	for _, size := range []int64{10, 1000} { // in memory and spilled
+	p := New(20*mib, t.TempDir())
+	for _, size := range []int64{10 * mib, 1000 * mib} { // in memory and spilled
 		if _, err := p.Fill(ctx, bytes.NewReader(make([]byte, 5)), size); !errors.Is(err, ErrShortBody) {
 			t.Fatalf("size %d: err = %v, want ErrShortBody", size, err)
 		}
 	}
 	// The failed in-memory fill gave its budget back.
-	if b, err := p.Fill(ctx, bytes.NewReader(make([]byte, 100)), 100); err != nil || b.Spilled() {
+	if b, err := p.Fill(ctx, bytes.NewReader(make([]byte, 20*mib)), 20*mib); err != nil || b.Spilled() {
 		t.Fatalf("budget leaked: %v", err)
 	}
 }
@@ -77,7 +77,7 @@ func TestShortBody(t *testing.T) {
 // it spills.
 func TestWaitForMemoryThenSpill(t *testing.T) {
 	t.Parallel()
-	data := make([]byte, 6)
+	data := make([]byte, 6*mib)
 	cases := []struct {
 		name        string
 		wait        time.Duration
@@ -86,16 +86,16 @@ func TestWaitForMemoryThenSpill(t *testing.T) {
 		wantSpilled bool
 	}{
 		{"memory freed while waiting", 5 * time.Second, 50 * time.Millisecond, time.Minute, false},
-		{"no wait configured", 0, 50 * time.Millisecond, time.Minute, true},
+		{"no wait configured", 0, 0, time.Minute, true},
 		{"wait runs out", 100 * time.Millisecond, 0, time.Minute, true},
 		{"part deadline first", 5 * time.Second, 0, 100 * time.Millisecond, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p := New(10, t.TempDir())
+			p := New(10*mib, t.TempDir())
 			p.WaitForMemory = tc.wait
-			held, err := p.Fill(context.Background(), bytes.NewReader(data), 6)
+			held, err := p.Fill(context.Background(), bytes.NewReader(data), 6*mib)
 			if err != nil || held.Spilled() {
 				t.Fatalf("first part: %v", err)
 			}
@@ -106,7 +106,7 @@ func TestWaitForMemoryThenSpill(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), tc.ctxTimeout)
 			defer cancel()
-			b, err := p.Fill(ctx, bytes.NewReader(data), 6)
+			b, err := p.Fill(ctx, bytes.NewReader(data), 6*mib)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,12 +117,13 @@ func TestWaitForMemoryThenSpill(t *testing.T) {
 			if got, _ := io.ReadAll(b); !bytes.Equal(got, data) {
 				t.Fatal("bytes differ")
 			}
-			want := Stats{InUseBytes: 6} // the second part, or the first while it is held
+			// The second part, or the first while it is held; one slab made.
+			want := Stats{InUseBytes: 6 * mib, AllocatedBytes: 6 * mib}
 			if tc.wait > 0 {
 				want.Waited = 1
 			}
 			if tc.wantSpilled {
-				want.Spilled, want.SpilledBytes = 1, 6
+				want.Spilled, want.SpilledBytes = 1, 6*mib
 			}
 			if st := p.Stats(); st != want {
 				t.Fatalf("stats = %+v, want %+v", st, want)
@@ -157,4 +158,43 @@ func TestSpillBudget(t *testing.T) {
 		t.Fatalf("after a spilled part was closed: %v", err)
 	}
 	_ = b.Close()
+}
+
+const mib = 1 << 20
+
+// Parts of nearby sizes (last parts of files) reuse one slab instead of each
+// leaving one for the GC: that churn pushed a replica's heap past its soft
+// memory limit in the soak. A slab holds a whole number of MiB (a power of two
+// from 4 KiB below that), and the budget counts slabs, so two parts of 4 MiB +
+// 1 byte (5 MiB slabs each) do not fit a budget of 8 MiB together.
+func TestNearbySizesReuseOneSlabWithinTheBudget(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := New(8*mib, t.TempDir())
+	for i := range int64(50) {
+		size := 5*mib + 1 + i*(mib/64) // 50 sizes in (5 MiB, 6 MiB)
+		b, err := p.Fill(ctx, bytes.NewReader(make([]byte, size)), size)
+		if err != nil || b.Spilled() {
+			t.Fatalf("part of %d bytes: spilled=%v err=%v", size, b != nil && b.Spilled(), err)
+		}
+		b.Close()
+	}
+	if st := p.Stats(); st.AllocatedBytes != 6*mib {
+		t.Fatalf("slabs made: %d bytes for 50 parts in (5 MiB, 6 MiB); want one 6 MiB slab reused", st.AllocatedBytes)
+	}
+	a, err := p.Fill(ctx, bytes.NewReader(make([]byte, 4*mib+1)), 4*mib+1)
+	if err != nil || a.Spilled() {
+		t.Fatalf("first part of 4 MiB + 1: %v", err)
+	}
+	defer a.Close()
+	b, err := p.Fill(ctx, bytes.NewReader(make([]byte, 4*mib+1)), 4*mib+1)
+	if err != nil || !b.Spilled() {
+		t.Fatalf("second part of 4 MiB + 1 with 8 MiB of budget: want spilled (two 5 MiB slabs), err=%v", err)
+	}
+	b.Close()
+	for size, class := range map[int64]int64{1: 4 << 10, 4 << 10: 4 << 10, 5000: 8 << 10, mib - 1: mib, mib: mib, 5*mib + 1: 6 * mib} {
+		if got := slabClass(size); got != class {
+			t.Errorf("slabClass(%d) = %d, want %d", size, got, class)
+		}
+	}
 }

@@ -5,11 +5,14 @@ package store
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -36,6 +39,9 @@ type Options struct {
 	// CallTimeout is the client-side deadline of each call (default
 	// StatementTimeout + 5s).
 	CallTimeout time.Duration
+	// OnUnreachable, if set, is called each time PostgreSQL cannot be reached
+	// while opening (Open keeps trying until its context ends).
+	OnUnreachable func(error)
 }
 
 // DefaultStatementTimeout bounds every statement on the server.
@@ -71,11 +77,40 @@ func OpenWithOptions(ctx context.Context, url string, o Options) (*Store, error)
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
 	s := &Store{Pool: pool, CallTimeout: o.CallTimeout}
-	if err := s.Migrate(ctx); err != nil {
-		pool.Close()
-		return nil, err
+	// A replica that starts while PostgreSQL is briefly unreachable (a
+	// failover, a network cut) waits for it instead of exiting into a crash
+	// loop whose back-off outlasts the outage.
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := s.Migrate(ctx)
+		if err == nil {
+			return s, nil
+		}
+		if !unreachable(err) || ctx.Err() != nil {
+			pool.Close()
+			return nil, err
+		}
+		if o.OnUnreachable != nil {
+			o.OnUnreachable(err)
+		}
+		select {
+		case <-ctx.Done():
+			pool.Close()
+			return nil, fmt.Errorf("%w (gave up waiting for PostgreSQL: %w)", err, ctx.Err())
+		case <-time.After(wait):
+		}
 	}
-	return s, nil
+}
+
+// unreachable reports an error of reaching PostgreSQL, not of what it
+// answered (a wrong password or database is not waited out).
+func unreachable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne)
 }
 
 // Migrate applies every pending migration.

@@ -3,12 +3,14 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/mocs-dev/upload-operator/internal/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/leakcheck"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/store"
@@ -85,6 +87,49 @@ func TestOpenTwiceMigratesOnce(t *testing.T) {
 		t.Fatalf("%d migrations recorded, want every one once", versions)
 	}
 	activeSession(t, a, time.Now().Add(time.Hour))
+}
+
+// A replica that starts while PostgreSQL is unreachable waits for it (found
+// by the soak: a replica restarted during a database cut exited at once and,
+// in a cluster, would have sat out a crash-loop back-off); one that reaches
+// PostgreSQL and is refused fails at once.
+func TestOpenWaitsForAnUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxies := faultproxy.New()
+	defer proxies.Close()
+	px, err := proxies.Add("pg", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px.Disable()
+	u.Host = px.Addr
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var refused int
+	s, err := store.OpenWithOptions(ctx, u.String(), store.Options{OnUnreachable: func(error) {
+		if refused++; refused == 2 {
+			must(t, px.Enable()) // back after two refusals
+		}
+	}})
+	if err != nil {
+		t.Fatalf("open while PostgreSQL was unreachable twice: %v", err)
+	}
+	s.Close()
+	if refused != 2 {
+		t.Fatalf("told of %d refusals, want 2", refused)
+	}
+
+	u.Host, u.Path = px.Addr, "/no_such_database_"+uuid.NewString()[:8]
+	start := time.Now()
+	if _, err := store.OpenWithOptions(ctx, u.String(), store.Options{OnUnreachable: func(e error) {
+		t.Errorf("a refusal by the server was waited out: %v", e)
+	}}); err == nil || time.Since(start) > 10*time.Second {
+		t.Fatalf("open of a missing database: %v after %s; want a prompt error", err, time.Since(start))
+	}
 }
 
 // The lock: one holder at a time; renewals, releases and failures only by the
@@ -179,5 +224,12 @@ func TestUpsertPartOnlyWhileTheSessionTakesParts(t *testing.T) {
 	}
 	if put(`"d"`, now) {
 		t.Error("a part recorded under a live finalize lock")
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
