@@ -109,6 +109,9 @@ go run ./cmd/soak -seed 7 -keep            # keep the replica logs of the run
 	for _, r := range runs {
 		fmt.Fprintf(&b, "### Seed %d\n\n![throughput with fault windows, seed %d](reliability/seed-%d.png)\n\n", r.Seed, r.Seed, r.Seed)
 		b.WriteString("Sessions by final status: " + answers(r.Sessions) + ".\n\n")
+		if r.PeakMix != "" {
+			fmt.Fprintf(&b, "Highest RSS sample (%d replica runs): %s.\n\n", len(r.PeakRSSMiB), r.PeakMix)
+		}
 		b.WriteString("| operation | answers (status × count) |\n|---|---|\n")
 		for _, k := range sortedKeys(r.Ops) {
 			fmt.Fprintf(&b, "| %s | %s |\n", k, answers(r.Ops[k]))

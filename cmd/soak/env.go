@@ -239,7 +239,7 @@ func (r *replica) start(ctx context.Context, bin string, skew time.Duration) err
 	r.proc, r.skew = p, skew
 	run := fmt.Sprintf("%s#%d", r.name, r.runs)
 	r.mu.Unlock()
-	go r.watchRSS(run, p)
+	go r.watchRSS(context.WithoutCancel(ctx), run, p)
 	return p.WaitHTTP(ctx, r.url+"/healthz", 2*time.Minute)
 }
 
@@ -301,7 +301,7 @@ func (r *replica) lostLease() bool {
 // (VmHWM) and, for the highest sample, what it was made of (anonymous and
 // file-backed memory, the Go runtime's heap and stacks, goroutines): the
 // soak's memory evidence. The last sample before a SIGKILL is at most 200 ms old.
-func (r *replica) watchRSS(run string, p *localenv.Process) {
+func (r *replica) watchRSS(ctx context.Context, run string, p *localenv.Process) {
 	path := fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid)
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
@@ -314,7 +314,7 @@ func (r *replica) watchRSS(run string, p *localenv.Process) {
 			r.mu.Unlock()
 			if now := st["RssAnon:"] + st["RssFile:"]; now > best {
 				best = now
-				m := r.runtimeMemory()
+				m := r.runtimeMemory(ctx)
 				r.mu.Lock()
 				r.peakMix[run] = fmt.Sprintf("anon %d MiB, file %d MiB; Go heap in use %d MiB, stacks %d MiB, %d goroutines",
 					st["RssAnon:"]>>20, st["RssFile:"]>>20, int64(m["go_memstats_heap_inuse_bytes"])>>20,
@@ -343,9 +343,9 @@ func procStatus(raw string) map[string]int64 {
 }
 
 // runtimeMemory reads the Go runtime's gauges from the replica's metrics.
-func (r *replica) runtimeMemory() map[string]float64 {
+func (r *replica) runtimeMemory(ctx context.Context) map[string]float64 {
 	out := map[string]float64{}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.metrics, nil)
 	resp, err := http.DefaultClient.Do(req)

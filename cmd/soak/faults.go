@@ -104,7 +104,7 @@ func (s *scheduler) inject(ctx context.Context, kind string, r *replica) error {
 	restart := context.WithoutCancel(ctx)
 	from := time.Now()
 	record := func(target string) { s.h.fault(fault{Kind: kind, Target: target, From: from, To: time.Now()}) }
-	toxic := func(p *faultproxy.Proxy, typ, stream, attrs string, d time.Duration) error {
+	toxic := func(p *faultproxy.Proxy, typ, stream, attrs string, d time.Duration) error { //nolint:contextcheck // a fault heals whatever the run's context
 		name := fmt.Sprintf("soak-%d", time.Now().UnixNano())
 		if err := p.AddToxic(name, typ, stream, attrs); err != nil {
 			return err

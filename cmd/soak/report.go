@@ -178,57 +178,74 @@ func renderDoc(root string) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	return os.WriteFile(filepath.Join(root, "docs", "reliability.md"), []byte(markdown(runs, string(findings))), 0o644)
+	return os.WriteFile(filepath.Join(root, "docs", "reliability.md"), []byte(markdown(runs, string(findings))), 0o600)
 }
 
-// fault colours by what was hit.
-func faultColor(kind string) color.RGBA {
+// lanes of the plot: what a fault hit, each drawn in a band of its own above
+// the throughput, so overlapping faults stay apart.
+var lanes = []struct {
+	name  string
+	color color.NRGBA
+}{
+	{"S3", color.NRGBA{R: 240, G: 140, B: 20, A: 200}},
+	{"PostgreSQL", color.NRGBA{R: 210, G: 40, B: 40, A: 200}},
+	{"Redis", color.NRGBA{R: 140, G: 70, B: 200, A: 200}},
+	{"replica stopped", color.NRGBA{R: 40, G: 40, B: 40, A: 220}},
+	{"clock skewed", color.NRGBA{R: 40, G: 150, B: 60, A: 200}},
+}
+
+func laneOf(kind string) int {
 	switch {
 	case strings.HasPrefix(kind, "S3"):
-		return color.RGBA{R: 255, G: 170, B: 60, A: 70}
+		return 0
 	case strings.HasPrefix(kind, "PostgreSQL"):
-		return color.RGBA{R: 220, G: 50, B: 50, A: 70}
+		return 1
 	case strings.HasPrefix(kind, "Redis"):
-		return color.RGBA{R: 150, G: 80, B: 200, A: 70}
+		return 2
 	case strings.HasPrefix(kind, faultClockSkew):
-		return color.RGBA{R: 60, G: 160, B: 60, A: 90}
-	default: // a replica stopped
-		return color.RGBA{R: 40, G: 40, B: 40, A: 110}
+		return 4
+	default: // a replica or the leader stopped
+		return 3
 	}
 }
 
 func (s *summary) plot(path string) error {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Soak, seed %d: acknowledged part bytes under faults", s.Seed)
+	p.Title.Text = fmt.Sprintf("Soak, seed %d: acknowledged part bytes, and the faults in force (bands above)", s.Seed)
 	p.X.Label.Text = "seconds from the start of the load"
 	p.Y.Label.Text = "MB/s acknowledged (5 s buckets)"
 	top := 1.0
 	for _, v := range s.Throughput {
 		top = max(top, v)
 	}
-	top *= 1.1
-	legend := map[string]bool{}
+	top *= 1.05
+	band := top * 0.09
+	laneY := func(i int) float64 { return top + band*0.3 + float64(len(lanes)-1-i)*band }
 	for _, w := range s.Windows {
-		to := max(w.To, w.From+0.5) // an instant (a kill) still shows
-		poly, err := plotter.NewPolygon(plotter.XYs{{X: w.From, Y: 0}, {X: to, Y: 0}, {X: to, Y: top}, {X: w.From, Y: top}})
+		i := laneOf(w.Kind)
+		to := max(w.To, w.From+1) // an instant (a kill) still shows
+		y0 := laneY(i)
+		poly, err := plotter.NewPolygon(plotter.XYs{{X: w.From, Y: y0}, {X: to, Y: y0}, {X: to, Y: y0 + band*0.8}, {X: w.From, Y: y0 + band*0.8}})
 		if err != nil {
 			return err
 		}
-		poly.Color = faultColor(w.Kind)
-		poly.LineStyle.Width = 0
+		poly.Color = lanes[i].color
+		poly.Width = 0
 		p.Add(poly)
-		group := strings.SplitN(w.Kind, " ", 2)[0]
-		if group == "replica" || group == "leader" {
-			group = "replica stopped"
-			if strings.HasPrefix(w.Kind, faultClockSkew) {
-				group = "clock skewed (restart)"
-			}
-		}
-		if !legend[group] {
-			legend[group] = true
-			p.Legend.Add(group, poly)
-		}
 	}
+	var names plotter.XYLabels
+	for i, l := range lanes {
+		names.XYs = append(names.XYs, plotter.XY{X: s.LoadSeconds + 5, Y: laneY(i) + band*0.15})
+		names.Labels = append(names.Labels, l.name)
+	}
+	labels, err := plotter.NewLabels(names)
+	if err != nil {
+		return err
+	}
+	for i := range labels.TextStyle {
+		labels.TextStyle[i].Color = lanes[i].color
+	}
+	p.Add(labels)
 	pts := make(plotter.XYs, len(s.Throughput))
 	for i, v := range s.Throughput {
 		pts[i] = plotter.XY{X: (float64(i) + 0.5) * bucket.Seconds(), Y: v}
@@ -237,11 +254,9 @@ func (s *summary) plot(path string) error {
 	if err != nil {
 		return err
 	}
-	line.Width = vg.Points(1.5)
+	line.Width = vg.Points(1.2)
 	p.Add(line)
-	p.Legend.Add("throughput", line)
-	p.Legend.Top = true
-	p.Y.Min, p.Y.Max = 0, top
-	p.X.Min = 0
-	return p.Save(9*vg.Inch, 4*vg.Inch, path)
+	p.Y.Min, p.Y.Max = 0, laneY(0)+band
+	p.X.Min, p.X.Max = 0, s.LoadSeconds+100
+	return p.Save(10*vg.Inch, 4.5*vg.Inch, path)
 }

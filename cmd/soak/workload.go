@@ -129,7 +129,7 @@ func digest(b []byte) string {
 func (w *workload) run(load, drain context.Context, clients int) {
 	var wg sync.WaitGroup
 	for i := range clients {
-		c := &client{w: w, id: i, rng: rand.New(rand.NewPCG(w.seed, uint64(i))), user: w.e.users[i%len(w.e.users)]}
+		c := &client{w: w, id: i, rng: rand.New(rand.NewPCG(w.seed, uint64(i))), user: w.e.users[i%len(w.e.users)]} //nolint:gosec // seeded on purpose: a run is replayed by its seed
 		wg.Go(func() {
 			for load.Err() == nil && drain.Err() == nil {
 				c.session(drain)
