@@ -32,9 +32,10 @@ func (r *UploadSessionReconciler) reconcileDelete(ctx context.Context, us *uploa
 	err := r.Uploads.Discard(ctx, log.FromContext(ctx), id)
 	var inProgress *uploads.InProgressError
 	if errors.As(err, &inProgress) {
-		if us.Status.Phase != uploadsv1.PhaseFinalizing {
-			r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, "WaitingForFinalize", "Delete", "Deletion waits for the running finalize")
-		}
+		// Said whatever the phase shows: whether the resource reads Finalizing
+		// yet depends on which update came first. Repeats while the wait lasts
+		// become one event series.
+		r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, "WaitingForFinalize", "Delete", "Deletion waits for the running finalize")
 		return ctrl.Result{RequeueAfter: inProgress.RetryAfter}, nil
 	}
 	if err != nil {
