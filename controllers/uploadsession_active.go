@@ -142,6 +142,7 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.Up
 		s3e        *uploads.S3Error
 		lost       *uploads.UploadLostError
 		notActive  *uploads.NotActiveError
+		wrongSize  *uploads.PartSizeError
 	)
 	switch {
 	case err == nil:
@@ -150,6 +151,10 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.Up
 	case errors.As(err, &incomplete):
 		msg := session.SummarizeMissing(incomplete.Missing)
 		return ctrl.Result{RequeueAfter: r.resync()}, r.blockFinalize(ctx, us, uploadsv1.ReasonIncompleteUpload, msg, "")
+	case errors.As(err, &wrongSize):
+		// A direct session's part in S3 has the wrong size: it counts as
+		// missing until the client sends it again.
+		return ctrl.Result{RequeueAfter: r.resync()}, r.blockFinalize(ctx, us, uploadsv1.ReasonIncompleteUpload, wrongSize.Error(), "")
 	case errors.As(err, &conflict):
 		msg := fmt.Sprintf("slug %q is taken for %s; %q is free (retitle, e.g. %q)", conflict.Slug, us.Spec.Owner,
 			conflict.Suggested, us.Spec.Finalize.Title+" (1)")

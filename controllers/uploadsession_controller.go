@@ -273,7 +273,7 @@ func requestOf(us *uploadsv1.UploadSession, id uuid.UUID) uploads.Request {
 	}
 	return uploads.Request{
 		SessionID: id, Owner: us.Spec.Owner, Files: files, PartSizeBytes: us.Spec.PartSizeBytes,
-		Namespace: us.Namespace, Name: us.Name, UID: string(us.UID),
+		Transfer: string(us.Spec.Transfer), Namespace: us.Namespace, Name: us.Name, UID: string(us.UID),
 	}
 }
 

@@ -77,6 +77,8 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/mocs/uploads/sessions/{sessionId}", a.authed(a.getSession))
 	mux.HandleFunc("PUT /api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}", a.CORS.actual(a.authed(a.putPart)))
 	mux.HandleFunc("OPTIONS /api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}", a.CORS.preflight)
+	mux.HandleFunc("POST /api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}/url", a.CORS.actual(a.authed(a.partURL)))
+	mux.HandleFunc("OPTIONS /api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}/url", a.CORS.preflightFor("POST, OPTIONS"))
 	mux.HandleFunc("POST /api/mocs/uploads/finalize", a.authed(a.finalize))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", nil)

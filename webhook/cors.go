@@ -28,6 +28,15 @@ func (c CORS) allowed(origin string) bool {
 // preflight answers OPTIONS on a part path: 204 with the full lists for an
 // allowed origin; 403 with no Access-Control-Allow-* header otherwise.
 func (c CORS) preflight(w http.ResponseWriter, r *http.Request) {
+	c.preflightFor("PUT, OPTIONS")(w, r)
+}
+
+// preflightFor answers OPTIONS on a path whose calls use methods.
+func (c CORS) preflightFor(methods string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { c.answerPreflight(w, r, methods) }
+}
+
+func (c CORS) answerPreflight(w http.ResponseWriter, r *http.Request, methods string) {
 	w.Header().Add("Vary", "Origin")
 	origin := r.Header.Get("Origin")
 	if !c.allowed(origin) {
@@ -36,7 +45,7 @@ func (c CORS) preflight(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
-	h.Set("Access-Control-Allow-Methods", "PUT, OPTIONS")
+	h.Set("Access-Control-Allow-Methods", methods)
 	h.Set("Access-Control-Allow-Headers", strings.Join(AllowedHeaders, ", "))
 	h.Set("Access-Control-Max-Age", "86400")
 	w.WriteHeader(http.StatusNoContent)

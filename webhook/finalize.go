@@ -105,6 +105,7 @@ func (a *API) finalizeFailed(w http.ResponseWriter, r *http.Request, err error) 
 		s3e        *uploads.S3Error
 		notActive  *uploads.NotActiveError
 		lost       *uploads.UploadLostError
+		wrongSize  *uploads.PartSizeError
 	)
 	switch {
 	case errors.Is(err, uploads.ErrSessionNotFound):
@@ -121,6 +122,11 @@ func (a *API) finalizeFailed(w http.ResponseWriter, r *http.Request, err error) 
 		secs := retryAfterSeconds(inProgress.RetryAfter)
 		setRetryAfter(w, secs)
 		writeError(w, http.StatusConflict, "FINALIZE_IN_PROGRESS", map[string]any{"retryAfter": secs})
+	case errors.As(err, &wrongSize):
+		writeError(w, http.StatusBadRequest, "INVALID_PART_SIZE", map[string]any{
+			"fileId": wrongSize.FileID, "partNumber": wrongSize.PartNumber,
+			"expectedBytes": wrongSize.Expected, "receivedBytes": wrongSize.Size,
+		})
 	case errors.As(err, &incomplete):
 		writeError(w, http.StatusBadRequest, "INCOMPLETE_UPLOAD", map[string]any{"missingParts": incomplete.Missing})
 	case errors.As(err, &conflict):

@@ -14,47 +14,64 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
-// putPart: PUT .../files/{fileId}/parts/{partNumber}. Checks run in the
-// contract's order: auth (done), part number syntax, session and file,
-// session state, part number against the file, length, body.
-func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
+// partTarget runs the checks a part PUT and a part URL request share, in
+// the contract's order: auth (done), part number syntax, session and file,
+// session state, part number against the file, transfer mode. It answers
+// the request itself when a check fails.
+func (a *API) partTarget(w http.ResponseWriter, r *http.Request, u auth.User, transfer string) (store.Session, store.File, int, bool) {
 	ctx := r.Context()
 	n, ok := session.ParsePartNumber(r.PathValue("partNumber"))
 	if !ok {
 		writeError(w, http.StatusBadRequest, "INVALID_PART_NUMBER", map[string]any{"validRange": []int{1, session.MaxParts}})
-		return
+		return store.Session{}, store.File{}, 0, false
 	}
 	sess, ok := a.ownedSession(w, r, u, r.PathValue("sessionId"))
 	if !ok {
-		return
+		return store.Session{}, store.File{}, 0, false
 	}
 	fileID, err := uuid.Parse(r.PathValue("fileId"))
 	if err != nil {
 		writeError(w, http.StatusNotFound, "FILE_NOT_FOUND", nil)
-		return
+		return store.Session{}, store.File{}, 0, false
 	}
 	file, err := a.Uploads.File(ctx, sess.ID, fileID)
 	if errors.Is(err, uploads.ErrFileNotFound) {
 		writeError(w, http.StatusNotFound, "FILE_NOT_FOUND", nil)
-		return
+		return store.Session{}, store.File{}, 0, false
 	}
 	if err != nil {
 		a.internal(w, r, err)
-		return
+		return store.Session{}, store.File{}, 0, false
 	}
 	if err := a.Uploads.CheckAcceptsParts(sess, file); err != nil {
 		if errors.Is(err, uploads.ErrExpired) {
 			writeError(w, http.StatusGone, "SESSION_EXPIRED", nil)
-			return
+			return store.Session{}, store.File{}, 0, false
 		}
 		writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", map[string]any{"status": sess.Status})
-		return
+		return store.Session{}, store.File{}, 0, false
 	}
 	if n > file.PartCount {
 		writeError(w, http.StatusBadRequest, "INVALID_PART_NUMBER", map[string]any{"validRange": []int{1, file.PartCount}})
+		return store.Session{}, store.File{}, 0, false
+	}
+	if uploads.CheckTransfer(sess, transfer) != nil {
+		writeError(w, http.StatusConflict, "WRONG_TRANSFER_MODE", map[string]any{"transfer": sess.Transfer})
+		return store.Session{}, store.File{}, 0, false
+	}
+	return sess, file, n, true
+}
+
+// putPart: PUT .../files/{fileId}/parts/{partNumber}, for proxied sessions.
+// After the shared checks: length, then the body.
+func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
+	ctx := r.Context()
+	sess, file, n, ok := a.partTarget(w, r, u, store.TransferProxy)
+	if !ok {
 		return
 	}
 	if r.ContentLength < 0 {

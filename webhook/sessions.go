@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 type createSessionBody struct {
 	Files         []session.File `json:"files"`
 	PartSizeBytes *int64         `json:"partSizeBytes"`
+	Transfer      string         `json:"transfer"`
 }
 
 type fileJSON struct {
@@ -61,7 +63,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 	}
 	id := uuid.New()
 	req := uploads.Request{SessionID: id, Owner: u.Name, Files: body.Files, PartSizeBytes: body.PartSizeBytes,
-		Namespace: a.SessionNamespace, Name: id.String()}
+		Transfer: body.Transfer, Namespace: a.SessionNamespace, Name: id.String()}
 	if a.MaxActiveSessions > 0 && !u.Admin {
 		req.MaxActive = a.MaxActiveSessions
 		// A cheap look first; the exact count is taken with the session's rows.
@@ -90,7 +92,8 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 			Labels:      map[string]string{uploadsv1.SessionIDLabel: id.String()},
 			Annotations: map[string]string{uploadsv1.CreatedByAPIAnnotation: "true"},
 			Finalizers:  []string{uploadsv1.Finalizer}},
-		Spec: uploadsv1.UploadSessionSpec{Owner: u.Name, PartSizeBytes: body.PartSizeBytes},
+		Spec: uploadsv1.UploadSessionSpec{Owner: u.Name, PartSizeBytes: body.PartSizeBytes,
+			Transfer: uploadsv1.TransferMode(cmp.Or(body.Transfer, store.TransferProxy))},
 	}
 	for _, f := range body.Files {
 		us.Spec.Files = append(us.Spec.Files, uploadsv1.FileSpec{Name: f.Name, ContentType: session.MediaType(f.ContentType), SizeBytes: f.SizeBytes})
@@ -143,7 +146,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"sessionId": id.String(), "status": act.Session.Status, "partSizeBytes": act.Session.PartSizeBytes,
-		"expiresAt": act.Session.ExpiresAt.UTC().Format(time.RFC3339Nano), "files": files,
+		"expiresAt": act.Session.ExpiresAt.UTC().Format(time.RFC3339Nano), "transfer": act.Session.Transfer, "files": files,
 	})
 }
 
@@ -231,7 +234,13 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request, u auth.User) {
 	if !ok {
 		return
 	}
-	files, parts, err := a.Uploads.Received(ctx, sess.ID)
+	files, parts, err := a.Uploads.Received(ctx, sess)
+	if isS3(err) {
+		logr.FromContextOrDiscard(ctx).Error(err, "list the parts S3 holds")
+		setRetryAfter(w, s3RetryAfterSeconds)
+		writeError(w, http.StatusServiceUnavailable, "S3_UNAVAILABLE", map[string]any{"retryable": true})
+		return
+	}
 	if err != nil {
 		a.internal(w, r, err)
 		return
@@ -250,7 +259,8 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request, u auth.User) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"sessionId": sess.ID.String(), "status": status, "phase": phaseOf(status),
-		"partSizeBytes": sess.PartSizeBytes, "expiresAt": sess.ExpiresAt.UTC().Format(time.RFC3339Nano), "files": out,
+		"partSizeBytes": sess.PartSizeBytes, "expiresAt": sess.ExpiresAt.UTC().Format(time.RFC3339Nano),
+		"transfer": sess.Transfer, "files": out,
 	})
 }
 

@@ -49,6 +49,17 @@ func (p Phase) Terminal() bool {
 	return p == PhaseFinalized || p == PhaseExpired || p == PhaseFailed
 }
 
+// TransferMode is how a session's part bytes reach S3.
+type TransferMode string
+
+// Transfer modes.
+const (
+	// TransferProxy: parts go through the operator's part endpoint.
+	TransferProxy TransferMode = "proxy"
+	// TransferDirect: parts go from the client to S3 with presigned URLs.
+	TransferDirect TransferMode = "direct"
+)
+
 // UploadSessionSpec is what a client asks for: which files will be uploaded, by
 // whom, and (optionally) that the session be finalized into a MOC.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.partSizeBytes) || (has(self.partSizeBytes) && self.partSizeBytes == oldSelf.partSizeBytes)",message="partSizeBytes is immutable"
@@ -78,6 +89,17 @@ type UploadSessionSpec struct {
 	// +kubebuilder:validation:Minimum=5242880
 	// +kubebuilder:validation:Maximum=5368709120
 	PartSizeBytes *int64 `json:"partSizeBytes,omitempty"`
+
+	// Transfer is how part bytes travel. "proxy" (the default): clients PUT
+	// parts to the operator's upload API, which streams them to S3. "direct":
+	// clients ask the upload API for a presigned S3 UploadPart URL per part and
+	// PUT the bytes to S3 themselves; the operator still owns the session, its
+	// multipart uploads, expiry, delete and finalize. Immutable.
+	// +optional
+	// +kubebuilder:default=proxy
+	// +kubebuilder:validation:Enum=proxy;direct
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="transfer is immutable"
+	Transfer TransferMode `json:"transfer,omitempty"`
 
 	// Finalize, once set, asks the operator to finalize the session: complete
 	// every S3 multipart upload and record the MOC in one transaction. While parts
@@ -220,6 +242,7 @@ type UploadSessionStatus struct {
 // +kubebuilder:printcolumn:name="MOC",type=string,JSONPath=`.status.slug`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Session",type=string,JSONPath=`.status.sessionId`,priority=1
+// +kubebuilder:printcolumn:name="Transfer",type=string,JSONPath=`.spec.transfer`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.phaseReason`,priority=1
 // +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`,priority=1
 type UploadSession struct {

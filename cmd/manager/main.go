@@ -82,7 +82,7 @@ func run() error {
 		Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, Bucket: cfg.S3Bucket,
 		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey,
 		Observer: metrics.S3Observer{}, UnsignedPayload: cfg.S3UnsignedPayload,
-		CallTimeout: cfg.S3CallTimeout, DialTimeout: cfg.S3DialTimeout,
+		CallTimeout: cfg.S3CallTimeout, DialTimeout: cfg.S3DialTimeout, PresignEndpoint: cfg.S3PresignEndpoint,
 	})
 	// The readiness probe asks S3 once (no SDK retries) so it answers within its timeout.
 	s3Probe := objectstore.New(objectstore.Options{
@@ -166,7 +166,7 @@ func run() error {
 		DB: db, S3: s3, SessionTTL: cfg.SessionTTL, StaleLockAfter: cfg.StaleLockAfter, Now: clk.Now,
 		Limits: session.Limits{AllowedContentTypes: cfg.AllowedContentTypes, MaxFileSizeBytes: cfg.MaxFileSizeBytes,
 			MaxFiles: cfg.MaxFilesPerSession, MaxPartSizeBytes: cfg.MaxPartSizeBytes},
-		Buffers: buffers, UploadStepTimeout: cfg.UploadStepTimeout(),
+		Buffers: buffers, UploadStepTimeout: cfg.UploadStepTimeout(), PartURLTTL: cfg.PartURLTTL,
 	}
 	if err := (&controllers.UploadSessionReconciler{
 		Client:           mgr.GetClient(),

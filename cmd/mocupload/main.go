@@ -55,7 +55,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: mocupload [--api URL] [--token T | --service-account NS/NAME] [--output text|json] COMMAND
 
 commands:
-  upload --title TITLE [--description D] [--part-size BYTES] [--slug auto|prompt] FILE...
+  upload --title TITLE [--description D] [--part-size BYTES] [--slug auto|prompt] [--direct] FILE...
   resume SESSION_ID FILE... [--title TITLE]   send the missing parts (and finalize with --title)
   status SESSION_ID                           what the server has received
   finalize SESSION_ID --title TITLE [--description D] [--slug auto|prompt]
@@ -203,6 +203,7 @@ func (o *options) upload(ctx context.Context, c *client.Client, args []string) i
 	desc := fs.String("description", "", "MOC description")
 	partSize := fs.Int64("part-size", 0, "part size in bytes (default: the server's)")
 	slug := fs.String("slug", "", "on a slug conflict: auto (append \" (N)\"), prompt (stop), or the server's strategy")
+	direct := fs.Bool("direct", false, "send parts straight to S3 with presigned URLs (a direct session)")
 	files, err := parseCmd(fs, args)
 	if err != nil {
 		return exitUsage
@@ -217,11 +218,14 @@ func (o *options) upload(ctx context.Context, c *client.Client, args []string) i
 		fmt.Fprintln(o.stderr, "mocupload:", err)
 		return exitUsage
 	}
+	if *direct {
+		c.Transfer = "direct"
+	}
 	s, err := c.CreateSession(ctx, specs, *partSize)
 	if err != nil {
 		return o.fail(err, "", files)
 	}
-	o.info("session %s: %d file(s), parts of %s\n", s.SessionID, len(s.Files), units.Bytes(s.PartSizeBytes, " "))
+	o.info("session %s: %d file(s), parts of %s, %s transfer\n", s.SessionID, len(s.Files), units.Bytes(s.PartSizeBytes, " "), s.Transfer)
 	return o.sendAndFinalize(ctx, c, s.SessionID, files, *title, *desc, policy)
 }
 

@@ -21,7 +21,12 @@ type Config struct {
 	DatabaseURL string
 	RedisURL    string
 
-	S3Endpoint        string
+	S3Endpoint string
+	// S3PresignEndpoint is the S3 address direct sessions' presigned part
+	// URLs point at, when clients reach S3 elsewhere than the operator does.
+	S3PresignEndpoint string
+	// PartURLTTL is how long a presigned part URL is valid (at most 15m).
+	PartURLTTL        time.Duration
 	S3Region          string
 	S3Bucket          string
 	S3AccessKeyID     string
@@ -105,6 +110,8 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		DatabaseURL:              r.str("DATABASE_URL", ""),
 		RedisURL:                 r.str("REDIS_URL", ""),
 		S3Endpoint:               r.str("S3_ENDPOINT", ""),
+		S3PresignEndpoint:        r.str("S3_PRESIGN_ENDPOINT", ""),
+		PartURLTTL:               r.duration("PART_URL_TTL", 15*time.Minute),
 		S3Region:                 r.str("S3_REGION", "us-east-1"),
 		S3Bucket:                 r.str("S3_BUCKET", ""),
 		S3AccessKeyID:            r.str("AWS_ACCESS_KEY_ID", ""),
@@ -188,6 +195,9 @@ func (c Config) UploadStepTimeout() time.Duration { return 2*c.S3CallTimeout + 3
 
 // Validate checks what the manager needs before it starts.
 func (c Config) Validate() error {
+	if c.PartURLTTL < time.Second || c.PartURLTTL > 15*time.Minute {
+		return fmt.Errorf("PART_URL_TTL (%s) must be between 1s and 15m", c.PartURLTTL)
+	}
 	if c.OrphanUploadMinAge <= c.UploadStepTimeout() {
 		return fmt.Errorf("ORPHAN_UPLOAD_MIN_AGE (%s) must exceed 2 × S3_CALL_TIMEOUT + 30s (%s): an upload younger than that may still be recorded by its creator",
 			c.OrphanUploadMinAge, c.UploadStepTimeout())

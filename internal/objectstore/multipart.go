@@ -38,17 +38,7 @@ func (s *Store) UploadPart(ctx context.Context, key, uploadID string, n int32, b
 		Bucket: &s.Bucket, Key: &key, UploadId: &uploadID, PartNumber: &n,
 		Body: body, ContentLength: &size,
 	}
-	set := func(dst **string, v string) {
-		if v != "" {
-			*dst = aws.String(v)
-		}
-	}
-	set(&in.ContentMD5, cs.ContentMD5)
-	set(&in.ChecksumCRC32, cs.CRC32)
-	set(&in.ChecksumCRC32C, cs.CRC32C)
-	set(&in.ChecksumCRC64NVME, cs.CRC64NVME)
-	set(&in.ChecksumSHA1, cs.SHA1)
-	set(&in.ChecksumSHA256, cs.SHA256)
+	setChecksums(in, cs)
 	var opts []func(*s3.Options)
 	if s.unsignedAllowed && (s.secure || cs.any()) {
 		opts = append(opts, func(o *s3.Options) {
@@ -60,6 +50,21 @@ func (s *Store) UploadPart(ctx context.Context, key, uploadID string, n int32, b
 		return "", fmt.Errorf("upload part %d of %s: %w", n, key, err)
 	}
 	return aws.ToString(out.ETag), nil
+}
+
+// setChecksums passes the client's checksums on for S3 to verify.
+func setChecksums(in *s3.UploadPartInput, cs Checksums) {
+	set := func(dst **string, v string) {
+		if v != "" {
+			*dst = aws.String(v)
+		}
+	}
+	set(&in.ContentMD5, cs.ContentMD5)
+	set(&in.ChecksumCRC32, cs.CRC32)
+	set(&in.ChecksumCRC32C, cs.CRC32C)
+	set(&in.ChecksumCRC64NVME, cs.CRC64NVME)
+	set(&in.ChecksumSHA1, cs.SHA1)
+	set(&in.ChecksumSHA256, cs.SHA256)
 }
 
 // PartInfo is one part as S3 lists it.

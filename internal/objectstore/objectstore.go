@@ -46,6 +46,10 @@ type Options struct {
 	// HTTPClient replaces the dialing client (nil: the default). The part
 	// handler's Go benchmark sends parts to an in-memory sink with it.
 	HTTPClient aws.HTTPClient
+	// PresignEndpoint is the S3 endpoint presigned part URLs point at, for
+	// clients that reach S3 at another address than the operator does (empty:
+	// Endpoint).
+	PresignEndpoint string
 	// CallTimeout bounds every call except part uploads (which have the part's
 	// own deadline), retries included (default 30s); CompleteMultipartUpload,
 	// which S3 may take minutes to assemble, gets ten times as long. Without
@@ -61,6 +65,8 @@ const DefaultCallTimeout = 30 * time.Second
 type Store struct {
 	Client *s3.Client
 	Bucket string
+
+	presigner *s3.PresignClient
 
 	unsignedAllowed bool
 	secure          bool // the endpoint is https (AWS when empty)
@@ -119,7 +125,7 @@ func New(o Options) *Store {
 	if o.AccessKeyID != "" {
 		cfg.Credentials = credentials.NewStaticCredentialsProvider(o.AccessKeyID, o.SecretAccessKey, "")
 	}
-	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
+	base := func(so *s3.Options) {
 		if o.Endpoint != "" {
 			so.BaseEndpoint = aws.String(o.Endpoint)
 			so.UsePathStyle = true
@@ -129,10 +135,15 @@ func New(o Options) *Store {
 		// whole body before sending, and S3 already verifies Content-Length.
 		so.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	}
+	client := s3.NewFromConfig(cfg, base, func(so *s3.Options) {
 		so.APIOptions = append(so.APIOptions, attemptLogging(o.MaxAttempts, o.Observer))
 	})
+	// Presigning sends nothing, so it has no attempts to log (and the presign
+	// client removes the retry loop the attempt logger is placed after).
+	presigner := newPresigner(s3.NewFromConfig(cfg, base), o.PresignEndpoint)
 	secure := o.Endpoint == "" || strings.HasPrefix(strings.ToLower(o.Endpoint), "https://")
-	return &Store{Client: client, Bucket: o.Bucket, unsignedAllowed: o.UnsignedPayload, secure: secure, callTimeout: o.CallTimeout}
+	return &Store{Client: client, Bucket: o.Bucket, presigner: presigner, unsignedAllowed: o.UnsignedPayload, secure: secure, callTimeout: o.CallTimeout}
 }
 
 // EnsureBucket creates the bucket unless it exists (for `make dev` and tests).

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +32,18 @@ type Session struct {
 	Namespace string
 	Name      string
 	UID       string
+	// Transfer is how part bytes travel: TransferProxy or TransferDirect.
+	Transfer string
 }
+
+// Transfer modes of a session.
+const (
+	// TransferProxy: parts are PUT to the operator, which sends them to S3.
+	TransferProxy = "proxy"
+	// TransferDirect: the client PUTs parts to S3 with presigned URLs the
+	// operator hands out; S3's listing of the upload is the record of parts.
+	TransferDirect = "direct"
+)
 
 // File is an upload_files row.
 type File struct {
@@ -83,14 +95,15 @@ func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File, m
 			}
 		}
 		_, err := tx.Exec(ctx, `
-			INSERT INTO upload_sessions (id, user_id, status, part_size_bytes, expires_at, k8s_namespace, k8s_name, k8s_uid)
-			VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)
+			INSERT INTO upload_sessions (id, user_id, status, part_size_bytes, expires_at, k8s_namespace, k8s_name, k8s_uid, transfer)
+			VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (id) DO UPDATE SET k8s_uid = excluded.k8s_uid
 			  WHERE upload_sessions.k8s_uid IS NULL AND excluded.k8s_uid IS NOT NULL
 			    AND upload_sessions.k8s_namespace IS NOT DISTINCT FROM excluded.k8s_namespace
 			    AND upload_sessions.k8s_name IS NOT DISTINCT FROM excluded.k8s_name
 			    AND upload_sessions.user_id = excluded.user_id`,
-			sess.ID, sess.UserID, sess.PartSizeBytes, sess.ExpiresAt, nullable(sess.Namespace), nullable(sess.Name), nullable(sess.UID))
+			sess.ID, sess.UserID, sess.PartSizeBytes, sess.ExpiresAt, nullable(sess.Namespace), nullable(sess.Name), nullable(sess.UID),
+			cmp.Or(sess.Transfer, TransferProxy))
 		if err != nil {
 			return fmt.Errorf("insert upload_sessions %s: %w", sess.ID, err)
 		}
@@ -145,13 +158,13 @@ func underActiveCap(ctx context.Context, tx pgx.Tx, sess Session, maxActive int)
 
 const sessionCols = `id, user_id, status, part_size_bytes, finalizing_at,
 	(extract(epoch FROM lock_clock() - finalizing_at) * 1000000)::bigint,
-	finalized_at, expires_at, created_at, coalesce(k8s_namespace, ''), coalesce(k8s_name, ''), coalesce(k8s_uid, '')`
+	finalized_at, expires_at, created_at, coalesce(k8s_namespace, ''), coalesce(k8s_name, ''), coalesce(k8s_uid, ''), transfer`
 
 func scanSession(row pgx.Row) (Session, error) {
 	var x Session
 	var ageMicros *int64
 	err := row.Scan(&x.ID, &x.UserID, &x.Status, &x.PartSizeBytes, &x.FinalizingAt, &ageMicros, &x.FinalizedAt,
-		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name, &x.UID)
+		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name, &x.UID, &x.Transfer)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return x, ErrNotFound
 	}

@@ -61,3 +61,19 @@ type InternalError struct{ Err error }
 
 func (e *InternalError) Error() string { return "finalize transaction failed: " + e.Err.Error() }
 func (e *InternalError) Unwrap() error { return e.Err }
+
+// ErrWrongTransfer: the operation belongs to the other transfer mode (a part
+// PUT to a direct session, a part URL asked of a proxied one).
+var ErrWrongTransfer = errors.New("the session uses the other transfer mode")
+
+// PartSizeError: a part S3 holds has the wrong size (a direct session's
+// client sent other bytes than the part's size).
+type PartSizeError struct {
+	FileID         string
+	PartNumber     int
+	Expected, Size int64
+}
+
+func (e *PartSizeError) Error() string {
+	return fmt.Sprintf("part %d of file %s has %d bytes, expected %d", e.PartNumber, e.FileID, e.Size, e.Expected)
+}

@@ -369,6 +369,11 @@ func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess stor
 	if err != nil {
 		return nil, &InternalError{Err: err}
 	}
+	// A direct session's parts never passed through the operator: what S3
+	// holds is what the client sent, so there is no acknowledgement to check,
+	// only the sizes.
+	direct := sess.Transfer == store.TransferDirect
+	var wrongSize *PartSizeError
 	missing := map[string][]int{}
 	plans := make([]*filePlan, 0, len(files))
 	for _, f := range files {
@@ -397,12 +402,21 @@ func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess stor
 		ack := ackedETags(acked[f.ID])
 		for n := 1; n <= f.PartCount; n++ {
 			part, ok := have[int32(n)]
-			if !ok || part.Size != session.ExpectedPartSize(f.SizeBytes, sess.PartSizeBytes, n) || !ack[n][bareETag(part.ETag)] {
+			want := session.ExpectedPartSize(f.SizeBytes, sess.PartSizeBytes, n)
+			if ok && direct && part.Size != want && wrongSize == nil {
+				wrongSize = &PartSizeError{FileID: f.ID.String(), PartNumber: n, Expected: want, Size: part.Size}
+			}
+			if !ok || part.Size != want || (!direct && !ack[n][bareETag(part.ETag)]) {
 				missing[f.ID.String()] = append(missing[f.ID.String()], n)
 				continue
 			}
 			p.parts = append(p.parts, part)
 		}
+	}
+	if wrongSize != nil {
+		// Only a direct session's client can put a part of the wrong size in
+		// S3 (the part endpoint refuses one); it must send that part again.
+		return nil, wrongSize
 	}
 	if len(missing) > 0 {
 		return nil, &IncompleteError{Missing: missing}
@@ -428,8 +442,9 @@ func ackedETags(parts []store.Part) map[int]map[string]bool {
 // without them); ETags are otherwise compared exactly.
 func bareETag(e string) string { return strings.Trim(e, `"`) }
 
-// MissingParts lists, from PostgreSQL alone, the parts of each unfinished file
-// that no PUT was acknowledged for. It takes no lock and calls no S3, so the
+// MissingParts lists the parts of each unfinished file that no PUT was
+// acknowledged for (read from PostgreSQL), or for a direct session that S3
+// does not hold with the part's size. It takes no lock, so the
 // declarative finalize can wait for parts without getting in their way; the
 // finalize itself checks S3 under the lock.
 func (s *Service) MissingParts(ctx context.Context, id uuid.UUID) (map[string][]int, error) {
@@ -441,7 +456,7 @@ func (s *Service) MissingParts(ctx context.Context, id uuid.UUID) (map[string][]
 	if err != nil {
 		return nil, err
 	}
-	parts, err := s.DB.Parts(ctx, id)
+	parts, err := s.partsOf(ctx, sess, files)
 	if err != nil {
 		return nil, err
 	}

@@ -161,23 +161,50 @@ func ExpectedPartSize(sess store.Session, f store.File, n int) int64 {
 	return session.ExpectedPartSize(f.SizeBytes, sess.PartSizeBytes, n)
 }
 
-// Received lists a session's files with the parts acknowledged for each (a
-// client resumes from it).
-func (s *Service) Received(ctx context.Context, id uuid.UUID) ([]store.File, map[uuid.UUID][]store.Part, error) {
-	files, err := s.DB.Files(ctx, id)
+// Received lists a session's files with the parts received for each (a
+// client resumes from it): acknowledged PUTs, or for a direct session the
+// parts S3 holds.
+func (s *Service) Received(ctx context.Context, sess store.Session) ([]store.File, map[uuid.UUID][]store.Part, error) {
+	files, err := s.DB.Files(ctx, sess.ID)
 	if err != nil {
 		return nil, nil, err
 	}
-	parts, err := s.DB.Parts(ctx, id)
+	parts, err := s.partsOf(ctx, sess, files)
 	if err != nil {
 		return nil, nil, err
 	}
 	return files, parts, nil
 }
 
-// Progress sums the acknowledged parts of each file of a session.
+// Progress sums the received parts of each file of a session.
 func (s *Service) Progress(ctx context.Context, id uuid.UUID) (map[uuid.UUID]store.FileProgress, error) {
-	return s.DB.Progress(ctx, id)
+	sess, err := s.DB.GetSession(ctx, id)
+	if err != nil || sess.Transfer != store.TransferDirect {
+		return s.DB.Progress(ctx, id)
+	}
+	files, err := s.DB.Files(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	parts, err := s.listedParts(ctx, files)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uuid.UUID]store.FileProgress, len(files))
+	for _, f := range files {
+		p := store.FileProgress{FileID: f.ID}
+		if f.CompletedETag != "" {
+			p.PartsReceived, p.BytesReceived = f.PartCount, f.SizeBytes
+		}
+		for _, part := range parts[f.ID] {
+			if part.SizeBytes == ExpectedPartSize(sess, f, part.PartNumber) {
+				p.PartsReceived++
+				p.BytesReceived += part.SizeBytes
+			}
+		}
+		out[f.ID] = p
+	}
+	return out, nil
 }
 
 // MOC reads the MOC of a finalized session.

@@ -35,6 +35,9 @@ type Service struct {
 	// Now is the clock of expiry and logs; tests move it. Finalize locks are
 	// judged on PostgreSQL's clock instead, so replicas' clocks cannot skew them.
 	Now func() time.Time
+	// PartURLTTL is how long a direct session's presigned part URL is valid
+	// (0 or more than MaxPartURLTTL: MaxPartURLTTL).
+	PartURLTTL time.Duration
 	// UploadStepTimeout bounds one file's activation step (0: the default).
 	UploadStepTimeout time.Duration
 }
@@ -45,6 +48,8 @@ type Request struct {
 	Owner         string
 	Files         []session.File
 	PartSizeBytes *int64
+	// Transfer is store.TransferProxy (also when empty) or store.TransferDirect.
+	Transfer string
 	// Namespace, Name and UID of the session's custom resource: the session
 	// is bound to it, and to Owner.
 	Namespace, Name, UID string
@@ -72,6 +77,9 @@ func (s *Service) Validate(req Request) (int64, error) {
 	}
 	if req.Owner == "" {
 		details = append(details, session.FieldError{Field: "owner", Message: "is required"})
+	}
+	if req.Transfer != "" && req.Transfer != store.TransferProxy && req.Transfer != store.TransferDirect {
+		details = append(details, session.FieldError{Field: "transfer", Message: `must be "proxy" or "direct"`})
 	}
 	if len(details) > 0 {
 		return 0, &ValidationError{Details: details}
@@ -109,6 +117,7 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 	sess, err := s.DB.EnsureSession(ctx, store.Session{
 		ID: req.SessionID, UserID: req.Owner, PartSizeBytes: partSize,
 		ExpiresAt: s.Now().Add(s.SessionTTL), Namespace: req.Namespace, Name: req.Name, UID: req.UID,
+		Transfer: req.Transfer,
 	}, files, req.MaxActive)
 	if errors.Is(err, store.ErrTooManyActive) {
 		return Active{}, ErrTooManyActive

@@ -48,6 +48,10 @@ type Client struct {
 	RequestTimeout time.Duration
 	// OnProgress, if set, is called as parts complete (from several goroutines).
 	OnProgress func(Progress)
+	// Transfer, if set, is the transfer mode of the sessions CreateSession
+	// creates: "proxy" or "direct" (empty: the server's default, proxy).
+	// Upload follows whatever mode the session has.
+	Transfer string
 	// CorrelationID, if set, is sent with every request.
 	CorrelationID string
 	// FinalizeWait bounds how long Finalize waits while another finalize of
@@ -132,15 +136,15 @@ func IsCode(err error, code string) bool {
 
 // do sends one request with retries. body is rewound for each attempt.
 func (c *Client) do(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any) error {
-	_, err := c.doStatus(ctx, method, path, body, size, out)
+	_, err := c.doStatus(ctx, method, path, body, size, out, nil)
 	return err
 }
 
 // doStatus is do that also returns the final HTTP status.
-func (c *Client) doStatus(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any) (int, error) {
+func (c *Client) doStatus(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any, hdr http.Header) (int, error) {
 	var last error
 	for attempt := 0; ; attempt++ {
-		status, err := c.once(ctx, method, path, body, size, out)
+		status, err := c.once(ctx, method, path, body, size, out, hdr)
 		if err == nil {
 			return status, nil
 		}
@@ -165,7 +169,7 @@ func (c *Client) doStatus(ctx context.Context, method, path string, body io.Read
 	}
 }
 
-func (c *Client) once(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any) (int, error) {
+func (c *Client) once(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any, hdr http.Header) (int, error) {
 	if c.caErr != nil {
 		return 0, c.caErr
 	}
@@ -188,6 +192,9 @@ func (c *Client) once(ctx context.Context, method, path string, body io.ReadSeek
 	token, err := c.Token(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("token: %w", err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	if c.CorrelationID != "" {

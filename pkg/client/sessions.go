@@ -47,7 +47,10 @@ type Session struct {
 	Status        string `json:"status"`
 	PartSizeBytes int64  `json:"partSizeBytes"`
 	ExpiresAt     string `json:"expiresAt"`
-	Files         []File `json:"files"`
+	// Transfer is "proxy" (parts go through the upload API) or "direct"
+	// (parts go to S3 with presigned URLs).
+	Transfer string `json:"transfer"`
+	Files    []File `json:"files"`
 }
 
 // MOC is a finalized session.
@@ -71,6 +74,9 @@ func (c *Client) CreateSession(ctx context.Context, files []FileSpec, partSize i
 	req := map[string]any{"files": files}
 	if partSize > 0 {
 		req["partSizeBytes"] = partSize
+	}
+	if c.Transfer != "" {
+		req["transfer"] = c.Transfer
 	}
 	body, n := jsonBody(req)
 	var s Session
@@ -196,7 +202,7 @@ func (c *Client) Upload(ctx context.Context, sessionID string, paths []string) (
 			g.Go(func() error {
 				sec := io.NewSectionReader(fh, off, size) // rewound for each retry
 				path := fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", s.SessionID, f.FileID, n)
-				if err := c.do(gctx, http.MethodPut, path, sec, size, nil); err != nil {
+				if err := c.sendPart(gctx, s.Transfer, path, sec, size); err != nil {
 					return fmt.Errorf("part %d of %s: %w", n, f.Name, err)
 				}
 				done.Add(size)
@@ -241,7 +247,7 @@ func (c *Client) Finalize(ctx context.Context, sessionID, title, description str
 		}
 		body, n := jsonBody(req)
 		var moc MOC
-		status, err := c.doStatus(ctx, http.MethodPost, "/api/mocs/uploads/finalize", body, n, &moc)
+		status, err := c.doStatus(ctx, http.MethodPost, "/api/mocs/uploads/finalize", body, n, &moc, nil)
 		var ae *APIError
 		switch {
 		case err == nil:

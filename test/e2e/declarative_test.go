@@ -44,6 +44,9 @@ func TestDeclarativeFinalize(t *testing.T) {
 	waitCondition(t, name, uploadsv1.ReasonIncompleteUpload)
 
 	got := waitPhase(t, "default", name, uploadsv1.PhaseActive)
+	if got.Spec.Transfer != uploadsv1.TransferProxy {
+		t.Fatalf("spec.transfer defaults to %q, want proxy", got.Spec.Transfer)
+	}
 	u := &upload{id: got.Status.SessionID, partSize: got.Status.PartSizeBytes, token: acct.token,
 		files: []uploadFile{{id: got.Status.Files[0].FileID, data: randomBytes(7 << 20), partCount: 2}}}
 	u.putAll(t, "")
