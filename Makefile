@@ -7,6 +7,7 @@ CONTROLLER_GEN_VERSION ?= v0.23.0
 KUBEBUILDER_VERSION    ?= v4.16.0
 VERSITYGW_VERSION      ?= v1.8.0
 GOLANGCI_LINT_VERSION  ?= v2.15.0
+TUSD_VERSION           ?= v2.9.1
 K8S_VERSION            ?= 1.37.2
 
 BIN        := $(CURDIR)/bin
@@ -15,6 +16,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 VERSITYGW      := $(BIN)/versitygw-$(VERSITYGW_VERSION)
 KUBEBUILDER    := $(BIN)/kubebuilder-$(KUBEBUILDER_VERSION)
 GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+TUSD           := $(BIN)/tusd-$(TUSD_VERSION)
 
 export KUBEBUILDER_ASSETS := $(K8S_ASSETS)
 export VERSITYGW_BIN      := $(VERSITYGW)
@@ -62,6 +64,12 @@ $(CONTROLLER_GEN):
 $(VERSITYGW):
 	GOBIN=$(BIN)/.gobin go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 	mv $(BIN)/.gobin/versitygw $@
+
+# tusd, the tus reference server, is the peer `make bench` compares against
+# (its S3 store on the same versitygw); only the benchmark needs it.
+$(TUSD):
+	GOBIN=$(BIN)/.gobin go install github.com/tus/tusd/v2/cmd/tusd@$(TUSD_VERSION)
+	mv $(BIN)/.gobin/tusd $@
 
 $(GOLANGCI_LINT):
 	GOBIN=$(BIN)/.gobin go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
@@ -124,6 +132,6 @@ evidence: build ## Run the story's HTTP plan against a running `make dev`; rewri
 	go run ./cmd/evidence
 
 .PHONY: bench
-bench: tools ## Measure the operator against direct S3; rewrite docs/benchmarks.md and docs/benchmarks.png.
+bench: tools $(TUSD) ## Measure the operator against direct S3; rewrite docs/benchmarks.md and docs/benchmarks.png.
 	hack/ensure-services.sh
 	go run ./cmd/bench

@@ -1,6 +1,7 @@
 // Package partbuf holds a part's bytes between the client and S3. A part is
-// read whole before it is sent so the S3 client can rewind and retry it on a
-// transient error without the client resending, and so SigV4 can hash it.
+// kept whole in memory so the S3 client can rewind and retry it on a
+// transient error without the client resending (and so SigV4 can hash it
+// where it must); with Stream it is sent on while it is still arriving.
 //
 // Memory is bounded by a byte budget shared by all parts in flight: a part
 // whose size fits in what is left of the budget is held in memory; when the
@@ -93,6 +94,11 @@ func (p *Pool) Fill(ctx context.Context, r io.Reader, size int64) (Buffer, error
 		}
 		return &memBuffer{Reader: bytes.NewReader((*slab)[:size]), pool: p, slab: slab, class: class}, nil
 	}
+	return p.fillDisk(r, size)
+}
+
+// fillDisk receives a part that memory has no room for into a spill file.
+func (p *Pool) fillDisk(r io.Reader, size int64) (Buffer, error) {
 	if !p.reserveDisk(size) {
 		return nil, ErrSpillBudget
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/logging"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
+	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 )
@@ -84,7 +85,7 @@ func (e *PartError) Unwrap() error { return e.Err }
 // with bytes that were acknowledged.
 func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, error) {
 	start := s.Now()
-	buf, err := s.Buffers.Fill(ctx, p.Body, p.Size)
+	buf, err := s.Buffers.Stream(ctx, p.Body, p.Size)
 	if err != nil {
 		return store.Part{}, &PartError{Stage: "read", Err: err}
 	}
@@ -92,7 +93,12 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 	if err := failpoint.Inject("part/before-s3"); err != nil {
 		return store.Part{}, err
 	}
-	etag, err := s.S3.UploadPart(ctx, p.File.S3Key, p.File.S3UploadID, int32(p.PartNumber), buf, p.Size, p.Checksums) //nolint:gosec // validated to [1, 10000]
+	etag, err := s.uploadWhileReceiving(ctx, p, buf)
+	if rerr := buf.Err(); rerr != nil {
+		// The client's body failed: whatever S3 did with the bytes that did
+		// arrive, the part was not sent.
+		return store.Part{}, &PartError{Stage: "read", Err: rerr}
+	}
 	if err != nil {
 		// The upload may have been completed or aborted while the part was on
 		// its way (S3 then refuses it, or resets the connection): if the
@@ -129,6 +135,25 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 		"partNumber", p.PartNumber, "sizeBytes", p.Size, "etag", etag, "durationMs", s.Now().Sub(start).Milliseconds(),
 		"spilled", buf.Spilled())
 	return part, nil
+}
+
+// uploadWhileReceiving sends the part to S3 as its bytes arrive (the
+// stream's reads wait for them). If the client's body fails, the S3 request
+// is stopped at once rather than left waiting for bytes that will not come;
+// S3 keeps no part from a request cut short.
+func (s *Service) uploadWhileReceiving(ctx context.Context, p PartUpload, buf partbuf.Stream) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-buf.Received():
+			if buf.Err() != nil {
+				cancel()
+			}
+		case <-ctx.Done():
+		}
+	}()
+	return s.S3.UploadPart(ctx, p.File.S3Key, p.File.S3UploadID, int32(p.PartNumber), buf, p.Size, p.Checksums) //nolint:gosec // validated to [1, 10000]
 }
 
 var (

@@ -1,0 +1,121 @@
+package partbuf
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"testing"
+	"time"
+)
+
+// A stream hands out bytes as they arrive: a reader gets the first half
+// before the second is written, and a Seek back to the start reads it all
+// again from memory (the writer sends each byte once).
+func TestStreamReadsBytesAsTheyArriveAndRereadsFromMemory(t *testing.T) {
+	t.Parallel()
+	p := New(8<<20, t.TempDir())
+	data := make([]byte, 3<<20)
+	_, _ = rand.Read(data)
+	pr, pw := io.Pipe()
+	s, err := p.Stream(context.Background(), pr, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := len(data) / 2
+	go func() { _, _ = pw.Write(data[:half]) }()
+	got := make([]byte, half)
+	if _, err := io.ReadFull(s, got); err != nil || !bytes.Equal(got, data[:half]) {
+		t.Fatalf("first half: %v", err)
+	}
+	select {
+	case <-s.Received():
+		t.Fatal("stream says received before the second half was written")
+	default:
+	}
+	go func() { _, _ = pw.Write(data[half:]); _ = pw.Close() }()
+	rest, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(rest, data[half:]) {
+		t.Fatalf("second half: %d bytes, %v", len(rest), err)
+	}
+	if _, err := s.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	again, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(again, data) {
+		t.Fatalf("after Seek(0): %d bytes, %v", len(again), err)
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.InUseBytes != 0 {
+		t.Fatalf("%d bytes still in use after Close", st.InUseBytes)
+	}
+}
+
+// A body that ends early fails the reader waiting for the missing bytes,
+// with ErrShortBody.
+func TestStreamOfAShortBodyFailsItsReader(t *testing.T) {
+	t.Parallel()
+	p := New(8<<20, t.TempDir())
+	pr, pw := io.Pipe()
+	s, err := p.Stream(context.Background(), pr, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	go func() { _, _ = pw.Write(make([]byte, 1000)); _ = pw.Close() }()
+	n, err := io.Copy(io.Discard, s)
+	if n != 1000 || !errors.Is(err, ErrShortBody) || !errors.Is(s.Err(), ErrShortBody) {
+		t.Fatalf("read %d bytes, err %v, stream err %v; want 1000 and ErrShortBody", n, err, s.Err())
+	}
+}
+
+// Close waits for the body's reader before the memory is reused: the slab is
+// still being written while the client sends.
+func TestStreamCloseWaitsForTheBody(t *testing.T) {
+	t.Parallel()
+	p := New(1<<20, t.TempDir())
+	pr, pw := io.Pipe()
+	s, err := p.Stream(context.Background(), pr, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { _ = s.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while the body was still being received")
+	case <-time.After(50 * time.Millisecond):
+	}
+	_ = pw.CloseWithError(errors.New("client went away"))
+	<-closed
+	if st := p.Stats(); st.InUseBytes != 0 {
+		t.Fatalf("%d bytes in use after Close", st.InUseBytes)
+	}
+}
+
+// A part that finds no memory is received whole onto disk, and is complete
+// when handed out.
+func TestStreamWithoutMemorySpillsTheWholePart(t *testing.T) {
+	t.Parallel()
+	p := New(1<<20, t.TempDir())
+	data := make([]byte, 2<<20)
+	_, _ = rand.Read(data)
+	s, err := p.Stream(context.Background(), bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.Spilled() || s.Err() != nil {
+		t.Fatalf("spilled %v, err %v", s.Spilled(), s.Err())
+	}
+	got, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes: %v", len(got), err)
+	}
+}
