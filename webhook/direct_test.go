@@ -315,7 +315,6 @@ func TestDirectSessionLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
 	svc := testService(t, nil)
 	base := serve(t, svc, 25*time.Second).URL
-	ctx := context.Background()
 	for _, end := range []string{"expire", "delete"} {
 		t.Run(end, func(t *testing.T) {
 			s := newDirectSession(t, svc, 5*session.MiB+1)
@@ -325,6 +324,7 @@ func TestDirectSessionLeavesNothingBehind(t *testing.T) {
 				t.Fatalf("PUT: %d %s", status, body)
 			}
 			id := s.act.Session.ID
+			ctx := context.Background()
 			switch end {
 			case "expire":
 				svc := *svc

@@ -174,6 +174,9 @@ func (b *bench) manager(extra map[string]string) (*manager, error) {
 	env["METRICS_SECURE"] = "false" // the benchmark reads counters on loopback
 	env["LOG_LEVEL"] = "info"
 	env["FINALIZE_RATE_LIMIT"] = "100000/1m"
+	// Throughput sessions are never finalized: lift the per-user caps.
+	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "100000"
+	env["SESSION_CREATE_RATE_LIMIT"] = "100000/1m"
 	env["SPILL_DIR"] = filepath.Join(b.dir, "spill")
 	if v := os.Getenv("BENCH_GOMEMLIMIT"); v != "" {
 		env["GOMEMLIMIT"] = v
@@ -246,7 +249,7 @@ type created struct {
 	} `json:"files"`
 }
 
-func (b *bench) createSession(api string, sizes []int64, partSize int64) (*created, error) {
+func (b *bench) createSession(api string, sizes []int64, partSize int64, transfer ...string) (*created, error) {
 	var files []map[string]any
 	for i, s := range sizes {
 		files = append(files, map[string]any{"name": fmt.Sprintf("f%d.pdf", i), "contentType": "application/pdf", "sizeBytes": s})
@@ -254,6 +257,9 @@ func (b *bench) createSession(api string, sizes []int64, partSize int64) (*creat
 	req := map[string]any{"files": files}
 	if partSize > 0 {
 		req["partSizeBytes"] = partSize
+	}
+	if len(transfer) > 0 {
+		req["transfer"] = transfer[0]
 	}
 	body, _ := json.Marshal(req)
 	var c created
@@ -303,6 +309,12 @@ type tpRun struct {
 	// CPU seconds per run spent by each process: through the operator, and
 	// direct with UNSIGNED-PAYLOAD.
 	OperatorCPU, DirectCPU []cpuTimes
+	// TusdMBs is the peer, tusd v2 with its S3 store (its CPU in Operator).
+	TusdMBs []float64
+	TusdCPU []cpuTimes
+	// DirectModeMBs is a direct session: a part URL call per part, bytes to S3.
+	DirectModeMBs []float64
+	DirectModeCPU []cpuTimes
 }
 
 // cpuTimes is CPU time (user + system) of the processes in a run, seconds.
@@ -361,7 +373,12 @@ func (b *bench) throughput(res *results) error {
 		n := int(total / part)
 		data := make([]byte, part)
 		_, _ = rand.Read(data)
+		sum := crc32Header(data)
 		run := tpRun{PartMiB: cfg.partMiB, Concurrency: cfg.conc}
+		peer, err := b.startTusd(part)
+		if err != nil {
+			return err
+		}
 		paddr, _ := localenv.FreeAddr()
 		m, err := b.manager(map[string]string{"PPROF_ADDR": paddr})
 		if err != nil {
@@ -392,8 +409,7 @@ func (b *bench) throughput(res *results) error {
 			start := time.Now()
 			err = parallel(cfg.conc, n, func(i int) error {
 				url := fmt.Sprintf("%s/api/mocs/uploads/sessions/%s/files/%s/parts/%d", m.url, c.SessionID, c.Files[0].FileID, i+1)
-				_, err := b.call("PUT", url, bytes.NewReader(data), part, nil)
-				return err
+				return b.putPart(url, data, sum)
 			})
 			if err != nil {
 				return err
@@ -416,9 +432,25 @@ func (b *bench) throughput(res *results) error {
 					run.DirectMBs = append(run.DirectMBs, mbs)
 				}
 			}
-			say("throughput %d MiB × c%d run %d: operator %.0f MB/s, direct %.0f MB/s (SHA-256) / %.0f MB/s (unsigned); CPU s through the operator %+v, direct %+v", cfg.partMiB, cfg.conc, r+1,
-				run.OperatorMBs[r], run.DirectMBs[r], run.DirectUnsignedMBs[r], run.OperatorCPU[r], run.DirectCPU[r])
+			// The peer: tusd, the same bytes as parallel tus uploads.
+			mbs, cpu, err := b.tusdRun(peer, cfg.conc, total, data)
+			if err != nil {
+				return fmt.Errorf("tusd: %w", err)
+			}
+			run.TusdMBs, run.TusdCPU = append(run.TusdMBs, mbs), append(run.TusdCPU, cpu)
+
+			// Direct mode: a part URL from the operator, the bytes to S3.
+			mbs, cpu, err = b.directModeRun(m, cfg.conc, n, part, data)
+			if err != nil {
+				return fmt.Errorf("direct mode: %w", err)
+			}
+			run.DirectModeMBs, run.DirectModeCPU = append(run.DirectModeMBs, mbs), append(run.DirectModeCPU, cpu)
+			_, _ = s3c.AbortAll(b.ctx, "sessions/")
+			say("throughput %d MiB × c%d run %d: operator %.0f MB/s, direct %.0f MB/s (SHA-256) / %.0f MB/s (unsigned), tusd %.0f MB/s, direct mode %.0f MB/s; CPU s through the operator %+v, direct %+v, tusd %+v, direct mode %+v",
+				cfg.partMiB, cfg.conc, r+1, run.OperatorMBs[r], run.DirectMBs[r], run.DirectUnsignedMBs[r], run.TusdMBs[r], run.DirectModeMBs[r],
+				run.OperatorCPU[r], run.DirectCPU[r], run.TusdCPU[r], run.DirectModeCPU[r])
 		}
+		_ = peer.proc.Stop(10 * time.Second)
 		run.PeakRSS = m.peakRSS()
 		run.Waited = metricSum(m.metrics, "mocupload_part_buffer_waits_total ")
 		run.Spilled = metricSum(m.metrics, "mocupload_part_buffer_spills_total ")
@@ -437,7 +469,9 @@ func (b *bench) goBenchmarks(res *results) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(b.ctx, "go", "test", "-run", "^$", "-bench", ".", "-benchtime", "2000x", "-benchmem",
+	// The engine's and the handler's packages hold failpoint tests, so their
+	// test binaries need the failpoints build (it only adds the hooks).
+	cmd := exec.CommandContext(b.ctx, "go", "test", "-tags", "failpoints", "-run", "^$", "-bench", ".", "-benchtime", "2000x", "-benchmem",
 		"./internal/...", "./webhook/")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
@@ -467,11 +501,15 @@ func (b *bench) direct(s3c *objectstore.Store, conc, n int, data []byte, unsigne
 		})
 	}
 	size := int64(len(data))
+	var sum *string
+	if unsigned {
+		sum = aws.String(crc32Header(data)) // what the operator's parts carry
+	}
 	start := time.Now()
 	err = parallel(conc, n, func(i int) error {
 		_, err := s3c.Client.UploadPart(b.ctx, &s3.UploadPartInput{Bucket: &b.st.S3.Bucket, Key: &key, UploadId: &up,
 			PartNumber: aws.Int32(int32(i + 1)), //nolint:gosec // at most 10,000 parts
-			Body:       bytes.NewReader(data), ContentLength: &size}, opts...)
+			Body:       bytes.NewReader(data), ContentLength: &size, ChecksumCRC32: sum}, opts...)
 		return err
 	})
 	if err != nil {
@@ -507,6 +545,7 @@ func (b *bench) finalizeLatency(res *results) error {
 	}
 	data := make([]byte, part)
 	_, _ = rand.Read(data)
+	sum := crc32Header(data)
 	for _, cs := range cases {
 		l := latency{Name: cs.name, Files: cs.files, Part: cs.parts}
 		for r := 0; r < runs; r++ {
@@ -528,8 +567,7 @@ func (b *bench) finalizeLatency(res *results) error {
 			if err := parallel(8, len(jobs), func(i int) error {
 				j := jobs[i]
 				url := fmt.Sprintf("%s/api/mocs/uploads/sessions/%s/files/%s/parts/%d", m.url, c.SessionID, c.Files[j.file].FileID, j.n)
-				_, err := b.call("PUT", url, bytes.NewReader(data), part, nil)
-				return err
+				return b.putPart(url, data, sum)
 			}); err != nil {
 				return err
 			}

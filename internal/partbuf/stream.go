@@ -48,6 +48,9 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (f *filled) Received() <-chan struct{} { return closedChan }
 func (f *filled) Err() error                { return nil }
 
+// wakeBatch is how many new bytes wake a reader waiting for the body.
+const wakeBatch = 256 << 10
+
 type streamBuffer struct {
 	pool  *Pool
 	slab  *[]byte
@@ -67,13 +70,21 @@ type streamBuffer struct {
 func (s *streamBuffer) receive(r io.Reader) {
 	buf := (*s.slab)[:s.size]
 	var err error
+	var signalled int64
 	for s.arrived < s.size && err == nil {
 		var n int
 		n, err = r.Read(buf[s.arrivedNow():])
 		s.mu.Lock()
 		s.arrived += int64(n)
+		arrived := s.arrived
 		s.mu.Unlock()
-		s.cond.Broadcast()
+		// Readers are woken per wakeBatch bytes, not per network read (a few
+		// KiB each): at 64 parts in flight, a wake-up per read cost more CPU
+		// than the bytes.
+		if arrived-signalled >= wakeBatch {
+			signalled = arrived
+			s.cond.Broadcast()
+		}
 	}
 	s.mu.Lock()
 	if s.arrived < s.size {
