@@ -224,7 +224,7 @@ func (b *bench) call(method, url string, body io.Reader, size int64, out any) (i
 	if size >= 0 && body != nil {
 		req.ContentLength = size
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -315,6 +315,9 @@ type tpRun struct {
 	// DirectModeMBs is a direct session: a part URL call per part, bytes to S3.
 	DirectModeMBs []float64
 	DirectModeCPU []cpuTimes
+	// PresignedMBs is the same presigned PUTs, signed by the client itself.
+	PresignedMBs []float64
+	PresignedCPU []cpuTimes
 }
 
 // cpuTimes is CPU time (user + system) of the processes in a run, seconds.
@@ -445,9 +448,15 @@ func (b *bench) throughput(res *results) error {
 				return fmt.Errorf("direct mode: %w", err)
 			}
 			run.DirectModeMBs, run.DirectModeCPU = append(run.DirectModeMBs, mbs), append(run.DirectModeCPU, cpu)
+			// The same presigned requests, signed here: what direct mode costs
+			// without the part URL call.
+			if mbs, cpu, err = b.presignedRun(s3c, cfg.conc, n, data); err != nil {
+				return fmt.Errorf("presigned: %w", err)
+			}
+			run.PresignedMBs, run.PresignedCPU = append(run.PresignedMBs, mbs), append(run.PresignedCPU, cpu)
 			_, _ = s3c.AbortAll(b.ctx, "sessions/")
-			say("throughput %d MiB × c%d run %d: operator %.0f MB/s, direct %.0f MB/s (SHA-256) / %.0f MB/s (unsigned), tusd %.0f MB/s, direct mode %.0f MB/s; CPU s through the operator %+v, direct %+v, tusd %+v, direct mode %+v",
-				cfg.partMiB, cfg.conc, r+1, run.OperatorMBs[r], run.DirectMBs[r], run.DirectUnsignedMBs[r], run.TusdMBs[r], run.DirectModeMBs[r],
+			say("throughput %d MiB × c%d run %d: operator %.0f MB/s, direct %.0f MB/s (SHA-256) / %.0f MB/s (unsigned), tusd %.0f MB/s, direct mode %.0f MB/s, presigned %.0f MB/s; CPU s through the operator %+v, direct %+v, tusd %+v, direct mode %+v",
+				cfg.partMiB, cfg.conc, r+1, run.OperatorMBs[r], run.DirectMBs[r], run.DirectUnsignedMBs[r], run.TusdMBs[r], run.DirectModeMBs[r], run.PresignedMBs[r],
 				run.OperatorCPU[r], run.DirectCPU[r], run.TusdCPU[r], run.DirectModeCPU[r])
 		}
 		_ = peer.proc.Stop(10 * time.Second)

@@ -56,28 +56,32 @@ whose small operations run 2–3 times slower: see the auth and slug figures), s
    the part's memory buffer and the S3 request reads them as they come, so an S3 retry rereads memory and waits
    only for bytes not yet received. Readers are woken per 256 KiB, not per network read. In the part handler's Go
    benchmark (in-memory S3 sink, 16 MiB parts, 300 runs each on this machine) store-and-forward took 17.97 ms per
-   part and cut-through 16.62 ms. End to end the c1 ratio did not reach 0.90: with one connection every part
-   still waits, after its last byte, for S3 to store it (versitygw writes and checksums the file) and for the
-   acknowledgement to be recorded, during which nothing is sent; the CPU table shows each c1 run using about 1.3
-   of the 2 cores on either path, so c1 is bound by that per-part round trip, not by the copy.
+   part and cut-through 16.62 ms. End to end the c1 ratio did not reach 0.90 (0.69–0.80
+   over this session's three full runs): with one connection every part still waits, after its last byte, for S3
+   to store it (versitygw writes and checksums the file) and for the acknowledgement to be recorded, and nothing
+   is sent meanwhile; each c1 run uses about 1.3 of the 2 cores on either path, so c1 is bound by that per-part
+   round trip, not by the copy.
 7. **c64 and the soft memory limit.** The c64 profile ("-c64 -pprof"): 45 % system calls (reading the client,
    30 %; writing to S3, 14 %), 16 % memmove and 20 % GC marking. With 64 parts of 8 MiB in flight the part budget
    (256 MiB) is always full, and the soft limit (budget + 24 MiB since the soak) leaves the rest of the heap so
    little room that the collector runs almost continuously. That is the price of the peak-RSS bound (305 MiB
    here, ≤ 320); a replica that may use more memory should get a larger GOMEMLIMIT, not a larger budget.
 8. **The peer and the direct mode.** tusd's S3 store writes every part to a temporary file and reads it back
-   before sending it, and runs its parts' uploads in the background of the PATCH: it costs 1.8–2.5 CPU s per GiB
-   itself and, with content hashes off, leaves versitygw 7–8 CPU s per GiB (against about 4 through the operator),
-   so on two shared cores the operator moves 1.07–1.55 times as many bytes. A direct session costs the operator
-   0.2–0.45 CPU s per GiB (the part URL calls and the progress reads from S3) against 1.3–3.0 proxying; its
-   throughput is 0.80–0.87 of UploadPart straight to S3 here, because each part waits for one more API call
-   (authentication, two reads, a presign) before its bytes go, and the client's plain net/http PUT is not the
-   SDK's tuned transport. Both are a round trip per part, which larger parts amortise.
+   before sending it: it costs 1.6–2.4 CPU s per GiB itself and leaves versitygw 4.6–8.1 (against 3.1–3.9 through
+   the operator), so on two shared cores the operator moved 1.14–1.83 times as many bytes (1.18 at c1: the 1.5
+   goal is missed there, by the per-part round trip of item 6; 1.83 at c4, goal 1.2 met). A direct session costs
+   the operator 0.21–0.56 CPU s per GiB (the part URL calls and the progress reads from S3) against 1.26–2.50
+   proxying, and moved 0.80–0.97 of UploadPart straight to S3. The control run, the same presigned PUTs with URLs
+   the client signs itself and no operator at all, was no faster (direct mode ÷ presigned 1.10–1.58), and
+   versitygw spent more CPU per GiB on presigned PUTs than on UploadPart: what separates direct mode from the
+   limit is S3's handling of those requests and the run-to-run spread of a disk-bound S3 (every run writes 1 GiB
+   to the same disk; the min–max columns show it), not the one API call per part, which the client overlaps with
+   the transfers (it asks for the next URLs while parts are sent).
 
 **Which mode to choose.** Proxy mode (the default) when clients cannot or should not reach S3 (browsers on the
 public internet, tenants without a route to the bucket), when you want every part checked and acknowledged by
 the operator, and when S3 credentials and bucket CORS must stay out of clients' hands; it costs the operator
-about one CPU second per GiB and its memory budget. Direct mode when clients can reach S3 (in-cluster services,
+1.3–2.5 CPU s per GiB on these cores and its memory budget. Direct mode when clients can reach S3 (in-cluster services,
 a bucket with CORS for your origins) and volumes are large: the operator's CPU, memory and network stay flat
 however many bytes move, and the throughput is S3's; sessions, expiry, delete and finalize are the same. A peer
 such as tusd is the choice only where the tus protocol itself is needed; here it moved fewer bytes per CPU second

@@ -13,8 +13,20 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/objectstore"
 )
+
+// httpClient keeps a connection per request in flight to each server (the
+// operator, S3, tusd): net/http's default keeps two idle ones per host, so at
+// higher concurrency most requests would open a new connection.
+var httpClient = &http.Client{Transport: func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = 512, 256
+	return t
+}()}
 
 // crc32Header is the base64 CRC32 a client sends with a part
 // (x-amz-checksum-crc32): S3 verifies it, and it lets the operator sign its
@@ -36,7 +48,7 @@ func (b *bench) putPart(url string, data []byte, sum string) error {
 }
 
 func doDiscard(req *http.Request) error {
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -118,7 +130,7 @@ func (t *tusd) upload(b *bench, data []byte) error {
 	}
 	req.Header.Set("Tus-Resumable", "1.0.0")
 	req.Header.Set("Upload-Length", strconv.Itoa(len(data)))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -160,24 +172,47 @@ func (b *bench) cpuOf(pid int) cpuTimes {
 }
 
 // directModeRun uploads n parts of data in a direct session: one part URL
-// call to the operator per part, the bytes straight to S3.
+// call to the operator per part, the bytes straight to S3. Like any client
+// that keeps its connections busy, it asks for the URLs of the next parts
+// while parts are being sent (at most conc ahead), so each URL call overlaps
+// a transfer instead of preceding it.
 func (b *bench) directModeRun(m *manager, conc, n int, part int64, data []byte) (float64, cpuTimes, error) {
 	total := part * int64(n)
 	c, err := b.createSession(m.url, []int64{total}, part, "direct")
 	if err != nil {
 		return 0, cpuTimes{}, err
 	}
+	type partURL struct {
+		URL     string            `json:"url"`
+		Method  string            `json:"method"`
+		Headers map[string]string `json:"headers"`
+	}
+	urls := make([]chan partURL, n)
+	for i := range urls {
+		urls[i] = make(chan partURL, 1)
+	}
+	ahead := make(chan struct{}, conc) // URLs fetched and not yet taken by a sender
 	cpu0 := b.cpuNow(m)
 	start := time.Now()
+	fetchErr := make(chan error, 1)
+	go func() {
+		fetchErr <- parallel(conc, n, func(i int) error {
+			ahead <- struct{}{}
+			var u partURL
+			path := fmt.Sprintf("%s/api/mocs/uploads/sessions/%s/files/%s/parts/%d/url", m.url, c.SessionID, c.Files[0].FileID, i+1)
+			if _, err := b.call(http.MethodPost, path, nil, 0, &u); err != nil {
+				close(urls[i])
+				return err
+			}
+			urls[i] <- u
+			return nil
+		})
+	}()
 	err = parallel(conc, n, func(i int) error {
-		var u struct {
-			URL     string            `json:"url"`
-			Method  string            `json:"method"`
-			Headers map[string]string `json:"headers"`
-		}
-		path := fmt.Sprintf("%s/api/mocs/uploads/sessions/%s/files/%s/parts/%d/url", m.url, c.SessionID, c.Files[0].FileID, i+1)
-		if _, err := b.call(http.MethodPost, path, nil, 0, &u); err != nil {
-			return err
+		u, ok := <-urls[i]
+		<-ahead
+		if !ok {
+			return fmt.Errorf("no URL for part %d", i+1)
 		}
 		req, err := http.NewRequestWithContext(b.ctx, u.Method, u.URL, bytes.NewReader(data))
 		if err != nil {
@@ -189,8 +224,45 @@ func (b *bench) directModeRun(m *manager, conc, n int, part int64, data []byte) 
 		}
 		return doDiscard(req)
 	})
+	if ferr := <-fetchErr; err == nil {
+		err = ferr
+	}
 	if err != nil {
 		return 0, cpuTimes{}, err
 	}
 	return float64(total) / 1e6 / time.Since(start).Seconds(), b.cpuNow(m).sub(cpu0), nil
+}
+
+// presignedRun uploads n parts of data with presigned UploadPart URLs signed
+// here (the SDK's presigner, no operator): the same requests a direct
+// session's client sends, without the part URL call.
+func (b *bench) presignedRun(s3c *objectstore.Store, conc, n int, data []byte) (float64, cpuTimes, error) {
+	key := "bench/presigned-" + uuid.NewString()
+	up, err := s3c.CreateMultipartUpload(b.ctx, key, "application/pdf", "")
+	if err != nil {
+		return 0, cpuTimes{}, err
+	}
+	defer func() { _ = s3c.AbortMultipartUpload(b.ctx, key, up) }()
+	size := int64(len(data))
+	cpu0 := b.cpuOf(0)
+	start := time.Now()
+	err = parallel(conc, n, func(i int) error {
+		p, err := s3c.PresignUploadPart(b.ctx, key, up, int32(i+1), size, objectstore.Checksums{}, 15*time.Minute) //nolint:gosec // at most 10,000 parts
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(b.ctx, p.Method, p.URL, bytes.NewReader(data))
+		if err != nil {
+			return err
+		}
+		req.ContentLength = size
+		for k, v := range p.Headers {
+			req.Header.Set(k, v)
+		}
+		return doDiscard(req)
+	})
+	if err != nil {
+		return 0, cpuTimes{}, err
+	}
+	return float64(size) * float64(n) / 1e6 / time.Since(start).Seconds(), b.cpuOf(0).sub(cpu0), nil
 }
