@@ -18,16 +18,24 @@ import (
 
 // A session not finalized by expiresAt becomes Expired with its S3 uploads
 // aborted; parts and finalize then answer 410.
+//
+// The short-lived replica both creates and reconciles the session, in a
+// namespace of its own: a session's row is written by whichever activation
+// comes first (the API's, or a reconciler's that saw the new resource), each
+// with its own SESSION_TTL, so a reconciler with the default TTL watching the
+// same namespace could give the session an hour.
 func TestSessionExpires(t *testing.T) {
 	acct := user(t)
-	short := startReplica(t, map[string]string{"SESSION_TTL": "2s", "WATCH_NAMESPACE": "no-such-namespace"})
+	ns := namespace(t, "expiry")
+	short := startReplica(t, map[string]string{"SESSION_TTL": "2s", "WATCH_NAMESPACE": ns, "SESSION_NAMESPACE": ns})
+	deleteSessionsAtEnd(t, ns)
 	r := call(t, short.url, "POST", "/api/mocs/uploads/sessions", acct.token,
 		strings.NewReader(`{"files":[{"name":"e.pdf","contentType":"application/pdf","sizeBytes":10}]}`))
 	if r.status != 201 {
 		t.Fatalf("%d %s", r.status, r.raw)
 	}
 	id := r.str("sessionId")
-	us := waitPhase(t, "default", id, uploadsv1.PhaseExpired)
+	us := waitPhase(t, ns, id, uploadsv1.PhaseExpired)
 	if c := findCond(us, uploadsv1.ConditionUploadsReady); c == nil || c.Reason != uploadsv1.ReasonUploadsAborted {
 		t.Errorf("UploadsReady = %+v", c)
 	}
