@@ -12,11 +12,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -27,7 +30,6 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/config"
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
-	"github.com/mocs-dev/upload-operator/internal/logging"
 	"github.com/mocs-dev/upload-operator/internal/metrics"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
@@ -45,24 +47,18 @@ func main() {
 	}
 }
 
+// run is the start-up sequence; each step needs only what the ones before it
+// made.
 func run() error {
-	flag.Parse()
-	cfg, err := config.FromEnv()
+	cfg, zapOpts, err := loadConfig(flag.CommandLine, os.Args[1:], os.LookupEnv)
 	if err != nil {
 		return err
 	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if err := failpoint.EnableFromEnv(); err != nil {
-		return err
-	}
-	skew, err := failpoint.ClockSkew()
+	clk, err := testHooks()
 	if err != nil {
 		return err
 	}
-	clk := skewedClock{skew}
-	logger, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	logger, err := newLogger(os.Stderr, cfg, flag.CommandLine, zapOpts)
 	if err != nil {
 		return err
 	}
@@ -70,34 +66,101 @@ func run() error {
 	setupLog := logger.WithName("setup")
 
 	ctx := ctrl.SetupSignalHandler()
-	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-
-	db, err := store.OpenWithOptions(startCtx, cfg.DatabaseURL, store.Options{StatementTimeout: cfg.DatabaseStatementTimeout})
+	st, err := openStores(ctx, cfg, setupLog)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	s3 := objectstore.New(objectstore.Options{
+	defer st.close()
+
+	mgr, reviews, err := newManager(cfg)
+	if err != nil {
+		return err
+	}
+	svc, err := newUploadService(cfg, st, clk)
+	if err != nil {
+		return err
+	}
+	if err := addControllers(mgr, cfg, svc, logger, clk); err != nil {
+		return err
+	}
+	server, err := addUploadAPI(mgr, cfg, svc, st, reviews, logger)
+	if err != nil {
+		return err
+	}
+	if err := addProbes(mgr, st, server); err != nil {
+		return err
+	}
+	setupLog.Info("starting manager", "httpAddr", cfg.HTTPAddr, "sessionNamespace", cfg.SessionNamespace)
+	return mgr.Start(ctx)
+}
+
+// testHooks turns on the failpoints and clock skew of test builds (an error
+// in other builds when asked for).
+func testHooks() (skewedClock, error) {
+	if err := failpoint.EnableFromEnv(); err != nil {
+		return skewedClock{}, err
+	}
+	skew, err := failpoint.ClockSkew()
+	if err != nil {
+		return skewedClock{}, err
+	}
+	return skewedClock{skew}, nil
+}
+
+// stores are the manager's connections to PostgreSQL, S3 and Redis.
+type stores struct {
+	db *store.Store
+	s3 *objectstore.Store
+	// s3Probe asks S3 once (no SDK retries) so that readiness answers within
+	// its timeout.
+	s3Probe *objectstore.Store
+	redis   *redis.Client
+}
+
+func (s *stores) close() {
+	_ = s.redis.Close()
+	s.db.Close()
+}
+
+func openStores(ctx context.Context, cfg config.Config, setupLog logr.Logger) (*stores, error) {
+	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	db, err := store.OpenWithOptions(startCtx, cfg.DatabaseURL, store.Options{StatementTimeout: cfg.DatabaseStatementTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("open PostgreSQL: %w", err)
+	}
+	s := &stores{db: db}
+	s.s3 = objectstore.New(objectstore.Options{
 		Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, Bucket: cfg.S3Bucket,
 		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey,
 		Observer: metrics.S3Observer{}, UnsignedPayload: cfg.S3UnsignedPayload,
 		CallTimeout: cfg.S3CallTimeout, DialTimeout: cfg.S3DialTimeout, PresignEndpoint: cfg.S3PresignEndpoint,
 	})
-	// The readiness probe asks S3 once (no SDK retries) so it answers within its timeout.
-	s3Probe := objectstore.New(objectstore.Options{
+	s.s3Probe = objectstore.New(objectstore.Options{
 		Endpoint: cfg.S3Endpoint, Region: cfg.S3Region, Bucket: cfg.S3Bucket,
 		AccessKeyID: cfg.S3AccessKeyID, SecretAccessKey: cfg.S3SecretAccessKey, MaxAttempts: 1, DialTimeout: time.Second,
 	})
-	if err := s3.HeadBucket(startCtx); err != nil {
+	if err := s.s3.HeadBucket(startCtx); err != nil {
 		setupLog.Error(err, "S3 bucket not reachable at start; readiness will report it")
 	}
+	if s.redis, err = ratelimit.NewClient(cfg.RedisURL); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: %w", cfg.Name("REDIS_URL"), err)
+	}
+	return s, nil
+}
 
+// newManager makes the controller-runtime manager, and the client TokenReviews
+// go through.
+func newManager(cfg config.Config) (ctrl.Manager, kubernetes.Interface, error) {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(uploadsv1.AddToScheme(scheme))
 
-	restCfg := ctrl.GetConfigOrDie()
+	restCfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
+	}
 	// client-go's default 5 QPS / burst 10 caps reconcile throughput far below
 	// what a burst of sessions needs; raised deliberately.
 	restCfg.QPS, restCfg.Burst = 200, 400
@@ -106,25 +169,25 @@ func run() error {
 	// the reconciler's requests (nor the reverse).
 	reviewCfg := rest.CopyConfig(restCfg)
 	reviewCfg.QPS, reviewCfg.Burst = 50, 100
-	clientset, err := kubernetes.NewForConfig(reviewCfg)
+	reviews, err := kubernetes.NewForConfig(reviewCfg)
 	if err != nil {
-		return err
+		return nil, nil, fmt.Errorf("TokenReview client: %w", err)
 	}
-	scrapers := &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: clientset}, TTL: time.Minute, RequireJWT: cfg.AuthRequireJWT}
+	scrapers := &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: reviews}, TTL: time.Minute, RequireJWT: cfg.AuthRequireJWT}
 	opts := ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsOptions(cfg, scrapers, clientset),
+		Metrics:                       metricsOptions(cfg, scrapers, reviews),
 		HealthProbeBindAddress:        cfg.ProbeAddr,
-		PprofBindAddress:              os.Getenv("PPROF_ADDR"), // off unless set (profiling, make bench -pprof)
+		PprofBindAddress:              cfg.PprofAddr, // off unless set (profiling, make bench -pprof)
 		LeaderElection:                cfg.LeaderElection,
 		LeaderElectionID:              "upload-operator.uploads.mocs.dev",
 		LeaderElectionReleaseOnCancel: true,
 		LeaderElectionNamespace:       cfg.LeaderElectionNamespace,
-		LeaseDuration:                 ptrTo(cfg.LeaseDuration),
-		RenewDeadline:                 ptrTo(cfg.LeaseDuration * 2 / 3),
-		RetryPeriod:                   ptrTo(cfg.LeaseDuration / 7),
+		LeaseDuration:                 ptr.To(cfg.LeaseDuration),
+		RenewDeadline:                 ptr.To(cfg.LeaseDuration * 2 / 3),
+		RetryPeriod:                   ptr.To(cfg.LeaseDuration / 7),
 		// Long enough for the upload API to drain its parts in flight.
-		GracefulShutdownTimeout: ptrTo(cfg.ShutdownGrace + 5*time.Second),
+		GracefulShutdownTimeout: ptr.To(cfg.ShutdownGrace + 5*time.Second),
 	}
 	if cfg.WatchNamespace != "" {
 		namespaces := map[string]cache.Config{}
@@ -137,9 +200,14 @@ func run() error {
 	}
 	mgr, err := ctrl.NewManager(restCfg, opts)
 	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
+		return nil, nil, fmt.Errorf("create manager: %w", err)
 	}
+	return mgr, reviews, nil
+}
 
+// newUploadService sets up what parts, sessions and finalizes go through,
+// within the memory budget.
+func newUploadService(cfg config.Config, st *stores, clk skewedClock) (*uploads.Service, error) {
 	// Part buffers are the bulk of the heap; without a limit the GC lets the
 	// heap grow to twice what is live (GOGC=100), so RSS would reach about twice
 	// the buffer budget under load. The process is meant to stay within the
@@ -154,7 +222,7 @@ func run() error {
 		debug.SetMemoryLimit(cfg.PartBufferBudget + 24<<20)
 	}
 	if err := os.MkdirAll(cfg.SpillDir, 0o700); err != nil {
-		return fmt.Errorf("spill directory: %w", err)
+		return nil, fmt.Errorf("spill directory (%s): %w", cfg.Name("SPILL_DIR"), err)
 	}
 	buffers := partbuf.New(cfg.PartBufferBudget, cfg.SpillDir)
 	// Parts free their memory within about a transfer time on a busy replica;
@@ -162,12 +230,16 @@ func run() error {
 	buffers.WaitForMemory = 2 * time.Second
 	buffers.SpillBudget = cfg.SpillBudget
 	metrics.RegisterPartBuffers(buffers)
-	svc := &uploads.Service{
-		DB: db, S3: s3, SessionTTL: cfg.SessionTTL, StaleLockAfter: cfg.StaleLockAfter, Now: clk.Now,
+	return &uploads.Service{
+		DB: st.db, S3: st.s3, SessionTTL: cfg.SessionTTL, StaleLockAfter: cfg.StaleLockAfter, Clock: clk,
 		Limits: session.Limits{AllowedContentTypes: cfg.AllowedContentTypes, MaxFileSizeBytes: cfg.MaxFileSizeBytes,
 			MaxFiles: cfg.MaxFilesPerSession, MaxPartSizeBytes: cfg.MaxPartSizeBytes},
 		Buffers: buffers, UploadStepTimeout: cfg.UploadStepTimeout(), PartURLTTL: cfg.PartURLTTL,
-	}
+	}, nil
+}
+
+// addControllers adds the reconciler and the leader's background loops.
+func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, logger logr.Logger, clk skewedClock) error {
 	if err := (&controllers.UploadSessionReconciler{
 		Client:           mgr.GetClient(),
 		Scheme:           mgr.GetScheme(),
@@ -181,20 +253,28 @@ func run() error {
 	}).SetupWithManager(mgr, 8); err != nil {
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
-
-	rdb, err := ratelimit.NewClient(cfg.RedisURL)
-	if err != nil {
-		return err
+	if err := mgr.Add(&controllers.OrphanSweep{Uploads: svc, Log: logger.WithName("orphan-sweep"),
+		Interval: cfg.OrphanSweepInterval, MinAge: cfg.OrphanUploadMinAge}); err != nil {
+		return fmt.Errorf("set up the orphan sweep: %w", err)
 	}
-	defer rdb.Close()
-	limiter := &ratelimit.Limiter{Redis: rdb, Prefix: cfg.RedisKeyPrefix, Limit: cfg.FinalizeLimit,
+	if err := mgr.Add(&controllers.PhaseGauge{Client: mgr.GetClient()}); err != nil {
+		return fmt.Errorf("set up the phase gauge: %w", err)
+	}
+	return nil
+}
+
+// addUploadAPI adds the HTTP server of the upload API, which runs on every
+// replica, and the notifier it hands finalized sessions to.
+func addUploadAPI(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, st *stores,
+	reviews kubernetes.Interface, logger logr.Logger) (*webhook.Server, error) {
+	limiter := &ratelimit.Limiter{Redis: st.redis, Prefix: cfg.RedisKeyPrefix, Limit: cfg.FinalizeLimit,
 		Window: cfg.FinalizeWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc}
-	createLimiter := &ratelimit.Limiter{Redis: rdb, Prefix: cfg.RedisKeyPrefix, Name: "create", Limit: cfg.CreateLimit,
+	createLimiter := &ratelimit.Limiter{Redis: st.redis, Prefix: cfg.RedisKeyPrefix, Name: "create", Limit: cfg.CreateLimit,
 		Window: cfg.CreateWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc}
 	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
 	api := &webhook.API{
 		Log: logger.WithName("api"),
-		Auth: &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: clientset, Audiences: cfg.AuthAudiences}, AdminGroups: cfg.AdminGroups,
+		Auth: &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: reviews, Audiences: cfg.AuthAudiences}, AdminGroups: cfg.AdminGroups,
 			TTL: cfg.AuthCacheTTL, RequireJWT: cfg.AuthRequireJWT},
 		Uploads:           svc,
 		Kube:              mgr.GetClient(),
@@ -216,28 +296,26 @@ func run() error {
 		MaxJSONBody:       cfg.MaxJSONBodyBytes,
 		JSONBodyTimeout:   cfg.JSONBodyTimeout,
 	}
-	if err := mgr.Add(&controllers.OrphanSweep{Uploads: svc, Log: logger.WithName("orphan-sweep"),
-		Interval: cfg.OrphanSweepInterval, MinAge: cfg.OrphanUploadMinAge}); err != nil {
-		return fmt.Errorf("set up the orphan sweep: %w", err)
-	}
-	if err := mgr.Add(&controllers.PhaseGauge{Client: mgr.GetClient()}); err != nil {
-		return err
-	}
 	if err := mgr.Add(notifier); err != nil {
-		return err
+		return nil, fmt.Errorf("set up the notifier: %w", err)
 	}
 	server := &webhook.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), Log: logger.WithName("http"),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ShutdownGrace: cfg.ShutdownGrace,
 		TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile}
 	if err := mgr.Add(server); err != nil {
-		return err
+		return nil, fmt.Errorf("set up the upload API server: %w", err)
 	}
+	return server, nil
+}
+
+// addProbes adds /healthz and /readyz. Ready means able to take parts:
+// PostgreSQL and the S3 bucket answer and the server is not draining. Redis is
+// not checked: without it finalize is only not rate-limited (fail open), which
+// degrades but does not stop service.
+func addProbes(mgr ctrl.Manager, st *stores, server *webhook.Server) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
+		return fmt.Errorf("add health check: %w", err)
 	}
-	// Ready means able to take parts: PostgreSQL and the S3 bucket answer and
-	// the server is not draining. Redis is not checked: without it finalize is
-	// only not rate-limited (fail open), which degrades but does not stop service.
 	probe := func(check func(context.Context) error) func(*http.Request) error {
 		return func(r *http.Request) error {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -245,22 +323,24 @@ func run() error {
 			return check(ctx)
 		}
 	}
-	if err := mgr.AddReadyzCheck("postgres", probe(db.Ping)); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("s3", probe(s3Probe.HeadBucket)); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("draining", func(*http.Request) error {
-		if server.Draining() {
-			return fmt.Errorf("shutting down")
+	for _, c := range []struct {
+		name  string
+		check healthz.Checker
+	}{
+		{"postgres", probe(st.db.Ping)},
+		{"s3", probe(st.s3Probe.HeadBucket)},
+		{"draining", func(*http.Request) error {
+			if server.Draining() {
+				return fmt.Errorf("shutting down")
+			}
+			return nil
+		}},
+	} {
+		if err := mgr.AddReadyzCheck(c.name, c.check); err != nil {
+			return fmt.Errorf("add readiness check %s: %w", c.name, err)
 		}
-		return nil
-	}); err != nil {
-		return err
 	}
-	setupLog.Info("starting manager", "httpAddr", cfg.HTTPAddr, "sessionNamespace", cfg.SessionNamespace)
-	return mgr.Start(ctx)
+	return nil
 }
 
 // metricsOptions serves /metrics the kubebuilder way: over HTTPS, to callers
@@ -278,8 +358,6 @@ func metricsOptions(cfg config.Config, scrapers *auth.Authenticator, client kube
 	}
 	return o
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 // skewedClock is the real clock shifted by a fixed offset: zero except in
 // test builds, where the soak skews a replica's clock.

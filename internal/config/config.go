@@ -1,13 +1,11 @@
-// Package config reads the operator's configuration from the environment.
-// Every variable has a documented default; a bad value is an
-// error at start-up, never a silent fallback.
+// Package config reads the operator's configuration from command-line flags
+// and the environment. Every variable has a documented default; a bad value
+// is an error at start-up, never a silent fallback.
 package config
 
 import (
 	"fmt"
-	"math"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +95,13 @@ type Config struct {
 
 	LogLevel  string
 	LogFormat string
+
+	// PprofAddr serves net/http/pprof; empty (the default) serves nothing.
+	PprofAddr string
+
+	// origins maps a variable to the flag or variable that supplied its value;
+	// absent means the default.
+	origins map[string]string
 }
 
 // FromEnv reads the configuration from the process environment.
@@ -105,7 +110,26 @@ func FromEnv() (Config, error) { return Load(os.LookupEnv) }
 // Load reads the configuration through lookup (os.LookupEnv in production, a
 // map in tests).
 func Load(lookup func(string) (string, bool)) (Config, error) {
-	r := reader{lookup: lookup}
+	return load(&reader{lookup: lookup})
+}
+
+// Origin names what supplied the variable's value: its flag ("--session-ttl"),
+// the variable itself ("SESSION_TTL"), or "" for the default.
+func (c Config) Origin(name string) string { return c.origins[name] }
+
+// FromFlag reports whether a command-line flag supplied the variable's value.
+func (c Config) FromFlag(name string) bool { return strings.HasPrefix(c.origins[name], "-") }
+
+// Name is how messages refer to a variable: by what supplied its value, or,
+// for a default, by the variable and its flag.
+func (c Config) Name(v string) string {
+	if o := c.origins[v]; o != "" {
+		return o
+	}
+	return v + " (--" + FlagName(v) + ")"
+}
+
+func load(r *reader) (Config, error) {
 	c := Config{
 		DatabaseURL:              r.str("DATABASE_URL", ""),
 		RedisURL:                 r.str("REDIS_URL", ""),
@@ -165,14 +189,19 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		AllowedUploadOrigins:     r.list("ALLOWED_UPLOAD_ORIGINS", nil),
 		LogLevel:                 r.str("LOG_LEVEL", "info"),
 		LogFormat:                r.str("LOG_FORMAT", "json"),
+		PprofAddr:                r.str("PPROF_ADDR", ""),
 	}
 	c.FinalizeLimit, c.FinalizeWindow = r.rate("FINALIZE_RATE_LIMIT", "10/1m")
 	c.CreateLimit, c.CreateWindow = r.rate("SESSION_CREATE_RATE_LIMIT", "30/1m")
+	c.origins = r.origins
 	if c.MaxPartSizeBytes < session.MinPartSize || c.MaxPartSizeBytes > session.MaxPartSize {
 		r.fail("MAX_PART_SIZE_BYTES", fmt.Sprint(c.MaxPartSizeBytes), "between 5MiB and 5GiB")
 	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		r.fail("TLS_CERT_FILE", c.TLSCertFile, "set together with TLS_KEY_FILE (both or neither)")
+	switch {
+	case c.TLSCertFile != "" && c.TLSKeyFile == "":
+		r.fail("TLS_CERT_FILE", c.TLSCertFile, "set together with "+c.Name("TLS_KEY_FILE")+" (both or neither)")
+	case c.TLSCertFile == "" && c.TLSKeyFile != "":
+		r.fail("TLS_KEY_FILE", c.TLSKeyFile, "set together with "+c.Name("TLS_CERT_FILE")+" (both or neither)")
 	}
 	if c.SlugConflictStrategy != "AUTO_APPEND" && c.SlugConflictStrategy != "PROMPT_USER" {
 		r.fail("SLUG_CONFLICT_STRATEGY", c.SlugConflictStrategy, "AUTO_APPEND or PROMPT_USER")
@@ -196,27 +225,25 @@ func (c Config) UploadStepTimeout() time.Duration { return 2*c.S3CallTimeout + 3
 // Validate checks what the manager needs before it starts.
 func (c Config) Validate() error {
 	if c.PartURLTTL < time.Second || c.PartURLTTL > 15*time.Minute {
-		return fmt.Errorf("PART_URL_TTL (%s) must be between 1s and 15m", c.PartURLTTL)
+		return fmt.Errorf("%s (%s) must be between 1s and 15m", c.Name("PART_URL_TTL"), c.PartURLTTL)
 	}
 	if c.OrphanUploadMinAge <= c.UploadStepTimeout() {
-		return fmt.Errorf("ORPHAN_UPLOAD_MIN_AGE (%s) must exceed 2 × S3_CALL_TIMEOUT + 30s (%s): an upload younger than that may still be recorded by its creator",
-			c.OrphanUploadMinAge, c.UploadStepTimeout())
+		return fmt.Errorf("%s (%s) must exceed 2 × %s + 30s (%s): an upload younger than that may still be recorded by its creator",
+			c.Name("ORPHAN_UPLOAD_MIN_AGE"), c.OrphanUploadMinAge, c.Name("S3_CALL_TIMEOUT"), c.UploadStepTimeout())
 	}
 	for _, g := range c.AdminGroups {
 		if slices.Contains(broadGroups, g) {
-			return fmt.Errorf("ADMIN_GROUPS must not contain %s: every %s would be an admin of every session; "+
-				"name a dedicated group instead", g, strings.TrimPrefix(g, "system:"))
+			return fmt.Errorf("%s must not contain %s: every %s would be an admin of every session; "+
+				"name a dedicated group instead", c.Name("ADMIN_GROUPS"), g, strings.TrimPrefix(g, "system:"))
 		}
 	}
 	var missing []string
-	if c.DatabaseURL == "" {
-		missing = append(missing, "DATABASE_URL")
-	}
-	if c.RedisURL == "" {
-		missing = append(missing, "REDIS_URL")
-	}
-	if c.S3Bucket == "" {
-		missing = append(missing, "S3_BUCKET")
+	for _, req := range []struct{ name, val string }{
+		{"DATABASE_URL", c.DatabaseURL}, {"REDIS_URL", c.RedisURL}, {"S3_BUCKET", c.S3Bucket},
+	} {
+		if req.val == "" {
+			missing = append(missing, c.Name(req.name))
+		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("required configuration missing: %s", strings.Join(missing, ", "))
@@ -226,25 +253,86 @@ func (c Config) Validate() error {
 
 type reader struct {
 	lookup func(string) (string, bool)
-	err    error
+	// flag returns the value a command-line flag gave the variable and that
+	// flag's name ("--session-ttl"); nil when there are no flags.
+	flag func(string) (val, from string, ok bool)
+	// record, when set, is told of every variable read, with its default.
+	record  func(name string, k kind, def string)
+	origins map[string]string
+	err     error
 }
+
+// kind is what a variable holds, as --help names it.
+type kind string
+
+const (
+	kindString   kind = "string"
+	kindList     kind = "list"
+	kindBool     kind = "bool"
+	kindDuration kind = "duration"
+	kindInt      kind = "int"
+	kindBytes    kind = "bytes"
+	kindRate     kind = "rate"
+)
 
 func (r *reader) fail(name, val, want string) {
 	if r.err == nil {
-		r.err = fmt.Errorf("config: %s=%q: want %s", name, val, want)
+		r.err = fmt.Errorf("config: %s=%q: want %s", r.source(name), val, want)
 	}
 }
 
+// source names what supplied a variable's value, for errors.
+func (r *reader) source(name string) string {
+	if o := r.origins[name]; o != "" {
+		return o
+	}
+	return name
+}
+
+// get returns the variable's value: the flag's when one was given, else the
+// environment's.
+func (r *reader) get(name string, k kind, def string) (v, from string, ok bool) {
+	if r.record != nil {
+		r.record(name, k, def)
+	}
+	if r.flag != nil {
+		v, from, ok = r.flag(name)
+	}
+	if !ok {
+		v, ok = r.lookup(name)
+		from = name
+	}
+	if ok && v != "" {
+		r.origin(name, from)
+	}
+	return v, from, ok
+}
+
+func (r *reader) origin(name, from string) {
+	if r.origins == nil {
+		r.origins = map[string]string{}
+	}
+	r.origins[name] = from
+}
+
+func (r *reader) value(name string, k kind, def string) string {
+	v, _, _ := r.get(name, k, def)
+	return v
+}
+
 func (r *reader) str(name, def string) string {
-	if v, ok := r.lookup(name); ok && v != "" {
+	if v := r.value(name, kindString, def); v != "" {
 		return v
 	}
 	return def
 }
 
 func (r *reader) list(name string, def []string) []string {
-	v, ok := r.lookup(name)
-	if !ok || strings.TrimSpace(v) == "" {
+	return splitList(r.value(name, kindList, strings.Join(def, ",")), def)
+}
+
+func splitList(v string, def []string) []string {
+	if strings.TrimSpace(v) == "" {
 		return def
 	}
 	var out []string
@@ -259,14 +347,16 @@ func (r *reader) list(name string, def []string) []string {
 // listOrEmpty is list, except that a variable set to "" means an empty list
 // rather than the default.
 func (r *reader) listOrEmpty(name string, def []string) []string {
-	if v, ok := r.lookup(name); ok && strings.TrimSpace(v) == "" {
+	v, from, ok := r.get(name, kindList, strings.Join(def, ","))
+	if ok && strings.TrimSpace(v) == "" {
+		r.origin(name, from)
 		return nil
 	}
-	return r.list(name, def)
+	return splitList(v, def)
 }
 
 func (r *reader) boolean(name string, def bool) bool {
-	v := r.str(name, "")
+	v := r.value(name, kindBool, strconv.FormatBool(def))
 	if v == "" {
 		return def
 	}
@@ -278,7 +368,7 @@ func (r *reader) boolean(name string, def bool) bool {
 }
 
 func (r *reader) duration(name string, def time.Duration) time.Duration {
-	v := r.str(name, "")
+	v := r.value(name, kindDuration, formatDuration(def))
 	if v == "" {
 		return def
 	}
@@ -290,7 +380,7 @@ func (r *reader) duration(name string, def time.Duration) time.Duration {
 }
 
 func (r *reader) integer(name string, def int) int {
-	v := r.str(name, "")
+	v := r.value(name, kindInt, strconv.Itoa(def))
 	if v == "" {
 		return def
 	}
@@ -301,41 +391,24 @@ func (r *reader) integer(name string, def int) int {
 	return n
 }
 
-var sizeRE = regexp.MustCompile(`^(\d+)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?$`)
-
 func (r *reader) bytes(name string, def int64) int64 {
-	v := r.str(name, "")
+	v := r.value(name, kindBytes, FormatBytes(def))
 	if v == "" {
 		return def
 	}
 	n, err := ParseBytes(v)
 	if err != nil {
-		r.fail(name, v, "a byte count such as 268435456 or 256MiB")
+		r.fail(name, v, "a byte count such as 268435456, 256MiB or 256Mi ("+err.Error()+")")
 	}
 	return n
 }
 
-// ParseBytes parses "1048576", "256MiB", "5GiB", "10MB".
-func ParseBytes(v string) (int64, error) {
-	m := sizeRE.FindStringSubmatch(strings.TrimSpace(v))
-	if m == nil {
-		return 0, fmt.Errorf("invalid size %q", v)
-	}
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	mult := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[m[2]]
-	if n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("size %q is too large", v)
-	}
-	return n * mult, nil
-}
-
 // rate parses "10/1m" (a count per window).
 func (r *reader) rate(name, def string) (int, time.Duration) {
-	v := r.str(name, def)
+	v := r.value(name, kindRate, def)
+	if v == "" {
+		v = def
+	}
 	count, window, ok := strings.Cut(v, "/")
 	n, err1 := strconv.Atoi(count)
 	d, err2 := time.ParseDuration(window)
@@ -344,6 +417,19 @@ func (r *reader) rate(name, def string) (int, time.Duration) {
 		return 10, time.Minute
 	}
 	return n, d
+}
+
+// formatDuration renders a default the way the documentation writes it
+// ("1h", "5m", "168h"), not time.Duration's "1h0m0s".
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // FormatWindow renders a rate-limit window as the contract shows it ("1m", "30s").

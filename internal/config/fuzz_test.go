@@ -1,36 +1,50 @@
 package config
 
 import (
+	"math"
 	"math/big"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-var sizeParts = regexp.MustCompile(`^([0-9]+)\s*([A-Za-z]*)$`)
+var (
+	sizeParts = regexp.MustCompile(`^([0-9]+)\s*([A-Za-z]*)$`)
+	// quantityParts is the Kubernetes quantity grammar, a digit required.
+	quantityParts = regexp.MustCompile(`^\+?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$`)
+)
 
 // FuzzParseBytes: a size is accepted exactly when it is digits with one of
-// the known units and fits in an int64, and its value is the exact product
-// (computed here without overflow).
+// the known units and fits in an int64, or a Kubernetes quantity (exponent
+// within ±30; a binary one with at most 9 decimal places) that is a whole
+// number of bytes below 2^63-1; its value is the exact one (computed here
+// with rationals, without overflow).
 func FuzzParseBytes(f *testing.F) {
-	for _, s := range []string{"1048576", "256MiB", "5GiB", "10MB", " 7 KiB ", "-1", "1.5GiB", "9223372036854775807", "9223372036854775807KiB", "8589934592GiB", "0", "12XB"} {
+	for _, s := range []string{"1048576", "256MiB", "5GiB", "10MB", " 7 KiB ", "-1", "1.5GiB", "9223372036854775807",
+		"9223372036854775807KiB", "8589934592GiB", "0", "12XB", "256Mi", "1.5Gi", "500M", "1e9", "100m", "1.5", "-1Ki",
+		"8Ei", "7Ei", "0.0009765625Ki", "9999999999.99999999m", "1e4294967296", "1E", "Ki", ".", "+.5Ki", "1.e3", "1e-3"} {
 		f.Add(s)
 	}
 	units := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
 		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := ParseBytes(s)
-		m := sizeParts.FindStringSubmatch(strings.TrimSpace(s))
+		trimmed := strings.TrimSpace(s)
 		var want *big.Int
-		if m != nil {
+		if m := sizeParts.FindStringSubmatch(trimmed); m != nil {
 			if mult, ok := units[m[2]]; ok {
 				n, _ := new(big.Int).SetString(m[1], 10)
 				want = n.Mul(n, big.NewInt(mult))
 				if !want.IsInt64() {
 					want = nil
 				}
+			} else {
+				want = quantityValue(trimmed)
 			}
+		} else {
+			want = quantityValue(trimmed)
 		}
 		switch {
 		case want == nil && err == nil:
@@ -41,6 +55,47 @@ func FuzzParseBytes(f *testing.F) {
 			t.Fatalf("ParseBytes(%q) = %d; want %s", s, got, want)
 		}
 	})
+}
+
+// quantityValue is the exact value of a quantity ParseBytes accepts, or nil.
+func quantityValue(s string) *big.Int {
+	m := quantityParts.FindStringSubmatch(s)
+	if m == nil {
+		return nil
+	}
+	num, ok := new(big.Rat).SetString(m[1])
+	if !ok {
+		return nil
+	}
+	_, frac, _ := strings.Cut(m[1], ".")
+	places := len(strings.TrimRight(frac, "0"))
+	mult := new(big.Rat)
+	switch suffix := m[2]; {
+	case len(suffix) == 2 && suffix[1] == 'i':
+		if places > 9 {
+			return nil
+		}
+		mult.SetInt(new(big.Int).Lsh(big.NewInt(1), uint(10*(strings.Index("KMGTPE", suffix[:1])+1))))
+	default:
+		exp := map[string]int64{"": 0, "n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}[suffix]
+		if len(suffix) > 1 {
+			var err error
+			if exp, err = strconv.ParseInt(suffix[1:], 10, 64); err != nil || exp > 30 || exp < -30 {
+				return nil
+			}
+		}
+		p := new(big.Int).Exp(big.NewInt(10), big.NewInt(max(exp, -exp)), nil)
+		if exp >= 0 {
+			mult.SetInt(p)
+		} else {
+			mult.SetFrac(big.NewInt(1), p)
+		}
+	}
+	v := num.Mul(num, mult)
+	if !v.IsInt() || !v.Num().IsInt64() || v.Num().Int64() == math.MaxInt64 {
+		return nil
+	}
+	return v.Num()
 }
 
 // FuzzDurationsAndRates: whatever a duration or rate variable holds, loading
