@@ -22,7 +22,7 @@ import (
 // PostgreSQL and versitygw, with a fake clock for expiry and retention and a
 // fixed PostgreSQL clock for lock ages. Nothing waits for time to pass.
 var (
-	k8s    client.Client
+	k8s    client.WithWatch
 	scheme = runtime.NewScheme()
 	dbURL  string
 	db     *store.Store
@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 			return fail(err)
 		}
 		defer func() { _ = kube.Stop() }()
-		if k8s, err = client.New(kube.Config, client.Options{Scheme: scheme}); err != nil {
+		if k8s, err = client.NewWithWatch(kube.Config, client.Options{Scheme: scheme}); err != nil {
 			return fail(err)
 		}
 		var drop func()

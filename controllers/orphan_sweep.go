@@ -16,11 +16,18 @@ import (
 // creating when their session ended. Without it such an upload would hold
 // its parts in S3 for good.
 type OrphanSweep struct {
-	Uploads  *uploads.Service
+	Uploads  OrphanSweeper
 	Log      logr.Logger
 	Interval time.Duration
 	MinAge   time.Duration
 }
+
+// OrphanSweeper is the part of the upload engine the sweep uses.
+type OrphanSweeper interface {
+	SweepOrphanedUploads(ctx context.Context, log logr.Logger, minAge time.Duration) (int, error)
+}
+
+var _ OrphanSweeper = (*uploads.Service)(nil)
 
 // Start implements manager.Runnable.
 func (o *OrphanSweep) Start(ctx context.Context) error {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,26 +22,26 @@ import (
 // reconcileActive follows PostgreSQL (an HTTP finalize may have moved the
 // session on), expires the session at expiresAt, refreshes progress, and runs
 // a declarative finalize when spec.finalize is set.
-func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	sess, err := r.Uploads.Session(ctx, id)
+func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
+	sess, err := r.Uploads.Session(ctx, s.id)
 	if errors.Is(err, uploads.ErrSessionNotFound) {
 		// Rows gone while the resource says Active: activate again (idempotent).
-		return r.reconcilePending(ctx, us, id)
+		return r.reconcilePending(ctx, s)
 	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if res, done, err := r.followDatabase(ctx, us, id, sess); done {
+	if res, done, err := r.followDatabase(ctx, s, sess); done {
 		return res, err
 	}
 	if r.now().After(sess.ExpiresAt) {
-		return r.expire(ctx, us, id)
+		return r.expire(ctx, s)
 	}
-	if err := r.refreshProgress(ctx, us, id); err != nil {
+	if err := r.refreshProgress(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	if us.Spec.Finalize != nil {
-		return r.finalizeDeclared(ctx, us, id)
+	if s.us.Spec.Finalize != nil {
+		return r.finalizeDeclared(ctx, s)
 	}
 	return ctrl.Result{RequeueAfter: min(sess.ExpiresAt.Sub(r.now())+time.Second, r.resync())}, nil
 }
@@ -51,17 +50,17 @@ func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, us *uploa
 // part is there. Completeness is checked first from what PostgreSQL recorded,
 // without the lock: taking it while parts are still arriving would turn them
 // away (409) for as long as the check runs.
-func (r *UploadSessionReconciler) finalizeDeclared(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	missing, err := r.Uploads.MissingParts(ctx, id)
+func (r *UploadSessionReconciler) finalizeDeclared(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
+	missing, err := r.Uploads.MissingParts(ctx, s.id)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if len(missing) > 0 {
-		return ctrl.Result{RequeueAfter: r.resync()},
-			r.blockFinalize(ctx, us, uploadsv1.ReasonIncompleteUpload, session.SummarizeMissing(missing), "")
+		r.blockFinalize(ctx, s, uploadsv1.ReasonIncompleteUpload, session.SummarizeMissing(missing), "")
+		return ctrl.Result{RequeueAfter: r.resync()}, nil
 	}
-	return r.finalize(ctx, us, id, uploads.FinalizeRequest{
-		SessionID: id, Title: us.Spec.Finalize.Title, Description: us.Spec.Finalize.Description,
+	return r.finalize(ctx, s, uploads.FinalizeRequest{
+		SessionID: s.id, Title: s.us.Spec.Finalize.Title, Description: s.us.Spec.Finalize.Description,
 	})
 }
 
@@ -74,13 +73,13 @@ func (r *UploadSessionReconciler) resync() time.Duration {
 
 // reconcileFinalizing waits for the lock holder, and takes over a stale lock
 // (a replica that crashed mid-finalize) to finish the request it stored.
-func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	sess, err := r.Uploads.Session(ctx, id)
+func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
+	sess, err := r.Uploads.Session(ctx, s.id)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if sess.Status != store.StatusFinalizing {
-		res, _, err := r.followDatabase(ctx, us, id, sess)
+		res, _, err := r.followDatabase(ctx, s, sess)
 		return res, err
 	}
 	// The lock's age is PostgreSQL's: a live holder keeps renewing it, so this
@@ -90,51 +89,48 @@ func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, us *u
 		return ctrl.Result{RequeueAfter: min(wait, r.resync())}, nil
 	}
 	log.FromContext(ctx).Info("finalize lock is stale; taking over", "lockAge", fmt.Sprint(sess.LockAge))
-	return r.finalize(ctx, us, id, uploads.FinalizeRequest{SessionID: id, Resume: true})
+	return r.finalize(ctx, s, uploads.FinalizeRequest{SessionID: s.id, Resume: true})
 }
 
 // followDatabase mirrors a session state that PostgreSQL has and the resource
 // does not show yet; done is false when the resource is up to date.
-func (r *UploadSessionReconciler) followDatabase(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID, sess store.Session) (ctrl.Result, bool, error) {
+func (r *UploadSessionReconciler) followDatabase(ctx context.Context, s *sessionScope, sess store.Session) (ctrl.Result, bool, error) {
 	switch sess.Status {
 	case store.StatusFinalized:
-		res, err := r.markFinalized(ctx, us, id)
+		res, err := r.markFinalized(ctx, s)
 		return res, true, err
 	case store.StatusExpired:
-		res, err := r.expire(ctx, us, id)
+		res, err := r.expire(ctx, s)
 		return res, true, err
 	case store.StatusFailed:
-		if us.Status.Phase != uploadsv1.PhaseFailed {
-			return ctrl.Result{}, true, r.markFailed(ctx, us, "an S3 multipart upload of the session is lost; what it held was removed")
+		if s.us.Status.Phase != uploadsv1.PhaseFailed {
+			r.markFailed(s, "an S3 multipart upload of the session is lost; what it held was removed")
 		}
 		return ctrl.Result{}, true, nil
 	case store.StatusFinalizing:
-		if us.Status.Phase != uploadsv1.PhaseFinalizing {
-			err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-				setPhase(st, uploadsv1.PhaseFinalizing, "a finalize holds the lock")
-				st.FinalizingAt = timePtr(sess.FinalizingAt)
-				setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, uploadsv1.ReasonFinalizing, "finalize in progress")
-			})
-			r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, uploadsv1.ReasonFinalizing, "Finalize", "Finalize lock taken")
-			return ctrl.Result{RequeueAfter: time.Second}, true, err
+		if s.us.Status.Phase != uploadsv1.PhaseFinalizing {
+			s.setPhase(uploadsv1.PhaseFinalizing, "a finalize holds the lock")
+			s.us.Status.FinalizingAt = timePtr(sess.FinalizingAt)
+			s.setCondition(uploadsv1.ConditionFinalized, false, uploadsv1.ReasonFinalizing, "finalize in progress")
+			s.event(corev1.EventTypeNormal, uploadsv1.ReasonFinalizing, "Finalize", "Finalize lock taken")
+			return ctrl.Result{RequeueAfter: time.Second}, true, nil
 		}
-		res, err := r.reconcileFinalizing(ctx, us, id)
+		res, err := r.reconcileFinalizing(ctx, s)
 		return res, true, err
 	case store.StatusActive:
-		if us.Status.Phase == uploadsv1.PhaseFinalizing {
+		if s.us.Status.Phase == uploadsv1.PhaseFinalizing {
 			// The finalize failed and released its lock.
-			return ctrl.Result{RequeueAfter: time.Second}, true, r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-				setPhase(st, uploadsv1.PhaseActive, "finalize did not complete; lock released")
-				st.FinalizingAt = nil
-			})
+			s.setPhase(uploadsv1.PhaseActive, "finalize did not complete; lock released")
+			s.us.Status.FinalizingAt = nil
+			return ctrl.Result{RequeueAfter: time.Second}, true, nil
 		}
 	}
 	return ctrl.Result{}, false, nil
 }
 
 // finalize runs the one finalize implementation and records its outcome.
-func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID, req uploads.FinalizeRequest) (ctrl.Result, error) {
-	res, err := r.Uploads.Finalize(ctx, req)
+func (r *UploadSessionReconciler) finalize(ctx context.Context, s *sessionScope, req uploads.FinalizeRequest) (ctrl.Result, error) {
+	_, err := r.Uploads.Finalize(ctx, req)
 	var (
 		incomplete *uploads.IncompleteError
 		conflict   *uploads.SlugConflictError
@@ -146,34 +142,36 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, us *uploadsv1.Up
 	)
 	switch {
 	case err == nil:
-		_ = res
-		return r.markFinalized(ctx, us, id)
+		return r.markFinalized(ctx, s)
 	case errors.As(err, &incomplete):
-		msg := session.SummarizeMissing(incomplete.Missing)
-		return ctrl.Result{RequeueAfter: r.resync()}, r.blockFinalize(ctx, us, uploadsv1.ReasonIncompleteUpload, msg, "")
+		r.blockFinalize(ctx, s, uploadsv1.ReasonIncompleteUpload, session.SummarizeMissing(incomplete.Missing), "")
+		return ctrl.Result{RequeueAfter: r.resync()}, nil
 	case errors.As(err, &wrongSize):
 		// A direct session's part in S3 has the wrong size: it counts as
 		// missing until the client sends it again.
-		return ctrl.Result{RequeueAfter: r.resync()}, r.blockFinalize(ctx, us, uploadsv1.ReasonIncompleteUpload, wrongSize.Error(), "")
+		r.blockFinalize(ctx, s, uploadsv1.ReasonIncompleteUpload, wrongSize.Error(), "")
+		return ctrl.Result{RequeueAfter: r.resync()}, nil
 	case errors.As(err, &conflict):
-		msg := fmt.Sprintf("slug %q is taken for %s; %q is free (retitle, e.g. %q)", conflict.Slug, us.Spec.Owner,
-			conflict.Suggested, us.Spec.Finalize.Title+" (1)")
-		return ctrl.Result{RequeueAfter: r.resync()}, r.blockFinalize(ctx, us, uploadsv1.ReasonSlugConflict, msg, conflict.Suggested)
+		msg := fmt.Sprintf("slug %q is taken for %s; %q is free (retitle, e.g. %q)", conflict.Slug, s.us.Spec.Owner,
+			conflict.Suggested, s.us.Spec.Finalize.Title+" (1)")
+		r.blockFinalize(ctx, s, uploadsv1.ReasonSlugConflict, msg, conflict.Suggested)
+		return ctrl.Result{RequeueAfter: r.resync()}, nil
 	case errors.As(err, &inProgress):
 		return ctrl.Result{RequeueAfter: inProgress.RetryAfter}, nil
 	case errors.Is(err, uploads.ErrExpired):
-		return r.expire(ctx, us, id)
+		return r.expire(ctx, s)
 	case errors.As(err, &lost):
-		return ctrl.Result{}, r.markFailed(ctx, us, fmt.Sprintf("the S3 multipart upload of file %s is lost; the session cannot be finalized", lost.FileID))
+		r.markFailed(s, fmt.Sprintf("the S3 multipart upload of file %s is lost; the session cannot be finalized", lost.FileID))
+		return ctrl.Result{}, nil
 	case errors.As(err, &s3e):
 		// What S3 said stays in the operator's log (the returned error);
 		// the tenant's resource gets a stable message.
-		_ = r.blockFinalize(ctx, us, uploadsv1.ReasonS3Unavailable, msgS3Unavailable, "")
+		r.blockFinalize(ctx, s, uploadsv1.ReasonS3Unavailable, msgS3Unavailable, "")
 		return ctrl.Result{}, err
 	case errors.As(err, &notActive):
 		return ctrl.Result{}, nil
 	default:
-		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonFinalizeFailed, "Finalize", "%s", msgRetrying)
+		s.event(corev1.EventTypeWarning, uploadsv1.ReasonFinalizeFailed, "Finalize", "%s", msgRetrying)
 		return ctrl.Result{}, err
 	}
 }
@@ -189,109 +187,90 @@ const (
 // markFailed moves the resource to Failed: its session lost an S3 multipart
 // upload and can never be finalized (the engine has marked it failed in
 // PostgreSQL and removed what it held).
-func (r *UploadSessionReconciler) markFailed(ctx context.Context, us *uploadsv1.UploadSession, msg string) error {
-	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-		setPhase(st, uploadsv1.PhaseFailed, msg)
-		st.FinalizingAt = nil
-		setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonUploadLost, msg)
-		setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, uploadsv1.ReasonUploadLost, msg)
-	}); err != nil {
-		return err
-	}
-	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonUploadLost, "Finalize", "%s", msg)
-	return nil
+func (r *UploadSessionReconciler) markFailed(s *sessionScope, msg string) {
+	s.setPhase(uploadsv1.PhaseFailed, msg)
+	s.us.Status.FinalizingAt = nil
+	s.setCondition(uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonUploadLost, msg)
+	s.setCondition(uploadsv1.ConditionFinalized, false, uploadsv1.ReasonUploadLost, msg)
+	s.event(corev1.EventTypeWarning, uploadsv1.ReasonUploadLost, "Finalize", "%s", msg)
 }
 
 // blockFinalize records why a requested finalize cannot proceed; the phase
 // stays Active.
-func (r *UploadSessionReconciler) blockFinalize(ctx context.Context, us *uploadsv1.UploadSession, reason, msg, suggested string) error {
-	cur := us.Status
+func (r *UploadSessionReconciler) blockFinalize(ctx context.Context, s *sessionScope, reason, msg, suggested string) {
+	cur := &s.us.Status
 	if c := meta.FindStatusCondition(cur.Conditions, uploadsv1.ConditionFinalized); c != nil && c.Reason == reason && c.Message == msg &&
 		cur.Phase == uploadsv1.PhaseActive && cur.SuggestedSlug == suggested {
-		return nil // already said
+		return // already said
 	}
 	log.FromContext(ctx).Info("finalize blocked", "reason", reason, "message", msg)
-	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, reason, "Finalize", "%s", msg)
-	return r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-		setPhase(st, uploadsv1.PhaseActive, "finalize blocked: "+reason)
-		st.FinalizingAt = nil
-		st.SuggestedSlug = suggested
-		setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, reason, msg)
-	})
+	s.setPhase(uploadsv1.PhaseActive, "finalize blocked: "+reason)
+	cur.FinalizingAt = nil
+	cur.SuggestedSlug = suggested
+	s.setCondition(uploadsv1.ConditionFinalized, false, reason, msg)
+	s.event(corev1.EventTypeWarning, reason, "Finalize", "%s", msg)
 }
 
 // markFinalized copies the committed MOC into the status.
-func (r *UploadSessionReconciler) markFinalized(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	moc, err := r.Uploads.MOC(ctx, id)
+func (r *UploadSessionReconciler) markFinalized(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
+	moc, err := r.Uploads.MOC(ctx, s.id)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	sess, err := r.Uploads.Session(ctx, id)
+	sess, err := r.Uploads.Session(ctx, s.id)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.refreshProgress(ctx, us, id); err != nil {
+	if err := r.refreshProgress(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-		setPhase(st, uploadsv1.PhaseFinalized, "MOC "+moc.Slug+" created")
-		st.MocID, st.Slug, st.SuggestedSlug, st.FinalizingAt = moc.ID.String(), moc.Slug, "", nil
-		st.FinalizedAt = timePtr(sess.FinalizedAt)
-		setCondition(st, us.Generation, uploadsv1.ConditionFinalized, true, uploadsv1.ReasonFinalizeSucceeded,
-			fmt.Sprintf("MOC %s (%s) with %d file(s)", moc.Slug, moc.ID, len(moc.Files)))
-	}); err != nil {
-		return ctrl.Result{}, err
-	}
+	st := &s.us.Status
+	s.setPhase(uploadsv1.PhaseFinalized, "MOC "+moc.Slug+" created")
+	st.MocID, st.Slug, st.SuggestedSlug, st.FinalizingAt = moc.ID.String(), moc.Slug, "", nil
+	st.FinalizedAt = timePtr(sess.FinalizedAt)
+	s.setCondition(uploadsv1.ConditionFinalized, true, uploadsv1.ReasonFinalizeSucceeded,
+		fmt.Sprintf("MOC %s (%s) with %d file(s)", moc.Slug, moc.ID, len(moc.Files)))
 	log.FromContext(ctx).Info("session finalized", "mocId", moc.ID.String(), "slug", moc.Slug)
-	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, uploadsv1.ReasonFinalizeSucceeded, "Finalize",
+	s.event(corev1.EventTypeNormal, uploadsv1.ReasonFinalizeSucceeded, "Finalize",
 		"Finalized into MOC %q (%s) with %d file(s)", moc.Slug, moc.ID, len(moc.Files))
 	return ctrl.Result{}, nil
 }
 
 // expire aborts the S3 uploads and moves the session to Expired.
-func (r *UploadSessionReconciler) expire(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	ok, err := r.Uploads.Expire(ctx, log.FromContext(ctx), id)
+func (r *UploadSessionReconciler) expire(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
+	ok, err := r.Uploads.Expire(ctx, log.FromContext(ctx), s.id)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if !ok {
 		return ctrl.Result{RequeueAfter: time.Second}, nil // the session moved on (a finalize holds the lock)
 	}
-	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-		setPhase(st, uploadsv1.PhaseExpired, "not finalized before expiresAt; S3 uploads aborted")
-		setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonUploadsAborted, "expired; S3 multipart uploads aborted")
-		setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, uploadsv1.ReasonExpired, "expired before finalization")
-	}); err != nil {
-		return ctrl.Result{}, err
-	}
-	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonExpired, "Expire",
-		"Session expired at %s; S3 multipart uploads aborted", us.Status.ExpiresAt)
+	s.setPhase(uploadsv1.PhaseExpired, "not finalized before expiresAt; S3 uploads aborted")
+	s.setCondition(uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonUploadsAborted, "expired; S3 multipart uploads aborted")
+	s.setCondition(uploadsv1.ConditionFinalized, false, uploadsv1.ReasonExpired, "expired before finalization")
+	s.event(corev1.EventTypeWarning, uploadsv1.ReasonExpired, "Expire",
+		"Session expired at %s; S3 multipart uploads aborted", s.us.Status.ExpiresAt)
 	return ctrl.Result{}, nil
 }
 
-// refreshProgress copies the received parts and bytes from PostgreSQL,
-// patching only when something changed.
-func (r *UploadSessionReconciler) refreshProgress(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) error {
-	prog, err := r.Uploads.Progress(ctx, id)
+// refreshProgress copies the received parts and bytes from PostgreSQL (or,
+// for a direct session, S3's listing) into the status.
+func (r *UploadSessionReconciler) refreshProgress(ctx context.Context, s *sessionScope) error {
+	prog, err := r.Uploads.Progress(ctx, s.id)
 	if err != nil {
 		return err
 	}
-	next := us.Status.DeepCopy()
-	for i := range next.Files {
-		fid, err := uuid.Parse(next.Files[i].FileID)
+	st := &s.us.Status
+	for i := range st.Files {
+		fid, err := uuid.Parse(st.Files[i].FileID)
 		if err != nil {
 			continue
 		}
 		p := prog[fid]
-		next.Files[i].PartsReceived, next.Files[i].BytesReceived = int32(min(p.PartsReceived, session.MaxParts)), p.BytesReceived //nolint:gosec // at most 10,000
+		st.Files[i].PartsReceived, st.Files[i].BytesReceived = int32(min(p.PartsReceived, session.MaxParts)), p.BytesReceived //nolint:gosec // at most 10,000
 	}
-	next.Progress = progress(next.Files)
-	if equality.Semantic.DeepEqual(next.Files, us.Status.Files) && next.Progress == us.Status.Progress {
-		return nil
-	}
-	return r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-		st.Files, st.Progress = next.Files, next.Progress
-	})
+	st.Progress = progress(st.Files)
+	return nil
 }
 
 func (r *UploadSessionReconciler) now() time.Time {

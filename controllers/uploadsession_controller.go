@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -39,7 +40,7 @@ type UploadSessionReconciler struct {
 	client.Client
 	Scheme   *runtime.Scheme
 	Recorder recorder.EventRecorder
-	Uploads  *uploads.Service
+	Uploads  Engine
 	// Clock tells expiry and retention time (nil: the real clock); tests
 	// step a fake one. Finalize locks are aged on PostgreSQL's clock instead.
 	Clock clock.PassiveClock
@@ -69,14 +70,14 @@ const DefaultReconcileTimeout = 5 * time.Minute
 // from PostgreSQL), EXPIRED_RETENTION after expiry (its rows go with it).
 // Failed resources stay until someone deletes them: their reason is for a
 // person to read.
-func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, us *uploadsv1.UploadSession) (ctrl.Result, error) {
+func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
 	var since *metav1.Time
 	retention := r.ExpiredRetention
-	switch us.Status.Phase {
+	switch s.us.Status.Phase {
 	case uploadsv1.PhaseFinalized:
-		since, retention = us.Status.FinalizedAt, r.Retention
+		since, retention = s.us.Status.FinalizedAt, r.Retention
 	case uploadsv1.PhaseExpired:
-		since = us.Status.ExpiresAt
+		since = s.us.Status.ExpiresAt
 	}
 	if since == nil || retention <= 0 {
 		return ctrl.Result{}, nil
@@ -84,9 +85,13 @@ func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, us *up
 	if wait := since.Add(retention).Sub(r.now()); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	log.FromContext(ctx).Info("retention over; deleting the resource", "phase", us.Status.Phase, "retention", retention.String())
-	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, "RetentionExpired", "Delete", "Deleted after a retention of %s", retention)
-	return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, us))
+	log.FromContext(ctx).Info("retention over; deleting the resource", "phase", s.us.Status.Phase, "retention", retention.String())
+	if err := r.Delete(ctx, s.us); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s.released = true
+	r.Recorder.Eventf(s.us, nil, corev1.EventTypeNormal, "RetentionExpired", "Delete", "Deleted after a retention of %s", retention)
+	return ctrl.Result{}, nil
 }
 
 // The operator's permissions, least privilege: sessions everywhere (create: the
@@ -94,18 +99,20 @@ func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, us *up
 // assign-owner: it creates them in its callers' names, which the admission
 // policy allows only to those with this verb), their status and finalizers;
 // Events; TokenReviews (the upload API's callers) and SubjectAccessReviews
-// (who may read /metrics); Leases only in its own namespace (leader election).
+// (who may read /metrics). Leader election's Leases are not here: a Role in the
+// operator's own namespace grants them (config/rbac/leader_election_role.yaml).
 // +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions,verbs=get;list;watch;create;patch;delete;assign-owner
-// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/status,verbs=get;patch
+// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/status,verbs=patch
 // +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
-// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=system,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
-// Reconcile reads like the state machine above: load, handle deletion, make
-// sure of the finalizer, then one step for the current phase.
+// Reconcile reads like the state machine above: load, let go of a resource
+// whose session belongs to another, handle deletion, make sure of the
+// finalizer and label, then one step for the current phase, whose status is
+// written once at its end.
 func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	timeout := r.Timeout
 	if timeout <= 0 {
@@ -134,27 +141,50 @@ func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// The session must be this resource's: a label copied from someone
 	// else's session must not let this resource finalize or delete it.
 	if err := r.Uploads.CheckBinding(ctx, id, refOf(us)); errors.Is(err, uploads.ErrBoundElsewhere) {
-		return r.refuseForeignSession(ctx, us, id)
+		if !us.DeletionTimestamp.IsZero() {
+			return ctrl.Result{}, r.releaseFinalizer(ctx, us)
+		}
+		return r.withStatus(ctx, us, id, r.refuseForeignSession)
 	} else if err != nil {
 		return ctrl.Result{}, err
 	}
 	if !us.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, us, id)
 	}
-	if added, err := r.ensureFinalizerAndLabel(ctx, us, id); err != nil || added {
+	if err := r.ensureFinalizerAndLabel(ctx, us, id); err != nil {
 		return ctrl.Result{}, err
 	}
-	switch us.Status.Phase {
-	case "", uploadsv1.PhasePending:
-		return r.reconcilePending(ctx, us, id)
-	case uploadsv1.PhaseActive:
-		return r.reconcileActive(ctx, us, id)
-	case uploadsv1.PhaseFinalizing:
-		return r.reconcileFinalizing(ctx, us, id)
-	default: // Finalized, Expired, Failed: terminal
-		return r.reconcileRetention(ctx, us)
-	}
+	return r.withStatus(ctx, us, id, r.reconcilePhase)
 }
+
+// reconcilePhase runs the step for the resource's phase and, when a step moved
+// the phase on, the next phase's step too (it decides its own timing: expiry,
+// a declared finalize, retention), so a transition needs neither its own
+// status write nor an event to be picked up. The bound only guards against a
+// pair of steps that hand the resource back and forth.
+func (r *UploadSessionReconciler) reconcilePhase(ctx context.Context, s *sessionScope) (res ctrl.Result, err error) {
+	for range maxStepsPerReconcile {
+		before := s.us.Status.Phase
+		switch before {
+		case "", uploadsv1.PhasePending:
+			res, err = r.reconcilePending(ctx, s)
+		case uploadsv1.PhaseActive:
+			res, err = r.reconcileActive(ctx, s)
+		case uploadsv1.PhaseFinalizing:
+			res, err = r.reconcileFinalizing(ctx, s)
+		default: // Finalized, Expired, Failed: terminal
+			res, err = r.reconcileRetention(ctx, s)
+		}
+		if err != nil || s.released || s.us.Status.Phase == before {
+			return res, err
+		}
+	}
+	return res, err
+}
+
+// maxStepsPerReconcile: Pending → Active → Finalized → retention is the
+// longest useful chain.
+const maxStepsPerReconcile = 4
 
 // sessionID is the session a resource stands for. Once the reconciler has
 // recorded it in the status (which only the operator writes), that is the
@@ -177,9 +207,13 @@ func sessionID(us *uploadsv1.UploadSession) (uuid.UUID, error) {
 	return uuid.Parse(string(us.UID))
 }
 
-func (r *UploadSessionReconciler) ensureFinalizerAndLabel(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (bool, error) {
+// ensureFinalizerAndLabel adds the finalizer and puts the session-id label
+// (back) in one metadata patch; the reconcile goes on with the patched object
+// (a metadata-only change does not bring another reconcile, see
+// reconcileTriggers).
+func (r *UploadSessionReconciler) ensureFinalizerAndLabel(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) error {
 	if controllerutil.ContainsFinalizer(us, Finalizer) && us.Labels[uploadsv1.SessionIDLabel] == id.String() {
-		return false, nil
+		return nil
 	}
 	orig := us.DeepCopy()
 	controllerutil.AddFinalizer(us, Finalizer)
@@ -188,78 +222,67 @@ func (r *UploadSessionReconciler) ensureFinalizerAndLabel(ctx context.Context, u
 	}
 	us.Labels[uploadsv1.SessionIDLabel] = id.String()
 	if err := r.Patch(ctx, us, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		return false, fmt.Errorf("add finalizer and label to %s/%s: %w", us.Namespace, us.Name, err)
+		return fmt.Errorf("add finalizer and label to %s/%s: %w", us.Namespace, us.Name, err)
 	}
-	return true, nil
+	return nil
 }
 
 // reconcilePending activates the session: rows in PostgreSQL and every S3
 // multipart upload created. An invalid spec is terminal (Failed).
-func (r *UploadSessionReconciler) reconcilePending(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	if us.Status.Phase == "" {
-		if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-			st.SessionID = id.String()
-			setPhase(st, uploadsv1.PhasePending, "creating S3 multipart uploads")
-			setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonCreatingUploads, "creating S3 multipart uploads")
-			setCondition(st, us.Generation, uploadsv1.ConditionFinalized, false, uploadsv1.ReasonNotRequested, "spec.finalize is not set")
-		}); err != nil {
-			return ctrl.Result{}, err
-		}
+func (r *UploadSessionReconciler) reconcilePending(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
+	if s.us.Status.Phase == "" {
+		s.us.Status.SessionID = s.id.String()
+		s.setPhase(uploadsv1.PhasePending, "creating S3 multipart uploads")
+		s.setCondition(uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonCreatingUploads, "creating S3 multipart uploads")
+		s.setCondition(uploadsv1.ConditionFinalized, false, uploadsv1.ReasonNotRequested, "spec.finalize is not set")
 	}
-	act, err := r.Uploads.Activate(ctx, requestOf(us, id))
+	act, err := r.Uploads.Activate(ctx, requestOf(s.us, s.id))
 	var invalid *uploads.ValidationError
 	if errors.As(err, &invalid) {
 		msg := fmt.Sprintf("invalid spec: %v", invalid.Details)
-		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonInvalidSpec, "Activate", "%s", msg)
-		return ctrl.Result{}, r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-			setPhase(st, uploadsv1.PhaseFailed, msg)
-			setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonInvalidSpec, msg)
-		})
+		s.setPhase(uploadsv1.PhaseFailed, msg)
+		s.setCondition(uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonInvalidSpec, msg)
+		s.event(corev1.EventTypeWarning, uploadsv1.ReasonInvalidSpec, "Activate", "%s", msg)
+		return ctrl.Result{}, nil
 	}
 	if err != nil {
-		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, "ActivateFailed", "Activate", "%s", msgRetrying)
-		return ctrl.Result{}, fmt.Errorf("activate session %s: %w", id, err)
+		s.event(corev1.EventTypeWarning, "ActivateFailed", "Activate", "%s", msgRetrying)
+		return ctrl.Result{}, fmt.Errorf("activate session %s: %w", s.id, err)
 	}
-	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-		applyActive(st, act)
-		setPhase(st, uploadsv1.PhaseActive, "ready for parts")
-		setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, true, uploadsv1.ReasonUploadsCreated,
-			fmt.Sprintf("%d S3 multipart upload(s) created", len(act.Files)))
-	}); err != nil {
-		return ctrl.Result{}, err
-	}
+	applyActive(&s.us.Status, act)
+	s.setPhase(uploadsv1.PhaseActive, "ready for parts")
+	s.setCondition(uploadsv1.ConditionUploadsReady, true, uploadsv1.ReasonUploadsCreated,
+		fmt.Sprintf("%d S3 multipart upload(s) created", len(act.Files)))
 	log.FromContext(ctx).Info("session active: S3 multipart uploads created", "fileCount", len(act.Files))
-	r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, uploadsv1.ReasonUploadsCreated, "Activate",
+	s.event(corev1.EventTypeNormal, uploadsv1.ReasonUploadsCreated, "Activate",
 		"Created %d S3 multipart upload(s); session is Active until %s", len(act.Files), act.Session.ExpiresAt.UTC().Format(time.RFC3339))
 	return ctrl.Result{RequeueAfter: act.Session.ExpiresAt.Sub(r.now())}, nil
 }
 
-// refuseForeignSession handles a resource whose session-id label names a
-// session bound to another resource: it fails (once) with the reason, and on
-// deletion lets go without touching that session.
-func (r *UploadSessionReconciler) refuseForeignSession(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
-	if !us.DeletionTimestamp.IsZero() {
-		if !controllerutil.ContainsFinalizer(us, Finalizer) {
-			return ctrl.Result{}, nil
-		}
-		orig := us.DeepCopy()
-		controllerutil.RemoveFinalizer(us, Finalizer)
-		return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, us, client.MergeFrom(orig)))
-	}
-	if c := meta.FindStatusCondition(us.Status.Conditions, uploadsv1.ConditionUploadsReady); c != nil && c.Reason == uploadsv1.ReasonSessionIDTaken {
+// refuseForeignSession fails (once) a resource whose session-id label names
+// a session bound to another resource, with the reason.
+func (r *UploadSessionReconciler) refuseForeignSession(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
+	if c := meta.FindStatusCondition(s.us.Status.Conditions, uploadsv1.ConditionUploadsReady); c != nil && c.Reason == uploadsv1.ReasonSessionIDTaken {
 		return ctrl.Result{}, nil
 	}
 	msg := fmt.Sprintf("label %s names session %s, which belongs to another resource; nothing was done to it",
-		uploadsv1.SessionIDLabel, id)
+		uploadsv1.SessionIDLabel, s.id)
 	log.FromContext(ctx).Info("resource refused: its session id belongs to another resource")
-	if err := r.patchStatus(ctx, us, func(st *uploadsv1.UploadSessionStatus) {
-		setPhase(st, uploadsv1.PhaseFailed, msg)
-		setCondition(st, us.Generation, uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonSessionIDTaken, msg)
-	}); err != nil {
-		return ctrl.Result{}, err
-	}
-	r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonSessionIDTaken, "Activate", "%s", msg)
+	s.setPhase(uploadsv1.PhaseFailed, msg)
+	s.setCondition(uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonSessionIDTaken, msg)
+	s.event(corev1.EventTypeWarning, uploadsv1.ReasonSessionIDTaken, "Activate", "%s", msg)
 	return ctrl.Result{}, nil
+}
+
+// releaseFinalizer lets a resource being deleted go without touching its
+// session (it belongs to another resource).
+func (r *UploadSessionReconciler) releaseFinalizer(ctx context.Context, us *uploadsv1.UploadSession) error {
+	if !controllerutil.ContainsFinalizer(us, Finalizer) {
+		return nil
+	}
+	orig := us.DeepCopy()
+	controllerutil.RemoveFinalizer(us, Finalizer)
+	return client.IgnoreNotFound(r.Patch(ctx, us, client.MergeFrom(orig)))
 }
 
 func refOf(us *uploadsv1.UploadSession) uploads.ResourceRef {
@@ -280,7 +303,7 @@ func requestOf(us *uploadsv1.UploadSession, id uuid.UUID) uploads.Request {
 // SetupWithManager registers the reconciler.
 func (r *UploadSessionReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&uploadsv1.UploadSession{}).
+		For(&uploadsv1.UploadSession{}, builder.WithPredicates(reconcileTriggers())).
 		Named("uploadsession").
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Complete(r)

@@ -34,6 +34,7 @@ const (
 // harness is a reconciler on a fake clock, and a namespace of the test's own.
 type harness struct {
 	r   *controllers.UploadSessionReconciler
+	svc *uploads.Service
 	clk *clocktesting.FakeClock
 	ns  string
 }
@@ -46,11 +47,11 @@ func newHarness(t *testing.T, st *store.Store) *harness {
 	}
 	clk := clocktesting.NewFakeClock(time.Now().UTC().Truncate(time.Second))
 	svc := &uploads.Service{
-		DB: st, S3: s3srv.Client(), SessionTTL: ttl, StaleLockAfter: session.DefaultStaleLockAfter, Now: clk.Now,
+		DB: st, S3: s3srv.Client(), SessionTTL: ttl, StaleLockAfter: session.DefaultStaleLockAfter, Clock: clk,
 		Limits:  session.Limits{AllowedContentTypes: session.DefaultContentTypes, MaxFileSizeBytes: 5 * session.GiB},
 		Buffers: partbuf.New(64*session.MiB, t.TempDir()),
 	}
-	return &harness{ns: ns, clk: clk, r: &controllers.UploadSessionReconciler{
+	return &harness{ns: ns, clk: clk, svc: svc, r: &controllers.UploadSessionReconciler{
 		Client: k8s, Scheme: scheme, Recorder: recorder{events.NewFakeRecorder(1000)}, Uploads: svc, Clock: clk,
 		Resync: resync, Retention: retention, ExpiredRetention: expiredRetention,
 	}}
@@ -120,8 +121,8 @@ func TestExpiryAndRetentionFollowTheClock(t *testing.T) {
 	h := newHarness(t, db)
 	key := h.create(t, "expiring")
 	res, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
-	if res.RequeueAfter != ttl {
-		t.Errorf("on activation RequeueAfter = %s, want the TTL %s", res.RequeueAfter, ttl)
+	if res.RequeueAfter != resync {
+		t.Errorf("on activation RequeueAfter = %s, want the resync %s (the Active step runs in the same reconcile)", res.RequeueAfter, resync)
 	}
 	h.clk.Step(ttl - time.Second)
 	if res := h.reconcile(t, key); res.RequeueAfter != 2*time.Second {
@@ -175,7 +176,7 @@ func TestStaleLockTakeoverTiming(t *testing.T) {
 	}
 	data := make([]byte, 100)
 	_, _ = rand.Read(data)
-	if _, err := h.r.Uploads.StorePart(context.Background(), uploads.PartUpload{
+	if _, err := h.svc.StorePart(context.Background(), uploads.PartUpload{
 		Session: sess, File: files[0], PartNumber: 1, Body: bytes.NewReader(data), Size: 100}); err != nil {
 		t.Fatal(err)
 	}

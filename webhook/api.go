@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"k8s.io/utils/clock"
 	"net"
 	"net/http"
 	"strings"
@@ -38,7 +39,8 @@ type API struct {
 	// runs detached from the request, so a client that gives up does not
 	// cancel it half way.
 	FinalizeTimeout time.Duration
-	Now             func() time.Time
+	// Clock tells expiry and request durations (nil: the real clock).
+	Clock clock.PassiveClock
 	// Notify pokes a session's custom resource so the reconciler refreshes its
 	// status (progress, finalize); nil in tests that do not need it.
 	Notify func(namespace, name, correlationID string)
@@ -134,8 +136,8 @@ func (a *API) reader() client.Reader {
 }
 
 func (a *API) now() time.Time {
-	if a.Now != nil {
-		return a.Now()
+	if a.Clock != nil {
+		return a.Clock.Now()
 	}
 	return time.Now()
 }

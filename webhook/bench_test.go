@@ -108,7 +108,7 @@ func benchAPI(b *testing.B, db *store.Store, sink *s3Sink, budget int64) *API {
 		Log:  logr.Discard(),
 		Auth: &auth.Authenticator{Reviewer: staticReviewer{}, TTL: time.Hour},
 		Uploads: &uploads.Service{
-			DB: db, S3: s3, Now: time.Now, Buffers: partbuf.New(budget, b.TempDir()),
+			DB: db, S3: s3, Buffers: partbuf.New(budget, b.TempDir()),
 		},
 		PartTimeout: 25 * time.Second,
 	}

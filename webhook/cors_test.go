@@ -11,11 +11,11 @@ import (
 
 const partPath = "/api/mocs/uploads/sessions/5f0c1a52-3c3a-4b8e-9d5e-0a4f4c2b7a10/files/8d7e6f5a-1b2c-4d3e-8f9a-0b1c2d3e4f5a/parts/1"
 
-// CO-HP-001: the preflight of an allowed origin answers 204 with the
+// The preflight of an allowed origin answers 204 with the
 // full method and header lists, the origin itself (never "*"), Vary: Origin
 // and a one-day max age; other origins, or CORS disabled, get no
 // Access-Control-Allow-* header.
-func TestCO_HP_001_Preflight(t *testing.T) {
+func TestPreflightAnswersAllowedOriginsOnly(t *testing.T) {
 	t.Parallel()
 	enabled := CORS{Enabled: true, Origins: []string{"http://localhost:3000", "http://127.0.0.1:3000"}}
 	cases := []struct {

@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -13,8 +12,9 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/go-logr/logr"
-	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/session"
@@ -29,17 +29,7 @@ import (
 // (5 MiB parts).
 func newDirectSession(t *testing.T, svc *uploads.Service, size int64) *activeSession {
 	t.Helper()
-	owner := "system:serviceaccount:webhook-test:" + uuid.NewString()[:8]
-	act, err := svc.Activate(context.Background(), uploads.Request{
-		SessionID: uuid.New(), Owner: owner, PartSizeBytes: ptrTo(5 * session.MiB), Transfer: store.TransferDirect,
-		Files: []session.File{{Name: "castle.pdf", ContentType: "application/pdf", SizeBytes: size}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := make([]byte, size)
-	_, _ = rand.Read(data)
-	return &activeSession{owner: owner, act: act, data: data}
+	return newSessionWith(t, svc, size, store.TransferDirect)
 }
 
 // presigned is the answer of a part URL request.
@@ -328,7 +318,7 @@ func TestDirectSessionLeavesNothingBehind(t *testing.T) {
 			switch end {
 			case "expire":
 				svc := *svc
-				svc.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+				svc.Clock = clocktesting.NewFakePassiveClock(time.Now().Add(2 * time.Hour))
 				if ok, err := svc.Expire(ctx, logr.Discard(), id); err != nil || !ok {
 					t.Fatalf("expire: %v %v", ok, err)
 				}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+	"k8s.io/utils/ptr"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
@@ -96,7 +97,7 @@ func testService(t testing.TB, s3opts *objectstore.Options) *uploads.Service {
 		s3 = objectstore.New(*s3opts)
 	}
 	return &uploads.Service{
-		DB: testDB, S3: s3, SessionTTL: time.Hour, Now: time.Now,
+		DB: testDB, S3: s3, SessionTTL: time.Hour,
 		Limits:  session.Limits{AllowedContentTypes: session.DefaultContentTypes, MaxFileSizeBytes: 5 * session.GiB},
 		Buffers: partbuf.New(64*session.MiB, t.TempDir()),
 	}
@@ -124,9 +125,15 @@ type activeSession struct {
 
 func newSession(t *testing.T, svc *uploads.Service, size int64) *activeSession {
 	t.Helper()
+	return newSessionWith(t, svc, size, store.TransferProxy)
+}
+
+// newSessionWith activates a session of one file in the given transfer mode.
+func newSessionWith(t *testing.T, svc *uploads.Service, size int64, transfer string) *activeSession {
+	t.Helper()
 	owner := "system:serviceaccount:webhook-test:" + uuid.NewString()[:8]
 	act, err := svc.Activate(context.Background(), uploads.Request{
-		SessionID: uuid.New(), Owner: owner, PartSizeBytes: ptrTo(5 * session.MiB),
+		SessionID: uuid.New(), Owner: owner, PartSizeBytes: ptr.To(5 * session.MiB), Transfer: transfer,
 		Files: []session.File{{Name: "castle.pdf", ContentType: "application/pdf", SizeBytes: size}},
 	})
 	if err != nil {
@@ -136,8 +143,6 @@ func newSession(t *testing.T, svc *uploads.Service, size int64) *activeSession {
 	_, _ = rand.Read(data)
 	return &activeSession{owner: owner, act: act, data: data}
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 func (s *activeSession) partPath(n int) string {
 	return fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", s.act.Session.ID, s.act.Files[0].ID, n)

@@ -13,17 +13,11 @@ import (
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 )
 
-// ActivityAnnotation is bumped on a session's resource when parts arrive or a
-// finalize runs over HTTP, so the reconciler (on the leader, maybe another
-// replica) refreshes the status from PostgreSQL. Bumps are batched: at most one
-// write per session per interval, however many parts arrive.
-const ActivityAnnotation = "uploads.mocs.dev/last-activity"
-
-// CorrelationAnnotation carries the correlation id of the last request that
-// touched the session, so the reconciler's log lines for it carry it too.
-const CorrelationAnnotation = uploadsv1.CorrelationIDAnnotation
-
-// Notifier batches activity bumps.
+// Notifier batches activity bumps (uploadsv1.LastActivityAnnotation, with the
+// correlation id of the last request that touched the session): the
+// reconciler, on the leader and maybe another replica, refreshes the status
+// from PostgreSQL when it changes. At most one write per session per
+// interval, however many parts arrive.
 type Notifier struct {
 	Kube     client.Client
 	Log      logr.Logger
@@ -72,7 +66,7 @@ func (n *Notifier) flush(ctx context.Context) {
 	n.mu.Unlock()
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	for key, corr := range batch {
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`, ActivityAnnotation, now, CorrelationAnnotation, corr)
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`, uploadsv1.LastActivityAnnotation, now, uploadsv1.CorrelationIDAnnotation, corr)
 		us := &uploadsv1.UploadSession{}
 		us.Namespace, us.Name = key.Namespace, key.Name
 		if err := n.Kube.Patch(ctx, us, client.RawPatch(types.MergePatchType, []byte(patch))); client.IgnoreNotFound(err) != nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/go-logr/logr"
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
@@ -157,9 +159,8 @@ func TestPartFinishingAfterTheSessionEndedAnswers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := testService(t, nil)
-			var now atomic.Int64
-			now.Store(time.Now().UnixNano())
-			svc.Now = func() time.Time { return time.Unix(0, now.Load()) }
+			clk := clocktesting.NewFakePassiveClock(time.Now())
+			svc.Clock = clk
 			srv := serve(t, svc, 25*time.Second)
 			s := newSession(t, svc, 6*session.MiB)
 			g := hold(t, tc.point)
@@ -168,7 +169,7 @@ func TestPartFinishingAfterTheSessionEndedAnswers(t *testing.T) {
 			reached(t, g)
 			switch tc.change {
 			case "expire":
-				now.Add(int64(2 * time.Hour))
+				clk.SetTime(clk.Now().Add(2 * time.Hour))
 				if ok, err := svc.Expire(context.Background(), logr.Discard(), s.act.Session.ID); !ok || err != nil {
 					t.Fatalf("expire: %v %v", ok, err)
 				}

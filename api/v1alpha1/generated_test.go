@@ -12,7 +12,7 @@ import (
 
 // TestGeneratedFilesAreCurrent regenerates the deepcopy code and the CRD from
 // the markers into a temporary directory and fails when the committed copies
-// differ: `make manifests` was not run after changing the types.
+// differ: `make generate manifests` was not run after changing the types.
 func TestGeneratedFilesAreCurrent(t *testing.T) {
 	root, err := localenv.RepoRoot()
 	if err != nil {
@@ -46,7 +46,7 @@ func TestGeneratedFilesAreCurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("%s is stale: run `make manifests` and commit the result", committed)
+			t.Errorf("%s is stale: run `make generate manifests` and commit the result", committed)
 		}
 	}
 }

@@ -2,6 +2,12 @@ package v1alpha1
 
 // Condition types.
 const (
+	// ConditionReady summarises the others for tools that read one condition
+	// (kstatus, Argo CD, Flux, `kubectl wait --for=condition=Ready`): True
+	// while the session is where its spec asks it to be (Active and accepting
+	// parts with no finalize requested, or Finalized); False with the reason
+	// of the condition that holds it back otherwise.
+	ConditionReady = "Ready"
 	// ConditionUploadsReady is True once every S3 multipart upload of the session exists.
 	ConditionUploadsReady = "UploadsReady"
 	// ConditionFinalized is True once the MOC is committed; while a requested
@@ -25,6 +31,12 @@ const (
 	ReasonFinalizeFailed     = "FinalizeFailed"
 	ReasonExpired            = "Expired"
 	ReasonUploadsAborted     = "UploadsAborted"
+	// ReasonAcceptingParts: Ready is True because the session is Active and
+	// no finalize is requested.
+	ReasonAcceptingParts = "AcceptingParts"
+	// ReasonFinalizeRequested: Ready is False because spec.finalize asks for
+	// a finalize that has not completed yet.
+	ReasonFinalizeRequested = "FinalizeRequested"
 	// ReasonSessionIDTaken: the session-id label names a session that belongs
 	// to another resource or owner; nothing is done to that session.
 	ReasonSessionIDTaken = "SessionIDTaken"

@@ -20,6 +20,11 @@ const Finalizer = "uploads.mocs.dev/abort-uploads"
 // can write it).
 const CorrelationIDAnnotation = "uploads.mocs.dev/correlation-id"
 
+// LastActivityAnnotation is bumped by the upload API (batched) when parts
+// arrive or a finalize happens over HTTP: the change wakes the reconciler,
+// which then reads progress and state from PostgreSQL.
+const LastActivityAnnotation = "uploads.mocs.dev/last-activity"
+
 // CreatedByAPIAnnotation marks a resource the upload API created for a
 // session it is activating itself; a delete that finds no rows for such a
 // young resource waits for that activation to end before it lets go.
@@ -220,8 +225,9 @@ type UploadSessionStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: UploadsReady (all S3 multipart uploads exist) and Finalized
-	// (with reasons such as SlugConflict or IncompleteUpload while it cannot proceed).
+	// Conditions: Ready (a summary of the others), UploadsReady (all S3
+	// multipart uploads exist) and Finalized (with reasons such as
+	// SlugConflict or IncompleteUpload while it cannot proceed).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -241,10 +247,11 @@ type UploadSessionStatus struct {
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="MOC",type=string,JSONPath=`.status.slug`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=1
 // +kubebuilder:printcolumn:name="Session",type=string,JSONPath=`.status.sessionId`,priority=1
 // +kubebuilder:printcolumn:name="Transfer",type=string,JSONPath=`.spec.transfer`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.phaseReason`,priority=1
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`,priority=1
+// +kubebuilder:printcolumn:name="Expires",type=string,format=date-time,JSONPath=`.status.expiresAt`,priority=1
 type UploadSession struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -85,7 +86,7 @@ func (b *bench) startTusd(partSize int64) (*tusd, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, port, _ := cutHostPort(addr)
+	host, port, _ := net.SplitHostPort(addr)
 	tmp := filepath.Join(b.dir, "tusd-tmp")
 	if err := os.MkdirAll(tmp, 0o750); err != nil {
 		return nil, err
@@ -110,15 +111,6 @@ func (b *bench) startTusd(partSize int64) (*tusd, error) {
 		return nil, fmt.Errorf("tusd did not start: %w", err)
 	}
 	return t, nil
-}
-
-func cutHostPort(addr string) (string, string, bool) {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == ':' {
-			return addr[:i], addr[i+1:], true
-		}
-	}
-	return addr, "", false
 }
 
 // upload sends data as one tus upload: creation, then one PATCH of the whole

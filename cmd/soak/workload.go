@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
@@ -481,7 +482,7 @@ func (c *client) delete(ctx context.Context, u *upload) {
 func (c *client) declarative(ctx context.Context, sizes []int64) {
 	name := fmt.Sprintf("decl-%d-%d-%04x", c.id, c.n, c.uint32()&0xffff)
 	us := &uploadsv1.UploadSession{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
-		Spec: uploadsv1.UploadSessionSpec{Owner: c.user.name, PartSizeBytes: ptr(int64(partSize))}}
+		Spec: uploadsv1.UploadSessionSpec{Owner: c.user.name, PartSizeBytes: ptr.To(int64(partSize))}}
 	for i, s := range sizes {
 		us.Spec.Files = append(us.Spec.Files, uploadsv1.FileSpec{Name: fmt.Sprintf("decl-%d.pdf", i), ContentType: "application/pdf", SizeBytes: s})
 	}
@@ -597,5 +598,3 @@ func apiStatus(err error, ok int) int {
 	}
 	return 0
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"k8s.io/utils/clock"
 	"slices"
 	"strings"
 	"sync"
@@ -77,7 +78,8 @@ type Authenticator struct {
 	Reviewer    Reviewer
 	AdminGroups []string
 	TTL         time.Duration
-	Now         func() time.Time
+	// Clock ages cached reviews (nil: the real clock).
+	Clock clock.PassiveClock
 	// RequireJWT refuses, without asking the API server, tokens that do not
 	// have a JWT's shape (ServiceAccount and OIDC tokens all do). Turn it off
 	// for clusters whose authenticators take opaque tokens.
@@ -170,8 +172,8 @@ func (a *Authenticator) reviewTimeout() time.Duration {
 }
 
 func (a *Authenticator) now() time.Time {
-	if a.Now != nil {
-		return a.Now()
+	if a.Clock != nil {
+		return a.Clock.Now()
 	}
 	return time.Now()
 }

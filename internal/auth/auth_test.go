@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 // countingReviewer stands in for the API server in these unit tests only; the
@@ -35,13 +37,13 @@ func (c *countingReviewer) Review(_ context.Context, token string) (User, bool, 
 
 func TestAuthenticatorCachesByTokenHashForTTL(t *testing.T) {
 	t.Parallel()
-	now := time.Unix(0, 0)
+	clk := clocktesting.NewFakePassiveClock(time.Unix(0, 0))
 	rev := &countingReviewer{users: map[string]User{
 		"tok-user":  {Name: "system:serviceaccount:default:dev-user", Groups: []string{"system:serviceaccounts"}},
 		"tok-admin": {Name: "system:serviceaccount:admins:dev-admin", Groups: []string{"system:serviceaccounts:admins"}},
 	}}
 	a := &Authenticator{Reviewer: rev, AdminGroups: []string{"system:serviceaccounts:admins"}, TTL: 30 * time.Second,
-		Now: func() time.Time { return now }}
+		Clock: clk}
 	ctx := context.Background()
 
 	u, err := a.Authenticate(ctx, "tok-user")
@@ -51,7 +53,7 @@ func TestAuthenticatorCachesByTokenHashForTTL(t *testing.T) {
 	if _, err := a.Authenticate(ctx, "tok-user"); err != nil || rev.calls != 1 {
 		t.Fatalf("second call reviewed again (calls=%d, %v)", rev.calls, err)
 	}
-	now = now.Add(31 * time.Second)
+	clk.SetTime(clk.Now().Add(31 * time.Second))
 	if _, err := a.Authenticate(ctx, "tok-user"); err != nil || rev.calls != 2 {
 		t.Fatalf("expired entry not reviewed again (calls=%d)", rev.calls)
 	}

@@ -71,9 +71,11 @@ func (s *streamBuffer) receive(r io.Reader) {
 	buf := (*s.slab)[:s.size]
 	var err error
 	var signalled int64
+	// This goroutine alone writes s.arrived, so it reads it without the lock;
+	// readers take the lock.
 	for s.arrived < s.size && err == nil {
 		var n int
-		n, err = r.Read(buf[s.arrivedNow():])
+		n, err = r.Read(buf[s.arrived:])
 		s.mu.Lock()
 		s.arrived += int64(n)
 		arrived := s.arrived
@@ -96,12 +98,6 @@ func (s *streamBuffer) receive(r io.Reader) {
 	s.mu.Unlock()
 	close(s.done)
 	s.cond.Broadcast()
-}
-
-func (s *streamBuffer) arrivedNow() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.arrived
 }
 
 func (s *streamBuffer) Received() <-chan struct{} { return s.done }

@@ -6,9 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"k8s.io/utils/ptr"
 )
-
-func ptr[T any](v T) *T { return &v }
 
 func TestChoosePartSize(t *testing.T) {
 	t.Parallel()
@@ -23,11 +22,11 @@ func TestChoosePartSize(t *testing.T) {
 		{"80 GiB needs more than 8 MiB", nil, 80 * GiB, 9 * MiB, ""}, // ceil(80GiB/10000)=8.19MiB → 9 MiB
 		{"exactly 10000 parts of 8 MiB", nil, 10000 * 8 * MiB, 8 * MiB, ""},
 		{"one byte more rounds up to 9 MiB", nil, 10000*8*MiB + 1, 9 * MiB, ""},
-		{"requested 5 MiB", ptr(5 * MiB), 40 * MiB, 5 * MiB, ""},
-		{"requested below 5 MiB", ptr(5*MiB - 1), 10, 0, "at least"},
-		{"requested above 5 GiB", ptr(5*GiB + 1), 10, 0, "at most"},
-		{"requested too small for 10000 parts", ptr(5 * MiB), 10000*5*MiB + 1, 0, "too small"},
-		{"requested above MAX_PART_SIZE_BYTES", ptr(64*MiB + 1), 10, 0, "at most 67108864"},
+		{"requested 5 MiB", ptr.To(5 * MiB), 40 * MiB, 5 * MiB, ""},
+		{"requested below 5 MiB", ptr.To(5*MiB - 1), 10, 0, "at least"},
+		{"requested above 5 GiB", ptr.To(5*GiB + 1), 10, 0, "at most"},
+		{"requested too small for 10000 parts", ptr.To(5 * MiB), 10000*5*MiB + 1, 0, "too small"},
+		{"requested above MAX_PART_SIZE_BYTES", ptr.To(64*MiB + 1), 10, 0, "at most 67108864"},
 		{"a file needing parts above MAX_PART_SIZE_BYTES", nil, 10000*64*MiB + 1, 0, "needs parts"},
 		{"the largest file 64 MiB parts allow", nil, 10000 * 64 * MiB, 64 * MiB, ""},
 	}

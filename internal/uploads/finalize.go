@@ -241,7 +241,7 @@ func (s *Service) checkFinalizable(sess store.Session) error {
 		return ErrSessionNotFound
 	case sess.Status == store.StatusExpired:
 		return ErrExpired
-	case sess.Status == store.StatusActive && s.Now().After(sess.ExpiresAt):
+	case sess.Status == store.StatusActive && s.now().After(sess.ExpiresAt):
 		return ErrExpired
 	case sess.Status != store.StatusActive && sess.Status != store.StatusFinalizing:
 		return &NotActiveError{Status: sess.Status}

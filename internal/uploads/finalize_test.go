@@ -139,7 +139,7 @@ func TestIncompleteUploadListsMissingPartsAndReleasesTheLock(t *testing.T) {
 // its finalizing_at is 10 minutes old, a stale lock that a new finalize takes over.
 func TestStorySeedStaleLockFinalizes(t *testing.T) {
 	svc, _ := newService(t)
-	svc.Now = time.Now
+	svc.Clock = nil // the real clock: the seed row's lock age is measured against it
 	ctx := context.Background()
 	owner := "system:serviceaccount:default:dev-user"
 	must(t, execErr(pool().Exec(ctx, `DELETE FROM upload_sessions WHERE id = 'eeeeeeee-eeee-eeee-eeee-eeeeeeeeeeee'`)))

@@ -225,7 +225,7 @@ func TestSkewedReplicaClockDoesNotTakeOverEarly(t *testing.T) {
 	g.wait(t)
 	for _, skew := range []time.Duration{10 * time.Minute, -10 * time.Minute} {
 		skewed, _ := newService(t)
-		skewed.Now = func() time.Time { return time.Now().Add(skew) }
+		skewed.Clock = &clock{t: time.Now().Add(skew)}
 		_, err := finalize(skewed, ts, title)
 		var ip *uploads.InProgressError
 		if !errors.As(err, &ip) {

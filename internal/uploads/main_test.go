@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"k8s.io/utils/ptr"
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/leakcheck"
@@ -73,14 +74,15 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+func (c *clock) Now() time.Time                  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c *clock) Add(d time.Duration)             { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func newService(t *testing.T) (*uploads.Service, *clock) {
 	t.Helper()
 	clk := &clock{t: time.Now().UTC()}
 	return &uploads.Service{
-		DB: db, S3: s3srv.Client(), SessionTTL: time.Hour, StaleLockAfter: 5 * time.Minute, Now: clk.Now,
+		DB: db, S3: s3srv.Client(), SessionTTL: time.Hour, StaleLockAfter: 5 * time.Minute, Clock: clk,
 		Limits:  session.Limits{AllowedContentTypes: session.DefaultContentTypes, MaxFileSizeBytes: 5 * session.GiB},
 		Buffers: partbuf.New(64*session.MiB, t.TempDir()),
 	}, clk
@@ -98,7 +100,7 @@ type testSession struct {
 func activate(t *testing.T, svc *uploads.Service, sizes ...int64) *testSession {
 	t.Helper()
 	ts := &testSession{id: uuid.New(), owner: "system:serviceaccount:test:" + uuid.NewString()[:8]}
-	req := uploads.Request{SessionID: ts.id, Owner: ts.owner, PartSizeBytes: ptr(5 * session.MiB)}
+	req := uploads.Request{SessionID: ts.id, Owner: ts.owner, PartSizeBytes: ptr.To(5 * session.MiB)}
 	for i, sz := range sizes {
 		req.Files = append(req.Files, session.File{Name: fmt.Sprintf("file-%d.pdf", i), ContentType: "application/pdf", SizeBytes: sz})
 		b := make([]byte, sz)
@@ -141,8 +143,6 @@ func (ts *testSession) uploadPart(t *testing.T, svc *uploads.Service, file, n in
 	}
 	return p
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // ageLock makes a session's finalize lock older by d on PostgreSQL's clock,
 // as if its holder had stopped renewing it d ago.

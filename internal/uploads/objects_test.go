@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"k8s.io/utils/ptr"
 
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
@@ -26,7 +27,7 @@ func TestObjectsAreStoredForDownloadOnly(t *testing.T) {
 
 	ts := &testSession{id: uuid.New(), owner: "system:serviceaccount:test:" + uuid.NewString()[:8]}
 	ts.act, err = svc.Activate(context.Background(), uploads.Request{SessionID: ts.id, Owner: ts.owner,
-		PartSizeBytes: ptr(5 * session.MiB),
+		PartSizeBytes: ptr.To(5 * session.MiB),
 		Files:         []session.File{{Name: "château plan.png", ContentType: "Image/PNG; charset=binary; x=\"<script>\"", SizeBytes: 100}}})
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+	"k8s.io/utils/ptr"
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
@@ -24,7 +25,7 @@ func TestActivationCutShortStillRecordsItsUpload(t *testing.T) {
 	failpoint.EnableFunc("activate/before-record-upload", func() error { cancel(); return nil })
 	defer failpoint.Disable("activate/before-record-upload")
 	id := uuid.New()
-	_, err := svc.Activate(ctx, uploads.Request{SessionID: id, Owner: "system:serviceaccount:test:cut", PartSizeBytes: ptr(5 * session.MiB),
+	_, err := svc.Activate(ctx, uploads.Request{SessionID: id, Owner: "system:serviceaccount:test:cut", PartSizeBytes: ptr.To(5 * session.MiB),
 		Files: []session.File{{Name: "a.pdf", ContentType: "application/pdf", SizeBytes: 6 * session.MiB}}})
 	t.Logf("activate with its context canceled after S3's create: %v", err)
 	files, err := db.Files(context.Background(), id)

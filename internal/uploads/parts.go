@@ -39,7 +39,7 @@ func (s *Service) File(ctx context.Context, sessionID, fileID uuid.UUID) (store.
 // CheckAcceptsParts answers whether a session takes parts now.
 func (s *Service) CheckAcceptsParts(sess store.Session, f store.File) error {
 	switch {
-	case sess.Status == store.StatusExpired, sess.Status == store.StatusActive && s.Now().After(sess.ExpiresAt):
+	case sess.Status == store.StatusExpired, sess.Status == store.StatusActive && s.now().After(sess.ExpiresAt):
 		return ErrExpired
 	case sess.Status == store.StatusDeleting:
 		return ErrSessionNotFound
@@ -84,7 +84,7 @@ func (e *PartError) Unwrap() error { return e.Err }
 // NotActiveError); its bytes may sit in S3, but finalize only completes parts
 // with bytes that were acknowledged.
 func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, error) {
-	start := s.Now()
+	start := s.now()
 	buf, err := s.Buffers.Stream(ctx, p.Body, p.Size)
 	if err != nil {
 		return store.Part{}, &PartError{Stage: "read", Err: err}
@@ -119,7 +119,7 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 		return store.Part{}, err
 	}
 	part := store.Part{FileID: p.File.ID, PartNumber: p.PartNumber, ETag: etag, SizeBytes: p.Size}
-	ok, err := s.DB.UpsertPart(ctx, part, s.Now(), s.StaleAfter())
+	ok, err := s.DB.UpsertPart(ctx, part, s.now(), s.StaleAfter())
 	if err != nil {
 		return store.Part{}, err
 	}
@@ -132,7 +132,7 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 		return store.Part{}, why
 	}
 	log.Info("part uploaded", "sessionId", p.Session.ID.String(), "fileId", p.File.ID.String(),
-		"partNumber", p.PartNumber, "sizeBytes", p.Size, "etag", etag, "durationMs", s.Now().Sub(start).Milliseconds(),
+		"partNumber", p.PartNumber, "sizeBytes", p.Size, "etag", etag, "durationMs", s.now().Sub(start).Milliseconds(),
 		"spilled", buf.Spilled())
 	return part, nil
 }
@@ -171,7 +171,7 @@ func (s *Service) whyRefused(ctx context.Context, id uuid.UUID, cause error) err
 		return ErrSessionNotFound
 	case err != nil:
 		return fmt.Errorf("%w; reading the session: %w", cause, err)
-	case sess.Status == store.StatusExpired, sess.Status == store.StatusActive && s.Now().After(sess.ExpiresAt):
+	case sess.Status == store.StatusExpired, sess.Status == store.StatusActive && s.now().After(sess.ExpiresAt):
 		return ErrExpired
 	case sess.Status == store.StatusActive && s.lockHeld(sess):
 		return &NotActiveError{Status: store.StatusFinalizing}

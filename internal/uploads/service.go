@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"k8s.io/utils/clock"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -32,9 +33,10 @@ type Service struct {
 	StaleLockAfter time.Duration
 	// Buffers holds parts between client and S3 within the memory budget.
 	Buffers *partbuf.Pool
-	// Now is the clock of expiry and logs; tests move it. Finalize locks are
-	// judged on PostgreSQL's clock instead, so replicas' clocks cannot skew them.
-	Now func() time.Time
+	// Clock tells expiry and durations (nil: the real clock); tests step a
+	// fake one. Finalize locks are judged on PostgreSQL's clock instead, so
+	// replicas' clocks cannot skew them.
+	Clock clock.PassiveClock
 	// PartURLTTL is how long a direct session's presigned part URL is valid
 	// (0 or more than MaxPartURLTTL: MaxPartURLTTL).
 	PartURLTTL time.Duration
@@ -116,7 +118,7 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 	}
 	sess, err := s.DB.EnsureSession(ctx, store.Session{
 		ID: req.SessionID, UserID: req.Owner, PartSizeBytes: partSize,
-		ExpiresAt: s.Now().Add(s.SessionTTL), Namespace: req.Namespace, Name: req.Name, UID: req.UID,
+		ExpiresAt: s.now().Add(s.SessionTTL), Namespace: req.Namespace, Name: req.Name, UID: req.UID,
 		Transfer: req.Transfer,
 	}, files, req.MaxActive)
 	if errors.Is(err, store.ErrTooManyActive) {
@@ -244,7 +246,7 @@ func (s *Service) SweepOrphanedUploads(ctx context.Context, log logr.Logger, min
 	if err != nil {
 		return 0, &S3Error{Err: err}
 	}
-	cutoff := s.Now().Add(-minAge)
+	cutoff := s.now().Add(-minAge)
 	var old []objectstore.Upload
 	var keys, ids []string
 	for _, u := range ups {
@@ -407,4 +409,11 @@ func (s *Service) Expire(ctx context.Context, log logr.Logger, sessionID uuid.UU
 	}
 	log.Info("session expired; what it held in S3 removed", "sessionId", sessionID.String())
 	return true, nil
+}
+
+func (s *Service) now() time.Time {
+	if s.Clock != nil {
+		return s.Clock.Now()
+	}
+	return time.Now()
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"k8s.io/utils/ptr"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,7 +35,7 @@ func TestDeclarativeFinalize(t *testing.T) {
 
 	us := &uploadsv1.UploadSession{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec: uploadsv1.UploadSessionSpec{Owner: acct.name, PartSizeBytes: ptr(int64(5 << 20)), Files: []uploadsv1.FileSpec{
+		Spec: uploadsv1.UploadSessionSpec{Owner: acct.name, PartSizeBytes: ptr.To(int64(5 << 20)), Files: []uploadsv1.FileSpec{
 			{Name: "declared.pdf", ContentType: pdf, SizeBytes: 7 << 20},
 		}, Finalize: &uploadsv1.FinalizeSpec{Title: taken, Description: "by manifest"}},
 	}
@@ -91,8 +92,6 @@ func waitCondition(t *testing.T, name, reason string) *metav1.Condition {
 	})
 	return c
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // A replica killed with SIGKILL after S3 completed every upload but before
 // the commit: a restarted process's later finalize converges to exactly one

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
@@ -131,7 +132,7 @@ func TestDeclarativeFinalizeWaitsForPartsWithoutTheLock(t *testing.T) {
 	deleteSessionsAtEnd(t, ns)
 	us := &uploadsv1.UploadSession{
 		ObjectMeta: metav1.ObjectMeta{Name: "waits", Namespace: ns},
-		Spec: uploadsv1.UploadSessionSpec{Owner: acct.name, PartSizeBytes: ptr(int64(5 << 20)),
+		Spec: uploadsv1.UploadSessionSpec{Owner: acct.name, PartSizeBytes: ptr.To(int64(5 << 20)),
 			Files:    []uploadsv1.FileSpec{{Name: "waits.pdf", ContentType: pdf, SizeBytes: 16 << 20}},
 			Finalize: &uploadsv1.FinalizeSpec{Title: uniqueTitle("Patient Castle")}},
 	}
@@ -179,7 +180,7 @@ func TestManyMissingPartsAreSummarised(t *testing.T) {
 	size := int64(9999) * 5 << 20
 	us := &uploadsv1.UploadSession{
 		ObjectMeta: metav1.ObjectMeta{Name: "huge", Namespace: ns},
-		Spec: uploadsv1.UploadSessionSpec{Owner: acct.name, PartSizeBytes: ptr(int64(5 << 20)),
+		Spec: uploadsv1.UploadSessionSpec{Owner: acct.name, PartSizeBytes: ptr.To(int64(5 << 20)),
 			Files:    []uploadsv1.FileSpec{{Name: "a.pdf", ContentType: pdf, SizeBytes: size}, {Name: "b.pdf", ContentType: pdf, SizeBytes: size}},
 			Finalize: &uploadsv1.FinalizeSpec{Title: uniqueTitle("Huge Castle")}},
 	}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
@@ -20,7 +21,7 @@ import (
 func manifestSession(ns, name, owner string, labels map[string]string) *uploadsv1.UploadSession {
 	return &uploadsv1.UploadSession{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
-		Spec: uploadsv1.UploadSessionSpec{Owner: owner, PartSizeBytes: ptr(int64(5 << 20)),
+		Spec: uploadsv1.UploadSessionSpec{Owner: owner, PartSizeBytes: ptr.To(int64(5 << 20)),
 			Files: []uploadsv1.FileSpec{{Name: "victim.pdf", ContentType: pdf, SizeBytes: 6 << 20}}},
 	}
 }

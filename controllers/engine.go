@@ -1,0 +1,44 @@
+package controllers
+
+import (
+	"context"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+
+	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+)
+
+// Engine is what the reconciler asks of the upload engine
+// (*uploads.Service). Every step goes through it, never to PostgreSQL or S3
+// directly, so the rules the HTTP API follows (locks, idempotent activation,
+// what counts as complete) are the reconciler's too.
+type Engine interface {
+	// CheckBinding tells whether the session belongs to this resource
+	// (uploads.ErrBoundElsewhere when another resource holds it).
+	CheckBinding(ctx context.Context, id uuid.UUID, ref uploads.ResourceRef) error
+	// Activate records the session and creates its S3 multipart uploads;
+	// idempotent.
+	Activate(ctx context.Context, req uploads.Request) (uploads.Active, error)
+	// Session reads the session as PostgreSQL has it.
+	Session(ctx context.Context, id uuid.UUID) (store.Session, error)
+	// MissingParts lists, per file, the part numbers not acknowledged yet.
+	MissingParts(ctx context.Context, id uuid.UUID) (map[string][]int, error)
+	// Progress is what each file has received.
+	Progress(ctx context.Context, id uuid.UUID) (map[uuid.UUID]store.FileProgress, error)
+	// Finalize runs the one finalize implementation (the HTTP API's too).
+	Finalize(ctx context.Context, req uploads.FinalizeRequest) (uploads.FinalizeResult, error)
+	// StaleAfter is how old a finalize lock must be to be taken over.
+	StaleAfter() time.Duration
+	// MOC reads the MOC a finalized session became.
+	MOC(ctx context.Context, id uuid.UUID) (store.MOC, error)
+	// Expire aborts the session's uploads and marks it expired; false when a
+	// finalize holds the session.
+	Expire(ctx context.Context, log logr.Logger, id uuid.UUID) (bool, error)
+	// Discard removes what an unfinalized session holds.
+	Discard(ctx context.Context, log logr.Logger, id uuid.UUID) error
+}
+
+var _ Engine = (*uploads.Service)(nil)

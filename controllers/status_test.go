@@ -1,0 +1,208 @@
+package controllers_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+)
+
+// statusWrites counts the reconciler's status patches and can refuse them.
+type statusWrites struct {
+	n      atomic.Int32
+	refuse atomic.Bool
+}
+
+func (w *statusWrites) client() client.Client {
+	return interceptor.NewClient(k8s, interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+			if sub == "status" {
+				w.n.Add(1)
+				if w.refuse.Load() {
+					return apierrors.NewConflict(schema.GroupResource{Group: uploadsv1.GroupVersion.Group, Resource: "uploadsessions"},
+						obj.GetName(), errors.New("refused by the test"))
+				}
+			}
+			return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+		},
+	})
+}
+
+func drain(rec *events.FakeRecorder) []string {
+	var got []string
+	for {
+		select {
+		case e := <-rec.Events:
+			got = append(got, e)
+		default:
+			return got
+		}
+	}
+}
+
+func fakeRecorder(h *harness) *events.FakeRecorder {
+	rec := events.NewFakeRecorder(100)
+	h.r.Recorder = recorder{rec}
+	return rec
+}
+
+// Activation is one status write, not one per change (Pending, then Active,
+// then progress): the status is patched once, at the end of the reconcile.
+// An Event is emitted only after the status it describes was written: when
+// the write is refused, the reconcile fails and says nothing; the retry
+// writes and says it.
+func TestStatusIsWrittenOnceAndEventsFollowIt(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, db)
+	writes := &statusWrites{}
+	h.r.Client = writes.client()
+	rec := fakeRecorder(h)
+	key := h.create(t, "one-write")
+
+	writes.refuse.Store(true)
+	if _, err := h.r.Reconcile(context.Background(), reqOf(key)); err == nil {
+		t.Fatal("reconcile with its status write refused: no error")
+	}
+	if ev := drain(rec); len(ev) != 0 {
+		t.Errorf("events while the status write was refused: %q", ev)
+	}
+	if p := get(t, key).Status.Phase; p != "" {
+		t.Fatalf("phase %q written although the write was refused", p)
+	}
+
+	writes.refuse.Store(false)
+	writes.n.Store(0)
+	h.reconcile(t, key)
+	if n := writes.n.Load(); n != 1 {
+		t.Errorf("activation made %d status writes, want 1", n)
+	}
+	us := get(t, key)
+	if us.Status.Phase != uploadsv1.PhaseActive {
+		t.Fatalf("phase %q after activation", us.Status.Phase)
+	}
+	if ev := drain(rec); len(ev) != 1 || !strings.Contains(ev[0], uploadsv1.ReasonUploadsCreated) {
+		t.Errorf("events after activation: %q, want one %s", ev, uploadsv1.ReasonUploadsCreated)
+	}
+
+	// Nothing changed: nothing is written, nothing said.
+	writes.n.Store(0)
+	h.reconcile(t, key)
+	if n := writes.n.Load(); n != 0 {
+		t.Errorf("a reconcile with nothing new made %d status writes", n)
+	}
+	if ev := drain(rec); len(ev) != 0 {
+		t.Errorf("events with nothing new: %q", ev)
+	}
+}
+
+// failingActivation is the engine with activation failing, as when S3 or
+// PostgreSQL is down (the engine's own tests cover those with real faults;
+// here only the reconciler's bookkeeping of a failed step is under test).
+type failingActivation struct{ *uploads.Service }
+
+func (failingActivation) Activate(context.Context, uploads.Request) (uploads.Active, error) {
+	return uploads.Active{}, errors.New("S3 is down")
+}
+
+// observedGeneration says which spec the operator has acted on: a failed
+// reconcile leaves it where it was (the status still shows what it did
+// manage, Pending with the reason), a successful one moves it.
+func TestObservedGenerationMovesOnlyWhenAReconcileSucceeds(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, db)
+	key := h.create(t, "observed")
+	h.r.Uploads = failingActivation{h.svc}
+	if _, err := h.r.Reconcile(context.Background(), reqOf(key)); err == nil {
+		t.Fatal("activation failed but the reconcile did not")
+	}
+	us := get(t, key)
+	if us.Status.Phase != uploadsv1.PhasePending || us.Status.ObservedGeneration != 0 {
+		t.Fatalf("after a failed activation: phase %q observedGeneration %d; want Pending and 0", us.Status.Phase, us.Status.ObservedGeneration)
+	}
+	if c := meta.FindStatusCondition(us.Status.Conditions, uploadsv1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse || c.Reason != uploadsv1.ReasonCreatingUploads {
+		t.Errorf("Ready after a failed activation: %+v", c)
+	}
+	h.r.Uploads = h.svc
+	h.reconcile(t, key)
+	if us := get(t, key); us.Status.ObservedGeneration != us.Generation {
+		t.Errorf("after a successful reconcile observedGeneration %d, generation %d", us.Status.ObservedGeneration, us.Generation)
+	}
+}
+
+// Ready summarises the session for tools that read one condition: True while
+// it accepts parts with no finalize requested, False with the blocking reason
+// while a declared finalize waits for parts, True again once finalized.
+func TestReadyConditionFollowsTheLifecycle(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, db)
+	key, expiring := h.create(t, "ready"), h.create(t, "ready-expiring")
+	h.reconcileTo(t, expiring, uploadsv1.PhaseActive)
+	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
+	wantReady(t, us, metav1.ConditionTrue, uploadsv1.ReasonAcceptingParts)
+
+	us.Spec.Finalize = &uploadsv1.FinalizeSpec{Title: "Ready Castle"}
+	if err := k8s.Update(context.Background(), us); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile(t, key)
+	us = get(t, key)
+	wantReady(t, us, metav1.ConditionFalse, uploadsv1.ReasonIncompleteUpload)
+	if us.Status.ObservedGeneration != us.Generation {
+		t.Errorf("observedGeneration %d after acting on generation %d", us.Status.ObservedGeneration, us.Generation)
+	}
+
+	h.storeAllParts(t, uuid.MustParse(us.Status.SessionID))
+	_, us = h.reconcileTo(t, key, uploadsv1.PhaseFinalized)
+	wantReady(t, us, metav1.ConditionTrue, uploadsv1.ReasonFinalizeSucceeded)
+
+	h.clk.Step(ttl + 2*time.Second)
+	_, ex := h.reconcileTo(t, expiring, uploadsv1.PhaseExpired)
+	wantReady(t, ex, metav1.ConditionFalse, uploadsv1.ReasonExpired)
+}
+
+func reqOf(key client.ObjectKey) ctrl.Request { return ctrl.Request{NamespacedName: key} }
+
+// storeAllParts sends every part of the harness's one-file session (100
+// bytes, one part) through the engine, as the upload API would.
+func (h *harness) storeAllParts(t *testing.T, id uuid.UUID) {
+	t.Helper()
+	sess, err := h.svc.Session(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := db.Files(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 100)
+	_, _ = rand.Read(data)
+	if _, err := h.svc.StorePart(context.Background(), uploads.PartUpload{
+		Session: sess, File: files[0], PartNumber: 1, Body: bytes.NewReader(data), Size: 100}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantReady(t *testing.T, us *uploadsv1.UploadSession, status metav1.ConditionStatus, reason string) {
+	t.Helper()
+	c := meta.FindStatusCondition(us.Status.Conditions, uploadsv1.ConditionReady)
+	if c == nil || c.Status != status || c.Reason != reason || c.ObservedGeneration != us.Generation {
+		t.Errorf("%s: Ready = %+v; want %s %s at generation %d", us.Status.Phase, c, status, reason, us.Generation)
+	}
+}
