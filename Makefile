@@ -8,6 +8,8 @@ KUBEBUILDER_VERSION    ?= v4.16.0
 VERSITYGW_VERSION      ?= v1.8.0
 GOLANGCI_LINT_VERSION  ?= v2.15.0
 TUSD_VERSION           ?= v2.9.1
+KUSTOMIZE_VERSION      ?= v5.8.2
+HELM_VERSION           ?= v4.3.2
 K8S_VERSION            ?= 1.37.2
 
 BIN        := $(CURDIR)/bin
@@ -17,9 +19,21 @@ VERSITYGW      := $(BIN)/versitygw-$(VERSITYGW_VERSION)
 KUBEBUILDER    := $(BIN)/kubebuilder-$(KUBEBUILDER_VERSION)
 GOLANGCI_LINT  := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 TUSD           := $(BIN)/tusd-$(TUSD_VERSION)
+HELM           := $(BIN)/helm-$(HELM_VERSION)
+KUSTOMIZE      := $(BIN)/kustomize-$(KUSTOMIZE_VERSION)
+KUBECTL        ?= kubectl
+CONTAINER_TOOL ?= docker
+
+# The operator's image. Defaults to the one config/operator pins, so a plain
+# `make deploy` installs what `kubectl apply -k config/default` would.
+IMG ?= $(shell awk '/newName:/ {n=$$2} /newTag:/ {t=$$2} END {print n ":" t}' config/operator/kustomization.yaml)
+# Where `make build-installer` writes the single-file install (not committed:
+# it is a release artifact, rendered for the IMG being released).
+INSTALLER ?= dist/install.yaml
 
 export KUBEBUILDER_ASSETS := $(K8S_ASSETS)
 export VERSITYGW_BIN      := $(VERSITYGW)
+export HELM_BIN           := $(HELM)
 
 TEST_TIMEOUT ?= 30m
 # Inputs per fuzz target in `make test` (hack/fuzz.sh).
@@ -30,19 +44,39 @@ SEED         ?= 1
 .PHONY: all
 all: build
 
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target> [VAR=value]\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
 ##@ Development
 
+# The Helm chart ships copies of the CRD and the alert rules, which its tests
+# (test/e2e/helm_test.go) hold byte for byte to config/'s.
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRD, RBAC and deepcopy code from the kubebuilder markers.
-	$(CONTROLLER_GEN) object paths=./api/...
+manifests: $(CONTROLLER_GEN) ## Generate the CRD (config/crd) and the manager's ClusterRole (config/rbac) from the markers.
 	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	cp config/crd/bases/*.yaml dist/chart/crds/
+	cp config/prometheus/alerts.yaml dist/chart/files/alerts.yaml
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate the deepcopy code (api/…/zz_generated.deepcopy.go).
+	$(CONTROLLER_GEN) object paths=./api/...
 
 .PHONY: fmt vet
-fmt:
+fmt: ## Format every Go file with gofmt.
 	gofmt -l -w $$(git ls-files '*.go')
-vet:
+vet: ## Run go vet.
 	go vet ./...
+
+# The manager needs DATABASE_URL, REDIS_URL and S3_BUCKET (with S3_ENDPOINT and
+# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for a store other than AWS); the rest
+# of README's Configuration has defaults. The CRD must be installed.
+.PHONY: run
+run: ## Run the manager from source against the current kubeconfig (needs DATABASE_URL, REDIS_URL, S3_BUCKET; `make install` first).
+	go run ./cmd/manager
 
 .PHONY: build
 build: ## Build the manager and dev environment binaries.
@@ -51,7 +85,7 @@ build: ## Build the manager and dev environment binaries.
 	go build -o $(BIN)/mocupload ./cmd/mocupload
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(VERSITYGW) k8s ## Install every pinned tool into bin/.
+tools: $(CONTROLLER_GEN) $(VERSITYGW) $(KUSTOMIZE) $(HELM) k8s ## Install every pinned tool into bin/.
 
 .PHONY: k8s
 k8s: ## Build etcd and kube-apiserver from Go modules into bin/k8s/ (once).
@@ -61,9 +95,18 @@ $(CONTROLLER_GEN):
 	GOBIN=$(BIN)/.gobin go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(BIN)/.gobin/controller-gen $@
 
+$(KUSTOMIZE):
+	GOBIN=$(BIN)/.gobin go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv $(BIN)/.gobin/kustomize $@
+
 $(VERSITYGW):
 	GOBIN=$(BIN)/.gobin go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 	mv $(BIN)/.gobin/versitygw $@
+
+# helm renders and lints the chart in dist/chart (test/e2e/helm_test.go).
+$(HELM):
+	GOBIN=$(BIN)/.gobin go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(BIN)/.gobin/helm $@
 
 # tusd, the tus reference server, is the peer `make bench` compares against
 # (its S3 store on the same versitygw); only the benchmark needs it.
@@ -87,6 +130,42 @@ $(KUBEBUILDER):
 dev: tools build ## Run the operator with a local control plane, PostgreSQL, Redis and S3 (Ctrl-C stops all).
 	hack/ensure-services.sh
 	$(BIN)/devenv
+
+##@ Build
+
+# Both need a container engine with a running daemon (CONTAINER_TOOL=podman works too).
+.PHONY: docker-build docker-push
+docker-build: ## Build the operator's image IMG with CONTAINER_TOOL (docker; needs a running engine).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+docker-push: ## Push the image IMG with CONTAINER_TOOL.
+	$(CONTAINER_TOOL) push $(IMG)
+
+# config/default rendered with IMG from a throw-away copy of config/, so that
+# `kustomize edit set image` never writes to the work tree.
+RENDER_DEFAULT = tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -R config "$$tmp/" && \
+	(cd "$$tmp/config/operator" && $(KUSTOMIZE) edit set image upload-operator=$(IMG)) && \
+	$(KUSTOMIZE) build "$$tmp/config/default"
+
+.PHONY: build-installer
+build-installer: $(KUSTOMIZE) ## Render config/default with IMG into one file, INSTALLER (dist/install.yaml).
+	mkdir -p $(dir $(INSTALLER))
+	$(RENDER_DEFAULT) > $(INSTALLER).tmp
+	mv $(INSTALLER).tmp $(INSTALLER)
+
+##@ Deployment
+
+# Server-side apply keeps no last-applied copy in an annotation (which a CRD's
+# schema can outgrow); --force-conflicts: these targets own what they apply, as
+# a plain apply would.
+.PHONY: install uninstall deploy undeploy
+install: ## Install the CRD into the cluster of the current kubeconfig (KUBECTL).
+	$(KUBECTL) apply --server-side --force-conflicts -k config/crd
+uninstall: ## Delete the CRD, and with it every UploadSession, from the cluster.
+	$(KUBECTL) delete --ignore-not-found -k config/crd
+deploy: $(KUSTOMIZE) ## Deploy config/default with the image IMG (create the upload-operator-env Secret too: docs/operations.md).
+	$(RENDER_DEFAULT) | $(KUBECTL) apply --server-side --force-conflicts -f -
+undeploy: $(KUSTOMIZE) ## Delete what `make deploy` created: the namespace (its Secret too), RBAC, the CRD and every session.
+	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
 
 ##@ Tests
 
@@ -120,12 +199,8 @@ model: ## Model-check the finalize protocol (hack/model/finalize.pml) with spin,
 	hack/model/check.sh
 
 .PHONY: verify-generated
-verify-generated: manifests ## Fail when generated code or manifests differ from what is committed.
-	git diff --exit-code -- api config
-
-.PHONY: help
-help:
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+verify-generated: generate manifests ## Fail when generated code or manifests differ from what is committed.
+	git diff --exit-code -- api config dist/chart/crds dist/chart/files
 
 .PHONY: evidence
 evidence: build ## Run the story's HTTP plan against a running `make dev`; rewrite docs/evidence/STORY-01726.md.

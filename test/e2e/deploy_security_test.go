@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	authzv1 "k8s.io/api/authorization/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -20,7 +21,8 @@ const operatorSA = "system:serviceaccount:upload-operator-system:upload-operator
 // The operator's RBAC, applied as config/default ships it, grants what it needs
 // and nothing more: Leases only in its own namespace; sessions, their status
 // and finalizers; Events; reviews; no Secrets, no Pods, no plain update of
-// sessions. Asked of the real API server with SubjectAccessReviews.
+// sessions. Asked of the real API server with SubjectAccessReviews, as is what
+// tenants get from the editor and viewer roles.
 func TestOperatorRoleIsLeastPrivilege(t *testing.T) {
 	out := mustKubectl(t, "kustomize", "config/default")
 	if o, err := kubectl(t, "create", "namespace", "upload-operator-system"); err != nil && !strings.Contains(o, "AlreadyExists") {
@@ -54,18 +56,97 @@ func TestOperatorRoleIsLeastPrivilege(t *testing.T) {
 		{"list", "", "pods", "", "team-a", false},
 		{"create", "", "serviceaccounts", "token", "team-a", false},
 	} {
-		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authzv1.SubjectAccessReview{
-			Spec: authzv1.SubjectAccessReviewSpec{User: operatorSA, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:upload-operator-system"},
-				ResourceAttributes: &authzv1.ResourceAttributes{Verb: tc.verb, Group: tc.group, Resource: tc.resource,
-					Subresource: tc.subresource, Namespace: tc.namespace}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sar.Status.Allowed != tc.allowed {
-			t.Errorf("%s %s/%s %s in %q: allowed=%v, want %v", tc.verb, tc.resource, tc.subresource, tc.group, tc.namespace, sar.Status.Allowed, tc.allowed)
+		allowed := accessAllowed(t, cs, operatorSA, []string{"system:serviceaccounts", "system:serviceaccounts:upload-operator-system"},
+			authzv1.ResourceAttributes{Verb: tc.verb, Group: tc.group, Resource: tc.resource, Subresource: tc.subresource, Namespace: tc.namespace})
+		if allowed != tc.allowed {
+			t.Errorf("%s %s/%s %s in %q: allowed=%v, want %v", tc.verb, tc.resource, tc.subresource, tc.group, tc.namespace, allowed, tc.allowed)
 		}
 	}
+
+	// Tenants get sessions through the built-in roles: the editor role is
+	// picked by the aggregation selectors of edit and admin, the viewer role by
+	// view's. envtest runs no kube-controller-manager, which folds the picked
+	// rules into those roles, so the rules are checked by binding the two roles
+	// directly in a namespace.
+	picks := func(builtin string) map[string]bool {
+		role, err := cs.RbacV1().ClusterRoles().Get(context.Background(), builtin, metav1.GetOptions{})
+		must(t, err)
+		if role.AggregationRule == nil {
+			t.Fatalf("the built-in %s ClusterRole has no aggregation rule", builtin)
+		}
+		picked := map[string]bool{}
+		for _, sel := range role.AggregationRule.ClusterRoleSelectors {
+			s, err := metav1.LabelSelectorAsSelector(&sel)
+			must(t, err)
+			roles, err := cs.RbacV1().ClusterRoles().List(context.Background(), metav1.ListOptions{LabelSelector: s.String()})
+			must(t, err)
+			for _, r := range roles.Items {
+				picked[r.Name] = true
+			}
+		}
+		return picked
+	}
+	const editor, viewer = "upload-operator-uploadsession-editor-role", "upload-operator-uploadsession-viewer-role"
+	edit, admin, view := picks("edit"), picks("admin"), picks("view")
+	if !edit[editor] || !admin[editor] || view[editor] {
+		t.Errorf("%s: aggregated into edit %v, admin %v, view %v; want edit and admin only", editor, edit[editor], admin[editor], view[editor])
+	}
+	if !view[viewer] || edit[viewer] || admin[viewer] {
+		t.Errorf("%s: aggregated into view %v, edit %v, admin %v; want view only (edit has view's rules)", viewer, view[viewer], edit[viewer], admin[viewer])
+	}
+	const tenantNS = "rbac-tenants"
+	if o, err := kubectl(t, "create", "namespace", tenantNS); err != nil && !strings.Contains(o, "AlreadyExists") {
+		t.Fatal(o)
+	}
+	for user, role := range map[string]string{"tenant-editor": editor, "tenant-viewer": viewer} {
+		mustKubectl(t, "-n", tenantNS, "create", "rolebinding", user, "--clusterrole="+role, "--user="+user)
+		t.Cleanup(func() { _, _ = kubectl(t, "-n", tenantNS, "delete", "rolebinding", user) })
+	}
+	// The authorizer sees new bindings through its informers, a moment later.
+	waitFor(t, 10*time.Second, "the tenant bindings to take effect", func() (bool, string) {
+		return accessAllowed(t, cs, "tenant-viewer", nil, authzv1.ResourceAttributes{Verb: "list", Group: "uploads.mocs.dev",
+			Resource: "uploadsessions", Namespace: tenantNS}) &&
+			accessAllowed(t, cs, "tenant-editor", nil, authzv1.ResourceAttributes{Verb: "list", Group: "uploads.mocs.dev",
+				Resource: "uploadsessions", Namespace: tenantNS}), "not allowed yet"
+	})
+	for _, tc := range []struct {
+		user, verb, subresource, namespace string
+		allowed                            bool
+	}{
+		{"tenant-editor", "create", "", tenantNS, true},
+		{"tenant-editor", "update", "", tenantNS, true},
+		{"tenant-editor", "patch", "", tenantNS, true},
+		{"tenant-editor", "delete", "", tenantNS, true},
+		{"tenant-editor", "watch", "", tenantNS, true},
+		{"tenant-editor", "get", "status", tenantNS, true},
+		{"tenant-editor", "patch", "status", tenantNS, false},
+		{"tenant-editor", "assign-owner", "", tenantNS, false},
+		{"tenant-editor", "create", "", "team-a", false},
+		{"tenant-viewer", "get", "", tenantNS, true},
+		{"tenant-viewer", "list", "", tenantNS, true},
+		{"tenant-viewer", "get", "status", tenantNS, true},
+		{"tenant-viewer", "create", "", tenantNS, false},
+		{"tenant-viewer", "delete", "", tenantNS, false},
+		{"tenant-viewer", "list", "", "team-a", false},
+	} {
+		allowed := accessAllowed(t, cs, tc.user, nil, authzv1.ResourceAttributes{Verb: tc.verb, Group: "uploads.mocs.dev",
+			Resource: "uploadsessions", Subresource: tc.subresource, Namespace: tc.namespace})
+		if allowed != tc.allowed {
+			t.Errorf("%s: %s uploadsessions/%s in %q: allowed=%v, want %v", tc.user, tc.verb, tc.subresource, tc.namespace, allowed, tc.allowed)
+		}
+	}
+}
+
+// accessAllowed asks the API server whether user (in groups) may do what attrs describe.
+func accessAllowed(t *testing.T, cs kubernetes.Interface, user string, groups []string, attrs authzv1.ResourceAttributes) bool {
+	t.Helper()
+	sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authzv1.SubjectAccessReview{
+		Spec: authzv1.SubjectAccessReviewSpec{User: user, Groups: groups, ResourceAttributes: &attrs},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sar.Status.Allowed
 }
 
 // The network policy lets the upload API be reached only from namespaces

@@ -1,0 +1,629 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+const chartDir = "dist/chart"
+
+// helmBinary is the helm `make tools` builds (HELM_BIN, which the Makefile
+// exports), or the newest one in bin/ when the test runs outside make.
+func helmBinary(t *testing.T) string {
+	t.Helper()
+	if b := os.Getenv("HELM_BIN"); b != "" {
+		return b
+	}
+	found, _ := filepath.Glob(filepath.Join(repo, "bin", "helm-*"))
+	if len(found) == 0 {
+		t.Fatal("no helm: set HELM_BIN or run `make tools` (it builds bin/helm-<version>)")
+	}
+	sort.Strings(found)
+	return found[len(found)-1]
+}
+
+// helm runs the helm binary in the repository with its cache and config in a
+// temporary directory, so that a test run never reads or writes the user's.
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	home := t.TempDir()
+	cmd := exec.Command(helmBinary(t), args...)
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config",
+		"HELM_DATA_HOME="+home+"/data", "KUBECONFIG="+stack.Kubeconfig)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String() + errb.String(), err
+	}
+	return out.String(), nil
+}
+
+// helmTemplate renders the chart (with its CRD) for a release with values set
+// by --set (sets) and --set-json (jsons).
+func helmTemplate(t *testing.T, release, namespace string, sets, jsons []string) string {
+	t.Helper()
+	args := []string{"template", release, chartDir, "--namespace", namespace, "--include-crds"}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	for _, s := range jsons {
+		args = append(args, "--set-json", s)
+	}
+	out, err := helm(t, args...)
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// chartCases are the value sets the chart is rendered and dry-run applied
+// with: the defaults, and every option on in some case.
+var chartCases = []struct {
+	name        string
+	sets, jsons []string
+	want        []string // objects the dry run must name
+	wantNot     []string
+}{
+	{name: "defaults",
+		want: []string{"deployment.apps/helm-dry-run-upload-operator-controller-manager", "networkpolicy.networking.k8s.io/",
+			"poddisruptionbudget.policy/", "validatingadmissionpolicy.admissionregistration.k8s.io/owner.uploads.mocs.dev",
+			"clusterrole.rbac.authorization.k8s.io/helm-dry-run-upload-operator-metrics-reader",
+			"customresourcedefinition.apiextensions.k8s.io/uploadsessions.uploads.mocs.dev"},
+		wantNot: []string{"servicemonitor", "prometheusrule", "certificate", "issuer"}},
+	{name: "existing secrets, no network policy",
+		sets: []string{"envSecret.enabled=false", "database.existingSecret=upload-pg", "database.urlKey=url",
+			"redis.existingSecret=upload-redis", "redis.urlKey=url", "s3.existingSecret=upload-s3", "s3.bucket=mocs",
+			"s3.region=eu-west-1", "s3.endpoint=https://s3.example.internal", "networkPolicy.enabled=false",
+			"podDisruptionBudget.enabled=false", "admissionPolicy.enabled=false"},
+		want:    []string{"deployment.apps/helm-dry-run-upload-operator-controller-manager"},
+		wantNot: []string{"networkpolicy", "poddisruptionbudget", "validatingadmissionpolicy"}},
+	{name: "everything on",
+		sets: []string{"tls.enabled=true", "serviceMonitor.enabled=true", "serviceMonitor.labels.release=prometheus",
+			"prometheusRule.enabled=true", "prometheusRule.labels.release=prometheus",
+			"database.existingSecret=upload-pg", "redis.existingSecret=upload-redis", "s3.existingSecret=upload-s3",
+			"s3.bucket=mocs", "s3.presignEndpoint=https://s3.example.internal", "database.statementTimeout=20s",
+			"redis.keyPrefix=mocs:", "settings.sessionTTL=2h", "settings.sessionRetention=72h",
+			"settings.maxActiveSessionsPerUser=50", "settings.maxFileSizeBytes=10GiB", "settings.maxFilesPerSession=100",
+			"settings.maxPartSizeBytes=64MiB", "settings.finalizeRateLimit=20/1m", "settings.sessionCreateRateLimit=60/1m",
+			"settings.watchNamespace=uploads", "settings.slugConflictStrategy=PROMPT_USER", "settings.logLevel=debug",
+			"settings.logFormat=text", "browserUploads.enabled=true", "replicas=3", "priorityClassName=system-cluster-critical",
+			"image.digest=sha256:" + strings.Repeat("a", 64), "nodeSelector.kubernetes\\.io/os=linux",
+			"podAnnotations.team=platform", "podLabels.tier=uploads", "service.annotations.team=platform",
+			"serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/uploads"},
+		jsons: []string{`settings.adminGroups=["platform-admins"]`, `settings.uploadAllowedGroups=["uploaders","designers"]`,
+			`settings.authAudiences=["uploads.mocs.dev","uploads"]`, `settings.allowedContentTypes=["application/pdf","image/png"]`,
+			`browserUploads.allowedOrigins=["https://uploads.example.internal"]`,
+			`extraEnv=[{"name":"ORPHAN_SWEEP_INTERVAL","value":"10m"}]`,
+			`tolerations=[{"key":"dedicated","operator":"Equal","value":"uploads","effect":"NoSchedule"}]`,
+			`affinity={"nodeAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":1,"preference":{"matchExpressions":[{"key":"pool","operator":"In","values":["io"]}]}}]}}`,
+			`topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone","whenUnsatisfiable":"ScheduleAnyway","labelSelector":{"matchLabels":{"app.kubernetes.io/name":"upload-operator"}}}]`,
+			`networkPolicy.egressTo=[{"ipBlock":{"cidr":"10.0.0.0/8"}}]`,
+			`metricsReader.subjects=[{"kind":"ServiceAccount","name":"prometheus","namespace":"monitoring"}]`,
+			`imagePullSecrets=[{"name":"registry"}]`},
+		want: []string{"servicemonitor.monitoring.coreos.com/helm-dry-run-upload-operator-controller-manager",
+			"prometheusrule.monitoring.coreos.com/helm-dry-run-upload-operator-alerts",
+			"certificate.cert-manager.io/helm-dry-run-upload-operator-upload-api", "issuer.cert-manager.io/helm-dry-run-upload-operator-selfsigned",
+			"clusterrolebinding.rbac.authorization.k8s.io/helm-dry-run-upload-operator-metrics-reader", "networkpolicy.networking.k8s.io/"}},
+	{name: "TLS from a CA issuer",
+		sets:    []string{"tls.enabled=true", "tls.certManager.issuerRef.kind=ClusterIssuer", "tls.certManager.issuerRef.name=corp-ca"},
+		want:    []string{"certificate.cert-manager.io/helm-dry-run-upload-operator-upload-api"},
+		wantNot: []string{"issuer.cert-manager.io"}},
+	{name: "TLS from an existing Secret",
+		sets:    []string{"tls.enabled=true", "tls.certManager.enabled=false", "tls.secretName=upload-api-cert"},
+		want:    []string{"deployment.apps/helm-dry-run-upload-operator-controller-manager"},
+		wantNot: []string{"certificate", "issuer"}},
+}
+
+// The chart passes helm lint, with the defaults and with every option on.
+func TestHelmLint(t *testing.T) {
+	out, err := helm(t, "lint", "--strict", chartDir)
+	if err != nil || !strings.Contains(out, "1 chart(s) linted, 0 chart(s) failed") {
+		t.Fatalf("helm lint %s: %v\n%s", chartDir, err, out)
+	}
+	for _, c := range chartCases {
+		args := []string{"lint", "--strict", chartDir}
+		for _, s := range c.sets {
+			args = append(args, "--set", s)
+		}
+		for _, s := range c.jsons {
+			args = append(args, "--set-json", s)
+		}
+		if out, err := helm(t, args...); err != nil {
+			t.Errorf("helm lint with %s: %v\n%s", c.name, err, out)
+		}
+	}
+}
+
+// Values the operator would refuse at start-up are refused when the chart
+// renders, saying what to set.
+func TestHelmRefusesBadValues(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		sets       []string
+	}{
+		{"no database", "database.existingSecret is required", []string{"envSecret.enabled=false", "redis.existingSecret=r", "s3.bucket=b"}},
+		{"no redis", "redis.existingSecret is required", []string{"envSecret.enabled=false", "database.existingSecret=d", "s3.bucket=b"}},
+		{"no bucket", "s3.bucket is required", []string{"envSecret.enabled=false", "database.existingSecret=d", "redis.existingSecret=r"}},
+		{"everyone an admin", "adminGroups", []string{"settings.adminGroups[0]=system:authenticated"}},
+		{"browser uploads from nowhere", "browserUploads.allowedOrigins", []string{"browserUploads.enabled=true"}},
+		{"a moving tag", "tag", []string{"image.tag=latest"}},
+		{"an unknown value", "additional properties", []string{"sesionTTL=2h"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"template", "x", chartDir}
+			for _, s := range tc.sets {
+				args = append(args, "--set", s)
+			}
+			out, err := helm(t, args...)
+			if err == nil {
+				t.Fatalf("rendered with %v", tc.sets)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("error does not name %q:\n%s", tc.want, out)
+			}
+		})
+	}
+}
+
+// testCRDs stand in for the Prometheus Operator's and cert-manager's CRDs,
+// which envtest does not have: enough for the API server to accept (and a
+// dry run to check) the chart's ServiceMonitor, PrometheusRule, Certificate
+// and Issuer, though not to validate their fields.
+const testCRDs = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: servicemonitors.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: prometheusrules.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules, singular: prometheusrule}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: certificates.cert-manager.io}
+spec:
+  group: cert-manager.io
+  names: {kind: Certificate, listKind: CertificateList, plural: certificates, singular: certificate}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: issuers.cert-manager.io}
+spec:
+  group: cert-manager.io
+  names: {kind: Issuer, listKind: IssuerList, plural: issuers, singular: issuer}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+`
+
+// The API server accepts everything the chart renders (server-side dry run),
+// with the defaults and with each option on.
+func TestHelmTemplateDryRun(t *testing.T) {
+	const ns = "helm-dry-run"
+	if o, err := kubectl(t, "create", "namespace", ns); err != nil && !strings.Contains(o, "AlreadyExists") {
+		t.Fatal(o)
+	}
+	if out, err := kubectlStdin(t, testCRDs, "apply", "--server-side", "--field-manager=helm-test", "-f", "-"); err != nil {
+		t.Fatalf("stand-in CRDs: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := kubectlStdin(t, testCRDs, "delete", "--ignore-not-found", "-f", "-"); err != nil {
+			t.Errorf("deleting the stand-in CRDs: %v\n%s", err, out)
+		}
+	})
+	mustKubectl(t, "wait", "--for=condition=Established", "--timeout=60s",
+		"crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com",
+		"crd/certificates.cert-manager.io", "crd/issuers.cert-manager.io")
+
+	for _, c := range chartCases {
+		t.Run(c.name, func(t *testing.T) {
+			out := helmTemplate(t, "helm-dry-run", ns, c.sets, c.jsons)
+			for _, env := range deploymentEnvNames(t, out) {
+				if !operatorReads(t, env) {
+					t.Errorf("the Deployment sets %s, which the operator does not read (internal/config)", env)
+				}
+			}
+			res, err := kubectlStdin(t, out, "apply", "--server-side", "--dry-run=server", "--field-manager=helm-test",
+				"--force-conflicts", "-f", "-")
+			if err != nil {
+				t.Fatalf("server-side dry run: %v\n%s", err, res)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(res, w) {
+					t.Errorf("dry run does not name %q:\n%s", w, res)
+				}
+			}
+			for _, w := range c.wantNot {
+				if strings.Contains(res, w+".") || strings.Contains(res, w+"/") {
+					t.Errorf("dry run names %q, which these values leave out:\n%s", w, res)
+				}
+			}
+			if !strings.Contains(res, "(server dry run)") {
+				t.Errorf("not a dry run:\n%s", res)
+			}
+		})
+	}
+}
+
+// deploymentEnvNames are the names of the env vars the rendered Deployment sets.
+func deploymentEnvNames(t *testing.T, rendered string) []string {
+	t.Helper()
+	var names []string
+	for _, o := range parseManifests(t, rendered) {
+		if o.kind() != "Deployment" {
+			continue
+		}
+		for _, c := range dig(o.obj, "spec", "template", "spec", "containers").([]any) {
+			env, _ := c.(map[string]any)["env"].([]any)
+			for _, e := range env {
+				names = append(names, e.(map[string]any)["name"].(string))
+			}
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("no Deployment with env vars in the chart's output")
+	}
+	return names
+}
+
+var configEnvName = regexp.MustCompile(`"([A-Z][A-Z0-9]*_[A-Z0-9_]+)"`)
+
+// operatorReads tells whether the variable is named in internal/config, which
+// reads them all (or is the Go runtime's).
+func operatorReads(t *testing.T, name string) bool {
+	t.Helper()
+	if name == "GOMEMLIMIT" {
+		return true
+	}
+	files, err := filepath.Glob(filepath.Join(repo, "internal", "config", "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("internal/config: %v", err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range configEnvName.FindAllStringSubmatch(string(src), -1) {
+			if m[1] == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// The chart's defaults install what config/default does, and its TLS,
+// ServiceMonitor and alert options what config/tls and config/prometheus add:
+// the same objects under the same names (for a release called
+// upload-operator), the CRD and alert rules byte for byte, the same RBAC
+// rules, Deployment (env, ports, probes, security contexts, resources,
+// volumes), Services, PDB, NetworkPolicy and admission policy. Labels and
+// selectors may add to config/'s, not differ.
+func TestHelmChartInStepWithConfig(t *testing.T) {
+	t.Run("copied files", func(t *testing.T) {
+		bases, err := filepath.Glob(filepath.Join(repo, "config", "crd", "bases", "*.yaml"))
+		if err != nil || len(bases) == 0 {
+			t.Fatalf("no CRD in config/crd/bases: %v", err)
+		}
+		charted, _ := filepath.Glob(filepath.Join(repo, chartDir, "crds", "*.yaml"))
+		if len(charted) != len(bases) {
+			t.Errorf("%s/crds has %d files, config/crd/bases %d: run `make manifests`", chartDir, len(charted), len(bases))
+		}
+		for _, b := range bases {
+			want, err := os.ReadFile(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(filepath.Join(repo, chartDir, "crds", filepath.Base(b)))
+			if err != nil {
+				t.Errorf("%v: run `make manifests`", err)
+			} else if !bytes.Equal(got, want) {
+				t.Errorf("%s/crds/%s differs from config/crd/bases: run `make manifests`", chartDir, filepath.Base(b))
+			}
+		}
+		want, err := os.ReadFile(filepath.Join(repo, "config", "prometheus", "alerts.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(filepath.Join(repo, chartDir, "files", "alerts.yaml")); err != nil {
+			t.Errorf("%v: run `make manifests`", err)
+		} else if !bytes.Equal(got, want) {
+			t.Errorf("%s/files/alerts.yaml differs from config/prometheus/alerts.yaml: run `make manifests`", chartDir)
+		}
+	})
+
+	for _, c := range []struct{ dir, set string }{{"config/default", ""}, {"config/tls", "tls.enabled=true"}} {
+		t.Run(c.dir, func(t *testing.T) {
+			var sets []string
+			if c.set != "" {
+				sets = append(sets, c.set)
+			}
+			want := parseManifests(t, mustKubectl(t, "kustomize", c.dir))
+			got := parseManifests(t, helmTemplate(t, "upload-operator", "upload-operator-system", sets, nil))
+			for _, d := range compareManifests(want, got) {
+				t.Error(d)
+			}
+		})
+	}
+
+	// config/prometheus's objects are applied on their own, under the names
+	// their files give them: compared by kind.
+	t.Run("config/prometheus", func(t *testing.T) {
+		files, err := filepath.Glob(filepath.Join(repo, "config", "prometheus", "*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]manifest{}
+		for _, m := range parseManifests(t, helmTemplate(t, "upload-operator", "upload-operator-system",
+			[]string{"serviceMonitor.enabled=true", "prometheusRule.enabled=true"}, nil)) {
+			got[m.kind()] = m
+		}
+		for _, f := range files {
+			if filepath.Base(f) == "kustomization.yaml" {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range parseManifests(t, string(b)) {
+				g, ok := got[w.kind()]
+				if !ok {
+					t.Errorf("%s (%s): in config/prometheus, not in the chart", w.id(), filepath.Base(f))
+					continue
+				}
+				var diffs []string
+				if labels := dig(w.obj, "metadata", "labels"); labels != nil {
+					walk(w.kind()+" ("+filepath.Base(f)+")", "metadata.labels", normalize(labels),
+						normalize(dig(g.obj, "metadata", "labels")), &diffs)
+				}
+				walk(w.kind()+" ("+filepath.Base(f)+")", "spec", normalize(w.obj["spec"]), normalize(g.obj["spec"]), &diffs)
+				for _, d := range diffs {
+					t.Error(d)
+				}
+			}
+		}
+	})
+}
+
+type manifest struct{ obj map[string]any }
+
+func (m manifest) kind() string { s, _ := m.obj["kind"].(string); return s }
+func (m manifest) name() string { s, _ := dig(m.obj, "metadata", "name").(string); return s }
+func (m manifest) id() string   { return m.kind() + "/" + m.name() }
+
+func parseManifests(t *testing.T, out string) []manifest {
+	t.Helper()
+	var ms []manifest
+	for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(out, -1) {
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatalf("%v in\n%s", err, doc)
+		}
+		if len(obj) > 0 {
+			ms = append(ms, manifest{obj})
+		}
+	}
+	return ms
+}
+
+func dig(v any, path ...string) any {
+	for _, p := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[p]
+	}
+	return v
+}
+
+// compareManifests names every way the chart's objects (got) differ from
+// config/'s (want). config/'s Namespace is left to Helm (--create-namespace).
+func compareManifests(want, got []manifest) []string {
+	var diffs []string
+	byID := map[string]manifest{}
+	for _, g := range got {
+		byID[g.id()] = g
+	}
+	seen := map[string]bool{}
+	for _, w := range want {
+		if w.kind() == "Namespace" {
+			continue
+		}
+		seen[w.id()] = true
+		g, ok := byID[w.id()]
+		if !ok {
+			diffs = append(diffs, fmt.Sprintf("%s: in config/, not in the chart", w.id()))
+			continue
+		}
+		diffs = append(diffs, compareObject(w, g)...)
+	}
+	for _, g := range got {
+		if !seen[g.id()] {
+			diffs = append(diffs, fmt.Sprintf("%s: in the chart, not in config/", g.id()))
+		}
+	}
+	return diffs
+}
+
+// labelPaths are label maps and selectors, where the chart adds its release
+// and version labels to config/'s.
+var labelPaths = []string{
+	"metadata.labels", "metadata.annotations", "spec.selector", "spec.selector.matchLabels", "spec.podSelector.matchLabels",
+	"spec.template.metadata.labels", "spec.template.spec.topologySpreadConstraints[*].labelSelector.matchLabels",
+}
+
+// chartMayAdd are the only fields the chart sets where config/ leaves them
+// to the API server's defaults.
+var chartMayAdd = []string{
+	"metadata.labels", "metadata.annotations", "spec.type", "spec.template.spec.containers[*].imagePullPolicy",
+}
+
+// compareObject compares an object of config/ with the chart's, but for its
+// name and namespace (compared by id, and set by the release).
+func compareObject(want, got manifest) []string {
+	var diffs []string
+	walk(want.id(), "", normalize(want.obj), normalize(got.obj), &diffs)
+	return diffs
+}
+
+var listIndex = regexp.MustCompile(`\[[^\]]*\]`)
+
+func walk(id, path string, w, g any, diffs *[]string) {
+	if path == "metadata.name" || path == "metadata.namespace" {
+		return
+	}
+	join := func(k string) string {
+		if path == "" || strings.HasPrefix(k, "[") {
+			return path + k
+		}
+		return path + "." + k
+	}
+	star := func(p string) string { return listIndex.ReplaceAllString(p, "[*]") }
+	switch wv := w.(type) {
+	case map[string]any:
+		gv, ok := g.(map[string]any)
+		if !ok {
+			*diffs = append(*diffs, fmt.Sprintf("%s %s: config/ has %s, the chart %s", id, path, show(w), show(g)))
+			return
+		}
+		for _, k := range sortedKeys(wv) {
+			if _, ok := gv[k]; !ok {
+				*diffs = append(*diffs, fmt.Sprintf("%s %s: in config/ (%s), not in the chart", id, join(k), show(wv[k])))
+				continue
+			}
+			walk(id, join(k), wv[k], gv[k], diffs)
+		}
+		for _, k := range sortedKeys(gv) {
+			if _, ok := wv[k]; ok || slices.Contains(labelPaths, star(path)) || slices.Contains(chartMayAdd, star(join(k))) {
+				continue
+			}
+			*diffs = append(*diffs, fmt.Sprintf("%s %s: in the chart (%s), not in config/", id, join(k), show(gv[k])))
+		}
+	case []any:
+		gv, ok := g.([]any)
+		if !ok || len(gv) != len(wv) {
+			*diffs = append(*diffs, fmt.Sprintf("%s %s: config/ has %s, the chart %s", id, path, show(w), show(g)))
+			return
+		}
+		for i := range wv {
+			walk(id, fmt.Sprintf("%s[%d]", path, i), wv[i], gv[i], diffs)
+		}
+	case string:
+		// CEL ignores whitespace, and YAML parsers differ on the line breaks
+		// of a folded expression (kustomize keeps one more than kubectl).
+		if gs, ok := g.(string); ok && celFields[path[strings.LastIndex(path, ".")+1:]] {
+			w, g = strings.Join(strings.Fields(wv), " "), strings.Join(strings.Fields(gs), " ")
+		}
+		if w != g {
+			*diffs = append(*diffs, fmt.Sprintf("%s %s: config/ has %s, the chart %s", id, path, show(w), show(g)))
+		}
+	default:
+		if !reflect.DeepEqual(w, g) {
+			*diffs = append(*diffs, fmt.Sprintf("%s %s: config/ has %s, the chart %s", id, path, show(w), show(g)))
+		}
+	}
+}
+
+var celFields = map[string]bool{"expression": true, "messageExpression": true}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// normalize turns lists whose items all have distinct names into maps keyed
+// "[name]", so that a difference is reported by name (env[GOMEMLIMIT]), not
+// by position.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = normalize(e)
+		}
+		return out
+	case []any:
+		keyed := make(map[string]any, len(x))
+		for _, e := range x {
+			m, ok := e.(map[string]any)
+			name, _ := dig(m, "name").(string)
+			if !ok || name == "" {
+				keyed = nil
+				break
+			}
+			if _, dup := keyed["["+name+"]"]; dup {
+				keyed = nil
+				break
+			}
+			keyed["["+name+"]"] = normalize(e)
+		}
+		if len(keyed) > 0 {
+			return keyed
+		}
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = normalize(e)
+		}
+		return out
+	}
+	return v
+}
+
+func show(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
