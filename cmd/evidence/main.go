@@ -165,7 +165,8 @@ func (e *evidence) scenarios() error {
 	e.vars["sessionId"], e.vars["fileId"] = created.SessionID, created.Files[0].FileID
 	part1, part2 := make([]byte, 5<<20), make([]byte, 1<<20)
 
-	// S3-HP-001: the first two attempts are reset by the proxy.
+	// The section titles keep the plan's test ids: the evidence document is
+	// read against the plan.
 	e.section("uploadPartS3Retry — S3-HP-001", "Fault: the proxy between the operator and S3 resets the first 2 connections (TCP RST). "+
 		"The SDK's standard retryer sends the part again (the operator holds it, the client sends it once); it succeeds on attempt 3.")
 	if err := e.s3.ResetFirst(2); err != nil {
@@ -184,7 +185,6 @@ func (e *evidence) scenarios() error {
 	e.logs("evidence-s3-down")
 	_ = e.s3.StopCounting()
 
-	// TO-HP-001 / TO-ERR-001: a trickled body.
 	e.section("uploadPartTimeout — TO-HP-001 / TO-ERR-001", "Fault: the client sends part 2 at ~10 KiB/s; the replica runs with UPLOAD_PART_TIMEOUT=2s "+
 		"(25s in production). The answer is 408 with elapsedMs and timeoutAt, and no part is recorded.")
 	if err := e.trickle("uploadPartTimeout", part2); err != nil {
@@ -203,7 +203,6 @@ func (e *evidence) scenarios() error {
 	e.sendEdited("uploadPartS3Retry", nil, part1, "evidence-part-1")
 	e.sendEdited("uploadPartTimeout", nil, part2, "evidence-part-2")
 
-	// SC-HP-001.
 	title := fmt.Sprintf("Evidence Castle %d", time.Now().Unix())
 	if err := e.takeSlug(title); err != nil {
 		return err
@@ -220,7 +219,6 @@ func (e *evidence) scenarios() error {
 		return err
 	}
 
-	// LR-HP-001.
 	e.section("finalizeStaleLock — LR-HP-001", "Fault: the session's finalizing_at is set 10 minutes back (a finalizer that died holding the lock). "+
 		"The new finalize takes it over (WARN \"stale lock recovered\") and answers 201.")
 	if _, err := e.db.Exec(e.ctx, `UPDATE upload_sessions SET finalizing_at = now() - interval '10 minutes' WHERE id = $1`, e.vars["sessionId"]); err != nil {
@@ -233,7 +231,6 @@ func (e *evidence) scenarios() error {
 	e.rows("The MOC", `SELECT m.slug, m.title, count(f.*) AS files FROM moc_instructions m JOIN moc_files f ON f.moc_id = m.id WHERE m.upload_session_id = $1 GROUP BY m.slug, m.title`, e.vars["sessionId"])
 	e.logs("evidence-stale-lock")
 
-	// RL-HP-001 / RL-ERR-001.
 	e.section("finalizeRateLimit — RL-HP-001 / RL-ERR-001", "The same finalize (a replay, 200) sent until the user's 11th request in the sliding minute; "+
 		"every finalize request counts. The refused one:")
 	n := 0
@@ -248,7 +245,6 @@ func (e *evidence) scenarios() error {
 	e.note(fmt.Sprintf("Refused after %d more requests in this run (the earlier finalize requests above count too).", n-1))
 	e.redis()
 
-	// CO-HP-001.
 	e.section("uploadPartCORS — CO-HP-001", "Preflight from an allowed origin (`make dev` allows http://localhost:3000).")
 	e.send("uploadPartCORS", nil, "")
 	e.sendEdited("uploadPartCORS", func(r *httpfile.Request) { r.Header.Set("Origin", "http://evil.example") }, nil, "evidence-cors-denied")

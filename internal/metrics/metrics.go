@@ -1,6 +1,9 @@
 // Package metrics defines the operator's Prometheus metrics (prefix
 // mocupload_), registered on controller-runtime's registry so they are served
-// by the manager's metrics endpoint.
+// by the manager's metrics endpoint. Names follow Prometheus's conventions
+// (base units as the suffix, before _total on counters). The alerts in
+// config/prometheus and the dashboard in config/grafana query them by name:
+// alerts_test.go fails when a rename leaves them behind.
 package metrics
 
 import (
@@ -18,7 +21,7 @@ var (
 		Name: "mocupload_parts_received_total", Help: "Parts stored in S3 and recorded."})
 	// PartBytes counts the bytes of those parts.
 	PartBytes = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "mocupload_part_bytes_received_total", Help: "Bytes of the parts stored."})
+		Name: "mocupload_part_received_bytes_total", Help: "Bytes of the parts stored."})
 	// PartDuration is the time from a part request's headers to its answer, by outcome.
 	PartDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "mocupload_part_duration_seconds", Help: "Part upload duration, from the request's headers to the answer.",
@@ -98,10 +101,10 @@ func RegisterPartBuffers(pool *partbuf.Pool) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mocupload_part_buffer_waits_total",
 			Help: "Parts that waited for memory held by other parts."},
 			func() float64 { return float64(pool.Stats().Waited) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mocupload_part_buffer_bytes_in_use",
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mocupload_part_buffer_in_use_bytes",
 			Help: "Memory held by parts in flight, within PART_BUFFER_BUDGET_BYTES."},
 			func() float64 { return float64(pool.Stats().InUseBytes) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mocupload_part_buffer_spilled_bytes_in_use",
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mocupload_part_buffer_spilled_in_use_bytes",
 			Help: "Disk held by spilled parts in flight, within SPILL_BUDGET_BYTES."},
 			func() float64 { return float64(pool.Stats().SpilledBytes) }),
 	)

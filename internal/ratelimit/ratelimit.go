@@ -91,8 +91,9 @@ func (l *Limiter) Key(user string) string {
 	return l.Prefix + "ratelimit:" + name + ":" + user
 }
 
-// Allow records the request if it may pass. Redis unreachable → allowed (the
-// PM's fail-open decision: availability over strictness), logged WARN and counted.
+// Allow records the request if it may pass. Redis unreachable → allowed (fail
+// open: availability over strictness, as the requests are authenticated and a
+// flood costs no data), logged WARN and counted.
 func (l *Limiter) Allow(ctx context.Context, user string) Decision {
 	suffix := make([]byte, 6)
 	_, _ = rand.Read(suffix)

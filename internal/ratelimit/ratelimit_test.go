@@ -34,10 +34,9 @@ func newLimiter(t *testing.T, url string, limit int, window time.Duration, prefi
 	return &Limiter{Redis: c, Prefix: prefix, Limit: limit, Window: window}
 }
 
-// RL-HP-001 / RL-ERR-001 (edge case "rate limit boundary"): the 10th
-// request in the window is allowed, the 11th refused with the time until the
-// oldest leaves the window.
-func TestRL_HP_001_RL_ERR_001_TenthAllowedEleventhRefused(t *testing.T) {
+// At the boundary of the limit the 10th request in the window is allowed, the
+// 11th refused with the time until the oldest leaves the window.
+func TestTenthRequestAllowedEleventhRefused(t *testing.T) {
 	t.Parallel()
 	l := newLimiter(t, redisURL(), 10, time.Minute, "")
 	ctx := context.Background()

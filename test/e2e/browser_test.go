@@ -74,12 +74,12 @@ fetch(%q, {method: 'PUT', headers: {'Authorization': 'Bearer %s', 'Content-Type'
   .catch(e => { out.textContent = 'BLOCKED ' + e; });
 </script></body></html>`
 
-// CO-HP-001 in a real browser (edge case "CORS preflight: OPTIONS
-// returns 204, PUT follows successfully"): a page from an allowed loopback
+// CORS in a real browser (the preflight answers 204 and the PUT follows
+// successfully): a page from an allowed loopback
 // origin PUTs a part with fetch(), the browser's preflight passes and the PUT
 // succeeds, its ETag readable; the same page from a disallowed origin is
 // blocked by the browser and nothing reaches the session.
-func TestCO_HP_001_BrowserUploadFromAllowedOriginOnly(t *testing.T) {
+func TestBrowserUploadsFromAllowedOriginOnly(t *testing.T) {
 	browser := chromium(t)
 	acct := user(t)
 	// Reserve the allowed page's origin first: the operator must know it.

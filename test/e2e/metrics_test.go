@@ -144,12 +144,12 @@ func TestMetricsAfterAFlow(t *testing.T) {
 	if d := delta("mocupload_parts_received_total"); d != 2 {
 		t.Errorf("parts received +%v, want +2", d)
 	}
-	if d := delta("mocupload_part_bytes_received_total"); d != 6<<20 {
+	if d := delta("mocupload_part_received_bytes_total"); d != 6<<20 {
 		t.Errorf("part bytes +%v, want +%d", d, 6<<20)
 	}
 	// Both parts were held in memory and gave it back.
-	if after["mocupload_part_buffer_bytes_in_use"] != 0 || delta("mocupload_part_buffer_spills_total") != 0 {
-		t.Errorf("part buffers: %v bytes in use, %v spills; want none", after["mocupload_part_buffer_bytes_in_use"],
+	if after["mocupload_part_buffer_in_use_bytes"] != 0 || delta("mocupload_part_buffer_spills_total") != 0 {
+		t.Errorf("part buffers: %v bytes in use, %v spills; want none", after["mocupload_part_buffer_in_use_bytes"],
 			delta("mocupload_part_buffer_spills_total"))
 	}
 	if _, ok := after["mocupload_part_buffer_waits_total"]; !ok {

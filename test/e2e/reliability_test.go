@@ -30,11 +30,11 @@ func s3Proxied(t *testing.T, extra map[string]string) (replica, *faultproxy.Prox
 	return startReplica(t, env), px
 }
 
-// S3-HP-001 (edge case "S3 transient failures: retry succeeds on
-// attempt 2 or 3"): the first one or two attempts are reset by the proxy; the
-// SDK's retryer sends the part again without the client resending it; each
-// failed attempt is a WARN line with the request's correlation id.
-func TestS3_HP_001_TransientFailuresAreRetried(t *testing.T) {
+// A transient S3 failure succeeds on attempt 2 or 3: the first one or two
+// attempts are reset by the proxy; the SDK's retryer sends the part again
+// without the client resending it; each failed attempt is a WARN line with the
+// request's correlation id.
+func TestS3TransientFailuresAreRetried(t *testing.T) {
 	rep, px := s3Proxied(t, nil)
 	acct := user(t)
 	u := createUpload(t, acct, fileReq{"retry.pdf", pdf, 11 << 20})
@@ -43,7 +43,7 @@ func TestS3_HP_001_TransientFailuresAreRetried(t *testing.T) {
 			if err := px.ResetFirst(resets); err != nil {
 				t.Fatal(err)
 			}
-			corr := fmt.Sprintf("s3-hp-001-%d", resets)
+			corr := fmt.Sprintf("s3-retry-%d", resets)
 			r := u.put(t, rep.url, 0, resets, withHeader("X-Correlation-ID", corr))
 			if r.status != 200 {
 				t.Fatalf("part: %d %s", r.status, r.raw)
@@ -64,17 +64,17 @@ func TestS3_HP_001_TransientFailuresAreRetried(t *testing.T) {
 	_ = px.StopCounting()
 }
 
-// S3-ERR-001: S3 failing every attempt → 503 S3_UNAVAILABLE,
+// S3 failing every attempt → 503 S3_UNAVAILABLE,
 // retryable, with Retry-After, after exactly 3 attempts, logged as ERROR.
 // S3 refusing connections outright answers the same.
-func TestS3_ERR_001_S3DownAnswers503(t *testing.T) {
+func TestS3DownAnswers503AfterThreeAttempts(t *testing.T) {
 	rep, px := s3Proxied(t, nil)
 	acct := user(t)
 	u := createUpload(t, acct, fileReq{"down.pdf", pdf, 100})
 	if err := px.ResetFirst(1000); err != nil {
 		t.Fatal(err)
 	}
-	r := u.put(t, rep.url, 0, 1, withHeader("X-Correlation-ID", "s3-err-001"))
+	r := u.put(t, rep.url, 0, 1, withHeader("X-Correlation-ID", "s3-down"))
 	if r.status != 503 || r.str("error") != "S3_UNAVAILABLE" || r.body["retryable"] != true || r.header.Get("Retry-After") == "" {
 		t.Fatalf("= %d %s %v", r.status, r.raw, r.header)
 	}
@@ -82,7 +82,7 @@ func TestS3_ERR_001_S3DownAnswers503(t *testing.T) {
 		t.Fatalf("attempts = %d, want 3", got)
 	}
 	logs := readLogs(t, rep.log)
-	if e := linesWhere(logs, "level", "error", "correlationId", "s3-err-001", "msg", "S3 retries exhausted"); len(e) != 1 {
+	if e := linesWhere(logs, "level", "error", "correlationId", "s3-down", "msg", "S3 retries exhausted"); len(e) != 1 {
 		t.Fatalf("no ERROR line for the exhaustion")
 	}
 	_ = px.StopCounting()

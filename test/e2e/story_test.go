@@ -17,13 +17,15 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The story's test plan (STORY-01726), one test per id, through the real
-// manager over HTTP. Ids covered elsewhere: S3-HP-001 and S3-ERR-001 in
-// reliability_test.go, TO-HP-001 / TO-ERR-001 in timeout_test.go, CO-HP-001 in
-// browser_test.go (and webhook/cors_test.go), RL-* also in internal/ratelimit.
+// Reliability behaviours of the upload API, through the real manager over
+// HTTP. S3 retries are in reliability_test.go, part timeouts in
+// timeout_test.go, CORS in browser_test.go (and webhook/cors_test.go), the
+// sliding window itself in internal/ratelimit; docs/story-coverage.md maps
+// the original test plan onto these tests.
 
-// VR-HP-001: partNumber = 10001 → 400 with the valid range.
-func TestVR_HP_001_PartNumber10001(t *testing.T) {
+// S3 takes at most 10,000 parts, so part 10001 is refused before any lookup,
+// naming the valid range.
+func TestPartNumberAbove10000IsRefused(t *testing.T) {
 	u := createUpload(t, user(t), fileReq{"vr.pdf", pdf, 10})
 	r := call(t, "", "PUT", strings.TrimSuffix(u.partPath(0, 1), "/1")+"/10001", u.token, strings.NewReader("0123456789"))
 	if r.status != 400 || r.str("error") != "INVALID_PART_NUMBER" {
@@ -32,8 +34,8 @@ func TestVR_HP_001_PartNumber10001(t *testing.T) {
 	validRange(1, 10000)(t, r)
 }
 
-// VR-ERR-001: partNumber < 1 → 400.
-func TestVR_ERR_001_PartNumberBelowOne(t *testing.T) {
+// Part numbers start at 1: 0 and negative numbers answer 400 with the range.
+func TestPartNumberBelowOneIsRefused(t *testing.T) {
 	u := createUpload(t, user(t), fileReq{"vr.pdf", pdf, 10})
 	for _, n := range []string{"0", "-1"} {
 		r := call(t, "", "PUT", strings.TrimSuffix(u.partPath(0, 1), "/1")+"/"+n, u.token, strings.NewReader("0123456789"))
@@ -44,9 +46,9 @@ func TestVR_ERR_001_PartNumberBelowOne(t *testing.T) {
 	}
 }
 
-// SC-HP-001: a duplicate title answers 409 with suggestedSlug and
-// retryStrategy; the AUTO_APPEND flow (title + " (1)") lands on the suggestion.
-func TestSC_HP_001_SlugConflict(t *testing.T) {
+// A duplicate title answers 409 with suggestedSlug and retryStrategy; the
+// AUTO_APPEND flow (title + " (1)") lands on the suggestion.
+func TestSlugConflictSuggestsTheAutoAppendSlug(t *testing.T) {
 	acct := user(t)
 	title := uniqueTitle("Slug Castle")
 	finalized(t, acct, title, fileReq{"a.pdf", pdf, 10})
@@ -63,10 +65,10 @@ func TestSC_HP_001_SlugConflict(t *testing.T) {
 	}
 }
 
-// LR-HP-001: the story's seed shape — an active session whose
-// finalizing_at is 10 minutes old — finalizes with 201, and the takeover is
-// logged WARN "stale lock recovered" with the request's correlation id.
-func TestLR_HP_001_StaleLockRecovered(t *testing.T) {
+// An active session whose finalizing_at is 10 minutes old (a finalizer that
+// died holding the lock) finalizes with 201, and the takeover is logged WARN
+// "stale lock recovered" with the request's correlation id.
+func TestStaleFinalizeLockIsTakenOverAndLogged(t *testing.T) {
 	rep := startReplica(t, map[string]string{"WATCH_NAMESPACE": "no-such-namespace"})
 	u := createUpload(t, user(t), fileReq{"lr.pdf", pdf, 10})
 	u.putAll(t, "")
@@ -74,11 +76,11 @@ func TestLR_HP_001_StaleLockRecovered(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := call(t, rep.url, "POST", "/api/mocs/uploads/finalize", u.token,
-		jsonBody(map[string]any{"uploadSessionId": u.id, "title": uniqueTitle("Stale Castle")}), withHeader("X-Correlation-ID", "lr-hp-001"))
+		jsonBody(map[string]any{"uploadSessionId": u.id, "title": uniqueTitle("Stale Castle")}), withHeader("X-Correlation-ID", "stale-lock"))
 	if r.status != 201 {
 		t.Fatalf("= %d %s", r.status, r.raw)
 	}
-	warn := linesWhere(readLogs(t, rep.log), "level", "warn", "msg", "stale lock recovered", "correlationId", "lr-hp-001", "sessionId", u.id)
+	warn := linesWhere(readLogs(t, rep.log), "level", "warn", "msg", "stale lock recovered", "correlationId", "stale-lock", "sessionId", u.id)
 	if len(warn) != 1 {
 		t.Fatalf("WARN stale lock recovered lines = %d, want 1", len(warn))
 	}
@@ -87,11 +89,10 @@ func TestLR_HP_001_StaleLockRecovered(t *testing.T) {
 	}
 }
 
-// RL-HP-001 / RL-ERR-001: the 11th finalize request of a user within
-// a minute answers 429 with retryAfter, limit and window, and Retry-After;
-// every finalize request counts (these are 404s); the Redis log holds 10
-// entries; an admin is never limited.
-func TestRL_HP_001_RL_ERR_001_FinalizeRateLimited(t *testing.T) {
+// The 11th finalize request of a user within a minute answers 429 with
+// retryAfter, limit and window, and Retry-After; every finalize request counts
+// (these are 404s); the Redis log holds 10 entries; an admin is never limited.
+func TestEleventhFinalizeInAMinuteIsRateLimited(t *testing.T) {
 	prefix := "mocupload:rl-" + uuid.NewString()[:8] + ":"
 	rep := startReplica(t, map[string]string{"REDIS_KEY_PREFIX": prefix, "FINALIZE_RATE_LIMIT": "10/1m", "WATCH_NAMESPACE": "no-such-namespace"})
 	acct := serviceAccount(t, "default", "rate-limited")
@@ -133,12 +134,12 @@ func TestRL_HP_001_RL_ERR_001_FinalizeRateLimited(t *testing.T) {
 	}
 }
 
-// JSON logs with the story's fields; one correlation id on every line
+// JSON logs with the part and finalize fields; one correlation id on every line
 // of a request and on the reconciler's lines for the session.
 func TestStructuredLogsCarryFieldsAndCorrelation(t *testing.T) {
 	rep := startReplica(t, map[string]string{"WATCH_NAMESPACE": "no-such-namespace"})
 	acct := user(t)
-	corr := "gap6-" + uuid.NewString()[:8]
+	corr := "logs-" + uuid.NewString()[:8]
 	cr := call(t, rep.url, "POST", "/api/mocs/uploads/sessions", acct.token,
 		strings.NewReader(`{"files":[{"name":"log.pdf","contentType":"application/pdf","sizeBytes":6291456}],"partSizeBytes":5242880}`),
 		withHeader("X-Correlation-ID", corr))
@@ -219,11 +220,11 @@ func TestETagOfUnexpectedShapeIsWarnedAndKeptOpaque(t *testing.T) {
 	defer srv.Close()
 	rep := startReplica(t, map[string]string{"S3_ENDPOINT": srv.URL, "WATCH_NAMESPACE": "no-such-namespace"})
 	u := createUpload(t, user(t), fileReq{"etag.pdf", pdf, 10})
-	r := u.put(t, rep.url, 0, 1, withHeader("X-Correlation-ID", "gap4"))
+	r := u.put(t, rep.url, 0, 1, withHeader("X-Correlation-ID", "odd-etag"))
 	if r.status != 200 || r.str("etag") != `"W/odd-etag"` {
 		t.Fatalf("= %d %s", r.status, r.raw)
 	}
-	if w := linesWhere(readLogs(t, rep.log), "level", "warn", "msg", "unexpected part ETag format from S3", "correlationId", "gap4"); len(w) != 1 {
+	if w := linesWhere(readLogs(t, rep.log), "level", "warn", "msg", "unexpected part ETag format from S3", "correlationId", "odd-etag"); len(w) != 1 {
 		t.Fatal("no WARN line for the odd ETag")
 	}
 }

@@ -8,13 +8,12 @@ import (
 	"time"
 )
 
-// TO-HP-001 / TO-ERR-001: a client trickling its part past
-// UPLOAD_PART_TIMEOUT gets 408 REQUEST_TIMEOUT with elapsedMs and timeoutAt,
-// and no half part is recorded.
-func TestTO_HP_001_TO_ERR_001_TricklingClientGets408(t *testing.T) {
+// A client trickling its part past UPLOAD_PART_TIMEOUT gets 408
+// REQUEST_TIMEOUT with elapsedMs and timeoutAt, and no half part is recorded.
+func TestTricklingPartBodyTimesOutWith408(t *testing.T) {
 	rep := startReplica(t, map[string]string{"UPLOAD_PART_TIMEOUT": "1s", "WATCH_NAMESPACE": "no-such-namespace"})
 	u := createUpload(t, user(t), fileReq{"slow.pdf", pdf, 6 << 20})
-	c := rawPart(t, rep.url, u, 0, 1, "to-hp-001")
+	c := rawPart(t, rep.url, u, 0, 1, "trickle")
 	sent := time.Now()
 	done := make(chan struct{})
 	go func() { // 1 KiB every 100 ms: ~10 KiB/s for a 5 MiB part
@@ -48,7 +47,7 @@ func TestTO_HP_001_TO_ERR_001_TricklingClientGets408(t *testing.T) {
 	if err != nil || at.Sub(sent) > 2*time.Second || sent.Sub(at) > time.Second {
 		t.Errorf("timeoutAt = %q (%v), want about 1s after the request", b.TimeoutAt, err)
 	}
-	if resp.Header.Get("X-Correlation-ID") != "to-hp-001" {
+	if resp.Header.Get("X-Correlation-ID") != "trickle" {
 		t.Errorf("correlation id %q", resp.Header.Get("X-Correlation-ID"))
 	}
 	assertNoPart(t, u.files[0].id, 1)
