@@ -76,7 +76,11 @@ func TestConfigFlagsBeatTheEnvironment(t *testing.T) {
 	env := stack.ManagerEnv(addr)
 	env["SESSION_TTL"] = "1h"
 	env["LOG_LEVEL"] = "debug"
-	env["WATCH_NAMESPACE"] = "no-such-namespace"
+	// The session is created and activated in a namespace only this replica
+	// watches: in one the main manager (SESSION_TTL 1h) watches, whichever
+	// activation writes the row first sets expiresAt.
+	ns := namespace(t, "flags")
+	env["WATCH_NAMESPACE"], env["SESSION_NAMESPACE"] = ns, ns
 	env["PROBE_ADDR"] = "0"
 	logf, err := os.Create(filepath.Join(t.TempDir(), "replica.log"))
 	if err != nil {
@@ -95,6 +99,7 @@ func TestConfigFlagsBeatTheEnvironment(t *testing.T) {
 			t.Errorf("replica exited with %v; output has %q\n%s", err, badOutput(b), tail(b, 4000))
 		}
 	})
+	deleteSessionsAtEnd(t, ns) // while the replica that removes them still runs
 	if err := p.WaitHTTP(context.Background(), "http://"+addr+"/healthz", time.Minute); err != nil {
 		t.Fatal(err)
 	}
