@@ -1,9 +1,7 @@
 package controllers_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"testing"
 	"time"
 
@@ -166,20 +164,7 @@ func TestStaleLockTakeoverTiming(t *testing.T) {
 	key := h.create(t, "locked")
 	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
 	id := uuid.MustParse(us.Status.SessionID)
-	sess, err := h.r.Uploads.Session(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := db.Files(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := make([]byte, 100)
-	_, _ = rand.Read(data)
-	if _, err := h.svc.StorePart(context.Background(), uploads.PartUpload{
-		Session: sess, File: files[0], PartNumber: 1, Body: bytes.NewReader(data), Size: 100}); err != nil {
-		t.Fatal(err)
-	}
+	h.storeAllParts(t, id)
 	// A replica took the lock for "Locked Castle" and stopped renewing it.
 	lock := func(age time.Duration) {
 		t.Helper()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -122,7 +123,7 @@ func summarizeReady(st *uploadsv1.UploadSessionStatus, finalizeRequested bool) (
 	default:
 		msg := "accepting parts"
 		if st.ExpiresAt != nil {
-			msg += " until " + st.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z")
+			msg += " until " + st.ExpiresAt.UTC().Format(time.RFC3339)
 		}
 		return true, uploadsv1.ReasonAcceptingParts, msg
 	}

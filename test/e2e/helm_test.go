@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -39,17 +38,8 @@ func helmBinary(t *testing.T) string {
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	home := t.TempDir()
-	cmd := exec.Command(helmBinary(t), args...)
-	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config",
-		"HELM_DATA_HOME="+home+"/data", "KUBECONFIG="+stack.Kubeconfig)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if err != nil {
-		return out.String() + errb.String(), err
-	}
-	return out.String(), nil
+	return runTool(t, helmBinary(t), []string{"HELM_CACHE_HOME=" + home + "/cache", "HELM_CONFIG_HOME=" + home + "/config",
+		"HELM_DATA_HOME=" + home + "/data"}, args...)
 }
 
 // helmTemplate renders the chart (with its CRD) for a release with values set
@@ -183,59 +173,36 @@ func TestHelmRefusesBadValues(t *testing.T) {
 // which envtest does not have: enough for the API server to accept (and a
 // dry run to check) the chart's ServiceMonitor, PrometheusRule, Certificate
 // and Issuer, though not to validate their fields.
-const testCRDs = `
+var testCRDs = standInCRDs(
+	[3]string{"monitoring.coreos.com", "ServiceMonitor", "servicemonitors"},
+	[3]string{"monitoring.coreos.com", "PrometheusRule", "prometheusrules"},
+	[3]string{"cert-manager.io", "Certificate", "certificates"},
+	[3]string{"cert-manager.io", "Issuer", "issuers"},
+)
+
+// standInCRDs renders, per {group, kind, plural}, a namespaced v1 CRD whose
+// schema accepts any object.
+func standInCRDs(kinds ...[3]string) string {
+	var b strings.Builder
+	for _, k := range kinds {
+		group, kind, plural := k[0], k[1], k[2]
+		fmt.Fprintf(&b, `---
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: servicemonitors.monitoring.coreos.com}
+metadata: {name: %[3]s.%[1]s}
 spec:
-  group: monitoring.coreos.com
-  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  group: %[1]s
+  names: {kind: %[2]s, listKind: %[2]sList, plural: %[3]s, singular: %[4]s}
   scope: Namespaced
   versions:
   - name: v1
     served: true
     storage: true
     schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: prometheusrules.monitoring.coreos.com}
-spec:
-  group: monitoring.coreos.com
-  names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules, singular: prometheusrule}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: certificates.cert-manager.io}
-spec:
-  group: cert-manager.io
-  names: {kind: Certificate, listKind: CertificateList, plural: certificates, singular: certificate}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: issuers.cert-manager.io}
-spec:
-  group: cert-manager.io
-  names: {kind: Issuer, listKind: IssuerList, plural: issuers, singular: issuer}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-`
+`, group, kind, plural, strings.ToLower(kind))
+	}
+	return b.String()
+}
 
 // The API server accepts everything the chart renders (server-side dry run),
 // with the defaults and with each option on.

@@ -20,9 +20,16 @@ import (
 // kubectl runs the real kubectl against the test control plane.
 func kubectl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command("kubectl", args...)
+	return runTool(t, "kubectl", nil, args...)
+}
+
+// runTool runs bin in the repository against the test control plane (with
+// env added): its output, and on failure its error output too.
+func runTool(t *testing.T, bin string, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+stack.Kubeconfig)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+stack.Kubeconfig), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
