@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
@@ -32,6 +34,9 @@ var (
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
 		ctx := context.Background()
+		// envtest and the manager log through controller-runtime; with no
+		// logger set it would print a warning and a stack trace instead.
+		ctrllog.SetLogger(logr.Discard())
 		fail := func(err error) int { fmt.Fprintln(os.Stderr, err); return 1 }
 		if err := clientgoscheme.AddToScheme(scheme); err != nil {
 			return fail(err)

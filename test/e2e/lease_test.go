@@ -336,12 +336,18 @@ func TestReconcilerKeepsWorkingWhileS3Hangs(t *testing.T) {
 // The Go client, told FINALIZE_IN_PROGRESS while another finalize renews its
 // lock, polls every few seconds and gets the MOC as soon as that finalize
 // commits, not after the lock's 60 s stale window.
+//
+// The session lives in a namespace only that replica watches: the suite's
+// manager judges locks stale after 3 s and would take this one over while the
+// first finalize sleeps.
 func TestClientPollsAFinalizeInProgress(t *testing.T) {
 	acct := user(t)
+	ns := namespace(t, "poll")
 	slow := startReplica(t, map[string]string{"MOCUPLOAD_FAILPOINTS": "finalize/after-plan=sleep:3s",
-		"STALE_LOCK_AFTER": "60s", "WATCH_NAMESPACE": "no-such-namespace"})
-	u := createUpload(t, acct, fileReq{"poll.pdf", pdf, 100})
-	u.putAll(t, "")
+		"STALE_LOCK_AFTER": "60s", "WATCH_NAMESPACE": ns, "SESSION_NAMESPACE": ns})
+	deleteSessionsAtEnd(t, ns)
+	u := createUploadAt(t, slow.url, acct, fileReq{"poll.pdf", pdf, 100})
+	u.putAll(t, slow.url)
 	title := uniqueTitle("Polled Castle")
 	first := u.finalizeAsync(slow.url, title)
 	waitFor(t, 10*time.Second, "the first finalize to hold the lock", func() (bool, string) {

@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -53,6 +55,9 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) (int, error) {
 	ctx := context.Background()
+	// envtest logs through controller-runtime; with no logger set it would
+	// print a warning and a stack trace in the middle of the test output.
+	ctrllog.SetLogger(logr.Discard())
 	dir, err := os.MkdirTemp("", "mocupload-e2e-")
 	if err != nil {
 		return 0, err
