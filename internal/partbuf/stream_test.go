@@ -7,7 +7,7 @@ import (
 	"errors"
 	"io"
 	"testing"
-	"time"
+	"testing/synctest"
 )
 
 // A stream hands out bytes as they arrive: a reader gets the first half
@@ -76,27 +76,33 @@ func TestStreamOfAShortBodyFailsItsReader(t *testing.T) {
 }
 
 // Close waits for the body's reader before the memory is reused: the slab is
-// still being written while the client sends.
+// still being written while the client sends. In a synctest bubble,
+// synctest.Wait returns only once every goroutine (Close's included) is
+// blocked, so a Close that did not wait would be seen, not raced.
 func TestStreamCloseWaitsForTheBody(t *testing.T) {
 	t.Parallel()
-	p := New(1<<20, t.TempDir())
-	pr, pw := io.Pipe()
-	s, err := p.Stream(context.Background(), pr, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := make(chan struct{})
-	go func() { _ = s.Close(); close(closed) }()
-	select {
-	case <-closed:
-		t.Fatal("Close returned while the body was still being received")
-	case <-time.After(50 * time.Millisecond):
-	}
-	_ = pw.CloseWithError(errors.New("client went away"))
-	<-closed
-	if st := p.Stats(); st.InUseBytes != 0 {
-		t.Fatalf("%d bytes in use after Close", st.InUseBytes)
-	}
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		p := New(1<<20, dir)
+		pr, pw := io.Pipe()
+		s, err := p.Stream(context.Background(), pr, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := make(chan struct{})
+		go func() { _ = s.Close(); close(closed) }()
+		synctest.Wait()
+		select {
+		case <-closed:
+			t.Error("Close returned while the body was still being received")
+		default:
+		}
+		_ = pw.CloseWithError(errors.New("client went away"))
+		<-closed
+		if st := p.Stats(); st.InUseBytes != 0 {
+			t.Fatalf("%d bytes in use after Close", st.InUseBytes)
+		}
+	})
 }
 
 // A part that finds no memory is received whole onto disk, and is complete
