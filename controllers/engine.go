@@ -26,8 +26,8 @@ type Engine interface {
 	Session(ctx context.Context, id uuid.UUID) (store.Session, error)
 	// MissingParts lists, per file, the part numbers not acknowledged yet.
 	MissingParts(ctx context.Context, id uuid.UUID) (map[string][]int, error)
-	// Progress is what each file has received.
-	Progress(ctx context.Context, id uuid.UUID) (map[uuid.UUID]store.FileProgress, error)
+	// Progress is what each file of the session has received.
+	Progress(ctx context.Context, sess store.Session) (map[uuid.UUID]store.FileProgress, error)
 	// Finalize runs the one finalize implementation (the HTTP API's too).
 	Finalize(ctx context.Context, req uploads.FinalizeRequest) (uploads.FinalizeResult, error)
 	// StaleAfter is how old a finalize lock must be to be taken over.

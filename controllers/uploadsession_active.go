@@ -37,7 +37,7 @@ func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, s *sessio
 	if r.now().After(sess.ExpiresAt) {
 		return r.expire(ctx, s)
 	}
-	if err := r.refreshProgress(ctx, s); err != nil {
+	if err := r.refreshProgress(ctx, s, sess); err != nil {
 		return ctrl.Result{}, err
 	}
 	if s.us.Spec.Finalize != nil {
@@ -221,7 +221,7 @@ func (r *UploadSessionReconciler) markFinalized(ctx context.Context, s *sessionS
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.refreshProgress(ctx, s); err != nil {
+	if err := r.refreshProgress(ctx, s, sess); err != nil {
 		return ctrl.Result{}, err
 	}
 	st := &s.us.Status
@@ -255,8 +255,8 @@ func (r *UploadSessionReconciler) expire(ctx context.Context, s *sessionScope) (
 
 // refreshProgress copies the received parts and bytes from PostgreSQL (or,
 // for a direct session, S3's listing) into the status.
-func (r *UploadSessionReconciler) refreshProgress(ctx context.Context, s *sessionScope) error {
-	prog, err := r.Uploads.Progress(ctx, s.id)
+func (r *UploadSessionReconciler) refreshProgress(ctx context.Context, s *sessionScope, sess store.Session) error {
+	prog, err := r.Uploads.Progress(ctx, sess)
 	if err != nil {
 		return err
 	}

@@ -201,13 +201,14 @@ func (s *Service) Received(ctx context.Context, sess store.Session) ([]store.Fil
 	return files, parts, nil
 }
 
-// Progress sums the received parts of each file of a session.
-func (s *Service) Progress(ctx context.Context, id uuid.UUID) (map[uuid.UUID]store.FileProgress, error) {
-	sess, err := s.DB.GetSession(ctx, id)
-	if err != nil || sess.Transfer != store.TransferDirect {
-		return s.DB.Progress(ctx, id)
+// Progress sums the received parts of each file of sess (as the caller just
+// read it): from PostgreSQL's acknowledgements, or for a direct session from
+// S3's listing, where the parts land without passing through this service.
+func (s *Service) Progress(ctx context.Context, sess store.Session) (map[uuid.UUID]store.FileProgress, error) {
+	if sess.Transfer != store.TransferDirect {
+		return s.DB.Progress(ctx, sess.ID)
 	}
-	files, err := s.DB.Files(ctx, id)
+	files, err := s.DB.Files(ctx, sess.ID)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -63,6 +64,15 @@ func TestClientDirectUploadSendsPartsStraightToS3(t *testing.T) {
 	if len(got.Files[0].Parts) != 3 || len(got.Files[1].Parts) != 1 || got.Files[0].Parts[2].SizeBytes != 1<<20+7 {
 		t.Fatalf("GET lists %+v", got.Files)
 	}
+	// The reconciler reads a direct session's progress from S3's listing:
+	// no part passed through the API to be acknowledged in PostgreSQL.
+	waitFor(t, 20*time.Second, "the resource to show the parts S3 holds", func() (bool, string) {
+		us := &uploadsv1.UploadSession{}
+		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: "default", Name: s.SessionID}, us); err != nil {
+			return false, err.Error()
+		}
+		return strings.HasPrefix(us.Status.Progress, "100%") && strings.HasSuffix(us.Status.Progress, "(4/4 parts)"), us.Status.Progress
+	})
 	moc, err := c.Finalize(context.Background(), s.SessionID, uniqueTitle("Direct Castle"), "", client.FollowServer)
 	must(t, err)
 	obj, err := stack.S3.Client().GetObject(context.Background(), moc.Files[0].S3Key)
