@@ -52,7 +52,7 @@ help: ## Show this help.
 
 ##@ Development
 
-# The Helm chart ships copies of the CRD and the alert rules, which its tests
+# The Helm chart ships copies of the CRD, the alert rules and the dashboard, which its tests
 # (test/e2e/helm_test.go) hold byte for byte to config/'s.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate the CRD (config/crd) and the manager's ClusterRole (config/rbac) from the markers.
@@ -60,6 +60,7 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRD (config/crd) and the manager's 
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	cp config/crd/bases/*.yaml dist/chart/crds/
 	cp config/prometheus/alerts.yaml dist/chart/files/alerts.yaml
+	cp config/grafana/upload-operator-dashboard.json dist/chart/files/upload-operator-dashboard.json
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate the deepcopy code (api/…/zz_generated.deepcopy.go).

@@ -73,7 +73,7 @@ var chartCases = []struct {
 			"poddisruptionbudget.policy/", "validatingadmissionpolicy.admissionregistration.k8s.io/owner.uploads.mocs.dev",
 			"clusterrole.rbac.authorization.k8s.io/helm-dry-run-upload-operator-metrics-reader",
 			"customresourcedefinition.apiextensions.k8s.io/uploadsessions.uploads.mocs.dev"},
-		wantNot: []string{"servicemonitor", "prometheusrule", "certificate", "issuer"}},
+		wantNot: []string{"servicemonitor", "prometheusrule", "certificate", "issuer", "configmap"}},
 	{name: "existing secrets, no network policy",
 		sets: []string{"envSecret.enabled=false", "database.existingSecret=upload-pg", "database.urlKey=url",
 			"redis.existingSecret=upload-redis", "redis.urlKey=url", "s3.existingSecret=upload-s3", "s3.bucket=mocs",
@@ -83,7 +83,7 @@ var chartCases = []struct {
 		wantNot: []string{"networkpolicy", "poddisruptionbudget", "validatingadmissionpolicy"}},
 	{name: "everything on",
 		sets: []string{"tls.enabled=true", "serviceMonitor.enabled=true", "serviceMonitor.labels.release=prometheus",
-			"prometheusRule.enabled=true", "prometheusRule.labels.release=prometheus",
+			"prometheusRule.enabled=true", "prometheusRule.labels.release=prometheus", "grafanaDashboard.enabled=true",
 			"database.existingSecret=upload-pg", "redis.existingSecret=upload-redis", "s3.existingSecret=upload-s3",
 			"s3.bucket=mocs", "s3.presignEndpoint=https://s3.example.internal", "database.statementTimeout=20s",
 			"redis.keyPrefix=mocs:", "settings.sessionTTL=2h", "settings.sessionRetention=72h",
@@ -106,6 +106,7 @@ var chartCases = []struct {
 			`imagePullSecrets=[{"name":"registry"}]`},
 		want: []string{"servicemonitor.monitoring.coreos.com/helm-dry-run-upload-operator-controller-manager",
 			"prometheusrule.monitoring.coreos.com/helm-dry-run-upload-operator-alerts",
+			"configmap/helm-dry-run-upload-operator-dashboard",
 			"certificate.cert-manager.io/helm-dry-run-upload-operator-upload-api", "issuer.cert-manager.io/helm-dry-run-upload-operator-selfsigned",
 			"clusterrolebinding.rbac.authorization.k8s.io/helm-dry-run-upload-operator-metrics-reader", "networkpolicy.networking.k8s.io/"}},
 	{name: "TLS from a CA issuer",
@@ -304,6 +305,40 @@ func operatorReads(t *testing.T, name string) bool {
 	return false
 }
 
+// With grafanaDashboard.enabled the chart renders config/grafana's dashboard,
+// unchanged, into a ConfigMap carrying the label Grafana's sidecar selects on,
+// in the namespace the sidecar watches.
+func TestHelmDashboardConfigMapCarriesTheDashboard(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join(repo, "config", "grafana", "upload-operator-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := helmTemplate(t, "uploads", "uploads", []string{"grafanaDashboard.enabled=true",
+		"grafanaDashboard.namespace=monitoring", "grafanaDashboard.annotations.grafana_folder=Uploads"}, nil)
+	var cm *manifest
+	for _, m := range parseManifests(t, out) {
+		if m.kind() == "ConfigMap" {
+			cm = &m
+		}
+	}
+	if cm == nil {
+		t.Fatalf("no ConfigMap rendered:\n%s", out)
+	}
+	meta := func(path ...string) any { return dig(cm.obj, append([]string{"metadata"}, path...)...) }
+	if cm.name() != "uploads-upload-operator-dashboard" || meta("namespace") != "monitoring" ||
+		meta("labels", "grafana_dashboard") != "1" || meta("annotations", "grafana_folder") != "Uploads" {
+		t.Errorf("ConfigMap %s in %v, labels %v, annotations %v; want uploads-upload-operator-dashboard in monitoring, grafana_dashboard=1, grafana_folder=Uploads",
+			cm.name(), meta("namespace"), meta("labels"), meta("annotations"))
+	}
+	got, _ := dig(cm.obj, "data", "upload-operator-dashboard.json").(string)
+	if got != strings.TrimRight(string(want), "\n") {
+		t.Errorf("the ConfigMap's dashboard (%d bytes) is not config/grafana's (%d bytes)", len(got), len(want))
+	}
+	if !json.Valid([]byte(got)) {
+		t.Error("the ConfigMap's dashboard is not valid JSON")
+	}
+}
+
 // The chart's defaults install what config/default does, and its TLS,
 // ServiceMonitor and alert options what config/tls and config/prometheus add:
 // the same objects under the same names (for a release called
@@ -333,14 +368,16 @@ func TestHelmChartInStepWithConfig(t *testing.T) {
 				t.Errorf("%s/crds/%s differs from config/crd/bases: run `make manifests`", chartDir, filepath.Base(b))
 			}
 		}
-		want, err := os.ReadFile(filepath.Join(repo, "config", "prometheus", "alerts.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, err := os.ReadFile(filepath.Join(repo, chartDir, "files", "alerts.yaml")); err != nil {
-			t.Errorf("%v: run `make manifests`", err)
-		} else if !bytes.Equal(got, want) {
-			t.Errorf("%s/files/alerts.yaml differs from config/prometheus/alerts.yaml: run `make manifests`", chartDir)
+		for _, src := range []string{"config/prometheus/alerts.yaml", "config/grafana/upload-operator-dashboard.json"} {
+			want, err := os.ReadFile(filepath.Join(repo, src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := os.ReadFile(filepath.Join(repo, chartDir, "files", filepath.Base(src))); err != nil {
+				t.Errorf("%v: run `make manifests`", err)
+			} else if !bytes.Equal(got, want) {
+				t.Errorf("%s/files/%s differs from %s: run `make manifests`", chartDir, filepath.Base(src), src)
+			}
 		}
 	})
 
