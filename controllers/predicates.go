@@ -22,7 +22,10 @@ func reconcileTriggers() predicate.Predicate {
 			return true
 		}
 		o, n := e.ObjectOld, e.ObjectNew
-		return o.GetGeneration() != n.GetGeneration() ||
+		// The informer's periodic resync hands the unchanged object again: a
+		// safety net for a resource whose requeue was lost, let through.
+		return o.GetResourceVersion() == n.GetResourceVersion() ||
+			o.GetGeneration() != n.GetGeneration() ||
 			!maps.Equal(o.GetAnnotations(), n.GetAnnotations()) ||
 			!maps.Equal(o.GetLabels(), n.GetLabels()) ||
 			!slices.Equal(o.GetFinalizers(), n.GetFinalizers()) ||

@@ -31,6 +31,7 @@ func TestReconcileTriggers(t *testing.T) {
 		{"status only", func(us *uploadsv1.UploadSession) {
 			us.Status.Phase, us.Status.Progress, us.ResourceVersion = uploadsv1.PhaseActive, "50%", "11"
 		}, false},
+		{"periodic resync (the object unchanged)", func(*uploadsv1.UploadSession) {}, true},
 		{"spec (generation)", func(us *uploadsv1.UploadSession) { us.Generation = 2 }, true},
 		{"activity annotation bumped", func(us *uploadsv1.UploadSession) { us.Annotations[uploadsv1.LastActivityAnnotation] = "t2" }, true},
 		{"session-id label removed", func(us *uploadsv1.UploadSession) { us.Labels = nil }, true},

@@ -24,11 +24,15 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
-// statusWrites counts the reconciler's status patches and can refuse them.
+// statusWrites counts the reconciler's status patches and can refuse them,
+// as the API server does when it fails (refuse) or when the resource changed
+// since the reconcile read it (conflict).
 type statusWrites struct {
-	n      atomic.Int32
-	refuse atomic.Bool
+	n                atomic.Int32
+	refuse, conflict atomic.Bool
 }
+
+var sessionsResource = schema.GroupResource{Group: uploadsv1.GroupVersion.Group, Resource: "uploadsessions"}
 
 func (w *statusWrites) client() client.Client {
 	return interceptor.NewClient(k8s, interceptor.Funcs{
@@ -36,8 +40,10 @@ func (w *statusWrites) client() client.Client {
 			if sub == "status" {
 				w.n.Add(1)
 				if w.refuse.Load() {
-					return apierrors.NewConflict(schema.GroupResource{Group: uploadsv1.GroupVersion.Group, Resource: "uploadsessions"},
-						obj.GetName(), errors.New("refused by the test"))
+					return apierrors.NewInternalError(errors.New("refused by the test"))
+				}
+				if w.conflict.Load() {
+					return apierrors.NewConflict(sessionsResource, obj.GetName(), errors.New("changed since it was read"))
 				}
 			}
 			return c.SubResource(sub).Patch(ctx, obj, p, opts...)
@@ -109,6 +115,68 @@ func TestStatusIsWrittenOnceAndEventsFollowIt(t *testing.T) {
 	}
 	if ev := drain(rec); len(ev) != 0 {
 		t.Errorf("events with nothing new: %q", ev)
+	}
+}
+
+// A status write refused because the resource changed since the reconcile
+// read it (the upload API's activity annotation, most often) is not an
+// error: the reconcile asks to run again soon, says nothing, and the next one
+// writes from the newer object.
+func TestStatusWriteConflictIsRetriedQuietly(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, db)
+	writes := &statusWrites{}
+	h.r.Client = writes.client()
+	rec := fakeRecorder(h)
+	key := h.create(t, "conflict")
+
+	writes.conflict.Store(true)
+	res, err := h.r.Reconcile(context.Background(), reqOf(key))
+	if err != nil || res.RequeueAfter <= 0 || res.RequeueAfter > time.Second {
+		t.Fatalf("reconcile with a conflicting status write: %+v, %v; want no error and a prompt requeue", res, err)
+	}
+	if ev := drain(rec); len(ev) != 0 {
+		t.Errorf("events although the status was not written: %q", ev)
+	}
+	writes.conflict.Store(false)
+	h.reconcile(t, key)
+	if p := get(t, key).Status.Phase; p != uploadsv1.PhaseActive {
+		t.Fatalf("phase %q after the retry", p)
+	}
+	if ev := drain(rec); len(ev) != 1 || !strings.Contains(ev[0], uploadsv1.ReasonUploadsCreated) {
+		t.Errorf("events after the retry: %q, want one %s", ev, uploadsv1.ReasonUploadsCreated)
+	}
+}
+
+// stalledActivation is the engine with S3 never answering activation: it
+// returns only when the reconcile's deadline has passed.
+type stalledActivation struct{ *uploads.Service }
+
+func (stalledActivation) Activate(ctx context.Context, _ uploads.Request) (uploads.Active, error) {
+	<-ctx.Done()
+	return uploads.Active{}, ctx.Err()
+}
+
+// A step that used up the reconcile's deadline still has its outcome written:
+// the status write has a deadline of its own, so the resource says what
+// happened (Pending, creating the uploads) and the Event follows.
+func TestStatusIsWrittenAfterTheReconcileTimedOut(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, db)
+	rec := fakeRecorder(h)
+	key := h.create(t, "timed-out")
+	h.r.Uploads = stalledActivation{h.svc}
+	h.r.Timeout = 200 * time.Millisecond
+	if _, err := h.r.Reconcile(context.Background(), reqOf(key)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("reconcile with a stalled activation: %v; want the deadline", err)
+	}
+	us := get(t, key)
+	if us.Status.Phase != uploadsv1.PhasePending {
+		t.Fatalf("phase %q after the reconcile timed out; want Pending written", us.Status.Phase)
+	}
+	wantReady(t, us, metav1.ConditionFalse, uploadsv1.ReasonCreatingUploads)
+	if ev := drain(rec); len(ev) != 1 || !strings.Contains(ev[0], "ActivateFailed") {
+		t.Errorf("events: %q, want one ActivateFailed", ev)
 	}
 }
 

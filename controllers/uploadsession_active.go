@@ -79,8 +79,10 @@ func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, s *se
 		return ctrl.Result{}, err
 	}
 	if sess.Status != store.StatusFinalizing {
-		res, _, err := r.followDatabase(ctx, s, sess)
-		return res, err
+		if res, done, err := r.followDatabase(ctx, s, sess); done {
+			return res, err
+		}
+		return ctrl.Result{RequeueAfter: r.resync()}, nil
 	}
 	// The lock's age is PostgreSQL's: a live holder keeps renewing it, so this
 	// only goes on once the holder has stopped.
@@ -169,7 +171,11 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, s *sessionScope,
 		r.blockFinalize(ctx, s, uploadsv1.ReasonS3Unavailable, msgS3Unavailable, "")
 		return ctrl.Result{}, err
 	case errors.As(err, &notActive):
-		return ctrl.Result{}, nil
+		// Another finalize or an expiry moved the session on between the
+		// reads; the next reconcile follows PostgreSQL. Nothing else may
+		// wake this resource (the other party's replica may have died), so
+		// it asks for that reconcile itself.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	default:
 		s.event(corev1.EventTypeWarning, uploadsv1.ReasonFinalizeFailed, "Finalize", "%s", msgRetrying)
 		return ctrl.Result{}, err

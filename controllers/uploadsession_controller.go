@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -85,6 +86,12 @@ func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, s *ses
 	if wait := since.Add(retention).Sub(r.now()); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
+	if s.base.Status.Phase != s.us.Status.Phase {
+		// This reconcile reached the terminal phase (the operator was down
+		// past the retention): write it first, so that those waiting for
+		// Finalized or Expired see it before the resource goes.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
 	log.FromContext(ctx).Info("retention over; deleting the resource", "phase", s.us.Status.Phase, "retention", retention.String())
 	if err := r.Delete(ctx, s.us); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -138,11 +145,26 @@ func (r *UploadSessionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	logger := log.FromContext(ctx).WithValues("sessionId", id.String(), "correlationId", corr)
 	ctx = log.IntoContext(ctx, logger)
 
+	res, err := r.reconcileResource(ctx, us, id)
+	if apierrors.IsConflict(err) {
+		// The resource changed after this reconcile read it (most often the
+		// upload API's activity annotation): go again from the newer object.
+		// Not an error: every step is idempotent and nothing it did is lost.
+		log.FromContext(ctx).V(1).Info("the resource changed during the reconcile; reconciling again")
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	}
+	return res, err
+}
+
+// conflictRetry is how soon a reconcile refused for a stale view runs again.
+const conflictRetry = 200 * time.Millisecond
+
+func (r *UploadSessionReconciler) reconcileResource(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
 	// The session must be this resource's: a label copied from someone
 	// else's session must not let this resource finalize or delete it.
 	if err := r.Uploads.CheckBinding(ctx, id, refOf(us)); errors.Is(err, uploads.ErrBoundElsewhere) {
 		if !us.DeletionTimestamp.IsZero() {
-			return ctrl.Result{}, r.releaseFinalizer(ctx, us)
+			return ctrl.Result{}, r.removeFinalizer(ctx, us)
 		}
 		return r.withStatus(ctx, us, id, r.refuseForeignSession)
 	} else if err != nil {
@@ -208,9 +230,10 @@ func sessionID(us *uploadsv1.UploadSession) (uuid.UUID, error) {
 }
 
 // ensureFinalizerAndLabel adds the finalizer and puts the session-id label
-// (back) in one metadata patch; the reconcile goes on with the patched object
-// (a metadata-only change does not bring another reconcile, see
-// reconcileTriggers).
+// (back) in one metadata patch; the reconcile goes on with the patched object.
+// The patch wakes the reconciler once more (finalizer and label changes are
+// triggers, see reconcileTriggers); that reconcile finds the step done, or,
+// reading an older copy, is refused its status write and goes again.
 func (r *UploadSessionReconciler) ensureFinalizerAndLabel(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) error {
 	if controllerutil.ContainsFinalizer(us, Finalizer) && us.Labels[uploadsv1.SessionIDLabel] == id.String() {
 		return nil
@@ -274,15 +297,20 @@ func (r *UploadSessionReconciler) refuseForeignSession(ctx context.Context, s *s
 	return ctrl.Result{}, nil
 }
 
-// releaseFinalizer lets a resource being deleted go without touching its
-// session (it belongs to another resource).
-func (r *UploadSessionReconciler) releaseFinalizer(ctx context.Context, us *uploadsv1.UploadSession) error {
+// removeFinalizer lets a resource being deleted go. A merge patch replaces
+// the whole finalizer list, which is safe here: once deletion has begun the
+// API server lets no finalizer be added, so the list sent can only lack ours
+// (and one another controller removed meanwhile is refused, not re-added).
+func (r *UploadSessionReconciler) removeFinalizer(ctx context.Context, us *uploadsv1.UploadSession) error {
 	if !controllerutil.ContainsFinalizer(us, Finalizer) {
 		return nil
 	}
 	orig := us.DeepCopy()
 	controllerutil.RemoveFinalizer(us, Finalizer)
-	return client.IgnoreNotFound(r.Patch(ctx, us, client.MergeFrom(orig)))
+	if err := client.IgnoreNotFound(r.Patch(ctx, us, client.MergeFrom(orig))); err != nil {
+		return fmt.Errorf("remove the finalizer of %s/%s: %w", us.Namespace, us.Name, err)
+	}
+	return nil
 }
 
 func refOf(us *uploadsv1.UploadSession) uploads.ResourceRef {

@@ -199,3 +199,27 @@ func TestStaleLockTakeoverTiming(t *testing.T) {
 	}
 	noMultipartUploads(t, id.String())
 }
+
+// An operator that was down past a session's expiry and retention writes the
+// terminal phase first (those waiting for Expired see it, with its Event) and
+// deletes the resource on the next reconcile, not in the same one.
+func TestTerminalPhaseIsWrittenBeforeRetentionDeletes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, db)
+	key := h.create(t, "late")
+	h.reconcileTo(t, key, uploadsv1.PhaseActive)
+	h.clk.Step(ttl + expiredRetention + time.Minute)
+	if res := h.reconcile(t, key); res.RequeueAfter <= 0 {
+		t.Errorf("after writing Expired: RequeueAfter = %s; want the deleting reconcile asked for", res.RequeueAfter)
+	}
+	us := get(t, key)
+	if us.Status.Phase != uploadsv1.PhaseExpired || us.DeletionTimestamp != nil {
+		t.Fatalf("first reconcile after the outage: phase %q, deleting %v; want Expired written and the resource kept",
+			us.Status.Phase, us.DeletionTimestamp != nil)
+	}
+	h.reconcile(t, key) // deletes
+	h.reconcile(t, key) // lets the finalizer go
+	if err := k8s.Get(context.Background(), key, &uploadsv1.UploadSession{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("after its retention: %v; want the resource gone", err)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -42,12 +41,7 @@ func (r *UploadSessionReconciler) reconcileDelete(ctx context.Context, us *uploa
 		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, "AbortFailed", "Delete", "%s", msgRetrying)
 		return ctrl.Result{}, fmt.Errorf("discard session %s: %w", id, err)
 	}
-	orig := us.DeepCopy()
-	controllerutil.RemoveFinalizer(us, Finalizer)
-	if err := r.Patch(ctx, us, client.MergeFrom(orig)); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, r.removeFinalizer(ctx, us)
 }
 
 // activationWindowLeft is how long to wait before removing a session whose

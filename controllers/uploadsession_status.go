@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -60,12 +61,24 @@ func (s *sessionScope) setCondition(typ string, ok bool, reason, msg string) {
 // overwrites a newer status. observedGeneration moves only when the step
 // succeeded, so tools waiting on it do not take a failed attempt for the
 // spec having been acted on.
+//
+// The write has a deadline of its own: a step that used up the reconcile's
+// (a slow S3) still gets its outcome, say S3Unavailable, written. When the
+// resource changed since it was read, the write is refused as a conflict and
+// the step's error, if any, is what the reconcile reports; nothing the step
+// did is lost, as every step is idempotent and the next reconcile recomputes
+// the status from the newer object.
 func (r *UploadSessionReconciler) withStatus(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID,
 	step func(context.Context, *sessionScope) (ctrl.Result, error)) (res ctrl.Result, retErr error) {
 	s := &sessionScope{us: us, id: id, base: us.DeepCopy()}
 	defer func() {
-		if err := r.writeStatus(ctx, s, retErr == nil); err != nil {
-			res, retErr = ctrl.Result{}, errors.Join(retErr, err)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
+		defer cancel()
+		if err := r.writeStatus(wctx, s, retErr == nil); err != nil {
+			if retErr == nil || !apierrors.IsConflict(err) {
+				retErr = errors.Join(retErr, err)
+			}
+			res = ctrl.Result{}
 			return
 		}
 		for _, e := range s.events {
@@ -74,6 +87,9 @@ func (r *UploadSessionReconciler) withStatus(ctx context.Context, us *uploadsv1.
 	}()
 	return step(ctx, s)
 }
+
+// statusWriteTimeout bounds the status write at the end of a reconcile.
+const statusWriteTimeout = 10 * time.Second
 
 func (r *UploadSessionReconciler) writeStatus(ctx context.Context, s *sessionScope, succeeded bool) error {
 	if s.released {
