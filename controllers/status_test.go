@@ -274,3 +274,41 @@ func wantReady(t *testing.T, us *uploadsv1.UploadSession, status metav1.Conditio
 		t.Errorf("%s: Ready = %+v; want %s %s at generation %d", us.Status.Phase, c, status, reason, us.Generation)
 	}
 }
+
+// lostUnrecorded is the engine finding an S3 multipart upload lost while
+// PostgreSQL refuses to mark the session failed (the engine's own tests cover
+// the marking against the real database; here only the reconciler's reading
+// of the outcome is under test).
+type lostUnrecorded struct{ *uploads.Service }
+
+func (lostUnrecorded) Finalize(context.Context, uploads.FinalizeRequest) (uploads.FinalizeResult, error) {
+	return uploads.FinalizeResult{}, &uploads.UploadLostError{FileID: "f", Key: "k"}
+}
+
+// Failed is terminal, so the resource shows it only once PostgreSQL says the
+// session failed: while the row is not marked, the reconciler keeps coming
+// back (the lock goes stale and is taken over), and then follows the row.
+func TestLostUploadIsFailedOnlyOncePostgreSQLSaysSo(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, db)
+	key := h.create(t, "lost")
+	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
+	us.Spec.Finalize = &uploadsv1.FinalizeSpec{Title: "Lost Castle"}
+	if err := k8s.Update(context.Background(), us); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.MustParse(us.Status.SessionID)
+	h.storeAllParts(t, id)
+	h.r.Uploads = lostUnrecorded{h.svc}
+	res := h.reconcile(t, key)
+	if p := get(t, key).Status.Phase; p == uploadsv1.PhaseFailed || res.RequeueAfter <= 0 {
+		t.Fatalf("lost upload, row not failed: phase %q, RequeueAfter %s; want not Failed and a requeue", p, res.RequeueAfter)
+	}
+	if _, err := db.Pool.Exec(context.Background(), `UPDATE upload_sessions SET status = 'failed' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile(t, key)
+	if p := get(t, key).Status.Phase; p != uploadsv1.PhaseFailed {
+		t.Fatalf("row failed: phase %q, want Failed", p)
+	}
+}

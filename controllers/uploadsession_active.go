@@ -163,8 +163,7 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, s *sessionScope,
 	case errors.Is(err, uploads.ErrExpired):
 		return r.expire(ctx, s)
 	case errors.As(err, &lost):
-		r.markFailed(s, fmt.Sprintf("the S3 multipart upload of file %s is lost; the session cannot be finalized", lost.FileID))
-		return ctrl.Result{}, nil
+		return r.followLostUpload(ctx, s, lost)
 	case errors.As(err, &s3e):
 		// What S3 said stays in the operator's log (the returned error);
 		// the tenant's resource gets a stable message.
@@ -180,6 +179,25 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, s *sessionScope,
 		s.event(corev1.EventTypeWarning, uploadsv1.ReasonFinalizeFailed, "Finalize", "%s", msgRetrying)
 		return ctrl.Result{}, err
 	}
+}
+
+// followLostUpload shows Failed, a terminal phase, only once PostgreSQL says
+// the session failed. The engine marks it so when it can; when it could not
+// (PostgreSQL refused the write) its lock goes stale and whoever takes it
+// over finds the lost upload again, and the resource must still be
+// reconciled to do that.
+func (r *UploadSessionReconciler) followLostUpload(ctx context.Context, s *sessionScope, lost *uploads.UploadLostError) (ctrl.Result, error) {
+	sess, err := r.Uploads.Session(ctx, s.id)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if sess.Status != store.StatusFailed {
+		log.FromContext(ctx).Info("an S3 multipart upload is lost but the session is not marked failed yet; following PostgreSQL",
+			"fileId", lost.FileID, "status", sess.Status)
+		return ctrl.Result{RequeueAfter: r.resync()}, nil
+	}
+	r.markFailed(s, fmt.Sprintf("the S3 multipart upload of file %s is lost; the session cannot be finalized", lost.FileID))
+	return ctrl.Result{}, nil
 }
 
 // Messages for tenants' resources when a dependency fails: what failed and
