@@ -69,6 +69,28 @@ func fakeRecorder(h *harness) *events.FakeRecorder {
 	return rec
 }
 
+// countedStatusWrites is a harness whose status writes are counted (and can be
+// refused), with its Events recorded, and a new session resource named name.
+func countedStatusWrites(t *testing.T, name string) (*harness, *statusWrites, *events.FakeRecorder, client.ObjectKey) {
+	t.Helper()
+	h := newHarness(t, db)
+	writes := &statusWrites{}
+	h.r.Client = writes.client()
+	return h, writes, fakeRecorder(h), h.create(t, name)
+}
+
+// wantActivatedOnce: the resource is Active and its activation was said in
+// exactly one UploadsCreated Event.
+func wantActivatedOnce(t *testing.T, key client.ObjectKey, rec *events.FakeRecorder) {
+	t.Helper()
+	if p := get(t, key).Status.Phase; p != uploadsv1.PhaseActive {
+		t.Fatalf("phase %q after activation", p)
+	}
+	if ev := drain(rec); len(ev) != 1 || !strings.Contains(ev[0], uploadsv1.ReasonUploadsCreated) {
+		t.Errorf("events after activation: %q, want one %s", ev, uploadsv1.ReasonUploadsCreated)
+	}
+}
+
 // Activation is one status write, not one per change (Pending, then Active,
 // then progress): the status is patched once, at the end of the reconcile.
 // An Event is emitted only after the status it describes was written: when
@@ -76,11 +98,7 @@ func fakeRecorder(h *harness) *events.FakeRecorder {
 // writes and says it.
 func TestStatusIsWrittenOnceAndEventsFollowIt(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, db)
-	writes := &statusWrites{}
-	h.r.Client = writes.client()
-	rec := fakeRecorder(h)
-	key := h.create(t, "one-write")
+	h, writes, rec, key := countedStatusWrites(t, "one-write")
 
 	writes.refuse.Store(true)
 	if _, err := h.r.Reconcile(context.Background(), reqOf(key)); err == nil {
@@ -99,13 +117,7 @@ func TestStatusIsWrittenOnceAndEventsFollowIt(t *testing.T) {
 	if n := writes.n.Load(); n != 1 {
 		t.Errorf("activation made %d status writes, want 1", n)
 	}
-	us := get(t, key)
-	if us.Status.Phase != uploadsv1.PhaseActive {
-		t.Fatalf("phase %q after activation", us.Status.Phase)
-	}
-	if ev := drain(rec); len(ev) != 1 || !strings.Contains(ev[0], uploadsv1.ReasonUploadsCreated) {
-		t.Errorf("events after activation: %q, want one %s", ev, uploadsv1.ReasonUploadsCreated)
-	}
+	wantActivatedOnce(t, key, rec)
 
 	// Nothing changed: nothing is written, nothing said.
 	writes.n.Store(0)
@@ -124,11 +136,7 @@ func TestStatusIsWrittenOnceAndEventsFollowIt(t *testing.T) {
 // writes from the newer object.
 func TestStatusWriteConflictIsRetriedQuietly(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, db)
-	writes := &statusWrites{}
-	h.r.Client = writes.client()
-	rec := fakeRecorder(h)
-	key := h.create(t, "conflict")
+	h, writes, rec, key := countedStatusWrites(t, "conflict")
 
 	writes.conflict.Store(true)
 	res, err := h.r.Reconcile(context.Background(), reqOf(key))
@@ -140,12 +148,7 @@ func TestStatusWriteConflictIsRetriedQuietly(t *testing.T) {
 	}
 	writes.conflict.Store(false)
 	h.reconcile(t, key)
-	if p := get(t, key).Status.Phase; p != uploadsv1.PhaseActive {
-		t.Fatalf("phase %q after the retry", p)
-	}
-	if ev := drain(rec); len(ev) != 1 || !strings.Contains(ev[0], uploadsv1.ReasonUploadsCreated) {
-		t.Errorf("events after the retry: %q, want one %s", ev, uploadsv1.ReasonUploadsCreated)
-	}
+	wantActivatedOnce(t, key, rec)
 }
 
 // stalledActivation is the engine with S3 never answering activation: it

@@ -192,10 +192,9 @@ func startReplicaWith(t *testing.T, extra map[string]string, scheme string, clie
 	env["FINALIZE_RATE_LIMIT"] = "1000/1m"
 	env["SESSION_CREATE_RATE_LIMIT"] = "1000/1m"
 	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
-	// The suite's manager takes over locks older than 3 s in the namespaces
-	// it watches; a replica judging (and so renewing) on the same window
-	// keeps the locks it holds there fresh, as replicas of one Deployment do.
-	env["STALE_LOCK_AFTER"] = "3s"
+	// Replicas of one Deployment share the window, so the locks a replica
+	// holds are renewed well before the suite's manager would take them over.
+	env["STALE_LOCK_AFTER"] = suiteStaleLockAfter
 	maddr, err := localenv.FreeAddr()
 	if err != nil {
 		t.Fatal(err)

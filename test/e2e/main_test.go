@@ -39,6 +39,11 @@ var (
 	metricsURL string
 )
 
+// suiteStaleLockAfter is the stale-lock window of the suite's manager and, unless
+// a test says otherwise, of the replicas tests start: a replica renewing on a
+// longer window would hold locks that look stale to the manager.
+const suiteStaleLockAfter = "3s"
+
 func TestMain(m *testing.M) {
 	code, err := run(m)
 	if err != nil {
@@ -120,7 +125,7 @@ func run(m *testing.M) (int, error) {
 	// Tests of replicas and leader election use namespaces of their own.
 	env["WATCH_NAMESPACE"] = "default"
 	env["ADMIN_GROUPS"] = "system:serviceaccounts:" + adminNamespace
-	env["STALE_LOCK_AFTER"] = "3s"
+	env["STALE_LOCK_AFTER"] = suiteStaleLockAfter
 	env["RESYNC_INTERVAL"] = "1s"
 	env["LOG_LEVEL"] = "debug"
 	// Many tests finalize as the same user; the limit itself is tested on replicas of its own.
