@@ -136,8 +136,15 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 	var (
 		pe        *uploads.PartError
 		notActive *uploads.NotActiveError
+		busy      *uploads.PartBusyError
 	)
 	switch {
+	case errors.As(err, &busy):
+		// As many PUTs of this part are in flight as it has S3 part numbers
+		// for: a client racing itself. Nothing was read or sent.
+		w.Header().Set("Connection", "close")
+		tooMany(w, retryAfterSeconds(busy.RetryAfter), busy.InFlight, "in-flight")
+		return
 	case errors.Is(err, uploads.ErrSessionNotFound):
 		writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", nil)
 		return

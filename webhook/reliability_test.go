@@ -241,3 +241,61 @@ func TestSpillBudgetAnswersBusy(t *testing.T) {
 		t.Fatalf("the refused part, sent again: %d %v", a.status, a.body)
 	}
 }
+
+// A part can have as many PUTs in flight as it has slots less the
+// acknowledged one (ADR 0001, "Parts"); one more is refused at once with 429
+// and window "in-flight", and goes through once the others ended.
+func TestTooManyPutsOfOnePartAnswerInFlight(t *testing.T) {
+	svc := testService(t, nil)
+	srv := serve(t, svc, 25*time.Second)
+	s := newSession(t, svc, 6*session.MiB)
+	inFlight := session.SlotsPerPart(s.act.Files[0].PartCount) - 1
+	if a := s.putPart(t, srv.URL, 1); a.status != http.StatusOK {
+		t.Fatalf("first PUT: %d %v", a.status, a.body)
+	}
+	arrived := make(chan struct{}, inFlight)
+	release := make(chan struct{})
+	failpoint.EnableFunc("part/before-s3", func() error {
+		arrived <- struct{}{}
+		<-release
+		return nil
+	})
+	t.Cleanup(func() { failpoint.Disable("part/before-s3") })
+	answers := make(chan answer, inFlight)
+	for range inFlight {
+		go func() {
+			a, err := send(context.Background(), t, http.MethodPut, srv.URL+s.partPath(1), s.owner, s.part(1))
+			if err != nil {
+				a.status = -1
+			}
+			answers <- a
+		}()
+	}
+	for range inFlight {
+		select {
+		case <-arrived:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the PUTs did not all reach S3's doorstep")
+		}
+	}
+	a := s.putPart(t, srv.URL, 1)
+	if a.status != http.StatusTooManyRequests || a.code() != "RATE_LIMIT_EXCEEDED" || a.body["window"] != "in-flight" ||
+		a.body["limit"] != float64(inFlight) || a.header.Get("Retry-After") == "" {
+		t.Fatalf("PUT %d of one part in flight: %d %v; want 429 RATE_LIMIT_EXCEEDED, window in-flight, limit %d", inFlight+1, a.status, a.body, inFlight)
+	}
+	close(release)
+	for range inFlight {
+		select {
+		case a := <-answers:
+			if a.status != http.StatusOK {
+				t.Fatalf("a PUT in flight: %d %v", a.status, a.body)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("a PUT in flight did not end")
+		}
+	}
+	failpoint.Disable("part/before-s3")
+	if a := s.putPart(t, srv.URL, 1); a.status != http.StatusOK {
+		t.Fatalf("the refused PUT sent again: %d %v", a.status, a.body)
+	}
+}

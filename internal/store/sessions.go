@@ -57,6 +57,9 @@ type File struct {
 	S3Key         string
 	S3UploadID    string
 	CompletedETag string
+	// SlotsPerPart is how many S3 part numbers each part may use
+	// (session.SlotsPerPart; 1 for direct sessions and older files).
+	SlotsPerPart int
 }
 
 // Session statuses as stored (the phase in lower case, and deleting).
@@ -109,14 +112,14 @@ func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File, m
 		}
 		for _, f := range files {
 			_, err := tx.Exec(ctx, `
-				INSERT INTO upload_files (id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key)
-				SELECT $1, $2, $3, $4, $5, $6, $7, $8
+				INSERT INTO upload_files (id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key, slots_per_part)
+				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $13
 				WHERE EXISTS (SELECT 1 FROM upload_sessions WHERE id = $2 AND status = 'pending'
 				  AND user_id = $9 AND k8s_namespace IS NOT DISTINCT FROM $10 AND k8s_name IS NOT DISTINCT FROM $11
 				  AND k8s_uid IS NOT DISTINCT FROM $12)
 				ON CONFLICT (id) DO NOTHING`,
 				f.ID, sess.ID, f.Ordinal, f.Name, f.ContentType, f.SizeBytes, f.PartCount, f.S3Key,
-				sess.UserID, nullable(sess.Namespace), nullable(sess.Name), nullable(sess.UID))
+				sess.UserID, nullable(sess.Namespace), nullable(sess.Name), nullable(sess.UID), max(f.SlotsPerPart, 1))
 			if err != nil {
 				return fmt.Errorf("insert upload_files %s: %w", f.ID, err)
 			}
@@ -187,12 +190,12 @@ func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (Session, error) {
 }
 
 const fileCols = `id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key,
-	coalesce(s3_upload_id, ''), coalesce(completed_etag, '')`
+	coalesce(s3_upload_id, ''), coalesce(completed_etag, ''), slots_per_part`
 
 func scanFile(row pgx.Row) (File, error) {
 	var f File
 	err := row.Scan(&f.ID, &f.SessionID, &f.Ordinal, &f.Name, &f.ContentType, &f.SizeBytes, &f.PartCount,
-		&f.S3Key, &f.S3UploadID, &f.CompletedETag)
+		&f.S3Key, &f.S3UploadID, &f.CompletedETag, &f.SlotsPerPart)
 	return f, err
 }
 

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mocs-dev/upload-operator/internal/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/leakcheck"
@@ -62,11 +64,14 @@ func activeSession(t *testing.T, s *store.Store, expires time.Time) (store.Sessi
 	ctx := context.Background()
 	id := uuid.New()
 	f := store.File{ID: uuid.New(), SessionID: id, Name: "castle.pdf", ContentType: "application/pdf",
-		SizeBytes: 6 << 20, PartCount: 2, S3Key: "sessions/" + id.String() + "/castle.pdf"}
+		SizeBytes: 6 << 20, PartCount: 2, S3Key: "sessions/" + id.String() + "/castle.pdf", SlotsPerPart: 3}
 	sess, err := s.EnsureSession(ctx, store.Session{ID: id, UserID: "builder", PartSizeBytes: 5 << 20, ExpiresAt: expires,
 		Namespace: "default", Name: id.String(), UID: uuid.NewString()}, []store.File{f}, 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ok, err := s.SetUploadID(ctx, f.ID, "upload-"+id.String()); err != nil || !ok {
+		t.Fatalf("record the upload id: %v, %v", ok, err)
 	}
 	if ok, err := s.Activate(ctx, id); err != nil || !ok {
 		t.Fatalf("activate: %v, %v", ok, err)
@@ -187,45 +192,109 @@ func TestFinalizeLockIsALeaseWithAToken(t *testing.T) {
 	}
 }
 
-// A part is recorded only while the session takes parts: active, before
-// expiresAt, no live lock. Sending a part again keeps one row and remembers
-// every ETag it was acknowledged with.
-func TestUpsertPartOnlyWhileTheSessionTakesParts(t *testing.T) {
+// A part is a register: each PUT registers first and gets a slot that
+// neither the register nor another PUT in flight holds; its record points the
+// register at that slot. PUTs register and record only while the session
+// takes parts: active, before expiresAt on PostgreSQL's clock, no live lock.
+func TestPartWritesTakeSlotsOfTheirOwn(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const stale = 5 * time.Minute
 	s := open(t, time.Time{})
-	now := time.Now()
-	sess, f := activeSession(t, s, now.Add(time.Hour))
-	put := func(etag string, at time.Time) bool {
+	sess, f := activeSession(t, s, time.Now().Add(time.Hour))
+	begin := func() (store.PartWrite, error) {
 		t.Helper()
-		ok, err := s.UpsertPart(ctx, store.Part{FileID: f.ID, PartNumber: 1, ETag: etag, SizeBytes: 5 << 20}, at, stale)
-		if err != nil {
-			t.Fatal(err)
+		w, ok, err := s.BeginPartWrite(ctx, f.ID, 2, stale, time.Minute)
+		if err == nil && !ok {
+			t.Fatal("a PUT of an active session refused")
 		}
-		return ok
+		return w, err
 	}
-	if !put(`"a"`, now) || !put(`"b"`, now) {
-		t.Fatal("parts of an active session refused")
+	register := func() (slot int, etag string) {
+		t.Helper()
+		must(t, s.Pool.QueryRow(ctx, `SELECT s3_part_number, etag FROM upload_parts WHERE file_id = $1 AND part_number = 2`, f.ID).Scan(&slot, &etag))
+		return slot, etag
 	}
-	var rows int
-	var acked []string
-	if err := s.Pool.QueryRow(ctx, `SELECT count(*) OVER (), acked_etags FROM upload_parts WHERE file_id = $1`, f.ID).Scan(&rows, &acked); err != nil {
-		t.Fatal(err)
+	// Part 2 of a file with 3 slots per part: S3 part numbers 4, 5, 6.
+	a, err := begin()
+	must(t, err)
+	if a.S3PartNumber != 4 {
+		t.Fatalf("first PUT of part 2 writes S3 part %d; want 4", a.S3PartNumber)
 	}
-	if rows != 1 || len(acked) != 2 || acked[0] != `"a"` || acked[1] != `"b"` {
-		t.Fatalf("%d rows, acked %q; want one row acked with \"a\" then \"b\"", rows, acked)
+	if ok, err := s.RecordPart(ctx, a.Token, `"a"`, 5<<20, stale); err != nil || !ok {
+		t.Fatalf("record = %v, %v", ok, err)
 	}
-	if put(`"c"`, now.Add(time.Hour+time.Second)) {
-		t.Error("a part recorded after expiresAt")
+	if slot, etag := register(); slot != 4 || etag != `"a"` {
+		t.Fatalf("register = %d %s", slot, etag)
 	}
+	b, err := begin()
+	must(t, err)
+	c, err := begin()
+	must(t, err)
+	if b.S3PartNumber == 4 || c.S3PartNumber == 4 || b.S3PartNumber == c.S3PartNumber {
+		t.Fatalf("PUTs in flight write S3 parts %d and %d beside the register's 4: each needs a slot of its own", b.S3PartNumber, c.S3PartNumber)
+	}
+	if _, err := begin(); !errors.Is(err, store.ErrPartBusy) {
+		t.Fatalf("a fourth PUT with every slot taken: %v; want ErrPartBusy", err)
+	}
+	// c fails in a way S3 may still store: its slot is quarantined, b's record
+	// moves the register, and a's old slot is free again.
+	must(t, s.EndPartWrite(ctx, c.Token, time.Hour))
+	if ok, err := s.RecordPart(ctx, b.Token, `"b"`, 5<<20, stale); err != nil || !ok {
+		t.Fatalf("record b = %v, %v", ok, err)
+	}
+	if slot, etag := register(); slot != b.S3PartNumber || etag != `"b"` {
+		t.Fatalf("register = %d %s; want b's", slot, etag)
+	}
+	d, err := begin()
+	must(t, err)
+	if d.S3PartNumber != 4 {
+		t.Fatalf("PUT after b's record writes S3 part %d; want the free 4 (not b's, not c's quarantined)", d.S3PartNumber)
+	}
+	if ok, err := s.RecordPart(ctx, d.Token, `"d"`, 5<<20, stale); err != nil || !ok {
+		t.Fatalf("record d = %v, %v", ok, err)
+	}
+	if ok, err := s.RecordPart(ctx, d.Token, `"d"`, 5<<20, stale); err != nil || ok {
+		t.Fatalf("a second record of one registration = %v, %v; want refused", ok, err)
+	}
+	// Under a live finalize lock nothing registers or records.
+	e, err := begin()
+	must(t, err)
 	if l, err := s.TryLock(ctx, sess.ID, stale, "Castle", ""); err != nil || !l.Acquired {
 		t.Fatalf("TryLock = %+v, %v", l, err)
 	}
-	if put(`"d"`, now) {
-		t.Error("a part recorded under a live finalize lock")
+	if _, ok, err := s.BeginPartWrite(ctx, f.ID, 2, stale, time.Minute); err != nil || ok {
+		t.Fatalf("PUT registered under a live finalize lock: %v, %v", ok, err)
+	}
+	if ok, err := s.RecordPart(ctx, e.Token, `"e"`, 5<<20, stale); err != nil || ok {
+		t.Fatalf("PUT recorded under a live finalize lock: %v, %v", ok, err)
+	}
+	if slot, etag := register(); slot != 4 || etag != `"d"` {
+		t.Fatalf("register = %d %s after refused PUTs; want d's", slot, etag)
 	}
 }
+
+// Expiry is judged on PostgreSQL's clock: a replica whose clock is behind
+// cannot register or record a part of a session PostgreSQL sees expired.
+func TestPartWritesStopAtExpiryOnPostgreSQLsClock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t, time.Time{})
+	_, f := activeSession(t, s, time.Now().Add(time.Hour))
+	w, ok, err := s.BeginPartWrite(ctx, f.ID, 1, time.Minute, time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("begin = %v, %v", ok, err)
+	}
+	must(t, execErr(s.Pool.Exec(ctx, `UPDATE upload_sessions SET expires_at = now() - interval '1 second' WHERE id = $1`, f.SessionID)))
+	if ok, err := s.RecordPart(ctx, w.Token, `"a"`, 5<<20, time.Minute); err != nil || ok {
+		t.Fatalf("record after expiresAt = %v, %v; want refused", ok, err)
+	}
+	if _, ok, err := s.BeginPartWrite(ctx, f.ID, 1, time.Minute, time.Minute); err != nil || ok {
+		t.Fatalf("begin after expiresAt = %v, %v; want refused", ok, err)
+	}
+}
+
+func execErr(_ pgconn.CommandTag, err error) error { return err }
 
 func must(t *testing.T, err error) {
 	t.Helper()

@@ -59,34 +59,67 @@ func (s *Service) partURLTTL() time.Duration {
 	return s.PartURLTTL
 }
 
-// listedParts reads, from S3, the parts of each file of a direct session that
-// is still being uploaded. A file whose upload is gone (completed, or aborted
-// by expiry or delete) lists none.
-func (s *Service) listedParts(ctx context.Context, files []store.File) (map[uuid.UUID][]store.Part, error) {
-	out := make(map[uuid.UUID][]store.Part, len(files))
+// directParts reads what each file of a direct session holds: S3's listing
+// while the file's upload is open; once S3 completed it (recorded, or found by
+// its object after a completion nobody recorded) the parts recorded just
+// before the completion, and the file is done. A file whose upload is gone
+// with no object (aborted by expiry or delete) holds nothing.
+func (s *Service) directParts(ctx context.Context, sessionID uuid.UUID, files []store.File) (parts map[uuid.UUID][]store.Part, done map[uuid.UUID]bool, err error) {
+	parts, done = make(map[uuid.UUID][]store.Part, len(files)), map[uuid.UUID]bool{}
+	var recorded map[uuid.UUID][]store.Part
+	fromRecord := func(f store.File) error {
+		if recorded == nil {
+			if recorded, err = s.DB.Parts(ctx, sessionID); err != nil {
+				return err
+			}
+		}
+		parts[f.ID], done[f.ID] = recorded[f.ID], true
+		return nil
+	}
 	for _, f := range files {
-		if f.CompletedETag != "" || f.S3UploadID == "" {
+		if f.S3UploadID == "" {
 			continue
 		}
-		parts, err := s.S3.ListParts(ctx, f.S3Key, f.S3UploadID)
+		if f.CompletedETag != "" {
+			if err := fromRecord(f); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		listed, err := s.S3.ListParts(ctx, f.S3Key, f.S3UploadID)
 		if objectstore.IsNoSuchUpload(err) {
+			obj, ok, herr := s.S3.HeadObject(ctx, f.S3Key)
+			if herr != nil {
+				return nil, nil, &S3Error{Err: herr}
+			}
+			if ok && obj.Size == f.SizeBytes {
+				if err := fromRecord(f); err != nil {
+					return nil, nil, err
+				}
+			}
 			continue
 		}
 		if err != nil {
-			return nil, &S3Error{Err: err}
+			return nil, nil, &S3Error{Err: err}
 		}
-		for _, p := range parts {
-			out[f.ID] = append(out[f.ID], store.Part{FileID: f.ID, PartNumber: int(p.PartNumber), ETag: p.ETag, SizeBytes: p.Size})
+		for _, p := range listed {
+			parts[f.ID] = append(parts[f.ID], store.Part{FileID: f.ID, PartNumber: int(p.PartNumber), ETag: p.ETag, SizeBytes: p.Size})
 		}
 	}
-	return out, nil
+	return parts, done, nil
 }
 
-// partsOf is the record of parts of a session: what PUTs were acknowledged
-// for (proxy), or what S3 holds (direct).
-func (s *Service) partsOf(ctx context.Context, sess store.Session, files []store.File) (map[uuid.UUID][]store.Part, error) {
+// partsOf is the record of parts of a session and which files are done
+// (completed in S3): the registers of acknowledged PUTs (proxy), or what S3
+// holds (direct).
+func (s *Service) partsOf(ctx context.Context, sess store.Session, files []store.File) (map[uuid.UUID][]store.Part, map[uuid.UUID]bool, error) {
 	if sess.Transfer == store.TransferDirect {
-		return s.listedParts(ctx, files)
+		return s.directParts(ctx, sess.ID, files)
 	}
-	return s.DB.Parts(ctx, sess.ID)
+	parts, err := s.DB.Parts(ctx, sess.ID)
+	done := map[uuid.UUID]bool{}
+	for _, f := range files {
+		done[f.ID] = f.CompletedETag != ""
+	}
+	return parts, done, err
 }

@@ -77,3 +77,14 @@ type PartSizeError struct {
 func (e *PartSizeError) Error() string {
 	return fmt.Sprintf("part %d of file %s has %d bytes, expected %d", e.PartNumber, e.FileID, e.Size, e.Expected)
 }
+
+// PartBusyError: as many PUTs of the part are in flight as it has slots for
+// (session.SlotsPerPart, less the acknowledged one); one must end first.
+type PartBusyError struct {
+	InFlight   int
+	RetryAfter time.Duration
+}
+
+func (e *PartBusyError) Error() string {
+	return fmt.Sprintf("%d PUTs of this part are in flight already; retry after %s", e.InFlight, e.RetryAfter)
+}

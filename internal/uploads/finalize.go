@@ -166,7 +166,21 @@ func (s *Service) finalizeLocked(l *lease, log logr.Logger, req FinalizeRequest)
 	completeStart := time.Now()
 	for attempt := 1; ; attempt++ {
 		err = s.completeUploads(ctx, log, l, plans)
-		if !errors.Is(err, errPartsChanged) || attempt == 3 {
+		if !errors.Is(err, errPartsChanged) {
+			break
+		}
+		if attempt == maxCompletionAttempts {
+			// The parts keep changing under the completion (a direct
+			// session's client still sending them): name them, as missing.
+			changed, cerr := s.changedParts(ctx, plans)
+			switch {
+			case cerr != nil:
+				err = cerr
+			case len(changed) > 0:
+				err = &IncompleteError{Missing: changed}
+			default:
+				err = &S3Error{Err: fmt.Errorf("S3 refused the completion %d times for parts it lists unchanged", attempt)}
+			}
 			break
 		}
 		// A part changed in S3 after it was listed: a PUT that raced this
@@ -347,33 +361,41 @@ func (s *Service) failSession(ctx context.Context, log logr.Logger, id, token uu
 // errPartsChanged: S3 refused a completion because a listed part changed.
 var errPartsChanged = errors.New("a part changed after it was listed")
 
-// filePlan is a file and the parts to complete it with (nil when S3 already
-// completed it).
+// maxCompletionAttempts bounds the listings of a finalize whose parts keep
+// changing between the listing and the completion.
+const maxCompletionAttempts = 3
+
+// filePlan is a file and the parts to complete it with (none when S3
+// already completed it): for part i+1, the slot parts[i] as S3 listed it.
 type filePlan struct {
 	file  store.File
 	parts []objectstore.PartInfo
 }
 
 // planCompletion reads each unfinished file's parts from S3 and checks that
-// every part is there with the right size and with bytes a PUT was
-// acknowledged for: S3 may hold a later version from a PUT that raced this
-// finalize and was refused, and that must not end up in the object. A file
-// whose upload is gone but whose object exists was completed by an interrupted
-// finalize: its ETag is recorded now instead of completing it twice.
+// every part is there with the right size. For a proxied session each part is
+// its register (ADR 0001, "Parts"): the slot the last acknowledged PUT wrote,
+// which S3 must still hold with that PUT's ETag; completing with that ETag
+// makes S3 refuse the part if its bytes changed since. A register whose bytes
+// S3 no longer holds (possible only with one slot per part) is dropped, so GET
+// stops listing it and the client sends the part again. A direct session's
+// parts never passed through the operator: what S3 lists is the record, and
+// is recorded in PostgreSQL before the completion, because S3 lists nothing
+// once it completed the upload. A file whose upload is gone but whose object
+// exists was completed by an interrupted finalize: its ETag is recorded now
+// instead of completing it twice.
 func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess store.Session) ([]*filePlan, error) {
 	files, err := s.DB.Files(ctx, sess.ID)
 	if err != nil {
 		return nil, &InternalError{Err: err}
 	}
-	acked, err := s.DB.Parts(ctx, sess.ID)
+	registers, err := s.DB.Parts(ctx, sess.ID)
 	if err != nil {
 		return nil, &InternalError{Err: err}
 	}
-	// A direct session's parts never passed through the operator: what S3
-	// holds is what the client sent, so there is no acknowledgement to check,
-	// only the sizes.
 	direct := sess.Transfer == store.TransferDirect
 	var wrongSize *PartSizeError
+	var gone []store.Part
 	missing := map[string][]int{}
 	plans := make([]*filePlan, 0, len(files))
 	for _, f := range files {
@@ -382,7 +404,7 @@ func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess stor
 		if f.CompletedETag != "" {
 			continue
 		}
-		parts, err := s.S3.ListParts(ctx, f.S3Key, f.S3UploadID)
+		listed, err := s.S3.ListParts(ctx, f.S3Key, f.S3UploadID)
 		if err != nil && objectstore.IsNoSuchUpload(err) {
 			if ok, err := s.recognizeCompleted(ctx, log, p); err != nil || ok {
 				if err != nil {
@@ -395,22 +417,44 @@ func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess stor
 		if err != nil {
 			return nil, &S3Error{Err: err}
 		}
-		have := make(map[int32]objectstore.PartInfo, len(parts))
-		for _, part := range parts {
+		have := make(map[int32]objectstore.PartInfo, len(listed))
+		for _, part := range listed {
 			have[part.PartNumber] = part
 		}
-		ack := ackedETags(acked[f.ID])
+		reg := make(map[int]store.Part, len(registers[f.ID]))
+		for _, r := range registers[f.ID] {
+			reg[r.PartNumber] = r
+		}
 		for n := 1; n <= f.PartCount; n++ {
-			part, ok := have[int32(n)]
 			want := session.ExpectedPartSize(f.SizeBytes, sess.PartSizeBytes, n)
+			slot, etag := n, ""
+			if !direct {
+				r, ok := reg[n]
+				if !ok {
+					missing[f.ID.String()] = append(missing[f.ID.String()], n)
+					continue
+				}
+				slot, etag = r.S3PartNumber, r.ETag
+			}
+			part, ok := have[int32(slot)] //nolint:gosec // at most 10,000
 			if ok && direct && part.Size != want && wrongSize == nil {
 				wrongSize = &PartSizeError{FileID: f.ID.String(), PartNumber: n, Expected: want, Size: part.Size}
 			}
-			if !ok || part.Size != want || (!direct && !ack[n][bareETag(part.ETag)]) {
+			if !ok || part.Size != want || (!direct && bareETag(part.ETag) != bareETag(etag)) {
 				missing[f.ID.String()] = append(missing[f.ID.String()], n)
+				if !direct {
+					gone = append(gone, reg[n])
+				}
 				continue
 			}
 			p.parts = append(p.parts, part)
+		}
+	}
+	for _, r := range gone {
+		logging.Warn(log, "S3 no longer holds an acknowledged part; the client must send it again",
+			"fileId", r.FileID.String(), "partNumber", r.PartNumber, "s3PartNumber", r.S3PartNumber, "etag", r.ETag)
+		if err := s.DB.ForgetPart(ctx, r.FileID, r.PartNumber, r.ETag); err != nil {
+			return nil, &InternalError{Err: err}
 		}
 	}
 	if wrongSize != nil {
@@ -421,32 +465,68 @@ func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess stor
 	if len(missing) > 0 {
 		return nil, &IncompleteError{Missing: missing}
 	}
+	if direct {
+		if err := s.recordListed(ctx, plans); err != nil {
+			return nil, err
+		}
+	}
 	return plans, nil
 }
 
-// ackedETags indexes the ETags each part was acknowledged with.
-func ackedETags(parts []store.Part) map[int]map[string]bool {
-	out := make(map[int]map[string]bool, len(parts))
-	for _, p := range parts {
-		set := make(map[string]bool, len(p.AckedETags)+1)
-		set[bareETag(p.ETag)] = true
-		for _, e := range p.AckedETags {
-			set[bareETag(e)] = true
+// recordListed records the parts a direct session's files are about to be
+// completed with (see planCompletion).
+func (s *Service) recordListed(ctx context.Context, plans []*filePlan) error {
+	for _, p := range plans {
+		if p.file.CompletedETag != "" {
+			continue
 		}
-		out[p.PartNumber] = set
+		parts := make([]store.Part, len(p.parts))
+		for i, part := range p.parts {
+			parts[i] = store.Part{PartNumber: int(part.PartNumber), ETag: part.ETag, SizeBytes: part.Size}
+		}
+		if err := s.DB.RecordListedParts(ctx, p.file.ID, parts); err != nil {
+			return &InternalError{Err: err}
+		}
 	}
-	return out
+	return nil
+}
+
+// changedParts lists, after S3 refused completions because listed parts
+// changed again and again, which parts changed since they were planned: a
+// client still sending them (a direct session's, which no lock can stop).
+func (s *Service) changedParts(ctx context.Context, plans []*filePlan) (map[string][]int, error) {
+	changed := map[string][]int{}
+	for _, p := range plans {
+		if p.file.CompletedETag != "" {
+			continue
+		}
+		listed, err := s.S3.ListParts(ctx, p.file.S3Key, p.file.S3UploadID)
+		if err != nil {
+			return nil, &S3Error{Err: err}
+		}
+		now := make(map[int32]string, len(listed))
+		for _, part := range listed {
+			now[part.PartNumber] = bareETag(part.ETag)
+		}
+		for i, part := range p.parts {
+			if now[part.PartNumber] != bareETag(part.ETag) {
+				changed[p.file.ID.String()] = append(changed[p.file.ID.String()], i+1)
+			}
+		}
+	}
+	return changed, nil
 }
 
 // bareETag drops the quotes S3 puts around an ETag (some stores list parts
 // without them); ETags are otherwise compared exactly.
 func bareETag(e string) string { return strings.Trim(e, `"`) }
 
-// MissingParts lists the parts of each unfinished file that no PUT was
-// acknowledged for (read from PostgreSQL), or for a direct session that S3
-// does not hold with the part's size. It takes no lock, so the
-// declarative finalize can wait for parts without getting in their way; the
-// finalize itself checks S3 under the lock.
+// MissingParts lists the parts of each unfinished file that have no register
+// (read from PostgreSQL), or for a direct session that S3 does not hold with
+// the part's size; a file S3 completed (recorded, or found by its object) is
+// missing nothing. It takes no lock, so the declarative finalize can wait for
+// parts without getting in their way; the finalize itself checks S3 under
+// the lock.
 func (s *Service) MissingParts(ctx context.Context, id uuid.UUID) (map[string][]int, error) {
 	sess, err := s.DB.GetSession(ctx, id)
 	if err != nil {
@@ -456,13 +536,13 @@ func (s *Service) MissingParts(ctx context.Context, id uuid.UUID) (map[string][]
 	if err != nil {
 		return nil, err
 	}
-	parts, err := s.partsOf(ctx, sess, files)
+	parts, done, err := s.partsOf(ctx, sess, files)
 	if err != nil {
 		return nil, err
 	}
 	missing := map[string][]int{}
 	for _, f := range files {
-		if f.CompletedETag != "" {
+		if done[f.ID] {
 			continue
 		}
 		have := map[int]bool{}

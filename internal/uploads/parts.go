@@ -74,40 +74,95 @@ type PartError struct {
 func (e *PartError) Error() string { return e.Stage + ": " + e.Err.Error() }
 func (e *PartError) Unwrap() error { return e.Err }
 
-// StorePart buffers the body (memory within the budget, else a spill file),
-// uploads it to S3 with the SDK's retries, and records its ETag. A part is
-// acknowledged only if it will be in the finalized object: the record is
-// written after S3 accepted the part and only while the session still takes
-// parts (active, unexpired, no finalize lock), in one statement ordered with
-// the finalize lock. A part that finishes after the session moved on is
-// refused with what happened to it (ErrExpired, ErrSessionNotFound,
-// NotActiveError); its bytes may sit in S3, but finalize only completes parts
-// with bytes that were acknowledged.
+// StorePart registers the PUT, buffers the body (memory within the budget,
+// else a spill file), uploads it to S3 with the SDK's retries, and records its
+// ETag as the part's register. A part is acknowledged only if it will be in
+// the finalized object, and a PUT that is not acknowledged changes nothing the
+// session holds (ADR 0001, "Parts"): the PUT is registered before its first
+// byte goes to S3 and writes a slot of its own (never the one holding the
+// acknowledged version), and the record is written after S3 accepted the part
+// and only while the session still takes parts (active, unexpired, no
+// finalize lock), in one statement ordered with the finalize lock. A part that
+// finishes after the session moved on is refused with what happened to it
+// (ErrExpired, ErrSessionNotFound, NotActiveError); its bytes sit in a slot
+// nothing points at.
 func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, error) {
 	start := s.now()
+	w, ok, err := s.DB.BeginPartWrite(ctx, p.File.ID, p.PartNumber, s.StaleAfter(), writeLifetime(ctx))
+	if errors.Is(err, store.ErrPartBusy) {
+		return store.Part{}, &PartBusyError{InFlight: max(w.Slots-1, 1), RetryAfter: time.Second}
+	}
+	if err != nil {
+		return store.Part{}, err
+	}
+	if !ok {
+		return store.Part{}, s.refusal(ctx, p.Session.ID)
+	}
+	part, quarantine, err := s.storeRegistered(ctx, p, w, start)
+	if err != nil {
+		// The registration ends here unless the record already ended it.
+		if eerr := s.DB.EndPartWrite(context.WithoutCancel(ctx), w.Token, quarantine); eerr != nil {
+			logr.FromContextOrDiscard(ctx).Error(eerr, "could not end a part's registration; it lapses by itself",
+				"sessionId", p.Session.ID.String(), "partNumber", p.PartNumber)
+		}
+	}
+	return part, err
+}
+
+// PartQuarantine is how long the slot of a PUT that failed after S3 may have
+// received all of its bytes is kept from other PUTs of the part: an SDK
+// attempt still on its way can land there without replacing anything
+// acknowledged. One that lands later still is caught by finalize, which
+// completes a part only with the ETag its register names.
+const PartQuarantine = 15 * time.Minute
+
+// writeLifetime is how long a PUT's registration may live: its deadline (the
+// part timeout) and a margin, after which a replica that died mid-PUT no
+// longer holds the slot.
+func writeLifetime(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return time.Until(d) + time.Minute
+	}
+	return PartQuarantine
+}
+
+// storeRegistered sends a registered PUT's bytes to its slot and records them.
+// On failure it says how long the slot stays quarantined (0: the bytes never
+// reached S3 whole, or S3 answered and nothing lingers).
+func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.PartWrite, start time.Time) (store.Part, time.Duration, error) {
 	buf, err := s.Buffers.Stream(ctx, p.Body, p.Size)
 	if err != nil {
-		return store.Part{}, &PartError{Stage: "read", Err: err}
+		return store.Part{}, 0, &PartError{Stage: "read", Err: err}
 	}
 	defer buf.Close()
 	if err := failpoint.Inject("part/before-s3"); err != nil {
-		return store.Part{}, err
+		return store.Part{}, 0, err
 	}
-	etag, err := s.uploadWhileReceiving(ctx, p, buf)
+	etag, err := s.uploadWhileReceiving(ctx, p, w.S3PartNumber, buf)
 	if rerr := buf.Err(); rerr != nil {
-		// The client's body failed: whatever S3 did with the bytes that did
-		// arrive, the part was not sent.
-		return store.Part{}, &PartError{Stage: "read", Err: rerr}
+		// The client's body failed: S3 cannot store a part it did not get
+		// every byte of, whatever it did with those that arrived.
+		return store.Part{}, 0, &PartError{Stage: "read", Err: rerr}
 	}
 	if err != nil {
 		// The upload may have been completed or aborted while the part was on
 		// its way (S3 then refuses it, or resets the connection): if the
 		// session moved on, say what became of it rather than blame S3.
+		why := s.whyRefused(ctx, p.Session.ID, err)
 		var na *NotActiveError
-		if why := s.whyRefused(ctx, p.Session.ID, err); errors.Is(why, ErrSessionNotFound) || errors.Is(why, ErrExpired) || errors.As(why, &na) {
-			return store.Part{}, why
+		switch {
+		case errors.Is(why, ErrSessionNotFound), errors.Is(why, ErrExpired), errors.As(why, &na):
+			return store.Part{}, PartQuarantine, why
+		case objectstore.IsNoSuchUpload(err):
+			// The session is active but the file's upload is gone: an
+			// interrupted finalize completed it, and it takes no more parts.
+			return store.Part{}, 0, &NotActiveError{Status: store.StatusActive}
 		}
-		return store.Part{}, &PartError{Stage: "s3", Err: err}
+		quarantine := PartQuarantine
+		if objectstore.IsClientError(err) {
+			quarantine = 0 // S3 answered and refused the part: nothing of it lingers
+		}
+		return store.Part{}, quarantine, &PartError{Stage: "s3", Err: err}
 	}
 	log := logr.FromContextOrDiscard(ctx)
 	if !objectstore.ETagShapeOK(etag, 0) {
@@ -116,32 +171,38 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 			"fileId", p.File.ID.String(), "partNumber", p.PartNumber, "etag", etag, "expected", `"<32 hex digits>"`)
 	}
 	if err := failpoint.Inject("part/before-record"); err != nil {
-		return store.Part{}, err
+		return store.Part{}, 0, err
 	}
-	part := store.Part{FileID: p.File.ID, PartNumber: p.PartNumber, ETag: etag, SizeBytes: p.Size}
-	ok, err := s.DB.UpsertPart(ctx, part, s.now(), s.StaleAfter())
+	ok, err := s.DB.RecordPart(ctx, w.Token, etag, p.Size, s.StaleAfter())
 	if err != nil {
-		return store.Part{}, err
+		// Whether it committed is unknown; the bytes are in the PUT's own slot.
+		return store.Part{}, PartQuarantine, err
 	}
 	if !ok {
-		why := s.whyRefused(ctx, p.Session.ID, errPartRefused)
-		if errors.Is(why, errStillAccepting) {
-			// The file was completed by an interrupted finalize: no more parts.
-			why = &NotActiveError{Status: store.StatusActive}
-		}
-		return store.Part{}, why
+		return store.Part{}, 0, s.refusal(ctx, p.Session.ID)
 	}
 	log.Info("part uploaded", "sessionId", p.Session.ID.String(), "fileId", p.File.ID.String(),
-		"partNumber", p.PartNumber, "sizeBytes", p.Size, "etag", etag, "durationMs", s.now().Sub(start).Milliseconds(),
-		"spilled", buf.Spilled())
-	return part, nil
+		"partNumber", p.PartNumber, "s3PartNumber", w.S3PartNumber, "sizeBytes", p.Size, "etag", etag,
+		"durationMs", s.now().Sub(start).Milliseconds(), "spilled", buf.Spilled())
+	return store.Part{FileID: p.File.ID, PartNumber: p.PartNumber, ETag: etag, SizeBytes: p.Size, S3PartNumber: w.S3PartNumber}, 0, nil
+}
+
+// refusal says why a part was not registered or not recorded: what became of
+// the session, or, when it still takes parts, that the file does not (an
+// interrupted finalize completed it).
+func (s *Service) refusal(ctx context.Context, id uuid.UUID) error {
+	why := s.whyRefused(ctx, id, errPartRefused)
+	if errors.Is(why, errStillAccepting) {
+		return &NotActiveError{Status: store.StatusActive}
+	}
+	return why
 }
 
 // uploadWhileReceiving sends the part to S3 as its bytes arrive (the
 // stream's reads wait for them). If the client's body fails, the S3 request
 // is stopped at once rather than left waiting for bytes that will not come;
 // S3 keeps no part from a request cut short.
-func (s *Service) uploadWhileReceiving(ctx context.Context, p PartUpload, buf partbuf.Stream) (string, error) {
+func (s *Service) uploadWhileReceiving(ctx context.Context, p PartUpload, slot int, buf partbuf.Stream) (string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -153,7 +214,7 @@ func (s *Service) uploadWhileReceiving(ctx context.Context, p PartUpload, buf pa
 		case <-ctx.Done():
 		}
 	}()
-	return s.S3.UploadPart(ctx, p.File.S3Key, p.File.S3UploadID, int32(p.PartNumber), buf, p.Size, p.Checksums) //nolint:gosec // validated to [1, 10000]
+	return s.S3.UploadPart(ctx, p.File.S3Key, p.File.S3UploadID, int32(slot), buf, p.Size, p.Checksums) //nolint:gosec // at most 10,000
 }
 
 var (
@@ -194,7 +255,7 @@ func (s *Service) Received(ctx context.Context, sess store.Session) ([]store.Fil
 	if err != nil {
 		return nil, nil, err
 	}
-	parts, err := s.partsOf(ctx, sess, files)
+	parts, _, err := s.partsOf(ctx, sess, files)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -202,8 +263,8 @@ func (s *Service) Received(ctx context.Context, sess store.Session) ([]store.Fil
 }
 
 // Progress sums the received parts of each file of sess (as the caller just
-// read it): from PostgreSQL's acknowledgements, or for a direct session from
-// S3's listing, where the parts land without passing through this service.
+// read it): from PostgreSQL's registers, or for a direct session from S3's
+// listing, where the parts land without passing through this service.
 func (s *Service) Progress(ctx context.Context, sess store.Session) (map[uuid.UUID]store.FileProgress, error) {
 	if sess.Transfer != store.TransferDirect {
 		return s.DB.Progress(ctx, sess.ID)
@@ -212,15 +273,17 @@ func (s *Service) Progress(ctx context.Context, sess store.Session) (map[uuid.UU
 	if err != nil {
 		return nil, err
 	}
-	parts, err := s.listedParts(ctx, files)
+	parts, done, err := s.directParts(ctx, sess.ID, files)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[uuid.UUID]store.FileProgress, len(files))
 	for _, f := range files {
 		p := store.FileProgress{FileID: f.ID}
-		if f.CompletedETag != "" {
+		if done[f.ID] {
 			p.PartsReceived, p.BytesReceived = f.PartCount, f.SizeBytes
+			out[f.ID] = p
+			continue
 		}
 		for _, part := range parts[f.ID] {
 			if part.SizeBytes == ExpectedPartSize(sess, f, part.PartNumber) {

@@ -110,10 +110,15 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 	files := make([]store.File, len(req.Files))
 	for i, f := range req.Files {
 		id := session.FileID(req.SessionID, i)
+		count := session.PartCount(f.SizeBytes, partSize)
 		files[i] = store.File{
 			ID: id, SessionID: req.SessionID, Ordinal: i, Name: f.Name, ContentType: session.MediaType(f.ContentType),
-			SizeBytes: f.SizeBytes, PartCount: session.PartCount(f.SizeBytes, partSize),
-			S3Key: session.ObjectKey(req.SessionID, id, f.Name),
+			SizeBytes: f.SizeBytes, PartCount: count, S3Key: session.ObjectKey(req.SessionID, id, f.Name),
+			SlotsPerPart: session.SlotsPerPart(count),
+		}
+		if req.Transfer == store.TransferDirect {
+			// A direct session's client writes S3 part number n itself.
+			files[i].SlotsPerPart = 1
 		}
 	}
 	sess, err := s.DB.EnsureSession(ctx, store.Session{
