@@ -244,6 +244,7 @@ func TestReadyConditionFollowsTheLifecycle(t *testing.T) {
 	wantReady(t, us, metav1.ConditionTrue, uploadsv1.ReasonFinalizeSucceeded)
 
 	h.clk.Step(ttl + 2*time.Second)
+	expiredOnPostgreSQL(t, expiring)
 	_, ex := h.reconcileTo(t, expiring, uploadsv1.PhaseExpired)
 	wantReady(t, ex, metav1.ConditionFalse, uploadsv1.ReasonExpired)
 }

@@ -34,7 +34,7 @@ func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, s *sessio
 	if res, done, err := r.followDatabase(ctx, s, sess); done {
 		return res, err
 	}
-	if r.now().After(sess.ExpiresAt) {
+	if sess.Expired(r.now()) {
 		return r.expire(ctx, s)
 	}
 	if err := r.refreshProgress(ctx, s, sess); err != nil {
@@ -86,8 +86,8 @@ func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, s *se
 	}
 	// The lock's age is PostgreSQL's: a live holder keeps renewing it, so this
 	// only goes on once the holder has stopped.
-	if sess.LockAge != nil && !session.LockStale(*sess.LockAge, r.Uploads.StaleAfter()) {
-		wait := r.Uploads.StaleAfter() - *sess.LockAge + 100*time.Millisecond
+	if sess.LockHeld(r.Uploads.StaleAfter()) {
+		wait := sess.LockWindow(r.Uploads.StaleAfter()) - *sess.LockAge + 100*time.Millisecond
 		return ctrl.Result{RequeueAfter: min(wait, r.resync())}, nil
 	}
 	log.FromContext(ctx).Info("finalize lock is stale; taking over", "lockAge", fmt.Sprint(sess.LockAge))

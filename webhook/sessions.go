@@ -209,6 +209,11 @@ func (a *API) stillWanted(ctx context.Context, us *uploadsv1.UploadSession) erro
 // as no longer being activated, so the reconciler's delete need not wait for
 // this request and releases it at once.
 func (a *API) abandon(ctx context.Context, log logr.Logger, us *uploadsv1.UploadSession) {
+	// The client is waiting for its answer, and the creator's request has a
+	// bound of its own: so has the clean-up. What it leaves, the reconciler's
+	// delete finishes once the activation window is over.
+	ctx, cancel := context.WithTimeout(ctx, uploads.ActivationTimeout)
+	defer cancel()
 	id, _ := uuid.Parse(us.Name)
 	if err := a.Kube.Delete(ctx, us); err != nil && !apierrors.IsNotFound(err) {
 		log.Error(err, "delete abandoned UploadSession resource", "sessionId", us.Name)
@@ -254,7 +259,7 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request, u auth.User) {
 		out[i] = fileJSON{FileID: f.ID.String(), Name: f.Name, SizeBytes: f.SizeBytes, PartCount: f.PartCount, Parts: p}
 	}
 	status := sess.Status
-	if status == store.StatusActive && a.now().After(sess.ExpiresAt) {
+	if sess.Expired(a.now()) {
 		status = store.StatusExpired // the reconciler will catch up
 	}
 	writeJSON(w, http.StatusOK, map[string]any{

@@ -36,55 +36,50 @@ type MOCFile struct {
 // Lock is the outcome of trying to take a session's finalize lock.
 type Lock struct {
 	Acquired bool
-	// Token identifies this acquisition; every later write of the finalize
-	// (renewal, release, failure, the commit) is guarded by it, so a holder
-	// whose lock was taken over can change nothing.
-	Token uuid.UUID
 	// PreviousAge is, when Acquired took a stale lock over, how old that lock
 	// was on PostgreSQL's clock.
 	PreviousAge *time.Duration
-	// Session is the row as it is when the lock was not acquired, to say why.
-	Session Session
 }
 
-// TryLock takes the finalize lock of an unfinalized, active (or stale
-// finalizing) session atomically: at most one concurrent caller's UPDATE
-// matches, because PostgreSQL re-evaluates the WHERE clause against the row
-// version the winner committed. A lock is stale when its finalizing_at is
-// strictly older than staleAfter on PostgreSQL's clock. The title and
-// description are stored so a takeover can finish the request.
-func (s *Store) TryLock(ctx context.Context, id uuid.UUID, staleAfter time.Duration, title, description string) (Lock, error) {
+// TryLock takes the finalize lock of an unfinalized, unexpired (on
+// PostgreSQL's clock), active (or stale finalizing) session atomically: at
+// most one concurrent caller's UPDATE matches, because PostgreSQL
+// re-evaluates the WHERE clause against the row version the winner committed.
+// A lock is stale when its finalizing_at is strictly older than its holder's
+// window on PostgreSQL's clock. The caller's token identifies this
+// acquisition (every later write of the finalize is guarded by it, so a
+// holder whose lock was taken over can change nothing) and is chosen by the
+// caller, so that a lock whose reply was lost can still be released by it.
+// The caller's window is stored with the lock, and the title and description
+// too, so a takeover can finish the request. Acquired false: read the session
+// to say why.
+func (s *Store) TryLock(ctx context.Context, id, token uuid.UUID, staleAfter time.Duration, title, description string) (Lock, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	token := uuid.New()
 	var prevAge *int64
 	err := s.Pool.QueryRow(ctx, `
 		WITH old AS (
 			SELECT id, (extract(epoch FROM lock_clock() - finalizing_at) * 1000000)::bigint AS age
 			FROM upload_sessions WHERE id = $1 FOR UPDATE)
 		UPDATE upload_sessions u
-		SET finalizing_at = lock_clock(), finalize_token = $2, status = 'finalizing',
+		SET finalizing_at = lock_clock(), finalize_token = $2, status = 'finalizing', finalize_stale_after_us = $3,
 		    finalize_title = $4, finalize_description = $5, updated_at = now()
 		FROM old
 		WHERE u.id = old.id AND u.finalized_at IS NULL AND u.status IN ('active', 'finalizing')
-		  AND `+lockFree("$3")+`
+		  AND u.expires_at > lock_clock() AND `+lockFree("$3")+`
 		RETURNING old.age`, id, token, staleAfter.Microseconds(), title, nullable(description)).Scan(&prevAge)
-	if err == nil {
-		l := Lock{Acquired: true, Token: token}
-		if prevAge != nil {
-			age := time.Duration(*prevAge) * time.Microsecond
-			l.PreviousAge = &age
-		}
-		return l, nil
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Lock{}, nil
 	}
-	if !errors.Is(err, pgx.ErrNoRows) {
+	if err != nil {
 		return Lock{}, fmt.Errorf("take finalize lock of session %s: %w", id, err)
 	}
-	sess, err := s.GetSession(ctx, id)
-	if err != nil {
-		return Lock{}, err
+	l := Lock{Acquired: true}
+	if prevAge != nil {
+		age := time.Duration(*prevAge) * time.Microsecond
+		l.PreviousAge = &age
 	}
-	return Lock{Session: sess}, nil
+	return l, nil
 }
 
 // RenewLock moves the lock's finalizing_at to now (PostgreSQL's clock) if the
@@ -150,12 +145,16 @@ func (s *Store) SetCompletedETag(ctx context.Context, fileID uuid.UUID, etag str
 	return nil
 }
 
-// SlugsTaken returns which of the owner's slugs equal base or start with base-.
-func (s *Store) SlugsTaken(ctx context.Context, userID, base string) (map[string]bool, error) {
+// SlugsTaken returns which of the owner's slugs equal base or start with
+// base-, but the one of sessionID's own MOC: a finalize whose lock was taken
+// over and finished by another must find its session finalized, not its slug
+// taken.
+func (s *Store) SlugsTaken(ctx context.Context, userID, base string, sessionID uuid.UUID) (map[string]bool, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	rows, err := s.Pool.Query(ctx, `SELECT slug FROM moc_instructions WHERE user_id = $1 AND (slug = $2 OR slug LIKE $3)`,
-		userID, base, likeEscape(base)+"-%")
+	rows, err := s.Pool.Query(ctx, `SELECT slug FROM moc_instructions
+		WHERE user_id = $1 AND (slug = $2 OR slug LIKE $3) AND upload_session_id <> $4`,
+		userID, base, likeEscape(base)+"-%", sessionID)
 	if err != nil {
 		return nil, fmt.Errorf("read slugs of %s: %w", userID, err)
 	}

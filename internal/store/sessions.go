@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/mocs-dev/upload-operator/internal/session"
 )
 
 // ErrNotFound is returned when a row does not exist.
@@ -34,6 +36,37 @@ type Session struct {
 	UID       string
 	// Transfer is how part bytes travel: TransferProxy or TransferDirect.
 	Transfer string
+	// LockStaleAfter is the stale window of the lock's holder, stored with the
+	// lock (0: none stored).
+	LockStaleAfter time.Duration
+	// PastExpiry: expires_at had passed on PostgreSQL's clock when the row was
+	// read. Expiry is decided on that clock (the SQL of the lock, the part
+	// record and the expiry judge it so), whatever a replica's clock says.
+	PastExpiry bool
+}
+
+// LockWindow is how long the lock's holder may go without renewing before its
+// lock is stale: the window it took the lock with, else def.
+func (x Session) LockWindow(def time.Duration) time.Duration {
+	if x.LockStaleAfter > 0 {
+		return x.LockStaleAfter
+	}
+	return def
+}
+
+// LockHeld reports whether a finalize holds a live lock: one recorded whose
+// age on PostgreSQL's clock is within its holder's window (the rule lockFree
+// applies in SQL; def as there).
+func (x Session) LockHeld(def time.Duration) bool {
+	return x.LockAge != nil && !session.LockStale(*x.LockAge, x.LockWindow(def))
+}
+
+// Expired reports whether the session is past its expiry: marked expired, or
+// an active one whose expires_at has passed on PostgreSQL's clock or on now
+// (a replica's clock may only answer so earlier; it never expires anything:
+// Store.Expire judges on PostgreSQL's).
+func (x Session) Expired(now time.Time) bool {
+	return x.Status == StatusExpired || x.Status == StatusActive && (x.PastExpiry || now.After(x.ExpiresAt))
 }
 
 // Transfer modes of a session.
@@ -76,11 +109,14 @@ const (
 )
 
 // lockFree is the one SQL rule of the finalize lock: nobody holds it, or its
-// holder's finalizing_at is strictly older than $stale (microseconds) on
-// PostgreSQL's clock. A holder renews finalizing_at well inside that window,
-// so only a lock whose holder stopped (crashed, partitioned) goes stale.
+// holder's finalizing_at is strictly older, on PostgreSQL's clock, than the
+// holder's stale window (stored with the lock; $stale, the caller's window in
+// microseconds, for a lock taken before windows were stored). A holder renews
+// finalizing_at well inside its window, so only a lock whose holder stopped
+// (crashed, partitioned) goes stale. Session.LockHeld is the same rule in Go.
 func lockFree(stale string) string {
-	return `(finalizing_at IS NULL OR finalizing_at < lock_clock() - ` + stale + ` * interval '1 microsecond')`
+	return `(finalizing_at IS NULL OR finalizing_at < lock_clock() - coalesce(finalize_stale_after_us, ` + stale +
+		`) * interval '1 microsecond')`
 }
 
 // EnsureSession inserts the session and its files unless they exist already,
@@ -161,13 +197,16 @@ func underActiveCap(ctx context.Context, tx pgx.Tx, sess Session, maxActive int)
 
 const sessionCols = `id, user_id, status, part_size_bytes, finalizing_at,
 	(extract(epoch FROM lock_clock() - finalizing_at) * 1000000)::bigint,
-	finalized_at, expires_at, created_at, coalesce(k8s_namespace, ''), coalesce(k8s_name, ''), coalesce(k8s_uid, ''), transfer`
+	finalized_at, expires_at, created_at, coalesce(k8s_namespace, ''), coalesce(k8s_name, ''), coalesce(k8s_uid, ''), transfer,
+	coalesce(finalize_stale_after_us, 0), expires_at <= lock_clock()`
 
 func scanSession(row pgx.Row) (Session, error) {
 	var x Session
 	var ageMicros *int64
+	var windowMicros int64
 	err := row.Scan(&x.ID, &x.UserID, &x.Status, &x.PartSizeBytes, &x.FinalizingAt, &ageMicros, &x.FinalizedAt,
-		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name, &x.UID, &x.Transfer)
+		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name, &x.UID, &x.Transfer, &windowMicros, &x.PastExpiry)
+	x.LockStaleAfter = time.Duration(windowMicros) * time.Microsecond
 	if errors.Is(err, pgx.ErrNoRows) {
 		return x, ErrNotFound
 	}
@@ -300,14 +339,16 @@ func (s *Store) Activate(ctx context.Context, id uuid.UUID) (bool, error) {
 	return tag.RowsAffected() == 1, nil
 }
 
-// Expire marks an unlocked pending or active session expired; false means it
-// was not (already expired, finalized, or a finalize holds a live lock).
+// Expire marks an unlocked pending or active session expired once its
+// expires_at has passed on PostgreSQL's clock; false means it was not (not
+// due yet on that clock, already expired, finalized, or a finalize holds a
+// live lock). A replica whose clock runs fast cannot expire a session early.
 func (s *Store) Expire(ctx context.Context, id uuid.UUID, staleAfter time.Duration) (bool, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	tag, err := s.Pool.Exec(ctx, `
 		UPDATE upload_sessions SET status = 'expired', finalizing_at = NULL, finalize_token = NULL, updated_at = now()
-		WHERE id = $1 AND status IN ('pending', 'active') AND `+lockFree("$2"), id, staleAfter.Microseconds())
+		WHERE id = $1 AND status IN ('pending', 'active') AND expires_at <= lock_clock() AND `+lockFree("$2"), id, staleAfter.Microseconds())
 	if err != nil {
 		return false, fmt.Errorf("expire session %s: %w", id, err)
 	}

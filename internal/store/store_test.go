@@ -149,17 +149,21 @@ func TestFinalizeLockIsALeaseWithAToken(t *testing.T) {
 	holderDB := open(t, at)
 	sess, _ := activeSession(t, holderDB, at.Add(time.Hour))
 
-	first, err := holderDB.TryLock(ctx, sess.ID, stale, "Castle", "")
+	firstToken := uuid.New()
+	first, err := holderDB.TryLock(ctx, sess.ID, firstToken, stale, "Castle", "")
 	if err != nil || !first.Acquired {
 		t.Fatalf("first TryLock = %+v, %v", first, err)
 	}
-	if again, err := holderDB.TryLock(ctx, sess.ID, stale, "Castle", ""); err != nil || again.Acquired || again.Session.Status != store.StatusFinalizing {
-		t.Fatalf("second TryLock while held = %+v, %v; want refused, session finalizing", again, err)
+	if again, err := holderDB.TryLock(ctx, sess.ID, uuid.New(), stale, "Castle", ""); err != nil || again.Acquired {
+		t.Fatalf("second TryLock while held = %+v, %v; want refused", again, err)
+	}
+	if got, err := holderDB.GetSession(ctx, sess.ID); err != nil || got.Status != store.StatusFinalizing || !got.LockHeld(stale) {
+		t.Fatalf("session while held = %+v, %v; want finalizing with a live lock", got, err)
 	}
 	if ok, err := holderDB.RenewLock(ctx, sess.ID, uuid.New()); err != nil || ok {
 		t.Fatalf("renew with another token = %v, %v; want false", ok, err)
 	}
-	if ok, err := holderDB.RenewLock(ctx, sess.ID, first.Token); err != nil || !ok {
+	if ok, err := holderDB.RenewLock(ctx, sess.ID, firstToken); err != nil || !ok {
 		t.Fatalf("renew by the holder = %v, %v; want true", ok, err)
 	}
 	if title, _, err := holderDB.FinalizeRequest(ctx, sess.ID); err != nil || title != "Castle" {
@@ -167,24 +171,25 @@ func TestFinalizeLockIsALeaseWithAToken(t *testing.T) {
 	}
 
 	// Exactly staleAfter later the lock still holds; a microsecond more and it is stale.
-	if l, err := open(t, at.Add(stale)).TryLock(ctx, sess.ID, stale, "Other", ""); err != nil || l.Acquired {
+	if l, err := open(t, at.Add(stale)).TryLock(ctx, sess.ID, uuid.New(), stale, "Other", ""); err != nil || l.Acquired {
 		t.Fatalf("TryLock at exactly %s = %+v, %v; want refused", stale, l, err)
 	}
 	later := open(t, at.Add(stale+time.Millisecond))
-	taken, err := later.TryLock(ctx, sess.ID, stale, "Other", "")
+	takenToken := uuid.New()
+	taken, err := later.TryLock(ctx, sess.ID, takenToken, stale, "Other", "")
 	if err != nil || !taken.Acquired || taken.PreviousAge == nil || *taken.PreviousAge != stale+time.Millisecond {
 		t.Fatalf("takeover = %+v, %v; want acquired with the old lock's age %s", taken, err, stale+time.Millisecond)
 	}
 	for name, op := range map[string]func() (bool, error){
-		"renew":   func() (bool, error) { return holderDB.RenewLock(ctx, sess.ID, first.Token) },
-		"release": func() (bool, error) { return holderDB.ReleaseLock(ctx, sess.ID, first.Token) },
-		"fail":    func() (bool, error) { return holderDB.FailLocked(ctx, sess.ID, first.Token) },
+		"renew":   func() (bool, error) { return holderDB.RenewLock(ctx, sess.ID, firstToken) },
+		"release": func() (bool, error) { return holderDB.ReleaseLock(ctx, sess.ID, firstToken) },
+		"fail":    func() (bool, error) { return holderDB.FailLocked(ctx, sess.ID, firstToken) },
 	} {
 		if ok, err := op(); err != nil || ok {
 			t.Errorf("%s by the overtaken holder = %v, %v; want false", name, ok, err)
 		}
 	}
-	if ok, err := later.ReleaseLock(ctx, sess.ID, taken.Token); err != nil || !ok {
+	if ok, err := later.ReleaseLock(ctx, sess.ID, takenToken); err != nil || !ok {
 		t.Fatalf("release by the new holder = %v, %v", ok, err)
 	}
 	if got, err := later.GetSession(ctx, sess.ID); err != nil || got.Status != store.StatusActive {
@@ -260,7 +265,7 @@ func TestPartWritesTakeSlotsOfTheirOwn(t *testing.T) {
 	// Under a live finalize lock nothing registers or records.
 	e, err := begin()
 	must(t, err)
-	if l, err := s.TryLock(ctx, sess.ID, stale, "Castle", ""); err != nil || !l.Acquired {
+	if l, err := s.TryLock(ctx, sess.ID, uuid.New(), stale, "Castle", ""); err != nil || !l.Acquired {
 		t.Fatalf("TryLock = %+v, %v", l, err)
 	}
 	if _, ok, err := s.BeginPartWrite(ctx, f.ID, 2, stale, time.Minute); err != nil || ok {
@@ -271,6 +276,39 @@ func TestPartWritesTakeSlotsOfTheirOwn(t *testing.T) {
 	}
 	if slot, etag := register(); slot != 4 || etag != `"d"` {
 		t.Fatalf("register = %d %s after refused PUTs; want d's", slot, etag)
+	}
+}
+
+// A lock is judged on its holder's window, stored with it: during a rolling
+// change of STALE_LOCK_AFTER a replica with a shorter window cannot overtake a
+// holder that renews on a longer one, in SQL (TryLock, a part's record, a
+// delete's claim, the expiry) and in Go (Session.LockHeld) alike.
+func TestLockIsJudgedOnItsHoldersWindow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const long, short = 10 * time.Second, 500 * time.Millisecond
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	holder := open(t, at)
+	sess, f := activeSession(t, holder, at.Add(time.Hour))
+	if l, err := holder.TryLock(ctx, sess.ID, uuid.New(), long, "Castle", ""); err != nil || !l.Acquired {
+		t.Fatalf("TryLock = %+v, %v", l, err)
+	}
+	judge := open(t, at.Add(time.Second)) // past the judge's own window, well inside the holder's
+	if l, err := judge.TryLock(ctx, sess.ID, uuid.New(), short, "Other", ""); err != nil || l.Acquired {
+		t.Fatalf("TryLock with a %s window a second into a %s lock = %+v, %v; want refused", short, long, l, err)
+	}
+	if got, err := judge.GetSession(ctx, sess.ID); err != nil || !got.LockHeld(short) || got.LockWindow(short) != long {
+		t.Fatalf("session as the short-window replica reads it: %+v, %v; want the lock held on its holder's %s", got, err, long)
+	}
+	if _, ok, err := judge.BeginPartWrite(ctx, f.ID, 1, short, time.Minute); err != nil || ok {
+		t.Fatalf("a PUT registered under the holder's live lock: %v, %v", ok, err)
+	}
+	if c, err := judge.ClaimForDelete(ctx, sess.ID, short); err != nil || c != store.ClaimLocked {
+		t.Fatalf("claim for delete under the holder's live lock = %v, %v; want ClaimLocked", c, err)
+	}
+	later := open(t, at.Add(long+time.Millisecond))
+	if l, err := later.TryLock(ctx, sess.ID, uuid.New(), short, "Other", ""); err != nil || !l.Acquired {
+		t.Fatalf("TryLock once the holder's window passed = %+v, %v; want the stale lock taken over", l, err)
 	}
 }
 
@@ -291,6 +329,28 @@ func TestPartWritesStopAtExpiryOnPostgreSQLsClock(t *testing.T) {
 	}
 	if _, ok, err := s.BeginPartWrite(ctx, f.ID, 1, time.Minute, time.Minute); err != nil || ok {
 		t.Fatalf("begin after expiresAt = %v, %v; want refused", ok, err)
+	}
+	if l, err := s.TryLock(ctx, f.SessionID, uuid.New(), time.Minute, "Late", ""); err != nil || l.Acquired {
+		t.Fatalf("TryLock after expiresAt = %+v, %v; want refused (no MOC after expiry)", l, err)
+	}
+	if got, err := s.GetSession(ctx, f.SessionID); err != nil || !got.Expired(time.Now().Add(-time.Hour)) {
+		t.Fatalf("session past expiresAt on PostgreSQL's clock, read by a replica an hour behind: %+v, %v; want expired", got, err)
+	}
+}
+
+// A replica whose clock runs fast cannot expire a session early: Expire
+// judges expires_at on PostgreSQL's clock.
+func TestExpireWaitsForPostgreSQLsClock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t, time.Time{})
+	sess, _ := activeSession(t, s, time.Now().Add(time.Minute))
+	if ok, err := s.Expire(ctx, sess.ID, time.Minute); err != nil || ok {
+		t.Fatalf("Expire a minute before expiresAt = %v, %v; want refused", ok, err)
+	}
+	must(t, execErr(s.Pool.Exec(ctx, `UPDATE upload_sessions SET expires_at = now() - interval '1 second' WHERE id = $1`, sess.ID)))
+	if ok, err := s.Expire(ctx, sess.ID, time.Minute); err != nil || !ok {
+		t.Fatalf("Expire after expiresAt = %v, %v; want expired", ok, err)
 	}
 }
 

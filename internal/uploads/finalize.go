@@ -62,13 +62,23 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (res Finali
 	if done || err != nil {
 		return sess, err
 	}
+	if err := failpoint.Inject("finalize/before-lock"); err != nil {
+		return FinalizeResult{}, &InternalError{Err: err}
+	}
 	sent := time.Now()
-	lock, err := s.DB.TryLock(ctx, req.SessionID, s.StaleAfter(), req.Title, req.Description)
+	token := uuid.New()
+	lock, err := s.DB.TryLock(ctx, req.SessionID, token, s.StaleAfter(), req.Title, req.Description)
+	if err == nil {
+		err = failpoint.Inject("finalize/lock-reply")
+	}
 	if err != nil {
+		// The UPDATE may have committed and only its reply been lost: give back
+		// whatever this token holds, so nobody waits STALE_LOCK_AFTER for it.
+		s.releaseLock(ctx, log, req.SessionID, token)
 		return FinalizeResult{}, &InternalError{Err: err}
 	}
 	if !lock.Acquired {
-		return s.notLocked(ctx, lock)
+		return s.notLocked(ctx, req.SessionID)
 	}
 	res.TookOver = lock.PreviousAge != nil
 	if res.TookOver {
@@ -76,7 +86,7 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (res Finali
 		logging.Warn(log, "stale lock recovered", "lockAgeMs", lock.PreviousAge.Milliseconds(),
 			"staleLockAfter", s.StaleAfter().String())
 	}
-	l := s.holdLease(ctx, log, req.SessionID, lock.Token, sent)
+	l := s.holdLease(ctx, log, req.SessionID, token, sent)
 	moc, timing, err := s.finalizeLocked(l, log, req)
 	lost := l.lost()
 	l.stop()
@@ -99,10 +109,17 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (res Finali
 	case errors.Is(err, store.ErrAlreadyFinalized):
 		return s.replay(ctx, req.SessionID)
 	case errors.As(err, &lostUpload):
-		s.failSession(ctx, log, req.SessionID, lock.Token, err)
-		return res, err
+		return s.failSession(ctx, log, req.SessionID, token, lostUpload)
 	default:
-		s.releaseLock(ctx, log, req.SessionID, lock.Token)
+		if err := failpoint.Inject("finalize/before-release"); err != nil {
+			return res, &InternalError{Err: err}
+		}
+		if !s.releaseLock(ctx, log, req.SessionID, token) {
+			// Someone else holds (or ended) the session now: what this finalize
+			// found no longer describes it.
+			log.Info("finalize failed after its lock was taken over; answering for the session as it is", "error", err.Error())
+			return s.afterLockLost(ctx, req.SessionID)
+		}
 		return res, err
 	}
 }
@@ -157,7 +174,10 @@ func (s *Service) finalizeLocked(l *lease, log logr.Logger, req FinalizeRequest)
 	}
 	timing.s3 = time.Since(s3Start)
 	slug := session.Slug(req.Title)
-	if err := s.checkSlug(ctx, sess.UserID, req.Title, slug); err != nil {
+	if err := failpoint.Inject("finalize/before-slug"); err != nil {
+		return store.MOC{}, timing, err
+	}
+	if err := s.checkSlug(ctx, sess, req.Title, slug); err != nil {
 		return store.MOC{}, timing, err
 	}
 	if err := failpoint.Inject("finalize/after-plan"); err != nil {
@@ -212,7 +232,7 @@ func (s *Service) finalizeLocked(l *lease, log logr.Logger, req FinalizeRequest)
 	txStart := time.Now()
 	if err := s.commit(ctx, log, moc, l.token); err != nil {
 		if errors.Is(err, store.ErrSlugTaken) {
-			return store.MOC{}, timing, s.slugConflict(ctx, sess.UserID, req.Title, slug)
+			return store.MOC{}, timing, s.slugConflict(ctx, sess, req.Title, slug)
 		}
 		return store.MOC{}, timing, err
 	}
@@ -243,19 +263,15 @@ func (s *Service) StaleAfter() time.Duration {
 }
 
 // lockHeld reports whether a finalize holds a live lock on the session, by
-// the lock's age on PostgreSQL's clock.
-func (s *Service) lockHeld(sess store.Session) bool {
-	return sess.LockAge != nil && !session.LockStale(*sess.LockAge, s.StaleAfter())
-}
+// the lock's age on PostgreSQL's clock and its holder's window.
+func (s *Service) lockHeld(sess store.Session) bool { return sess.LockHeld(s.StaleAfter()) }
 
 // checkFinalizable answers for sessions that cannot be finalized at all.
 func (s *Service) checkFinalizable(sess store.Session) error {
 	switch {
 	case sess.Status == store.StatusDeleting:
 		return ErrSessionNotFound
-	case sess.Status == store.StatusExpired:
-		return ErrExpired
-	case sess.Status == store.StatusActive && s.now().After(sess.ExpiresAt):
+	case sess.Expired(s.now()):
 		return ErrExpired
 	case sess.Status != store.StatusActive && sess.Status != store.StatusFinalizing:
 		return &NotActiveError{Status: sess.Status}
@@ -263,37 +279,45 @@ func (s *Service) checkFinalizable(sess store.Session) error {
 	return nil
 }
 
-// notLocked explains why the lock was not acquired.
-func (s *Service) notLocked(ctx context.Context, lock store.Lock) (FinalizeResult, error) {
-	sess := lock.Session
+// notLocked explains why the lock was not acquired, from the session as it
+// is now.
+func (s *Service) notLocked(ctx context.Context, id uuid.UUID) (FinalizeResult, error) {
+	if err := failpoint.Inject("finalize/lock-refused"); err != nil {
+		return FinalizeResult{}, &InternalError{Err: err}
+	}
+	sess, err := s.DB.GetSession(ctx, id)
 	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return FinalizeResult{}, ErrSessionNotFound
+	case err != nil:
+		return FinalizeResult{}, &InternalError{Err: err}
 	case sess.FinalizedAt != nil:
 		return s.replay(ctx, sess.ID)
-	case s.lockHeld(sess):
-		return FinalizeResult{}, &InProgressError{RetryAfter: s.pollAfter(*sess.LockAge)}
-	default:
-		if err := s.checkFinalizable(sess); err != nil {
-			return FinalizeResult{}, err
-		}
-		if sess.LockAge != nil {
-			// Stale by now: it went stale between the attempt and the read.
-			return FinalizeResult{}, &InProgressError{RetryAfter: time.Second}
-		}
-		return FinalizeResult{}, &NotActiveError{Status: sess.Status}
+	case sess.LockHeld(s.StaleAfter()):
+		return FinalizeResult{}, &InProgressError{RetryAfter: s.pollAfter(sess)}
 	}
+	if err := s.checkFinalizable(sess); err != nil {
+		return FinalizeResult{}, err
+	}
+	// Active (or stale) by now: the lock was held when this finalize asked
+	// and was released, or went stale, before this read. Ask again soon.
+	return FinalizeResult{}, &InProgressError{RetryAfter: time.Second}
 }
 
-// pollAfter is the wait to suggest while a lock of the given age is held: the
-// poll interval, or until the lock would go stale if that is sooner.
-func (s *Service) pollAfter(age time.Duration) time.Duration {
-	return max(min(lockPoll, s.StaleAfter()-age), time.Second)
+// pollAfter is the wait to suggest while sess's lock is held: the poll
+// interval, or until the lock would go stale if that is sooner.
+func (s *Service) pollAfter(sess store.Session) time.Duration {
+	return max(min(lockPoll, sess.LockWindow(s.StaleAfter())-*sess.LockAge), time.Second)
 }
 
 // afterLockLost answers a finalize that lost its lock while it worked: the
-// session's MOC if the new holder committed it, else "in progress".
+// session's MOC if the new holder committed it, not found if a delete took the
+// session, else "in progress" (or why it cannot be finalized any more).
 func (s *Service) afterLockLost(ctx context.Context, id uuid.UUID) (FinalizeResult, error) {
 	sess, err := s.DB.GetSession(context.WithoutCancel(ctx), id)
 	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return FinalizeResult{}, ErrSessionNotFound
 	case err != nil:
 		return FinalizeResult{}, &InternalError{Err: err}
 	case sess.FinalizedAt != nil:
@@ -313,49 +337,64 @@ func (s *Service) replay(ctx context.Context, id uuid.UUID) (FinalizeResult, err
 	return FinalizeResult{MOC: moc}, nil
 }
 
-// releaseLock gives the lock back after a failed finalize. When PostgreSQL is
-// unreachable it keeps trying in the background until it is back (or the lock
-// would be stale anyway), so clients are not locked out for STALE_LOCK_AFTER.
-func (s *Service) releaseLock(ctx context.Context, log logr.Logger, id, token uuid.UUID) {
+// releaseLock gives the lock back after a failed finalize and reports
+// whether it was still this finalize's (false: taken over, or the session
+// moved on). When PostgreSQL is unreachable it keeps trying in the background
+// until it is back (or the lock would be stale anyway), so clients are not
+// locked out for STALE_LOCK_AFTER, and reports true: as far as anyone knows,
+// the lock was ours.
+func (s *Service) releaseLock(ctx context.Context, log logr.Logger, id, token uuid.UUID) bool {
 	ctx = context.WithoutCancel(ctx)
-	try := func() bool {
+	try := func() (bool, error) {
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		_, err := s.DB.ReleaseLock(c, id, token)
-		return err == nil
+		return s.DB.ReleaseLock(c, id, token)
 	}
-	if try() {
-		return
+	ours, err := try()
+	if err == nil {
+		return ours
 	}
 	logging.Warn(log, "could not release finalize lock; retrying until PostgreSQL is back")
 	go func() {
 		deadline := time.Now().Add(s.StaleAfter())
 		for time.Now().Before(deadline) {
 			time.Sleep(time.Second)
-			if try() {
+			if _, err := try(); err == nil {
 				log.Info("finalize lock released after PostgreSQL came back")
 				return
 			}
 		}
 	}()
+	return true
 }
 
 // failSession marks a session whose S3 multipart upload is lost as failed (it
 // can never become a MOC) and removes what it still holds in S3: the other
-// files' uploads and any object already completed.
-func (s *Service) failSession(ctx context.Context, log logr.Logger, id, token uuid.UUID, cause error) {
+// files' uploads and any object already completed. It answers UPLOAD_LOST;
+// or, when the lock was no longer this finalize's (taken over, or the session
+// claimed by a delete), what became of the session.
+func (s *Service) failSession(ctx context.Context, log logr.Logger, id, token uuid.UUID, cause *UploadLostError) (FinalizeResult, error) {
 	ctx = context.WithoutCancel(ctx)
+	if err := failpoint.Inject("finalize/before-fail"); err != nil {
+		return FinalizeResult{}, &InternalError{Err: err}
+	}
 	ok, err := s.DB.FailLocked(ctx, id, token)
-	if err != nil || !ok {
+	switch {
+	case err != nil:
 		// The lock stays and goes stale; whoever takes it over finds the lost
 		// upload again and fails the session then.
-		log.Error(err, "could not mark the session failed", "cause", cause.Error(), "lockStillOurs", ok)
-		return
+		log.Error(err, "could not mark the session failed", "cause", cause.Error())
+		return FinalizeResult{}, cause
+	case !ok:
+		log.Info("an S3 upload is lost, but the lock is no longer this finalize's; answering for the session as it is",
+			"cause", cause.Error())
+		return s.afterLockLost(ctx, id)
 	}
 	log.Error(cause, "session failed: an S3 multipart upload is lost")
 	if err := s.removeHeld(ctx, log, id); err != nil {
 		log.Error(err, "could not remove what the failed session holds in S3; its delete will")
 	}
+	return FinalizeResult{}, cause
 }
 
 // errPartsChanged: S3 refused a completion because a listed part changed.
@@ -581,8 +620,8 @@ func (s *Service) recognizeCompleted(ctx context.Context, log logr.Logger, p *fi
 	return true, nil
 }
 
-func (s *Service) checkSlug(ctx context.Context, owner, title, slug string) error {
-	taken, err := s.DB.SlugsTaken(ctx, owner, slug)
+func (s *Service) checkSlug(ctx context.Context, sess store.Session, title, slug string) error {
+	taken, err := s.DB.SlugsTaken(ctx, sess.UserID, slug, sess.ID)
 	if err != nil {
 		return &InternalError{Err: err}
 	}
@@ -592,8 +631,8 @@ func (s *Service) checkSlug(ctx context.Context, owner, title, slug string) erro
 	return nil
 }
 
-func (s *Service) slugConflict(ctx context.Context, owner, title, slug string) error {
-	if err := s.checkSlug(ctx, owner, title, slug); err != nil {
+func (s *Service) slugConflict(ctx context.Context, sess store.Session, title, slug string) error {
+	if err := s.checkSlug(ctx, sess, title, slug); err != nil {
 		return err
 	}
 	return &SlugConflictError{Slug: slug, Suggested: session.Slug(title + " (1)")}
@@ -609,6 +648,9 @@ func (s *Service) completeUploads(ctx context.Context, log logr.Logger, l *lease
 			continue
 		}
 		if err := l.renew(ctx); err != nil {
+			return err
+		}
+		if err := failpoint.Inject("finalize/before-s3-complete"); err != nil {
 			return err
 		}
 		etag, err := s.S3.CompleteMultipartUpload(ctx, p.file.S3Key, p.file.S3UploadID, p.parts)

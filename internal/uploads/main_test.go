@@ -155,6 +155,16 @@ func ageLock(t *testing.T, id uuid.UUID, d time.Duration) {
 	}
 }
 
+// pastExpiry moves a session past its expiresAt on both clocks that judge it:
+// the service's (answers) and PostgreSQL's (what may still be written, and
+// the expiry itself).
+func pastExpiry(t *testing.T, clk *clock, id uuid.UUID) {
+	t.Helper()
+	clk.Add(2 * time.Hour)
+	must(t, execErr(pool().Exec(context.Background(),
+		`UPDATE upload_sessions SET expires_at = now() - interval '1 second' WHERE id = $1`, id)))
+}
+
 // storeWithLockClock opens the test database on connections whose lease
 // clock (lock_clock()) is pinned at at: PostgreSQL's own clock, frozen.
 func storeWithLockClock(t *testing.T, at time.Time) *store.Store {

@@ -39,7 +39,7 @@ func (s *Service) File(ctx context.Context, sessionID, fileID uuid.UUID) (store.
 // CheckAcceptsParts answers whether a session takes parts now.
 func (s *Service) CheckAcceptsParts(sess store.Session, f store.File) error {
 	switch {
-	case sess.Status == store.StatusExpired, sess.Status == store.StatusActive && s.now().After(sess.ExpiresAt):
+	case sess.Expired(s.now()):
 		return ErrExpired
 	case sess.Status == store.StatusDeleting:
 		return ErrSessionNotFound
@@ -232,7 +232,7 @@ func (s *Service) whyRefused(ctx context.Context, id uuid.UUID, cause error) err
 		return ErrSessionNotFound
 	case err != nil:
 		return fmt.Errorf("%w; reading the session: %w", cause, err)
-	case sess.Status == store.StatusExpired, sess.Status == store.StatusActive && s.now().After(sess.ExpiresAt):
+	case sess.Expired(s.now()):
 		return ErrExpired
 	case sess.Status == store.StatusActive && s.lockHeld(sess):
 		return &NotActiveError{Status: store.StatusFinalizing}

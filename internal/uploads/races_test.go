@@ -78,7 +78,7 @@ func TestPartFinishingAfterExpiryOrDeleteSaysWhatHappened(t *testing.T) {
 			g.wait(t)
 			switch tc.change {
 			case "expire":
-				clk.Add(2 * time.Hour)
+				pastExpiry(t, clk, ts.id)
 				if ok, err := svc.Expire(context.Background(), logr.Discard(), ts.id); !ok || err != nil {
 					t.Fatalf("expire: %v, %v", ok, err)
 				}
@@ -203,7 +203,7 @@ func TestAbandonedSessionsLeaveNoObjects(t *testing.T) {
 			}
 			switch end {
 			case "expire":
-				clk.Add(2 * time.Hour)
+				pastExpiry(t, clk, ts.id)
 				if ok, err := svc.Expire(context.Background(), logr.Discard(), ts.id); !ok || err != nil {
 					t.Fatalf("expire: %v, %v", ok, err)
 				}
