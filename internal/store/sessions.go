@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/session"
 )
 
@@ -178,6 +179,9 @@ var ErrTooManyActive = errors.New("too many active sessions")
 func underActiveCap(ctx context.Context, tx pgx.Tx, sess Session, maxActive int) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('mocupload-active:' || $1, 0))`, sess.UserID); err != nil {
 		return fmt.Errorf("lock sessions of %s: %w", sess.UserID, err)
+	}
+	if err := failpoint.Inject("store/after-active-cap-lock"); err != nil {
+		return err
 	}
 	var n int
 	if err := tx.QueryRow(ctx, `

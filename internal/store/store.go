@@ -3,6 +3,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -42,10 +43,29 @@ type Options struct {
 	// OnUnreachable, if set, is called each time PostgreSQL cannot be reached
 	// while opening (Open keeps trying until its context ends).
 	OnUnreachable func(error)
+	// IdleInTransactionTimeout is the server-side
+	// idle_in_transaction_session_timeout (default 10s), unless the URL sets
+	// one: a transaction whose client went silent (packets dropped, not the
+	// socket closed) is ended by the server, with the row locks it holds (the
+	// commit's SELECT … FOR UPDATE, the active-session cap's advisory lock),
+	// instead of lasting until TCP gives up after about two hours.
+	IdleInTransactionTimeout time.Duration
+	// KeepAlive is the TCP keepalive idle time on both ends (default 10s;
+	// probes every 5s, 3 unanswered probes end the connection): a peer that
+	// is gone is noticed within about 25 s by the operator and by the server.
+	KeepAlive time.Duration
 }
 
 // DefaultStatementTimeout bounds every statement on the server.
 const DefaultStatementTimeout = 30 * time.Second
+
+// Defaults of the connection's liveness settings (Options).
+const (
+	DefaultIdleInTransactionTimeout = 10 * time.Second
+	DefaultKeepAlive                = 10 * time.Second
+	keepAliveInterval               = 5 * time.Second
+	keepAliveCount                  = 3
+)
 
 // Open connects to PostgreSQL with the default timeouts and applies pending
 // migrations.
@@ -69,9 +89,27 @@ func OpenWithOptions(ctx context.Context, url string, o Options) (*Store, error)
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
-	if _, set := cfg.ConnConfig.RuntimeParams["statement_timeout"]; !set {
-		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.StatementTimeout.Milliseconds(), 10)
+	o.IdleInTransactionTimeout = cmp.Or(o.IdleInTransactionTimeout, DefaultIdleInTransactionTimeout)
+	o.KeepAlive = cmp.Or(o.KeepAlive, DefaultKeepAlive)
+	params := cfg.ConnConfig.RuntimeParams
+	for name, value := range map[string]string{
+		"statement_timeout":                   strconv.FormatInt(o.StatementTimeout.Milliseconds(), 10),
+		"idle_in_transaction_session_timeout": strconv.FormatInt(o.IdleInTransactionTimeout.Milliseconds(), 10),
+		// The server's side of TCP keepalive (ignored on a Unix socket).
+		"tcp_keepalives_idle":     strconv.Itoa(int(o.KeepAlive.Seconds())),
+		"tcp_keepalives_interval": strconv.Itoa(int(keepAliveInterval.Seconds())),
+		"tcp_keepalives_count":    strconv.Itoa(keepAliveCount),
+	} {
+		if _, set := params[name]; !set {
+			params[name] = value
+		}
 	}
+	// The operator's side: pgx's dialer waits 5 minutes before its first probe.
+	dialer := &net.Dialer{
+		Timeout:         cfg.ConnConfig.ConnectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: o.KeepAlive, Interval: keepAliveInterval, Count: keepAliveCount},
+	}
+	cfg.ConnConfig.DialFunc = dialer.DialContext
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
