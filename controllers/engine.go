@@ -37,6 +37,9 @@ type Engine interface {
 	// Expire aborts the session's uploads and marks it expired; false when a
 	// finalize holds the session.
 	Expire(ctx context.Context, log logr.Logger, id uuid.UUID) (bool, error)
+	// FinishRemoval removes what a failed or expired session still holds in
+	// S3 when its removal is pending (cut off before), and records it done.
+	FinishRemoval(ctx context.Context, log logr.Logger, sess store.Session) error
 	// Discard removes what an unfinalized session holds.
 	Discard(ctx context.Context, log logr.Logger, id uuid.UUID) error
 }

@@ -5,16 +5,19 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mocs-dev/upload-operator/internal/metrics"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
-// OrphanSweep aborts, every Interval on the leader, the multipart uploads no
-// session can use any more (uploads.Service.SweepOrphanedUploads): the
-// surplus of activations that crashed, lost S3's reply, or were still
-// creating when their session ended. Without it such an upload would hold
-// its parts in S3 for good.
+// OrphanSweep tidies S3, every Interval on the leader: it aborts the
+// multipart uploads no session can use any more (the surplus of activations
+// that crashed, lost S3's reply, or were still creating when their session
+// ended), deletes the objects of sessions that can no longer use them (a
+// completion that landed after its session's delete or removal), and finishes
+// the removals of failed and expired sessions that were cut off. Without it
+// such uploads and objects would stay in S3 for good.
 type OrphanSweep struct {
 	Uploads  OrphanSweeper
 	Log      logr.Logger
@@ -25,9 +28,14 @@ type OrphanSweep struct {
 // OrphanSweeper is the part of the upload engine the sweep uses.
 type OrphanSweeper interface {
 	SweepOrphanedUploads(ctx context.Context, log logr.Logger, minAge time.Duration) (int, error)
+	SweepOrphanedObjects(ctx context.Context, log logr.Logger, minAge time.Duration) (int, error)
+	FinishRemovals(ctx context.Context, log logr.Logger, limit int) (int, error)
 }
 
 var _ OrphanSweeper = (*uploads.Service)(nil)
+
+// removalsPerSweep bounds the pending removals one sweep finishes.
+const removalsPerSweep = 100
 
 // Start implements manager.Runnable.
 func (o *OrphanSweep) Start(ctx context.Context) error {
@@ -39,10 +47,24 @@ func (o *OrphanSweep) Start(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		n, err := o.Uploads.SweepOrphanedUploads(ctx, o.Log, o.MinAge)
-		metrics.OrphanedUploadsAborted.Add(float64(n))
+		o.sweep(ctx)
+	}
+}
+
+func (o *OrphanSweep) sweep(ctx context.Context) {
+	for _, step := range []struct {
+		what    string
+		counter prometheus.Counter
+		run     func() (int, error)
+	}{
+		{"orphaned uploads", metrics.OrphanedUploadsAborted, func() (int, error) { return o.Uploads.SweepOrphanedUploads(ctx, o.Log, o.MinAge) }},
+		{"orphaned objects", metrics.OrphanedObjectsDeleted, func() (int, error) { return o.Uploads.SweepOrphanedObjects(ctx, o.Log, o.MinAge) }},
+		{"pending removals", metrics.RemovalsFinished, func() (int, error) { return o.Uploads.FinishRemovals(ctx, o.Log, removalsPerSweep) }},
+	} {
+		n, err := step.run()
+		step.counter.Add(float64(n))
 		if err != nil && ctx.Err() == nil {
-			o.Log.Error(err, "orphaned upload sweep failed; the next sweep tries again", "aborted", n)
+			o.Log.Error(err, "orphan sweep step failed; the next sweep tries again", "step", step.what, "done", n)
 		}
 	}
 }

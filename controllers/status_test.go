@@ -10,17 +10,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -314,5 +317,49 @@ func TestLostUploadIsFailedOnlyOncePostgreSQLSaysSo(t *testing.T) {
 	h.reconcile(t, key)
 	if p := get(t, key).Status.Phase; p != uploadsv1.PhaseFailed {
 		t.Fatalf("row failed: phase %q, want Failed", p)
+	}
+}
+
+// A session marked failed whose removal from S3 was cut off (the replica that
+// failed it died before removing what it held) has it finished by the
+// reconciler when the resource goes Failed; and a Failed resource follows
+// EXPIRED_RETENTION from its expiresAt, as an Expired one does. Before, a
+// Failed resource was kept until someone deleted it, and what its session
+// held stayed in S3 for good.
+func TestFailedSessionIsRemovedAndFollowsRetention(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, db)
+	key := h.create(t, "failed")
+	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
+	id := uuid.MustParse(us.Status.SessionID)
+	left := session.SessionPrefix(id) + "f/completed.pdf"
+	s3c := s3srv.Client()
+	if _, err := s3c.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s3c.Bucket, Key: &left,
+		Body: strings.NewReader("done"), ContentLength: ptr.To(int64(4))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `UPDATE upload_sessions SET status = 'failed', s3_removal_pending = true WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcileTo(t, key, uploadsv1.PhaseFailed)
+	if objs, err := s3c.ListObjects(ctx, session.SessionPrefix(id)); err != nil || len(objs) != 0 {
+		t.Fatalf("objects left under the failed session: %v, %v", objs, err)
+	}
+	noMultipartUploads(t, id.String())
+	var pending bool
+	if err := db.Pool.QueryRow(ctx, `SELECT s3_removal_pending FROM upload_sessions WHERE id = $1`, id).Scan(&pending); err != nil || pending {
+		t.Fatalf("removal still pending: %v, %v", pending, err)
+	}
+	h.clk.Step(ttl + expiredRetention - time.Second)
+	h.reconcile(t, key)
+	if get(t, key).DeletionTimestamp != nil {
+		t.Fatal("deleted before its retention was over")
+	}
+	h.clk.Step(2 * time.Second)
+	h.reconcile(t, key) // deletes
+	h.reconcile(t, key) // lets the finalizer go
+	if err := k8s.Get(ctx, key, &uploadsv1.UploadSession{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("after its retention: %v; want the Failed resource gone", err)
 	}
 }

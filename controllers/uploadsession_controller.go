@@ -2,6 +2,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,11 +67,13 @@ type UploadSessionReconciler struct {
 // declarative finalize cut short by it resumes where it stopped.
 const DefaultReconcileTimeout = 5 * time.Minute
 
-// reconcileRetention deletes a terminal resource once its retention is over:
-// SESSION_RETENTION after finalization (the session stays readable over HTTP
-// from PostgreSQL), EXPIRED_RETENTION after expiry (its rows go with it).
-// Failed resources stay until someone deletes them: their reason is for a
-// person to read.
+// reconcileRetention finishes what a terminal session left to do and deletes
+// its resource once its retention is over: SESSION_RETENTION after
+// finalization (the session stays readable over HTTP from PostgreSQL),
+// EXPIRED_RETENTION after expiry or failure (its rows go with it; a failure
+// counts from expiresAt, when the session would have expired anyway, or from
+// the resource's creation when it never became active). A failed or expired
+// session whose removal from S3 was cut off has it finished first.
 func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
 	var since *metav1.Time
 	retention := r.ExpiredRetention
@@ -79,6 +82,13 @@ func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, s *ses
 		since, retention = s.us.Status.FinalizedAt, r.Retention
 	case uploadsv1.PhaseExpired:
 		since = s.us.Status.ExpiresAt
+	case uploadsv1.PhaseFailed:
+		since = cmp.Or(s.us.Status.ExpiresAt, &s.us.CreationTimestamp)
+	}
+	if s.us.Status.Phase == uploadsv1.PhaseExpired || s.us.Status.Phase == uploadsv1.PhaseFailed {
+		if err := r.finishRemoval(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if since == nil || retention <= 0 {
 		return ctrl.Result{}, nil
@@ -99,6 +109,23 @@ func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, s *ses
 	s.released = true
 	r.Recorder.Eventf(s.us, nil, corev1.EventTypeNormal, "RetentionExpired", "Delete", "Deleted after a retention of %s", retention)
 	return ctrl.Result{}, nil
+}
+
+// finishRemoval finishes the removal from S3 of a failed or expired session
+// that was cut off (the engine recorded it pending with the status change).
+func (r *UploadSessionReconciler) finishRemoval(ctx context.Context, s *sessionScope) error {
+	sess, err := r.Uploads.Session(ctx, s.id)
+	if errors.Is(err, uploads.ErrSessionNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.Uploads.FinishRemoval(ctx, log.FromContext(ctx), sess); err != nil {
+		s.event(corev1.EventTypeWarning, "RemovalFailed", "Remove", "%s", msgRetrying)
+		return fmt.Errorf("remove what session %s holds in S3: %w", s.id, err)
+	}
+	return nil
 }
 
 // The operator's permissions, least privilege: sessions everywhere (create: the

@@ -63,7 +63,7 @@ var usage = map[string]string{ //nolint:gosec // G101: setting names, not creden
 	"STALE_LOCK_AFTER":             "age after which a finalize lock not renewed may be taken over",
 	"SESSION_TTL":                  "how long a session lives, until its expiresAt",
 	"SESSION_RETENTION":            "how long Finalized sessions are kept before removal",
-	"EXPIRED_RETENTION":            "how long Expired sessions are kept before removal",
+	"EXPIRED_RETENTION":            "how long Expired and Failed sessions are kept after expiresAt before removal",
 	"ORPHAN_SWEEP_INTERVAL":        "how often the leader aborts multipart uploads no session can use",
 	"ORPHAN_UPLOAD_MIN_AGE":        "age an unused multipart upload must reach before it is aborted",
 	"MAX_ACTIVE_SESSIONS_PER_USER": "sessions a user may have open at once (admins exempt)",

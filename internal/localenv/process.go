@@ -82,6 +82,17 @@ func StartProcess(bin string, env map[string]string, out io.Writer, args ...stri
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
+// Wait waits up to timeout for the process to exit and returns how it
+// ended (an *exec.ExitError names the signal that killed it).
+func (p *Process) Wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("still running after %s", timeout)
+	}
+}
+
 // Signal sends sig to the process.
 func (p *Process) Signal(sig os.Signal) error { return p.Cmd.Process.Signal(sig) }
 

@@ -58,6 +58,12 @@ var (
 	// OrphanedUploadsAborted counts multipart uploads the orphan sweep aborted.
 	OrphanedUploadsAborted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mocupload_orphaned_uploads_aborted_total", Help: "Multipart uploads no session could use any more, aborted by the orphan sweep."})
+	// OrphanedObjectsDeleted counts objects the orphan sweep deleted.
+	OrphanedObjectsDeleted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mocupload_orphaned_objects_deleted_total", Help: "Objects under sessions/ of no session that may use them (deleted, failed, expired), deleted by the orphan sweep."})
+	// RemovalsFinished counts removals of failed or expired sessions finished by the leader's sweep.
+	RemovalsFinished = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mocupload_pending_removals_finished_total", Help: "Removals from S3 of failed or expired sessions that were cut off and finished by the orphan sweep."})
 	// SessionsByPhase is the number of UploadSessions per phase, as the reconciler last saw them.
 	SessionsByPhase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mocupload_sessions", Help: "UploadSessions by phase (reconciler's cache)."}, []string{"phase"})
@@ -66,7 +72,7 @@ var (
 func init() {
 	crmetrics.Registry.MustRegister(PartsReceived, PartBytes, PartDuration, S3Retries, S3Exhaustions, Finalizes,
 		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, SessionsByPhase, RequestsInFlight, AuthRejections,
-		OrphanedUploadsAborted)
+		OrphanedUploadsAborted, OrphanedObjectsDeleted, RemovalsFinished)
 }
 
 // MaxAuthSources bounds the source addresses AuthRejections names.

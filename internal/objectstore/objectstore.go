@@ -315,3 +315,51 @@ func IsNoSuchUpload(err error) bool {
 	var api smithy.APIError
 	return errors.As(err, &api) && api.ErrorCode() == "NoSuchUpload"
 }
+
+// ObjectInfo is one object as a listing shows it.
+type ObjectInfo struct {
+	Key          string
+	LastModified time.Time // on S3's clock
+}
+
+// ListObjectInfos lists the objects under prefix with their last change.
+func (s *Store) ListObjectInfos(ctx context.Context, prefix string) ([]ObjectInfo, error) {
+	var out []ObjectInfo
+	in := &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix}
+	for {
+		page, err := s.listObjectsPage(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list objects under %s: %w", prefix, err)
+		}
+		for _, o := range page.Contents {
+			out = append(out, ObjectInfo{Key: aws.ToString(o.Key), LastModified: aws.ToTime(o.LastModified)})
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			return out, nil
+		}
+		in.ContinuationToken = page.NextContinuationToken
+	}
+}
+
+// ListPrefixes lists the "folders" directly under prefix (keys up to the next
+// "/"), e.g. one per session under "sessions/".
+func (s *Store) ListPrefixes(ctx context.Context, prefix string) ([]string, error) {
+	var out []string
+	in := &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix, Delimiter: aws.String("/")}
+	for {
+		page, err := s.listObjectsPage(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list prefixes under %s: %w", prefix, err)
+		}
+		for _, p := range page.CommonPrefixes {
+			out = append(out, aws.ToString(p.Prefix))
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			return out, nil
+		}
+		in.ContinuationToken = page.NextContinuationToken
+	}
+}
+
+// DeleteObject deletes one object; one that is already gone is not an error.
+func (s *Store) DeleteObject(ctx context.Context, key string) error { return s.deleteObject(ctx, key) }

@@ -112,12 +112,14 @@ func (s *Store) ReleaseLock(ctx context.Context, id, token uuid.UUID) (bool, err
 }
 
 // FailLocked marks the session failed (what it holds can never become a MOC)
-// if the lock is still ours.
+// if the lock is still ours, with the removal of what it holds in S3 pending
+// (RemovalDone clears it).
 func (s *Store) FailLocked(ctx context.Context, id, token uuid.UUID) (bool, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	tag, err := s.Pool.Exec(ctx, `
-		UPDATE upload_sessions SET status = 'failed', finalizing_at = NULL, finalize_token = NULL, updated_at = now()
+		UPDATE upload_sessions SET status = 'failed', finalizing_at = NULL, finalize_token = NULL, updated_at = now(),
+		       s3_removal_pending = true
 		WHERE id = $1 AND finalize_token = $2 AND finalized_at IS NULL`, id, token)
 	if err != nil {
 		return false, fmt.Errorf("fail session %s: %w", id, err)

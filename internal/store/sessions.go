@@ -40,6 +40,9 @@ type Session struct {
 	// LockStaleAfter is the stale window of the lock's holder, stored with the
 	// lock (0: none stored).
 	LockStaleAfter time.Duration
+	// RemovalPending: the session ended without a MOC (failed, expired) and
+	// what it held in S3 may not all be removed yet.
+	RemovalPending bool
 	// PastExpiry: expires_at had passed on PostgreSQL's clock when the row was
 	// read. Expiry is decided on that clock (the SQL of the lock, the part
 	// record and the expiry judge it so), whatever a replica's clock says.
@@ -202,14 +205,14 @@ func underActiveCap(ctx context.Context, tx pgx.Tx, sess Session, maxActive int)
 const sessionCols = `id, user_id, status, part_size_bytes, finalizing_at,
 	(extract(epoch FROM lock_clock() - finalizing_at) * 1000000)::bigint,
 	finalized_at, expires_at, created_at, coalesce(k8s_namespace, ''), coalesce(k8s_name, ''), coalesce(k8s_uid, ''), transfer,
-	coalesce(finalize_stale_after_us, 0), expires_at <= lock_clock()`
+	coalesce(finalize_stale_after_us, 0), expires_at <= lock_clock(), s3_removal_pending`
 
 func scanSession(row pgx.Row) (Session, error) {
 	var x Session
 	var ageMicros *int64
 	var windowMicros int64
 	err := row.Scan(&x.ID, &x.UserID, &x.Status, &x.PartSizeBytes, &x.FinalizingAt, &ageMicros, &x.FinalizedAt,
-		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name, &x.UID, &x.Transfer, &windowMicros, &x.PastExpiry)
+		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name, &x.UID, &x.Transfer, &windowMicros, &x.PastExpiry, &x.RemovalPending)
 	x.LockStaleAfter = time.Duration(windowMicros) * time.Microsecond
 	if errors.Is(err, pgx.ErrNoRows) {
 		return x, ErrNotFound
@@ -351,12 +354,56 @@ func (s *Store) Expire(ctx context.Context, id uuid.UUID, staleAfter time.Durati
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	tag, err := s.Pool.Exec(ctx, `
-		UPDATE upload_sessions SET status = 'expired', finalizing_at = NULL, finalize_token = NULL, updated_at = now()
+		UPDATE upload_sessions SET status = 'expired', finalizing_at = NULL, finalize_token = NULL, updated_at = now(),
+		       s3_removal_pending = true
 		WHERE id = $1 AND status IN ('pending', 'active') AND expires_at <= lock_clock() AND `+lockFree("$2"), id, staleAfter.Microseconds())
 	if err != nil {
 		return false, fmt.Errorf("expire session %s: %w", id, err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// PendingRemovals lists up to limit sessions that ended without a MOC
+// (failed, expired) whose removal from S3 has not been done yet.
+func (s *Store) PendingRemovals(ctx context.Context, limit int) ([]uuid.UUID, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.Pool.Query(ctx, `SELECT id FROM upload_sessions
+		WHERE s3_removal_pending AND status IN ('failed', 'expired') ORDER BY updated_at LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list pending removals: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+}
+
+// RemovalDone records that S3 holds nothing of a failed or expired session.
+func (s *Store) RemovalDone(ctx context.Context, id uuid.UUID) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if _, err := s.Pool.Exec(ctx, `UPDATE upload_sessions SET s3_removal_pending = false
+		WHERE id = $1 AND status IN ('failed', 'expired')`, id); err != nil {
+		return fmt.Errorf("record the removal of session %s: %w", id, err)
+	}
+	return nil
+}
+
+// Statuses reads the status of each of the given sessions that has a row.
+func (s *Store) Statuses(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]string, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.Pool.Query(ctx, `SELECT id, status FROM upload_sessions WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read session statuses: %w", err)
+	}
+	out := make(map[uuid.UUID]string, len(ids))
+	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+		var id uuid.UUID
+		var status string
+		err := r.Scan(&id, &status)
+		out[id] = status
+		return struct{}{}, err
+	})
+	return out, err
 }
 
 // Claim is the outcome of claiming a session for deletion.

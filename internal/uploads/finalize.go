@@ -391,8 +391,15 @@ func (s *Service) failSession(ctx context.Context, log logr.Logger, id, token uu
 		return s.afterLockLost(ctx, id)
 	}
 	log.Error(cause, "session failed: an S3 multipart upload is lost")
-	if err := s.removeHeld(ctx, log, id); err != nil {
-		log.Error(err, "could not remove what the failed session holds in S3; its delete will")
+	if err := failpoint.Inject("finalize/after-fail"); err != nil {
+		return FinalizeResult{}, &InternalError{Err: err}
+	}
+	sess, err := s.DB.GetSession(ctx, id)
+	if err == nil {
+		err = s.FinishRemoval(ctx, log, sess)
+	}
+	if err != nil {
+		log.Error(err, "could not remove what the failed session holds in S3; the removal is recorded as pending and retried")
 	}
 	return FinalizeResult{}, cause
 }

@@ -2,9 +2,12 @@ package uploads_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 	"k8s.io/utils/ptr"
@@ -104,5 +107,114 @@ func assertUploads(t *testing.T, svc *uploads.Service, want map[objectstore.Uplo
 	}
 	if t.Failed() {
 		t.FailNow()
+	}
+}
+
+// putObject writes an object straight to the bucket, as a completion that
+// lands after everything else would leave one.
+func putObject(t *testing.T, svc *uploads.Service, key string) {
+	t.Helper()
+	if _, err := svc.S3.Client.PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: &svc.S3.Bucket, Key: &key, Body: strings.NewReader("late"), ContentLength: ptr.To(int64(4))}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func objectExists(t *testing.T, svc *uploads.Service, key string) bool {
+	t.Helper()
+	_, ok, err := svc.S3.HeadObject(context.Background(), key)
+	must(t, err)
+	return ok
+}
+
+// A session failed because an upload was lost after a finalize had completed
+// another file: the replica stops (crashes) between marking the session failed
+// and removing what it holds. The removal is recorded as pending with the
+// failure, so the next sweep (or the resource's reconcile) removes the
+// completed object; before, nothing ever did: the object stayed for good.
+func TestFailedSessionsRemovalIsFinishedAfterACut(t *testing.T) {
+	ctx := context.Background()
+	svc, _ := newService(t)
+	ts := activate(t, svc, 6*session.MiB, 100)
+	ts.uploadAll(t, svc)
+	completions := 0
+	failpoint.EnableFunc("finalize/before-s3-complete", func() error {
+		if completions++; completions == 2 {
+			return &uploads.S3Error{Err: errors.New("S3 is down")} // file 0 is complete, file 1 is not
+		}
+		return nil
+	})
+	_, err := finalize(svc, ts, "Cut "+ts.id.String()[:8])
+	failpoint.Disable("finalize/before-s3-complete")
+	var s3e *uploads.S3Error
+	if !errors.As(err, &s3e) || !objectExists(t, svc, ts.act.Files[0].S3Key) {
+		t.Fatalf("first finalize: %v; want S3 unavailable after completing file 0", err)
+	}
+	f := ts.act.Files[1]
+	must(t, svc.S3.AbortMultipartUpload(ctx, f.S3Key, f.S3UploadID)) // lost behind the operator's back
+	failpoint.Enable("finalize/after-fail", "error")                  // the replica dies right after marking it failed
+	_, err = finalize(svc, ts, "Cut "+ts.id.String()[:8])
+	failpoint.Disable("finalize/after-fail")
+	if !errors.Is(err, failpoint.ErrInjected) {
+		t.Fatalf("second finalize: %v; want it stopped right after failing the session", err)
+	}
+	if n := countRows(t, `SELECT count(*) FROM upload_sessions WHERE id = $1 AND status = 'failed' AND s3_removal_pending`, ts.id); n != 1 {
+		t.Fatal("the session is not failed with its removal pending")
+	}
+	if !objectExists(t, svc, ts.act.Files[0].S3Key) {
+		t.Fatal("the object went with the crash: the scenario did not happen")
+	}
+	n, err := svc.FinishRemovals(ctx, logr.Discard(), 1000)
+	if err != nil || n < 1 {
+		t.Fatalf("FinishRemovals = %d, %v", n, err)
+	}
+	assertNothingLeft(t, svc, ts, "failed")
+	if n := countRows(t, `SELECT count(*) FROM upload_sessions WHERE id = $1 AND s3_removal_pending`, ts.id); n != 0 {
+		t.Fatal("the removal is still pending after it was done")
+	}
+}
+
+// The sweep deletes objects under sessions/ that belong to no session that
+// may still use them — a session with no row, one that failed or expired —
+// once they are older than the minimum age; it keeps those of live and
+// finalized sessions, and anything younger.
+func TestOrphanSweepDeletesObjectsOfNoLiveSession(t *testing.T) {
+	ctx := context.Background()
+	svc, clk := newService(t)
+	noRow := session.SessionPrefix(uuid.New()) + "f/late.pdf"
+	putObject(t, svc, noRow)
+	expired := activate(t, svc, 100)
+	pastExpiry(t, clk, expired.id)
+	if ok, err := svc.Expire(ctx, logr.Discard(), expired.id); !ok || err != nil {
+		t.Fatalf("expire: %v, %v", ok, err)
+	}
+	clk.Add(-2 * time.Hour)
+	lateAfterExpiry := expired.act.Files[0].S3Key
+	putObject(t, svc, lateAfterExpiry)
+	live := activate(t, svc, 100)
+	liveObject := live.act.Files[0].S3Key
+	putObject(t, svc, liveObject) // as a finalize interrupted after S3's completion leaves it
+	done := activate(t, svc, 100)
+	done.uploadAll(t, svc)
+	if _, err := finalize(svc, done, "Kept "+done.id.String()[:8]); err != nil {
+		t.Fatal(err)
+	}
+
+	if n, err := svc.SweepOrphanedObjects(ctx, logr.Discard(), time.Hour); err != nil || n != 0 {
+		t.Fatalf("sweep of young objects deleted %d (%v); want 0", n, err)
+	}
+	clk.Add(2 * time.Hour) // the sweep's clock only
+	n, err := svc.SweepOrphanedObjects(ctx, logr.Discard(), time.Hour)
+	clk.Add(-2 * time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{noRow: false, lateAfterExpiry: false, liveObject: true, done.act.Files[0].S3Key: true} {
+		if got := objectExists(t, svc, key); got != want {
+			t.Errorf("%s exists = %v after the sweep, want %v", key, got, want)
+		}
+	}
+	if n < 2 {
+		t.Errorf("the sweep reported %d objects deleted; want at least the 2 orphans", n)
 	}
 }

@@ -142,13 +142,13 @@ func TestFinalizeAfterADeleteClaimedTheSessionIsNotFound(t *testing.T) {
 	if err := receiveErr(t, discarded); err != nil {
 		t.Fatal(err)
 	}
-	assertNothingLeft(t, svc, ts, false)
+	assertNothingLeft(t, svc, ts)
 }
 
 // assertNothingLeft checks that no multipart upload and no object remain under
-// the session's prefix, and that its rows are gone (or, when expired, that
-// they remain, marked expired).
-func assertNothingLeft(t *testing.T, svc *uploads.Service, ts *testSession, expired bool) {
+// the session's prefix, and that its rows are gone or, with a status given
+// (expired, failed), that they remain with that status.
+func assertNothingLeft(t *testing.T, svc *uploads.Service, ts *testSession, status ...string) {
 	t.Helper()
 	ctx := context.Background()
 	ups, err := svc.S3.ListMultipartUploads(ctx, session.SessionPrefix(ts.id))
@@ -159,11 +159,11 @@ func assertNothingLeft(t *testing.T, svc *uploads.Service, ts *testSession, expi
 	if err != nil || len(objs) != 0 {
 		t.Fatalf("objects left: %v, %v", objs, err)
 	}
-	want, q := 0, `SELECT count(*) FROM upload_sessions WHERE id = $1`
-	if expired {
-		want, q = 1, `SELECT count(*) FROM upload_sessions WHERE id = $1 AND status = 'expired'`
+	want, q, args := 0, `SELECT count(*) FROM upload_sessions WHERE id = $1`, []any{ts.id}
+	if len(status) > 0 {
+		want, q, args = 1, `SELECT count(*) FROM upload_sessions WHERE id = $1 AND status = $2`, []any{ts.id, status[0]}
 	}
-	if n := countRows(t, q, ts.id); n != want {
+	if n := countRows(t, q, args...); n != want {
 		t.Fatalf("session rows = %d, want %d", n, want)
 	}
 }
@@ -212,7 +212,11 @@ func TestAbandonedSessionsLeaveNoObjects(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			assertNothingLeft(t, svc, ts, end == "expire")
+			if end == "expire" {
+				assertNothingLeft(t, svc, ts, "expired")
+			} else {
+				assertNothingLeft(t, svc, ts)
+			}
 		})
 	}
 }

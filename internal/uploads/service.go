@@ -8,8 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"k8s.io/utils/clock"
+	"slices"
+	"strings"
 	"time"
+
+	"k8s.io/utils/clock"
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
@@ -396,9 +399,11 @@ func (s *Service) removeHeld(ctx context.Context, log logr.Logger, sessionID uui
 }
 
 // Expire aborts the S3 uploads and deletes the objects of a session past its
-// expiresAt and marks it expired; its rows stay, so GET answers 410 rather
-// than 404. false means it could not be expired now (finalized, or a finalize
-// holds a live lock: the caller comes back).
+// expiresAt (on PostgreSQL's clock) and marks it expired; its rows stay, so GET
+// answers 410 rather than 404. false means it could not be expired now (not
+// due on PostgreSQL's clock, finalized, or a finalize holds a live lock: the
+// caller comes back). The removal is recorded as pending with the status
+// change and cleared once done, so one cut off is finished by FinishRemoval.
 func (s *Service) Expire(ctx context.Context, log logr.Logger, sessionID uuid.UUID) (bool, error) {
 	if _, err := s.DB.Expire(ctx, sessionID, s.StaleAfter()); err != nil {
 		return false, err
@@ -407,13 +412,102 @@ func (s *Service) Expire(ctx context.Context, log logr.Logger, sessionID uuid.UU
 	if err != nil || sess.Status != store.StatusExpired {
 		return false, err
 	}
-	// Removal is idempotent, so an expiry interrupted after the status change
-	// is finished by the next call.
-	if err := s.removeHeld(ctx, log, sessionID); err != nil {
+	if err := s.FinishRemoval(ctx, log, sess); err != nil {
 		return true, err
 	}
 	log.Info("session expired; what it held in S3 removed", "sessionId", sessionID.String())
 	return true, nil
+}
+
+// FinishRemoval removes what a failed or expired session (as just read) still
+// holds in S3 when its removal is pending, and records it done. Removal is
+// idempotent, so one cut off anywhere (S3 down, the replica killed after the
+// status change, a lost reply) is finished by the next call: the reconciler's
+// for the session's resource, or the leader's sweep (FinishRemovals).
+func (s *Service) FinishRemoval(ctx context.Context, log logr.Logger, sess store.Session) error {
+	if !sess.RemovalPending || (sess.Status != store.StatusFailed && sess.Status != store.StatusExpired) {
+		return nil
+	}
+	if err := failpoint.Inject("removal/before-s3"); err != nil {
+		return err
+	}
+	if err := s.removeHeld(ctx, log, sess.ID); err != nil {
+		return err
+	}
+	return s.DB.RemovalDone(ctx, sess.ID)
+}
+
+// FinishRemovals finishes up to limit pending removals (FinishRemoval) of
+// sessions whose resource may be gone; it returns how many it finished.
+func (s *Service) FinishRemovals(ctx context.Context, log logr.Logger, limit int) (int, error) {
+	ids, err := s.DB.PendingRemovals(ctx, limit)
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	for _, id := range ids {
+		sess, err := s.DB.GetSession(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		if err := s.FinishRemoval(ctx, log, sess); err != nil {
+			return done, err
+		}
+		done++
+	}
+	return done, nil
+}
+
+// SweepOrphanedObjects deletes the objects under the sessions' prefix that
+// belong to no session that may still use them: a session with no row (its
+// delete removed the rows; a completion still on its way landed after), or
+// one that failed or expired (an object completed after its removal). Objects
+// younger than minAge are left alone: a finalize may be about to record them.
+// It lists one prefix per session ever finalized too, so it costs a listing
+// request per thousand sessions per sweep.
+func (s *Service) SweepOrphanedObjects(ctx context.Context, log logr.Logger, minAge time.Duration) (int, error) {
+	prefixes, err := s.S3.ListPrefixes(ctx, session.SessionsPrefix)
+	if err != nil {
+		return 0, &S3Error{Err: err}
+	}
+	cutoff := s.now().Add(-minAge)
+	deleted := 0
+	for batch := range slices.Chunk(prefixes, 1000) {
+		ids := make([]uuid.UUID, 0, len(batch))
+		for _, p := range batch {
+			if id, err := uuid.Parse(strings.TrimSuffix(strings.TrimPrefix(p, session.SessionsPrefix), "/")); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		statuses, err := s.DB.Statuses(ctx, ids)
+		if err != nil {
+			return deleted, err
+		}
+		for _, id := range ids {
+			if st, ok := statuses[id]; ok && st != store.StatusFailed && st != store.StatusExpired {
+				continue
+			}
+			objs, err := s.S3.ListObjectInfos(ctx, session.SessionPrefix(id))
+			if err != nil {
+				return deleted, &S3Error{Err: err}
+			}
+			for _, o := range objs {
+				if !o.LastModified.Before(cutoff) {
+					continue
+				}
+				if err := s.S3.DeleteObject(ctx, o.Key); err != nil {
+					return deleted, &S3Error{Err: err}
+				}
+				deleted++
+				log.Info("deleted an orphaned object", "key", o.Key, "sessionId", id.String(), "sessionStatus", statuses[id],
+					"lastModified", o.LastModified.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+	return deleted, nil
 }
 
 func (s *Service) now() time.Time {

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
+	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	upclient "github.com/mocs-dev/upload-operator/pkg/client"
 )
@@ -229,6 +230,74 @@ func TestLostUploadFailsTheSessionAndItsResource(t *testing.T) {
 	if err != nil || len(ups) != 0 {
 		t.Fatalf("uploads left: %v, %v", ups, err)
 	}
+}
+
+// A session fails (an upload lost after a finalize had completed its other
+// file) on a replica that is killed (SIGKILL) right after marking it failed,
+// before removing what it holds. The removal was recorded as pending in the
+// same UPDATE, so the resource's reconcile on another manager finishes it:
+// nothing of the session stays in S3. Before, the completed object stayed for
+// good (retention never deleted Failed resources; no sweep deleted objects).
+func TestFailedSessionIsRemovedAfterItsReplicaDies(t *testing.T) {
+	ctx := context.Background()
+	acct := user(t)
+	crashy := startReplica(t, map[string]string{"MOCUPLOAD_FAILPOINTS": "finalize/after-fail=kill", "WATCH_NAMESPACE": "no-such-namespace"})
+	u := createUpload(t, acct, fileReq{"a.pdf", pdf, 6 << 20}, fileReq{"b.pdf", pdf, 100})
+	u.putAll(t, "")
+	type file struct{ key, uploadID string }
+	var a, b file
+	for i, f := range []*file{&a, &b} {
+		if err := db.QueryRow(ctx, `SELECT s3_key, s3_upload_id FROM upload_files WHERE id = $1`, u.files[i].id).Scan(&f.key, &f.uploadID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A finalize completed a.pdf (and recorded it) before it was interrupted.
+	rows, err := db.Query(ctx, `SELECT s3_part_number, etag, size_bytes FROM upload_parts WHERE file_id = $1 ORDER BY part_number`, u.files[0].id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []objectstore.PartInfo
+	for rows.Next() {
+		var p objectstore.PartInfo
+		if err := rows.Scan(&p.PartNumber, &p.ETag, &p.Size); err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, p)
+	}
+	etag, err := stack.S3.Client().CompleteMultipartUpload(ctx, a.key, a.uploadID, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE upload_files SET completed_etag = $2 WHERE id = $1`, u.files[0].id, etag); err != nil {
+		t.Fatal(err)
+	}
+	// b.pdf's upload is lost behind the operator's back.
+	if err := stack.S3.Client().AbortMultipartUpload(ctx, b.key, b.uploadID); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", crashy.url+"/api/mocs/uploads/finalize",
+		strings.NewReader(fmt.Sprintf(`{"uploadSessionId":%q,"title":%q}`, u.id, uniqueTitle("Lost Castle"))))
+	req.Header.Set("Authorization", "Bearer "+acct.token)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the replica answered %d; want it killed mid-finalize", resp.StatusCode)
+	}
+	if err := crashy.proc.Wait(30 * time.Second); err == nil || err.Error() != "signal: killed" {
+		t.Fatalf("the replica ended with %v; want killed by SIGKILL", err)
+	}
+	if s := sessionStatus(t, u.id); s != "failed" {
+		t.Fatalf("row status = %s after the kill, want failed", s)
+	}
+	waitPhase(t, "default", u.id, uploadsv1.PhaseFailed)
+	waitFor(t, 60*time.Second, "nothing of the failed session left in S3", func() (bool, string) {
+		objs, err := stack.S3.Client().ListObjects(ctx, "sessions/"+u.id+"/")
+		var pending bool
+		if qerr := db.QueryRow(ctx, `SELECT s3_removal_pending FROM upload_sessions WHERE id = $1`, u.id).Scan(&pending); qerr != nil {
+			return false, qerr.Error()
+		}
+		return err == nil && len(objs) == 0 && !pending, fmt.Sprintf("objects %v (%v), removal pending %v", objs, err, pending)
+	})
+	noMultipartUploads(t, "sessions/"+u.id+"/")
 }
 
 // A session created over HTTP carries the finalizer from the start; deleting
