@@ -152,7 +152,7 @@ func TestFailedSessionsRemovalIsFinishedAfterACut(t *testing.T) {
 	}
 	f := ts.act.Files[1]
 	must(t, svc.S3.AbortMultipartUpload(ctx, f.S3Key, f.S3UploadID)) // lost behind the operator's back
-	failpoint.Enable("finalize/after-fail", "error")                  // the replica dies right after marking it failed
+	failpoint.Enable("finalize/after-fail", "error")                 // the replica dies right after marking it failed
 	_, err = finalize(svc, ts, "Cut "+ts.id.String()[:8])
 	failpoint.Disable("finalize/after-fail")
 	if !errors.Is(err, failpoint.ErrInjected) {
