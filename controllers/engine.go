@@ -32,6 +32,9 @@ type Engine interface {
 	Finalize(ctx context.Context, req uploads.FinalizeRequest) (uploads.FinalizeResult, error)
 	// StaleAfter is how old a finalize lock must be to be taken over.
 	StaleAfter() time.Duration
+	// RestoreMOC makes sure the MOC a resource reports is in PostgreSQL,
+	// making it again if PostgreSQL lost it (true); it never removes anything.
+	RestoreMOC(ctx context.Context, id, mocID uuid.UUID) (bool, error)
 	// MOC reads the MOC a finalized session became.
 	MOC(ctx context.Context, id uuid.UUID) (store.MOC, error)
 	// Expire aborts the session's uploads and marks it expired; false when a

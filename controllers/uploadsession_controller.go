@@ -80,6 +80,9 @@ func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, s *ses
 	switch s.us.Status.Phase {
 	case uploadsv1.PhaseFinalized:
 		since, retention = s.us.Status.FinalizedAt, r.Retention
+		if res, held := r.verifyMOC(ctx, s); held {
+			return res, nil
+		}
 	case uploadsv1.PhaseExpired:
 		since = s.us.Status.ExpiresAt
 	case uploadsv1.PhaseFailed:
@@ -109,6 +112,39 @@ func (r *UploadSessionReconciler) reconcileRetention(ctx context.Context, s *ses
 	s.released = true
 	r.Recorder.Eventf(s.us, nil, corev1.EventTypeNormal, "RetentionExpired", "Delete", "Deleted after a retention of %s", retention)
 	return ctrl.Result{}, nil
+}
+
+// verifyMOC compares the MOC the resource reports with PostgreSQL's and makes
+// it again if PostgreSQL lost it (a failover to a replica that had not
+// received the commit). held is true while it is missing: the resource then
+// says so (Finalized False, MOCMissing) and is kept, whatever its retention,
+// since deleting it would take the last record of the MOC.
+func (r *UploadSessionReconciler) verifyMOC(ctx context.Context, s *sessionScope) (ctrl.Result, bool) {
+	mocID, err := uuid.Parse(s.us.Status.MocID)
+	if err != nil {
+		return ctrl.Result{}, false
+	}
+	restored, err := r.Uploads.RestoreMOC(ctx, s.id, mocID)
+	var inProgress *uploads.InProgressError
+	switch {
+	case errors.As(err, &inProgress):
+		return ctrl.Result{RequeueAfter: inProgress.RetryAfter}, true
+	case err != nil:
+		log.FromContext(ctx).Error(err, "the MOC this resource reports is not in PostgreSQL; the resource is kept")
+		msg := fmt.Sprintf("MOC %s is not in PostgreSQL and could not be made again yet; nothing in S3 is removed and the resource is kept (details in the operator's log)", mocID)
+		s.setCondition(uploadsv1.ConditionFinalized, false, uploadsv1.ReasonMOCMissing, msg)
+		s.event(corev1.EventTypeWarning, uploadsv1.ReasonMOCMissing, "Verify", "%s", msg)
+		return ctrl.Result{RequeueAfter: r.resync()}, true
+	case restored:
+		msg := fmt.Sprintf("PostgreSQL had lost MOC %s (%s); it was made again from the objects in S3", s.us.Status.Slug, mocID)
+		s.setCondition(uploadsv1.ConditionFinalized, true, uploadsv1.ReasonMOCRestored, msg)
+		s.event(corev1.EventTypeWarning, uploadsv1.ReasonMOCRestored, "Verify", "%s", msg)
+	default:
+		if c := meta.FindStatusCondition(s.us.Status.Conditions, uploadsv1.ConditionFinalized); c != nil && c.Reason == uploadsv1.ReasonMOCMissing {
+			s.setCondition(uploadsv1.ConditionFinalized, true, uploadsv1.ReasonFinalizeSucceeded, "MOC "+s.us.Status.Slug+" is in PostgreSQL again")
+		}
+	}
+	return ctrl.Result{}, false
 }
 
 // finishRemoval finishes the removal from S3 of a failed or expired session

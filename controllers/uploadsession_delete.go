@@ -28,6 +28,9 @@ func (r *UploadSessionReconciler) reconcileDelete(ctx context.Context, us *uploa
 	if wait := r.activationWindowLeft(ctx, us, id); wait > 0 {
 		return ctrl.Result{RequeueAfter: min(wait, time.Second)}, nil
 	}
+	if us.Status.MocID != "" {
+		return r.releaseFinalized(ctx, us, id)
+	}
 	err := r.Uploads.Discard(ctx, log.FromContext(ctx), id)
 	var inProgress *uploads.InProgressError
 	if errors.As(err, &inProgress) {
@@ -62,4 +65,31 @@ func (r *UploadSessionReconciler) activationWindowLeft(ctx context.Context, us *
 		return 0
 	}
 	return left
+}
+
+// releaseFinalized lets a resource that reports a MOC go, which takes nothing
+// with it: the MOC rows and objects stay. It never removes what S3 holds for
+// the session, even when PostgreSQL no longer shows the session finalized (a
+// failover lost the commit): the MOC is made again from the objects first, and
+// while that cannot be done the resource waits, saying why.
+func (r *UploadSessionReconciler) releaseFinalized(ctx context.Context, us *uploadsv1.UploadSession, id uuid.UUID) (ctrl.Result, error) {
+	mocID, err := uuid.Parse(us.Status.MocID)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("status.mocId %q of %s/%s: %w", us.Status.MocID, us.Namespace, us.Name, err)
+	}
+	restored, err := r.Uploads.RestoreMOC(ctx, id, mocID)
+	var inProgress *uploads.InProgressError
+	switch {
+	case errors.As(err, &inProgress):
+		return ctrl.Result{RequeueAfter: inProgress.RetryAfter}, nil
+	case err != nil:
+		log.FromContext(ctx).Error(err, "the MOC this resource reports is not in PostgreSQL; its objects stay and the resource waits")
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonMOCMissing, "Delete",
+			"MOC %s is not in PostgreSQL and could not be made again yet; nothing in S3 is removed (details in the operator's log)", mocID)
+		return ctrl.Result{RequeueAfter: r.resync()}, nil
+	case restored:
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, uploadsv1.ReasonMOCRestored, "Delete",
+			"PostgreSQL had lost MOC %s; it was made again from the objects in S3", mocID)
+	}
+	return ctrl.Result{}, r.removeFinalizer(ctx, us)
 }

@@ -120,7 +120,7 @@ func summarizeReady(st *uploadsv1.UploadSessionStatus, finalizeRequested bool) (
 	switch {
 	case st.Phase == uploadsv1.PhaseFinalized:
 		if finalized != nil {
-			return true, finalized.Reason, finalized.Message
+			return finalized.Status == metav1.ConditionTrue, finalized.Reason, finalized.Message
 		}
 		return true, uploadsv1.ReasonFinalizeSucceeded, st.PhaseReason
 	case st.Phase == uploadsv1.PhaseExpired:

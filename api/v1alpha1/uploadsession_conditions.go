@@ -31,6 +31,13 @@ const (
 	ReasonFinalizeFailed     = "FinalizeFailed"
 	ReasonExpired            = "Expired"
 	ReasonUploadsAborted     = "UploadsAborted"
+	// ReasonMOCRestored: PostgreSQL had lost the committed MOC (a failover)
+	// and the operator made it again from the objects in S3 (same mocId).
+	ReasonMOCRestored = "MOCRestored"
+	// ReasonMOCMissing: PostgreSQL has no MOC for a session this resource
+	// reports Finalized, and it could not be made again yet; nothing in S3 is
+	// removed while this lasts.
+	ReasonMOCMissing = "MOCMissing"
 	// ReasonAcceptingParts: Ready is True because the session is Active and
 	// no finalize is requested.
 	ReasonAcceptingParts = "AcceptingParts"

@@ -254,7 +254,7 @@ func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, l
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
 	if err := mgr.Add(&controllers.OrphanSweep{Uploads: svc, Log: logger.WithName("orphan-sweep"),
-		Interval: cfg.OrphanSweepInterval, MinAge: cfg.OrphanUploadMinAge}); err != nil {
+		Interval: cfg.OrphanSweepInterval, MinAge: cfg.OrphanUploadMinAge, Kube: mgr.GetClient()}); err != nil {
 		return fmt.Errorf("set up the orphan sweep: %w", err)
 	}
 	if err := mgr.Add(&controllers.PhaseGauge{Client: mgr.GetClient()}); err != nil {

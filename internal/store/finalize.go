@@ -53,7 +53,9 @@ type Lock struct {
 // The caller's window is stored with the lock, and the title and description
 // too, so a takeover can finish the request. Acquired false: read the session
 // to say why.
-func (s *Store) TryLock(ctx context.Context, id, token uuid.UUID, staleAfter time.Duration, title, description string) (Lock, error) {
+// pastExpiry true takes the lock whatever expires_at says (re-making a MOC
+// PostgreSQL lost after it was committed before expiry).
+func (s *Store) TryLock(ctx context.Context, id, token uuid.UUID, staleAfter time.Duration, title, description string, pastExpiry bool) (Lock, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var prevAge *int64
@@ -66,8 +68,8 @@ func (s *Store) TryLock(ctx context.Context, id, token uuid.UUID, staleAfter tim
 		    finalize_title = $4, finalize_description = $5, updated_at = now()
 		FROM old
 		WHERE u.id = old.id AND u.finalized_at IS NULL AND u.status IN ('active', 'finalizing')
-		  AND u.expires_at > lock_clock() AND `+lockFree("$3")+`
-		RETURNING old.age`, id, token, staleAfter.Microseconds(), title, nullable(description)).Scan(&prevAge)
+		  AND (u.expires_at > lock_clock() OR $6) AND `+lockFree("$3")+`
+		RETURNING old.age`, id, token, staleAfter.Microseconds(), title, nullable(description), pastExpiry).Scan(&prevAge)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Lock{}, nil
 	}

@@ -150,11 +150,11 @@ func TestFinalizeLockIsALeaseWithAToken(t *testing.T) {
 	sess, _ := activeSession(t, holderDB, at.Add(time.Hour))
 
 	firstToken := uuid.New()
-	first, err := holderDB.TryLock(ctx, sess.ID, firstToken, stale, "Castle", "")
+	first, err := holderDB.TryLock(ctx, sess.ID, firstToken, stale, "Castle", "", false)
 	if err != nil || !first.Acquired {
 		t.Fatalf("first TryLock = %+v, %v", first, err)
 	}
-	if again, err := holderDB.TryLock(ctx, sess.ID, uuid.New(), stale, "Castle", ""); err != nil || again.Acquired {
+	if again, err := holderDB.TryLock(ctx, sess.ID, uuid.New(), stale, "Castle", "", false); err != nil || again.Acquired {
 		t.Fatalf("second TryLock while held = %+v, %v; want refused", again, err)
 	}
 	if got, err := holderDB.GetSession(ctx, sess.ID); err != nil || got.Status != store.StatusFinalizing || !got.LockHeld(stale) {
@@ -171,12 +171,12 @@ func TestFinalizeLockIsALeaseWithAToken(t *testing.T) {
 	}
 
 	// Exactly staleAfter later the lock still holds; a microsecond more and it is stale.
-	if l, err := open(t, at.Add(stale)).TryLock(ctx, sess.ID, uuid.New(), stale, "Other", ""); err != nil || l.Acquired {
+	if l, err := open(t, at.Add(stale)).TryLock(ctx, sess.ID, uuid.New(), stale, "Other", "", false); err != nil || l.Acquired {
 		t.Fatalf("TryLock at exactly %s = %+v, %v; want refused", stale, l, err)
 	}
 	later := open(t, at.Add(stale+time.Millisecond))
 	takenToken := uuid.New()
-	taken, err := later.TryLock(ctx, sess.ID, takenToken, stale, "Other", "")
+	taken, err := later.TryLock(ctx, sess.ID, takenToken, stale, "Other", "", false)
 	if err != nil || !taken.Acquired || taken.PreviousAge == nil || *taken.PreviousAge != stale+time.Millisecond {
 		t.Fatalf("takeover = %+v, %v; want acquired with the old lock's age %s", taken, err, stale+time.Millisecond)
 	}
@@ -265,7 +265,7 @@ func TestPartWritesTakeSlotsOfTheirOwn(t *testing.T) {
 	// Under a live finalize lock nothing registers or records.
 	e, err := begin()
 	must(t, err)
-	if l, err := s.TryLock(ctx, sess.ID, uuid.New(), stale, "Castle", ""); err != nil || !l.Acquired {
+	if l, err := s.TryLock(ctx, sess.ID, uuid.New(), stale, "Castle", "", false); err != nil || !l.Acquired {
 		t.Fatalf("TryLock = %+v, %v", l, err)
 	}
 	if _, ok, err := s.BeginPartWrite(ctx, f.ID, 2, stale, time.Minute); err != nil || ok {
@@ -290,11 +290,11 @@ func TestLockIsJudgedOnItsHoldersWindow(t *testing.T) {
 	at := time.Now().UTC().Truncate(time.Millisecond)
 	holder := open(t, at)
 	sess, f := activeSession(t, holder, at.Add(time.Hour))
-	if l, err := holder.TryLock(ctx, sess.ID, uuid.New(), long, "Castle", ""); err != nil || !l.Acquired {
+	if l, err := holder.TryLock(ctx, sess.ID, uuid.New(), long, "Castle", "", false); err != nil || !l.Acquired {
 		t.Fatalf("TryLock = %+v, %v", l, err)
 	}
 	judge := open(t, at.Add(time.Second)) // past the judge's own window, well inside the holder's
-	if l, err := judge.TryLock(ctx, sess.ID, uuid.New(), short, "Other", ""); err != nil || l.Acquired {
+	if l, err := judge.TryLock(ctx, sess.ID, uuid.New(), short, "Other", "", false); err != nil || l.Acquired {
 		t.Fatalf("TryLock with a %s window a second into a %s lock = %+v, %v; want refused", short, long, l, err)
 	}
 	if got, err := judge.GetSession(ctx, sess.ID); err != nil || !got.LockHeld(short) || got.LockWindow(short) != long {
@@ -307,7 +307,7 @@ func TestLockIsJudgedOnItsHoldersWindow(t *testing.T) {
 		t.Fatalf("claim for delete under the holder's live lock = %v, %v; want ClaimLocked", c, err)
 	}
 	later := open(t, at.Add(long+time.Millisecond))
-	if l, err := later.TryLock(ctx, sess.ID, uuid.New(), short, "Other", ""); err != nil || !l.Acquired {
+	if l, err := later.TryLock(ctx, sess.ID, uuid.New(), short, "Other", "", false); err != nil || !l.Acquired {
 		t.Fatalf("TryLock once the holder's window passed = %+v, %v; want the stale lock taken over", l, err)
 	}
 }
@@ -330,7 +330,7 @@ func TestPartWritesStopAtExpiryOnPostgreSQLsClock(t *testing.T) {
 	if _, ok, err := s.BeginPartWrite(ctx, f.ID, 1, time.Minute, time.Minute); err != nil || ok {
 		t.Fatalf("begin after expiresAt = %v, %v; want refused", ok, err)
 	}
-	if l, err := s.TryLock(ctx, f.SessionID, uuid.New(), time.Minute, "Late", ""); err != nil || l.Acquired {
+	if l, err := s.TryLock(ctx, f.SessionID, uuid.New(), time.Minute, "Late", "", false); err != nil || l.Acquired {
 		t.Fatalf("TryLock after expiresAt = %+v, %v; want refused (no MOC after expiry)", l, err)
 	}
 	if got, err := s.GetSession(ctx, f.SessionID); err != nil || !got.Expired(time.Now().Add(-time.Hour)) {

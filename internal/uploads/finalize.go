@@ -32,6 +32,10 @@ type FinalizeRequest struct {
 	// Resume finishes a taken-over finalize with the title and description its
 	// first holder stored (the reconciler's path after a crash).
 	Resume bool
+	// Restore makes again a MOC that PostgreSQL lost after it was committed (a
+	// failover to a replica that had not received it): a resumed finalize
+	// that may run past expiresAt, since the original one did not.
+	Restore bool
 }
 
 // FinalizeResult is the MOC; Created is false for a replay.
@@ -67,7 +71,7 @@ func (s *Service) Finalize(ctx context.Context, req FinalizeRequest) (res Finali
 	}
 	sent := time.Now()
 	token := uuid.New()
-	lock, err := s.DB.TryLock(ctx, req.SessionID, token, s.StaleAfter(), req.Title, req.Description)
+	lock, err := s.DB.TryLock(ctx, req.SessionID, token, s.StaleAfter(), req.Title, req.Description, req.Restore)
 	if err == nil {
 		err = failpoint.Inject("finalize/lock-reply")
 	}
@@ -139,7 +143,9 @@ func (s *Service) finalizable(ctx context.Context, req *FinalizeRequest) (Finali
 		res, err := s.replay(ctx, req.SessionID)
 		return res, true, err
 	}
-	if err := s.checkFinalizable(sess); err != nil {
+	req.Resume = req.Resume || req.Restore
+	// What was committed once before expiresAt may be committed again after it.
+	if err := s.checkFinalizable(sess); err != nil && !(req.Restore && errors.Is(err, ErrExpired)) {
 		return FinalizeResult{}, false, err
 	}
 	if req.Resume {
@@ -277,6 +283,40 @@ func (s *Service) checkFinalizable(sess store.Session) error {
 		return &NotActiveError{Status: sess.Status}
 	}
 	return nil
+}
+
+// ErrMOCLost: PostgreSQL holds no MOC, and not enough of the session to make
+// it again, for a session a resource reports Finalized.
+var ErrMOCLost = errors.New("the MOC is not in PostgreSQL and cannot be made again from what it holds")
+
+// RestoreMOC makes sure that the MOC a resource reports for a session (mocID)
+// is in PostgreSQL: it is (false), or it was lost after its commit (a
+// failover to a replica that had not received it) and a finalize resumed with
+// the stored request makes it again from the objects S3 holds (true; MOC ids
+// derive from the session, so it is the same one). It never removes anything.
+// ErrMOCLost when PostgreSQL has too little of the session left to do it;
+// InProgressError while a lock that looks live must go stale first.
+func (s *Service) RestoreMOC(ctx context.Context, id, mocID uuid.UUID) (bool, error) {
+	moc, err := s.DB.MOCBySession(ctx, id)
+	switch {
+	case err == nil && moc.ID == mocID:
+		return false, nil
+	case err == nil:
+		return false, fmt.Errorf("%w: PostgreSQL has MOC %s for the session, the resource reports %s", ErrMOCLost, moc.ID, mocID)
+	case !errors.Is(err, store.ErrNotFound):
+		return false, err
+	}
+	res, err := s.Finalize(ctx, FinalizeRequest{SessionID: id, Restore: true})
+	var na *NotActiveError
+	switch {
+	case errors.Is(err, ErrSessionNotFound), errors.As(err, &na):
+		return false, fmt.Errorf("%w (%w)", ErrMOCLost, err)
+	case err != nil:
+		return false, err
+	case res.MOC.ID != mocID:
+		return false, fmt.Errorf("%w: the session made MOC %s again, the resource reports %s", ErrMOCLost, res.MOC.ID, mocID)
+	}
+	return true, nil
 }
 
 // notLocked explains why the lock was not acquired, from the session as it

@@ -177,12 +177,17 @@ func TestFailedSessionsRemovalIsFinishedAfterACut(t *testing.T) {
 // The sweep deletes objects under sessions/ that belong to no session that
 // may still use them — a session with no row, one that failed or expired —
 // once they are older than the minimum age; it keeps those of live and
-// finalized sessions, and anything younger.
+// finalized sessions, those a resource reports Finalized (whatever PostgreSQL
+// lost), and anything younger.
 func TestOrphanSweepDeletesObjectsOfNoLiveSession(t *testing.T) {
 	ctx := context.Background()
 	svc, clk := newService(t)
 	noRow := session.SessionPrefix(uuid.New()) + "f/late.pdf"
 	putObject(t, svc, noRow)
+	lostID := uuid.New() // its rows lost by PostgreSQL; a resource still reports it Finalized
+	lostByPostgreSQL := session.SessionPrefix(lostID) + "f/castle.pdf"
+	putObject(t, svc, lostByPostgreSQL)
+	keep := map[uuid.UUID]bool{lostID: true}
 	expired := activate(t, svc, 100)
 	pastExpiry(t, clk, expired.id)
 	if ok, err := svc.Expire(ctx, logr.Discard(), expired.id); !ok || err != nil {
@@ -200,16 +205,17 @@ func TestOrphanSweepDeletesObjectsOfNoLiveSession(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if n, err := svc.SweepOrphanedObjects(ctx, logr.Discard(), time.Hour); err != nil || n != 0 {
+	if n, err := svc.SweepOrphanedObjects(ctx, logr.Discard(), time.Hour, keep); err != nil || n != 0 {
 		t.Fatalf("sweep of young objects deleted %d (%v); want 0", n, err)
 	}
 	clk.Add(2 * time.Hour) // the sweep's clock only
-	n, err := svc.SweepOrphanedObjects(ctx, logr.Discard(), time.Hour)
+	n, err := svc.SweepOrphanedObjects(ctx, logr.Discard(), time.Hour, keep)
 	clk.Add(-2 * time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for key, want := range map[string]bool{noRow: false, lateAfterExpiry: false, liveObject: true, done.act.Files[0].S3Key: true} {
+	for key, want := range map[string]bool{noRow: false, lateAfterExpiry: false, liveObject: true, done.act.Files[0].S3Key: true,
+		lostByPostgreSQL: true} {
 		if got := objectExists(t, svc, key); got != want {
 			t.Errorf("%s exists = %v after the sweep, want %v", key, got, want)
 		}

@@ -465,10 +465,11 @@ func (s *Service) FinishRemovals(ctx context.Context, log logr.Logger, limit int
 // belong to no session that may still use them: a session with no row (its
 // delete removed the rows; a completion still on its way landed after), or
 // one that failed or expired (an object completed after its removal). Objects
-// younger than minAge are left alone: a finalize may be about to record them.
-// It lists one prefix per session ever finalized too, so it costs a listing
-// request per thousand sessions per sweep.
-func (s *Service) SweepOrphanedObjects(ctx context.Context, log logr.Logger, minAge time.Duration) (int, error) {
+// younger than minAge are left alone: a finalize may be about to record them;
+// so are those of sessions keep names (a resource reports them Finalized,
+// whatever PostgreSQL lost). It lists one prefix per session ever finalized
+// too, so it costs a listing request per thousand sessions per sweep.
+func (s *Service) SweepOrphanedObjects(ctx context.Context, log logr.Logger, minAge time.Duration, keep map[uuid.UUID]bool) (int, error) {
 	prefixes, err := s.S3.ListPrefixes(ctx, session.SessionsPrefix)
 	if err != nil {
 		return 0, &S3Error{Err: err}
@@ -487,7 +488,7 @@ func (s *Service) SweepOrphanedObjects(ctx context.Context, log logr.Logger, min
 			return deleted, err
 		}
 		for _, id := range ids {
-			if st, ok := statuses[id]; ok && st != store.StatusFailed && st != store.StatusExpired {
+			if st, ok := statuses[id]; ok && st != store.StatusFailed && st != store.StatusExpired || keep[id] {
 				continue
 			}
 			objs, err := s.S3.ListObjectInfos(ctx, session.SessionPrefix(id))
