@@ -7,8 +7,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/metrics"
