@@ -128,3 +128,23 @@ func TestFinalizedResourceComparesItsMOCWithPostgreSQL(t *testing.T) {
 		t.Fatalf("objects %v; want %v kept", got, objects)
 	}
 }
+
+// A Finalizing resource whose holder stopped after expiresAt (its lock stale,
+// the session past expiry on PostgreSQL's clock) expires: no finalize may
+// take that lock any more, so taking it over would retry for ever.
+func TestStaleLockPastExpiryExpiresTheResource(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, db)
+	key := h.create(t, "stale-past-expiry")
+	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
+	id := uuid.MustParse(us.Status.SessionID)
+	h.storeAllParts(t, id)
+	if _, err := db.Pool.Exec(context.Background(), `UPDATE upload_sessions SET status = 'finalizing', finalize_title = 'Late',
+		finalizing_at = now() - interval '10 minutes', finalize_token = gen_random_uuid(), expires_at = now() - interval '1 second'
+		WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	h.clk.Step(ttl + time.Second)
+	h.reconcileTo(t, key, uploadsv1.PhaseExpired)
+	noMultipartUploads(t, id.String())
+}

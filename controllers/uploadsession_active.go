@@ -90,6 +90,12 @@ func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, s *se
 		wait := sess.LockWindow(r.Uploads.StaleAfter()) - *sess.LockAge + 100*time.Millisecond
 		return ctrl.Result{RequeueAfter: min(wait, r.resync())}, nil
 	}
+	if sess.PastExpiry {
+		// The holder stopped after expiresAt: no finalize may take its lock
+		// any more (that would commit a MOC after expiry), so the session
+		// expires.
+		return r.expire(ctx, s)
+	}
 	log.FromContext(ctx).Info("finalize lock is stale; taking over", "lockAge", fmt.Sprint(sess.LockAge))
 	return r.finalize(ctx, s, uploads.FinalizeRequest{SessionID: s.id, Resume: true})
 }

@@ -347,16 +347,18 @@ func (s *Store) Activate(ctx context.Context, id uuid.UUID) (bool, error) {
 }
 
 // Expire marks an unlocked pending or active session expired once its
-// expires_at has passed on PostgreSQL's clock; false means it was not (not
-// due yet on that clock, already expired, finalized, or a finalize holds a
-// live lock). A replica whose clock runs fast cannot expire a session early.
+// expires_at has passed on PostgreSQL's clock, and a finalizing one whose
+// holder stopped (its lock is stale: no finalize may take it after expiresAt,
+// so nothing else would end it); false means it was not (not due yet on that
+// clock, already expired, finalized, or a finalize holds a live lock). A
+// replica whose clock runs fast cannot expire a session early.
 func (s *Store) Expire(ctx context.Context, id uuid.UUID, staleAfter time.Duration) (bool, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	tag, err := s.Pool.Exec(ctx, `
 		UPDATE upload_sessions SET status = 'expired', finalizing_at = NULL, finalize_token = NULL, updated_at = now(),
 		       s3_removal_pending = true
-		WHERE id = $1 AND status IN ('pending', 'active') AND expires_at <= lock_clock() AND `+lockFree("$2"), id, staleAfter.Microseconds())
+		WHERE id = $1 AND status IN ('pending', 'active', 'finalizing') AND expires_at <= lock_clock() AND `+lockFree("$2"), id, staleAfter.Microseconds())
 	if err != nil {
 		return false, fmt.Errorf("expire session %s: %w", id, err)
 	}

@@ -208,3 +208,28 @@ func TestLostReplyToTheLockDoesNotLockTheSessionOut(t *testing.T) {
 	}
 	assertOneMOC(t, svc, ts)
 }
+
+// A holder that stopped (died) after expiresAt leaves a finalizing session
+// with a stale lock that no finalize may take any more (the lease is judged
+// on PostgreSQL's clock against expiresAt): the session expires, and a
+// finalize answers 410, instead of "in progress" for ever.
+func TestStaleLockPastExpiryExpires(t *testing.T) {
+	svc, clk := newService(t)
+	ts := activate(t, svc, 6*session.MiB)
+	ts.uploadAll(t, svc)
+	failpoint.Enable("finalize/after-lock", "error") // the holder dies with the lock
+	_, err := finalize(svc, ts, "Late "+ts.id.String()[:8])
+	failpoint.Disable("finalize/after-lock")
+	if !errors.Is(err, failpoint.ErrInjected) {
+		t.Fatalf("the holder: %v", err)
+	}
+	ageLock(t, ts.id, 6*time.Minute)
+	pastExpiry(t, clk, ts.id)
+	if _, err := finalize(svc, ts, "Late "+ts.id.String()[:8]); !errors.Is(err, uploads.ErrExpired) {
+		t.Fatalf("finalize of a finalizing session past expiry with a stale lock: %v; want expired (410)", err)
+	}
+	if ok, err := svc.Expire(context.Background(), logr.Discard(), ts.id); !ok || err != nil {
+		t.Fatalf("expire = %v, %v; want the stale finalizing session expired", ok, err)
+	}
+	assertNothingLeft(t, svc, ts, "expired")
+}

@@ -335,6 +335,10 @@ func (s *Service) notLocked(ctx context.Context, id uuid.UUID) (FinalizeResult, 
 		return s.replay(ctx, sess.ID)
 	case sess.LockHeld(s.StaleAfter()):
 		return FinalizeResult{}, &InProgressError{RetryAfter: s.pollAfter(sess)}
+	case sess.PastExpiry:
+		// Not locked for us because expiresAt passed on PostgreSQL's clock
+		// (a finalizing session whose holder stopped included).
+		return FinalizeResult{}, ErrExpired
 	}
 	if err := s.checkFinalizable(sess); err != nil {
 		return FinalizeResult{}, err
