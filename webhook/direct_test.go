@@ -319,6 +319,7 @@ func TestDirectSessionLeavesNothingBehind(t *testing.T) {
 			case "expire":
 				svc := *svc
 				svc.Clock = clocktesting.NewFakePassiveClock(time.Now().Add(2 * time.Hour))
+				expiredOnPostgreSQL(t, id)
 				if ok, err := svc.Expire(ctx, logr.Discard(), id); err != nil || !ok {
 					t.Fatalf("expire: %v %v", ok, err)
 				}

@@ -193,6 +193,16 @@ func (s *activeSession) putPart(t *testing.T, base string, n int) answer {
 	return a
 }
 
+// expiredOnPostgreSQL moves a session's expires_at into the past on
+// PostgreSQL's clock, which judges expiry (a test's fake clock moves only the
+// service's answers).
+func expiredOnPostgreSQL(t *testing.T, id uuid.UUID) {
+	t.Helper()
+	if _, err := testDB.Pool.Exec(context.Background(), `UPDATE upload_sessions SET expires_at = now() - interval '1 second' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (s *activeSession) finalizeBody(title string) []byte {
 	b, _ := json.Marshal(map[string]any{"uploadSessionId": s.act.Session.ID.String(), "title": title})
 	return b

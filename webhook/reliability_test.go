@@ -170,6 +170,7 @@ func TestPartFinishingAfterTheSessionEndedAnswers(t *testing.T) {
 			switch tc.change {
 			case "expire":
 				clk.SetTime(clk.Now().Add(2 * time.Hour))
+				expiredOnPostgreSQL(t, s.act.Session.ID)
 				if ok, err := svc.Expire(context.Background(), logr.Discard(), s.act.Session.ID); !ok || err != nil {
 					t.Fatalf("expire: %v %v", ok, err)
 				}

@@ -118,17 +118,22 @@ func (s *Store) BeginPartWrite(ctx context.Context, fileID uuid.UUID, n int, sta
 
 // RecordPart makes a registered PUT's bytes, which S3 stored in its slot, the
 // part's register, if the session still takes parts and the registration is
-// still there (one whose PUT outlived it may have lost its slot); false means
-// it does not, and the part must not be acknowledged. The registration ends
-// either way. The session row is share-locked for the statement, so a
-// finalize taking the lock (or an expiry, or a delete) either comes after
-// this record (and completes these bytes) or before it (and this record is
-// refused, its bytes left in a slot nothing points at).
-func (s *Store) RecordPart(ctx context.Context, token uuid.UUID, etag string, size int64, staleAfter time.Duration) (bool, error) {
+// still in flight (one whose PUT outlived it may have lost its slot); false
+// means it does not, and the part must not be acknowledged. The registration
+// ends either way, its slot quarantined for quarantine: an earlier attempt of
+// this PUT that the SDK gave up on may still land there, and must not land on
+// a later PUT's acknowledged bytes once the register has moved on. The
+// session row is share-locked for the statement, so a finalize taking the
+// lock (or an expiry, or a delete) either comes after this record (and
+// completes these bytes) or before it (and this record is refused, its bytes
+// left in a slot nothing points at).
+func (s *Store) RecordPart(ctx context.Context, token uuid.UUID, etag string, size int64, staleAfter, quarantine time.Duration) (bool, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	tag, err := s.Pool.Exec(ctx, `
-		WITH w AS (DELETE FROM part_writes WHERE token = $1 RETURNING file_id, part_number, s3_part_number),
+		WITH w AS (
+			UPDATE part_writes SET in_flight = false, busy_until = now() + $5 * interval '1 microsecond'
+			WHERE token = $1 AND in_flight RETURNING file_id, part_number, s3_part_number),
 		open AS (
 			SELECT w.file_id, w.part_number, w.s3_part_number
 			FROM w JOIN upload_files f ON f.id = w.file_id JOIN upload_sessions s ON s.id = f.session_id
@@ -138,7 +143,7 @@ func (s *Store) RecordPart(ctx context.Context, token uuid.UUID, etag string, si
 		SELECT file_id, part_number, s3_part_number, $2, $3, now() FROM open
 		ON CONFLICT (file_id, part_number) DO UPDATE SET
 			s3_part_number = excluded.s3_part_number, etag = excluded.etag, size_bytes = excluded.size_bytes, updated_at = now()`,
-		token, etag, size, staleAfter.Microseconds())
+		token, etag, size, staleAfter.Microseconds(), quarantine.Microseconds())
 	if err != nil {
 		return false, fmt.Errorf("record the PUT %s: %w", token, err)
 	}

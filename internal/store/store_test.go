@@ -226,7 +226,7 @@ func TestPartWritesTakeSlotsOfTheirOwn(t *testing.T) {
 	if a.S3PartNumber != 4 {
 		t.Fatalf("first PUT of part 2 writes S3 part %d; want 4", a.S3PartNumber)
 	}
-	if ok, err := s.RecordPart(ctx, a.Token, `"a"`, 5<<20, stale); err != nil || !ok {
+	if ok, err := s.RecordPart(ctx, a.Token, `"a"`, 5<<20, stale, time.Minute); err != nil || !ok {
 		t.Fatalf("record = %v, %v", ok, err)
 	}
 	if slot, etag := register(); slot != 4 || etag != `"a"` {
@@ -242,10 +242,11 @@ func TestPartWritesTakeSlotsOfTheirOwn(t *testing.T) {
 	if _, err := begin(); !errors.Is(err, store.ErrPartBusy) {
 		t.Fatalf("a fourth PUT with every slot taken: %v; want ErrPartBusy", err)
 	}
-	// c fails in a way S3 may still store: its slot is quarantined, b's record
-	// moves the register, and a's old slot is free again.
+	// c fails in a way S3 may still store: its slot is quarantined for an
+	// hour; b's record moves the register, and a's old slot, quarantined for a
+	// minute since a's record, is the one whose quarantine ends first.
 	must(t, s.EndPartWrite(ctx, c.Token, time.Hour))
-	if ok, err := s.RecordPart(ctx, b.Token, `"b"`, 5<<20, stale); err != nil || !ok {
+	if ok, err := s.RecordPart(ctx, b.Token, `"b"`, 5<<20, stale, time.Minute); err != nil || !ok {
 		t.Fatalf("record b = %v, %v", ok, err)
 	}
 	if slot, etag := register(); slot != b.S3PartNumber || etag != `"b"` {
@@ -254,12 +255,12 @@ func TestPartWritesTakeSlotsOfTheirOwn(t *testing.T) {
 	d, err := begin()
 	must(t, err)
 	if d.S3PartNumber != 4 {
-		t.Fatalf("PUT after b's record writes S3 part %d; want the free 4 (not b's, not c's quarantined)", d.S3PartNumber)
+		t.Fatalf("PUT after b's record writes S3 part %d; want 4 (not b's register, and a's quarantine ends before c's)", d.S3PartNumber)
 	}
-	if ok, err := s.RecordPart(ctx, d.Token, `"d"`, 5<<20, stale); err != nil || !ok {
+	if ok, err := s.RecordPart(ctx, d.Token, `"d"`, 5<<20, stale, time.Minute); err != nil || !ok {
 		t.Fatalf("record d = %v, %v", ok, err)
 	}
-	if ok, err := s.RecordPart(ctx, d.Token, `"d"`, 5<<20, stale); err != nil || ok {
+	if ok, err := s.RecordPart(ctx, d.Token, `"d"`, 5<<20, stale, time.Minute); err != nil || ok {
 		t.Fatalf("a second record of one registration = %v, %v; want refused", ok, err)
 	}
 	// Under a live finalize lock nothing registers or records.
@@ -271,7 +272,7 @@ func TestPartWritesTakeSlotsOfTheirOwn(t *testing.T) {
 	if _, ok, err := s.BeginPartWrite(ctx, f.ID, 2, stale, time.Minute); err != nil || ok {
 		t.Fatalf("PUT registered under a live finalize lock: %v, %v", ok, err)
 	}
-	if ok, err := s.RecordPart(ctx, e.Token, `"e"`, 5<<20, stale); err != nil || ok {
+	if ok, err := s.RecordPart(ctx, e.Token, `"e"`, 5<<20, stale, time.Minute); err != nil || ok {
 		t.Fatalf("PUT recorded under a live finalize lock: %v, %v", ok, err)
 	}
 	if slot, etag := register(); slot != 4 || etag != `"d"` {
@@ -324,7 +325,7 @@ func TestPartWritesStopAtExpiryOnPostgreSQLsClock(t *testing.T) {
 		t.Fatalf("begin = %v, %v", ok, err)
 	}
 	must(t, execErr(s.Pool.Exec(ctx, `UPDATE upload_sessions SET expires_at = now() - interval '1 second' WHERE id = $1`, f.SessionID)))
-	if ok, err := s.RecordPart(ctx, w.Token, `"a"`, 5<<20, time.Minute); err != nil || ok {
+	if ok, err := s.RecordPart(ctx, w.Token, `"a"`, 5<<20, time.Minute, time.Minute); err != nil || ok {
 		t.Fatalf("record after expiresAt = %v, %v; want refused", ok, err)
 	}
 	if _, ok, err := s.BeginPartWrite(ctx, f.ID, 1, time.Minute, time.Minute); err != nil || ok {

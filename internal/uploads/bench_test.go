@@ -20,7 +20,7 @@ func BenchmarkPartRegister(b *testing.B) {
 		if err != nil || !ok {
 			b.Fatal(ok, err)
 		}
-		if ok, err := db.RecordPart(ctx, w.Token, `"0123456789abcdef0123456789abcdef"`, 5<<20, time.Minute); err != nil || !ok {
+		if ok, err := db.RecordPart(ctx, w.Token, `"0123456789abcdef0123456789abcdef"`, 5<<20, time.Minute, time.Minute); err != nil || !ok {
 			b.Fatal(ok, err)
 		}
 	}

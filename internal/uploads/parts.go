@@ -109,11 +109,14 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 	return part, err
 }
 
-// PartQuarantine is how long the slot of a PUT that failed after S3 may have
-// received all of its bytes is kept from other PUTs of the part: an SDK
-// attempt still on its way can land there without replacing anything
-// acknowledged. One that lands later still is caught by finalize, which
-// completes a part only with the ETag its register names.
+// PartQuarantine is how long the slot a PUT wrote is kept from other PUTs of
+// the part once the PUT ended (unless the client's body was cut short, which S3
+// cannot store): an SDK attempt of it that is still on its way can land there
+// without replacing anything acknowledged, even after the register moved on to
+// a later PUT's slot (hack/model/register.pml finds that without the
+// quarantine). A new PUT takes a free slot first and a quarantined one only
+// when none is free; an attempt that lands later still is caught by finalize,
+// which completes a part only with the ETag its register names.
 const PartQuarantine = 15 * time.Minute
 
 // writeLifetime is how long a PUT's registration may live: its deadline (the
@@ -173,13 +176,13 @@ func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.Par
 	if err := failpoint.Inject("part/before-record"); err != nil {
 		return store.Part{}, 0, err
 	}
-	ok, err := s.DB.RecordPart(ctx, w.Token, etag, p.Size, s.StaleAfter())
+	ok, err := s.DB.RecordPart(ctx, w.Token, etag, p.Size, s.StaleAfter(), PartQuarantine)
 	if err != nil {
 		// Whether it committed is unknown; the bytes are in the PUT's own slot.
 		return store.Part{}, PartQuarantine, err
 	}
 	if !ok {
-		return store.Part{}, 0, s.refusal(ctx, p.Session.ID)
+		return store.Part{}, PartQuarantine, s.refusal(ctx, p.Session.ID)
 	}
 	log.Info("part uploaded", "sessionId", p.Session.ID.String(), "fileId", p.File.ID.String(),
 		"partNumber", p.PartNumber, "s3PartNumber", w.S3PartNumber, "sizeBytes", p.Size, "etag", etag,
