@@ -196,7 +196,7 @@ fuzz: ## Run every fuzz target for FUZZ_COUNT inputs (make test runs 20000).
 	hack/fuzz.sh $(FUZZ_COUNT)
 
 .PHONY: model
-model: ## Model-check the finalize protocol (hack/model/finalize.pml) with spin, exhaustively within its bounds.
+model: ## Model-check the finalize protocol (hack/model/*.pml) with spin: exhaustive runs, vacuity runs, mutants (cached).
 	hack/model/check.sh
 
 .PHONY: verify-generated

@@ -33,8 +33,21 @@
  *      expired, deleted or failed), no lock is held, a finalized session has
  *      one MOC and no open upload, and any other holds nothing in S3.
  *
- * -DNO_RENEW models the lock before the lease (finalizing_at written once,
- * never renewed): spin then finds property 3 violated.
+ * Mutants (hack/model/check.sh; each must break the property it names):
+ *   NO_RENEW         the lock before the lease (finalizing_at written once,
+ *                    never renewed) (3)
+ *   IGNORE_ACKED     the listing takes whatever S3 holds, acknowledged or
+ *                    not (2)
+ *   COMMIT_NO_FENCE  the commit does not check the lease (an overtaken
+ *                    holder commits its stale plan)
+ *   SKIP_ABORT       a delete or an expiry removes nothing from S3 (4)
+ *
+ * What the finer steps of the end of a session do (renewals that fail or
+ * land late, the commit as a transaction, completion and its record, failing
+ * and removing, expiry on PostgreSQL's clock, a direct session's listing) is
+ * in lifecycle.pml; parts as registers with slots and late attempts in
+ * register.pml. This model keeps each part's acknowledged versions as a set
+ * and one S3 part number per part: the register is checked in register.pml.
  */
 
 #define NF 2                 /* files */
@@ -156,7 +169,11 @@ list:
 		:: p < NPARTS ->
 			if
 			:: completed[p / NP] -> skip
+#ifdef IGNORE_ACKED
+			:: !completed[p / NP] && uploadOpen[p / NP] && s3part[p] != 0 ->
+#else
 			:: !completed[p / NP] && uploadOpen[p / NP] && s3part[p] != 0 && (acked[p] & (1 << s3part[p])) != 0 ->
+#endif
 				PLAN(r, p) = s3part[p]
 			:: else -> missing = true
 			fi;
@@ -217,8 +234,12 @@ commit:
 	:: atomic { go(r) && !fenced[r] ->
 		if
 		:: status == FINALIZED -> skip                            /* replay */
+#ifndef COMMIT_NO_FENCE
 		:: status != FINALIZED && !holds(r) -> fenced[r] = true   /* the lease check fails: write nothing */
 		:: status != FINALIZED && holds(r) ->
+#else
+		:: status != FINALIZED ->
+#endif
 			assert(mocs == 0);                                    /* property 1 */
 			assert(completed[0] && completed[1] && object[0] && object[1]);
 			p = 0;
@@ -251,7 +272,9 @@ proctype Ender() {
 	:: atomic { status == FINALIZED || status == FAILED -> goto done }
 	fi;
 	atomic {   /* abort every upload, then delete every object (and, for a delete, the rows) */
+#ifndef SKIP_ABORT
 		uploadOpen[0] = false; uploadOpen[1] = false; object[0] = false; object[1] = false;
+#endif
 		if :: status == DELETING -> status = DELETED :: else -> skip fi }
 done:
 	skip
@@ -271,6 +294,18 @@ init {
 /* Property 4, at quiescence. */
 proctype Quiescence() {
 	timeout ->
+#ifdef REACH_FINALIZED
+	assert(status != FINALIZED);   /* vacuity: each end must be reached (hack/model/check.sh) */
+#endif
+#ifdef REACH_EXPIRED
+	assert(status != EXPIRED);
+#endif
+#ifdef REACH_DELETED
+	assert(status != DELETED);
+#endif
+#ifdef REACH_FAILED
+	assert(status != FAILED);
+#endif
 	assert(final);
 	assert(token == 0);
 	assert(status == FINALIZED || (!uploadOpen[0] && !uploadOpen[1] && !object[0] && !object[1]));

