@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/md5" //nolint:gosec // S3's part ETag
+	"encoding/hex"
 	"sort"
 	"sync"
 	"time"
@@ -13,6 +15,8 @@ import (
 type history struct {
 	mu       sync.Mutex
 	puts     []soakcheck.PartPut
+	reads    []soakcheck.PartRead
+	etags    map[string]string // the ETag S3 gives bytes a client sent → their digest
 	finals   []soakcheck.FinalizeCall
 	calls    []soakcheck.Call
 	ops      map[string]map[int]int // call kind → status → count
@@ -42,7 +46,7 @@ type fault struct {
 }
 
 func newHistory() *history {
-	return &history{ops: map[string]map[int]int{}, sessions: map[string]*sessionRecord{}}
+	return &history{ops: map[string]map[int]int{}, sessions: map[string]*sessionRecord{}, etags: map[string]string{}}
 }
 
 func (h *history) count(kind string, status int) {
@@ -60,6 +64,33 @@ func (h *history) put(p soakcheck.PartPut, size int64) {
 		h.acks = append(h.acks, ack{p.End, size})
 	}
 	h.count("put part", p.Status)
+}
+
+// sent remembers bytes a client sent, so a GET's ETag can be read back as
+// the version it lists (S3's part ETag is the MD5 of the part, quoted).
+func (h *history) sent(b []byte) {
+	sum := md5.Sum(b) //nolint:gosec // S3's part ETag, not a security hash
+	etag := `"` + hex.EncodeToString(sum[:]) + `"`
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.etags[etag] = digest(b)
+}
+
+// digestOf is the digest of the bytes a listed ETag stands for, or
+// "unknown:<etag>" for bytes no client sent.
+func (h *history) digestOf(etag string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if d, ok := h.etags[etag]; ok {
+		return d
+	}
+	return "unknown:" + etag
+}
+
+func (h *history) read(r soakcheck.PartRead) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reads = append(h.reads, r)
 }
 
 func (h *history) finalize(f soakcheck.FinalizeCall, via string) {

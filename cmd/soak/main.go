@@ -118,7 +118,7 @@ func run(root string) error {
 	if still != "" {
 		violations = append(violations, soakcheck.Violation{Kind: soakcheck.StuckSession, Detail: "not settled: " + still})
 	}
-	violations = append(violations, soakcheck.Check(h.puts, h.finals, final, h.dbCut)...)
+	violations = append(violations, soakcheck.Check(h.puts, h.reads, h.finals, final, h.dbCut)...)
 	violations = append(violations, soakcheck.CheckAnswers(h.calls, h.dbCut)...)
 	peaks, mix := map[string]int64{}, map[string]string{}
 	for _, r := range e.replicas {

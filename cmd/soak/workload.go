@@ -338,6 +338,7 @@ func (c *client) putOnce(ctx context.Context, u *upload, k soakcheck.PartKey, v 
 	start := time.Now()
 	a := c.send(ctx, c.replica(), http.MethodPut, path, b, 40*time.Second)
 	c.w.h.put(soakcheck.PartPut{PartKey: k, Digest: digest(b), Start: start, End: time.Now(), Status: a.status}, n)
+	c.w.h.sent(b)
 	return a
 }
 
@@ -407,10 +408,36 @@ func (c *client) uploadAll(ctx context.Context, u *upload, keys []soakcheck.Part
 	wg.Wait()
 }
 
+// get reads the session as a client resuming would; what it lists for each
+// part is a read of that part's register (soakcheck.PartRead).
 func (c *client) get(ctx context.Context, u *upload) {
 	start := time.Now()
 	a := c.send(ctx, c.replica(), http.MethodGet, "/api/mocs/uploads/sessions/"+u.id, nil, 20*time.Second)
-	c.w.h.call(soakcheck.Call{Kind: "get", Start: start, End: time.Now(), Status: a.status}, "get session")
+	end := time.Now()
+	c.w.h.call(soakcheck.Call{Kind: "get", Start: start, End: end, Status: a.status}, "get session")
+	if a.status != http.StatusOK {
+		return
+	}
+	listed := map[soakcheck.PartKey]string{}
+	files, _ := a.body["files"].([]any)
+	for _, f := range files {
+		fm, _ := f.(map[string]any)
+		fileID, _ := fm["fileId"].(string)
+		parts, _ := fm["parts"].([]any)
+		for _, p := range parts {
+			pm, _ := p.(map[string]any)
+			n, _ := pm["partNumber"].(float64)
+			etag, _ := pm["etag"].(string)
+			listed[soakcheck.PartKey{Session: u.id, File: fileID, Part: int(n)}] = etag
+		}
+	}
+	for _, k := range u.keys() {
+		d := ""
+		if etag, ok := listed[k]; ok {
+			d = c.w.h.digestOf(etag)
+		}
+		c.w.h.read(soakcheck.PartRead{PartKey: k, Digest: d, Start: start, End: end})
+	}
 }
 
 // finalize finalizes over HTTP until it has the MOC or a final refusal:
@@ -571,6 +598,7 @@ func (c *client) goClient(ctx context.Context, sizes []int64) {
 	for _, k := range u.keys() {
 		b := c.w.bytesOf(k, 0, u.partLen(k))
 		c.w.h.put(soakcheck.PartPut{PartKey: k, Digest: digest(b), Start: start, End: end, Status: status}, int64(len(b)))
+		c.w.h.sent(b)
 	}
 	if err != nil {
 		return

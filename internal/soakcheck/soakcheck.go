@@ -33,6 +33,16 @@ type PartPut struct {
 	Status     int
 }
 
+// PartRead is what one GET of a session listed for a part, as its client
+// saw it: the digest of the version whose ETag it listed ("" when it listed
+// none; "unknown:<etag>" for an ETag of bytes no client sent), between Start
+// and End. It is a read of the part's register.
+type PartRead struct {
+	PartKey
+	Digest     string
+	Start, End time.Time
+}
+
 // FinalizeCall is one finalize as its client saw it (Status 0: no answer).
 type FinalizeCall struct {
 	Session    string
@@ -63,6 +73,7 @@ type Final struct {
 const (
 	LostPart         = "lost-part"         // a part's final bytes are no bytes a client sent
 	StalePart        = "stale-part"        // a part's final bytes are not the last write that could win
+	StaleRead        = "stale-read"        // a GET listed a version of a part no linearization of the writes explains
 	DuplicateMOC     = "duplicate-moc"     // more than one MOC for a session
 	MissingMOC       = "missing-moc"       // a finalized session without its MOC
 	FinalizeAnswer   = "finalize-answer"   // a 200/201 naming another MOC, or none when one exists
@@ -86,7 +97,7 @@ var (
 )
 
 // Check returns every violation of the history against the final state.
-func Check(puts []PartPut, finals []FinalizeCall, final Final, dbCut []Window) []Violation {
+func Check(puts []PartPut, reads []PartRead, finals []FinalizeCall, final Final, dbCut []Window) []Violation {
 	var out []Violation
 	for _, p := range puts {
 		if !answerAllowed(partAnswers, p.Status, p.Start, p.End, dbCut) {
@@ -98,7 +109,7 @@ func Check(puts []PartPut, finals []FinalizeCall, final Final, dbCut []Window) [
 			out = append(out, Violation{UnexpectedAnswer, fmt.Sprintf("finalize %s answered %d", f.Session, f.Status)})
 		}
 	}
-	out = append(out, checkParts(puts, final)...)
+	out = append(out, checkParts(puts, reads, final)...)
 	out = append(out, checkMOCs(finals, final)...)
 	for _, id := range sortedKeys(final.Status) {
 		if !slices.Contains(settled, final.Status[id]) {
@@ -203,14 +214,19 @@ type write struct {
 type read struct{}
 
 // checkParts checks each part of every finalized session as a register: the
-// final object's part must be the value of some linearization of the writes
-// clients sent (overlapping writes may land in either order; a write answered
-// before another was sent may not land after it). A write answered with an
-// error never lands; one without an answer may.
-func checkParts(puts []PartPut, final Final) []Violation {
+// final object's part, and every GET's listing of it, must be reads of some
+// linearization of the writes clients sent (overlapping writes may land in
+// either order; a write answered before another was sent may not land after
+// it; a GET after a 200 lists that version or a later one). A write answered
+// with an error never lands; one without an answer may.
+func checkParts(puts []PartPut, reads []PartRead, final Final) []Violation {
 	byPart := map[PartKey][]PartPut{}
 	for _, p := range puts {
 		byPart[p.PartKey] = append(byPart[p.PartKey], p)
+	}
+	readsOf := map[PartKey][]PartRead{}
+	for _, r := range reads {
+		readsOf[r.PartKey] = append(readsOf[r.PartKey], r)
 	}
 	keys := make([]PartKey, 0, len(final.Parts))
 	for k := range final.Parts {
@@ -239,10 +255,20 @@ func checkParts(puts []PartPut, final Final) []Violation {
 			out = append(out, Violation{LostPart, fmt.Sprintf("part %s holds %q, bytes no client had acknowledged or left unanswered", k, got)})
 			continue
 		}
-		readAt := last + 1
-		ops = append(ops, porcupine.Operation{Input: read{}, Output: got, Call: readAt, Return: readAt})
-		if !porcupine.CheckOperations(registerModel.ToModel(), ops) {
+		for _, r := range readsOf[k] {
+			last = max(last, r.End.UnixNano())
+		}
+		final := porcupine.Operation{Input: read{}, Output: got, Call: last + 1, Return: last + 1}
+		if !porcupine.CheckOperations(registerModel.ToModel(), append(slices.Clone(ops), final)) {
 			out = append(out, Violation{StalePart, fmt.Sprintf("part %s holds %q, which a later acknowledged write replaced", k, got)})
+			continue
+		}
+		for _, r := range readsOf[k] {
+			ops = append(ops, porcupine.Operation{Input: read{}, Output: r.Digest, Call: r.Start.UnixNano(), Return: r.End.UnixNano()})
+		}
+		if !porcupine.CheckOperations(registerModel.ToModel(), append(ops, final)) {
+			out = append(out, Violation{StaleRead, fmt.Sprintf("part %s: what GET listed (%d reads) and what the object holds (%q) are not reads of one register",
+				k, len(readsOf[k]), got)})
 		}
 	}
 	return out

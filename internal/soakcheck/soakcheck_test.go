@@ -15,6 +15,13 @@ var p1 = PartKey{"s1", "f1", 1}
 // history is a settled, healthy run: session s1 finalized (part 1 written
 // twice in sequence, then by two overlapping PUTs), s2 expired.
 func history() ([]PartPut, []FinalizeCall, Final) {
+	puts, fins, final, _ := historyWithReads()
+	return puts, fins, final
+}
+
+// historyWithReads is history with the GETs a client made of part 1: one
+// between b's 200 and c's PUT (b listed), one during c and d (either, or b).
+func historyWithReads() ([]PartPut, []FinalizeCall, Final, []PartRead) {
 	puts := []PartPut{
 		{p1, "a", at(0), at(10), 200},
 		{p1, "b", at(20), at(30), 200},
@@ -33,7 +40,8 @@ func history() ([]PartPut, []FinalizeCall, Final) {
 		MOCs:   map[string][]string{"s1": {"m1"}},
 		Parts:  map[PartKey]string{p1: "c"},
 	}
-	return puts, fins, final
+	reads := []PartRead{{p1, "b", at(32), at(35)}, {p1, "b", at(46), at(50)}}
+	return puts, fins, final, reads
 }
 
 func TestAHealthyHistoryHasNoViolation(t *testing.T) {
@@ -41,8 +49,13 @@ func TestAHealthyHistoryHasNoViolation(t *testing.T) {
 	for _, winner := range []string{"c", "d"} {
 		puts, fins, final := history()
 		final.Parts[p1] = winner
-		if v := Check(puts, fins, final, nil); len(v) != 0 {
+		if v := Check(puts, nil, fins, final, nil); len(v) != 0 {
 			t.Errorf("overlapping writes, %s landing last: %v", winner, v)
+		}
+		_, _, _, reads := historyWithReads()
+		reads = append(reads, PartRead{p1, winner, at(85), at(88)})
+		if v := Check(puts, reads, fins, final, nil); len(v) != 0 {
+			t.Errorf("overlapping writes, %s landing last, GET listing it: %v", winner, v)
 		}
 	}
 	// An unanswered write may land, or not.
@@ -50,7 +63,7 @@ func TestAHealthyHistoryHasNoViolation(t *testing.T) {
 		puts, fins, final := history()
 		puts = append(puts, PartPut{p1, "u", at(65), at(90), 0})
 		final.Parts[p1] = landed
-		if v := Check(puts, fins, final, nil); len(v) != 0 {
+		if v := Check(puts, nil, fins, final, nil); len(v) != 0 {
 			t.Errorf("unanswered write, final %s: %v", landed, v)
 		}
 	}
@@ -90,12 +103,33 @@ func TestPlantedViolationsAreFound(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			puts, fins, final := history()
+			puts, fins, final, reads := historyWithReads()
 			var cut []Window
 			tc.plant(&puts, &fins, &final, &cut)
-			v := Check(puts, fins, final, cut)
+			v := Check(puts, reads, fins, final, cut)
 			if len(v) != 1 || v[0].Kind != tc.kind {
 				t.Fatalf("= %v; want one %s", v, tc.kind)
+			}
+		})
+	}
+}
+
+// A GET is a read of each part's register: a listing that no linearization
+// of the writes explains is reported (and only that).
+func TestPlantedStaleReadsAreFound(t *testing.T) {
+	t.Parallel()
+	for name, read := range map[string]PartRead{
+		"GET lists an older version after a 200":                    {p1, "a", at(33), at(34)},
+		"GET lists nothing after a 200":                             {p1, "", at(33), at(34)},
+		"GET lists bytes nobody sent":                               {p1, `unknown:"0badc0de"`, at(33), at(34)},
+		"GET lists what the object does not hold, after everything": {p1, "d", at(95), at(96)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			puts, fins, final, reads := historyWithReads()
+			v := Check(puts, append(reads, read), fins, final, nil)
+			if len(v) != 1 || v[0].Kind != StaleRead {
+				t.Fatalf("= %v; want one %s", v, StaleRead)
 			}
 		})
 	}
@@ -106,7 +140,7 @@ func TestA500DuringADatabaseCutIsAllowed(t *testing.T) {
 	t.Parallel()
 	puts, fins, final := history()
 	puts[4].Status = 500
-	if v := Check(puts, fins, final, []Window{{at(75), at(85)}}); len(v) != 0 {
+	if v := Check(puts, nil, fins, final, []Window{{at(75), at(85)}}); len(v) != 0 {
 		t.Fatalf("= %v", v)
 	}
 }
