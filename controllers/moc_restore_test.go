@@ -99,10 +99,10 @@ func TestDeletingAFinalizedResourceRestoresALostMOCNeverItsObjects(t *testing.T)
 func TestFinalizedResourceComparesItsMOCWithPostgreSQL(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, db)
-	key, us, id := finalizedSession(t, h, "failover-verify")
+	key, _, id := finalizedSession(t, h, "failover-verify")
 	loseTheCommit(t, id)
 	h.reconcile(t, key)
-	us = get(t, key)
+	us := get(t, key)
 	c := meta.FindStatusCondition(us.Status.Conditions, uploadsv1.ConditionFinalized)
 	if c == nil || c.Reason != uploadsv1.ReasonMOCRestored || mocOf(t, id) != us.Status.MocID {
 		t.Fatalf("after the loss: condition %+v, MOC %q; want MOCRestored and MOC %s", c, mocOf(t, id), us.Status.MocID)

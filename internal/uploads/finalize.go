@@ -145,7 +145,7 @@ func (s *Service) finalizable(ctx context.Context, req *FinalizeRequest) (Finali
 	}
 	req.Resume = req.Resume || req.Restore
 	// What was committed once before expiresAt may be committed again after it.
-	if err := s.checkFinalizable(sess); err != nil && !(req.Restore && errors.Is(err, ErrExpired)) {
+	if err := s.checkFinalizable(sess); err != nil && (!req.Restore || !errors.Is(err, ErrExpired)) {
 		return FinalizeResult{}, false, err
 	}
 	if req.Resume {

@@ -240,7 +240,7 @@ func (p *stallProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err == nil {
 			p.mu.Lock()
-			p.held, p.body = r.Clone(context.Background()), body
+			p.held, p.body = r.Clone(context.WithoutCancel(r.Context())), body
 			p.mu.Unlock()
 		}
 		// A reset, as a connection dropped on its way: the SDK retries.
