@@ -252,20 +252,30 @@ func (s *Store) AbortAll(ctx context.Context, prefix string) (int, error) {
 // completed. Nothing references them, so they go with the session.
 func (s *Store) DeleteObjects(ctx context.Context, prefix string) (int, error) {
 	n := 0
-	in := &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix}
-	for {
-		page, err := s.listObjectsPage(ctx, in)
-		if err != nil {
-			return n, fmt.Errorf("list objects under %s: %w", prefix, err)
-		}
+	err := s.eachObjectsPage(ctx, &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix}, func(page *s3.ListObjectsV2Output) error {
 		for _, o := range page.Contents {
 			if err := s.deleteObject(ctx, aws.ToString(o.Key)); err != nil {
-				return n, err
+				return err
 			}
 			n++
 		}
+		return nil
+	})
+	return n, err
+}
+
+// eachObjectsPage calls fn with each page of a ListObjectsV2 listing.
+func (s *Store) eachObjectsPage(ctx context.Context, in *s3.ListObjectsV2Input, fn func(*s3.ListObjectsV2Output) error) error {
+	for {
+		page, err := s.listObjectsPage(ctx, in)
+		if err != nil {
+			return fmt.Errorf("list objects under %s: %w", aws.ToString(in.Prefix), err)
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
 		if !aws.ToBool(page.IsTruncated) {
-			return n, nil
+			return nil
 		}
 		in.ContinuationToken = page.NextContinuationToken
 	}
@@ -288,21 +298,12 @@ func (s *Store) deleteObject(ctx context.Context, key string) error {
 
 // ListObjects lists the keys under prefix (tests and the leftover checks).
 func (s *Store) ListObjects(ctx context.Context, prefix string) ([]string, error) {
-	var keys []string
-	in := &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix}
-	for {
-		page, err := s.listObjectsPage(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("list objects under %s: %w", prefix, err)
-		}
-		for _, o := range page.Contents {
-			keys = append(keys, aws.ToString(o.Key))
-		}
-		if !aws.ToBool(page.IsTruncated) {
-			return keys, nil
-		}
-		in.ContinuationToken = page.NextContinuationToken
+	infos, err := s.ListObjectInfos(ctx, prefix)
+	keys := make([]string, len(infos))
+	for i, o := range infos {
+		keys[i] = o.Key
 	}
+	return keys, err
 }
 
 // IsNoSuchUpload reports whether S3 said the multipart upload does not exist
@@ -325,40 +326,27 @@ type ObjectInfo struct {
 // ListObjectInfos lists the objects under prefix with their last change.
 func (s *Store) ListObjectInfos(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 	var out []ObjectInfo
-	in := &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix}
-	for {
-		page, err := s.listObjectsPage(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("list objects under %s: %w", prefix, err)
-		}
+	err := s.eachObjectsPage(ctx, &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix}, func(page *s3.ListObjectsV2Output) error {
 		for _, o := range page.Contents {
 			out = append(out, ObjectInfo{Key: aws.ToString(o.Key), LastModified: aws.ToTime(o.LastModified)})
 		}
-		if !aws.ToBool(page.IsTruncated) {
-			return out, nil
-		}
-		in.ContinuationToken = page.NextContinuationToken
-	}
+		return nil
+	})
+	return out, err
 }
 
 // ListPrefixes lists the "folders" directly under prefix (keys up to the next
 // "/"), e.g. one per session under "sessions/".
 func (s *Store) ListPrefixes(ctx context.Context, prefix string) ([]string, error) {
 	var out []string
-	in := &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix, Delimiter: aws.String("/")}
-	for {
-		page, err := s.listObjectsPage(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("list prefixes under %s: %w", prefix, err)
-		}
-		for _, p := range page.CommonPrefixes {
-			out = append(out, aws.ToString(p.Prefix))
-		}
-		if !aws.ToBool(page.IsTruncated) {
-			return out, nil
-		}
-		in.ContinuationToken = page.NextContinuationToken
-	}
+	err := s.eachObjectsPage(ctx, &s3.ListObjectsV2Input{Bucket: &s.Bucket, Prefix: &prefix, Delimiter: aws.String("/")},
+		func(page *s3.ListObjectsV2Output) error {
+			for _, p := range page.CommonPrefixes {
+				out = append(out, aws.ToString(p.Prefix))
+			}
+			return nil
+		})
+	return out, err
 }
 
 // DeleteObject deletes one object; one that is already gone is not an error.

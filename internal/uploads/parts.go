@@ -130,8 +130,8 @@ func writeLifetime(ctx context.Context) time.Duration {
 }
 
 // storeRegistered sends a registered PUT's bytes to its slot and records them.
-// On failure it says how long the slot stays quarantined (0: the bytes never
-// reached S3 whole, or S3 answered and nothing lingers).
+// On failure it says how long the slot stays quarantined (0: no attempt can
+// land, because the client's body never arrived whole or the upload is gone).
 func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.PartWrite, start time.Time) (store.Part, time.Duration, error) {
 	buf, err := s.Buffers.Stream(ctx, p.Body, p.Size)
 	if err != nil {
@@ -161,11 +161,9 @@ func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.Par
 			// interrupted finalize completed it, and it takes no more parts.
 			return store.Part{}, 0, &NotActiveError{Status: store.StatusActive}
 		}
-		quarantine := PartQuarantine
-		if objectstore.IsClientError(err) {
-			quarantine = 0 // S3 answered and refused the part: nothing of it lingers
-		}
-		return store.Part{}, quarantine, &PartError{Stage: "s3", Err: err}
+		// Even a refusal at the last attempt leaves earlier attempts that may
+		// still land: the slot is quarantined.
+		return store.Part{}, PartQuarantine, &PartError{Stage: "s3", Err: err}
 	}
 	log := logr.FromContextOrDiscard(ctx)
 	if !objectstore.ETagShapeOK(etag, 0) {
