@@ -184,6 +184,34 @@ func send(ctx context.Context, t *testing.T, method, url, token string, body []b
 	return a, nil
 }
 
+// putPartAsync sends part n from another goroutine and returns where its
+// answer arrives; a transport error comes back as status -1 (the test's own
+// goroutine reports it: a goroutine must not end the test).
+func (s *activeSession) putPartAsync(base string, n int) <-chan answer {
+	done := make(chan answer, 1)
+	go func() {
+		a, err := send(context.Background(), nil, http.MethodPut, base+s.partPath(n), s.owner, s.part(n))
+		if err != nil {
+			a = answer{status: -1, body: map[string]any{"transport": err.Error()}}
+		}
+		done <- a
+	}()
+	return done
+}
+
+// await receives an answer from putPartAsync, failing the test if none
+// arrives within a minute.
+func await(t *testing.T, done <-chan answer) answer {
+	t.Helper()
+	select {
+	case a := <-done:
+		return a
+	case <-time.After(time.Minute):
+		t.Fatal("no answer within a minute")
+		return answer{}
+	}
+}
+
 func (s *activeSession) putPart(t *testing.T, base string, n int) answer {
 	t.Helper()
 	a, err := send(context.Background(), t, http.MethodPut, base+s.partPath(n), s.owner, s.part(n))

@@ -164,8 +164,7 @@ func TestPartFinishingAfterTheSessionEndedAnswers(t *testing.T) {
 			srv := serve(t, svc, 25*time.Second)
 			s := newSession(t, svc, 6*session.MiB)
 			g := hold(t, tc.point)
-			done := make(chan answer, 1)
-			go func() { done <- s.putPart(t, srv.URL, 1) }()
+			done := s.putPartAsync(srv.URL, 1)
 			reached(t, g)
 			switch tc.change {
 			case "expire":
@@ -180,7 +179,7 @@ func TestPartFinishingAfterTheSessionEndedAnswers(t *testing.T) {
 				}
 			}
 			g.Release()
-			if a := <-done; a.status != tc.status || a.code() != tc.code {
+			if a := await(t, done); a.status != tc.status || a.code() != tc.code {
 				t.Fatalf("= %d %v; want %d %s", a.status, a.body, tc.status, tc.code)
 			}
 		})
@@ -227,15 +226,14 @@ func TestSpillBudgetAnswersBusy(t *testing.T) {
 	srv := serve(t, svc, 25*time.Second)
 	first, second := newSession(t, svc, 6*session.MiB), newSession(t, svc, 6*session.MiB)
 	g := hold(t, "part/before-s3")
-	held := make(chan answer, 1)
-	go func() { held <- first.putPart(t, srv.URL, 1) }() // 5 MiB on disk while held
+	held := first.putPartAsync(srv.URL, 1) // 5 MiB on disk while held
 	reached(t, g)
 	a := second.putPart(t, srv.URL, 1)
 	if a.status != http.StatusServiceUnavailable || a.code() != "SERVER_BUSY" || a.header.Get("Retry-After") == "" {
 		t.Fatalf("a part past the spill budget: %d %v", a.status, a.body)
 	}
 	g.Release()
-	if a := <-held; a.status != http.StatusOK {
+	if a := await(t, held); a.status != http.StatusOK {
 		t.Fatalf("the held part: %d %v", a.status, a.body)
 	}
 	if a := second.putPart(t, srv.URL, 1); a.status != http.StatusOK {

@@ -58,16 +58,18 @@ func FuzzSlug(f *testing.F) {
 	})
 }
 
-// FuzzPartSizing: whenever a part size is chosen for a file, the file has at
-// most 10,000 parts, every part but the last is exactly the part size (at
-// least 5 MiB, at most the limit), the last is 1..partSize bytes, and the
-// parts add up to the file.
+// FuzzPartSizing: a part size is refused only when none would do; whenever
+// one is chosen for a file, the file has at most 10,000 parts, every part but
+// the last is exactly the part size (at least 5 MiB, at most the limit), the
+// last is 1..partSize bytes, and the parts add up to the file.
 func FuzzPartSizing(f *testing.F) {
 	f.Add(int64(1), int64(0), false, 5*GiB)
 	f.Add(5*MiB, 5*MiB, true, 5*GiB)
 	f.Add(5*MiB+1, 5*MiB, true, 5*GiB)
 	f.Add(5*1024*GiB, int64(0), false, 5*GiB)
 	f.Add(80*GiB+1, 8*MiB, true, 64*MiB)
+	f.Add(int64(100), int64(0), false, 6*MiB)        // a limit below the 8 MiB default
+	f.Add(10000*6*MiB, int64(0), false, 6*MiB+12345) // the default rounded past a limit it fits under
 	f.Fuzz(func(t *testing.T, size, requested int64, hasRequest bool, limit int64) {
 		if size <= 0 || size > 5*1024*GiB || limit < MinPartSize {
 			return // not a file S3 can hold, or a limit the configuration refuses
@@ -78,6 +80,17 @@ func FuzzPartSizing(f *testing.F) {
 		}
 		ps, err := ChoosePartSize(req, size, limit)
 		if err != nil {
+			// A refusal is right only when no part size would do: a refused
+			// valid request, or a default refused where one fits, is a bug (a
+			// function that refused everything would pass the checks below).
+			lim := min(limit, MaxPartSize)
+			switch {
+			case hasRequest && requested >= MinPartSize && requested <= lim && PartCount(size, requested) <= MaxParts:
+				t.Fatalf("ChoosePartSize(%d, %d, limit %d) refused a valid request: %v", requested, size, limit, err)
+			case !hasRequest && max(MinPartSize, (size+MaxParts-1)/MaxParts) <= lim:
+				t.Fatalf("ChoosePartSize(default, %d, limit %d) refused a file that fits in %d parts of at most %d bytes: %v",
+					size, limit, MaxParts, lim, err)
+			}
 			return
 		}
 		if ps < MinPartSize || ps > min(limit, MaxPartSize) {

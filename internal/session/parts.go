@@ -18,8 +18,9 @@ const (
 
 // ChoosePartSize returns the session's part size: the requested one if it is
 // valid for every file, else (when none was requested) max(8 MiB,
-// ceil(largest/10000)) rounded up to a whole MiB. limit is the largest part
-// size allowed (at most S3's 5 GiB).
+// ceil(largest/10000)) rounded up to a whole MiB, or the limit when that is
+// above it and the file still fits in 10,000 parts of the limit. limit is the
+// largest part size allowed (at most S3's 5 GiB).
 func ChoosePartSize(requested *int64, largest, limit int64) (int64, error) {
 	limit = min(limit, MaxPartSize)
 	if requested != nil {
@@ -34,10 +35,15 @@ func ChoosePartSize(requested *int64, largest, limit int64) (int64, error) {
 		}
 		return r, nil
 	}
-	size := (largest + MaxParts - 1) / MaxParts
-	size = max((size+MiB-1)/MiB*MiB, DefaultPartSize)
-	if size > limit {
-		return 0, fmt.Errorf("a file of %d bytes needs parts of %d bytes, more than the %d allowed", largest, size, limit)
+	need := max((largest+MaxParts-1)/MaxParts, MinPartSize)
+	size := max((need+MiB-1)/MiB*MiB, DefaultPartSize)
+	switch {
+	case need > limit:
+		return 0, fmt.Errorf("a file of %d bytes needs parts of %d bytes, more than the %d allowed", largest, need, limit)
+	case size > limit:
+		// The rounded default is above the limit but the file fits under it:
+		// the largest part size allowed (fewest parts).
+		size = limit
 	}
 	return size, nil
 }

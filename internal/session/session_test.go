@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"strings"
 	"testing"
 	"time"
@@ -17,23 +18,28 @@ func TestChoosePartSize(t *testing.T) {
 		largest   int64
 		want      int64
 		wantErr   string
+		limit     int64 // 0: DefaultMaxPartSize
 	}{
-		{"small file gets the 8 MiB default", nil, 1, 8 * MiB, ""},
-		{"80 GiB needs more than 8 MiB", nil, 80 * GiB, 9 * MiB, ""}, // ceil(80GiB/10000)=8.19MiB → 9 MiB
-		{"exactly 10000 parts of 8 MiB", nil, 10000 * 8 * MiB, 8 * MiB, ""},
-		{"one byte more rounds up to 9 MiB", nil, 10000*8*MiB + 1, 9 * MiB, ""},
-		{"requested 5 MiB", ptr.To(5 * MiB), 40 * MiB, 5 * MiB, ""},
-		{"requested below 5 MiB", ptr.To(5*MiB - 1), 10, 0, "at least"},
-		{"requested above 5 GiB", ptr.To(5*GiB + 1), 10, 0, "at most"},
-		{"requested too small for 10000 parts", ptr.To(5 * MiB), 10000*5*MiB + 1, 0, "too small"},
-		{"requested above MAX_PART_SIZE_BYTES", ptr.To(64*MiB + 1), 10, 0, "at most 67108864"},
-		{"a file needing parts above MAX_PART_SIZE_BYTES", nil, 10000*64*MiB + 1, 0, "needs parts"},
-		{"the largest file 64 MiB parts allow", nil, 10000 * 64 * MiB, 64 * MiB, ""},
+		{"small file gets the 8 MiB default", nil, 1, 8 * MiB, "", 0},
+		{"80 GiB needs more than 8 MiB", nil, 80 * GiB, 9 * MiB, "", 0}, // ceil(80GiB/10000)=8.19MiB → 9 MiB
+		{"exactly 10000 parts of 8 MiB", nil, 10000 * 8 * MiB, 8 * MiB, "", 0},
+		{"one byte more rounds up to 9 MiB", nil, 10000*8*MiB + 1, 9 * MiB, "", 0},
+		{"requested 5 MiB", ptr.To(5 * MiB), 40 * MiB, 5 * MiB, "", 0},
+		{"requested below 5 MiB", ptr.To(5*MiB - 1), 10, 0, "at least", 0},
+		{"requested above 5 GiB", ptr.To(5*GiB + 1), 10, 0, "at most", 0},
+		{"requested too small for 10000 parts", ptr.To(5 * MiB), 10000*5*MiB + 1, 0, "too small", 0},
+		{"requested above MAX_PART_SIZE_BYTES", ptr.To(64*MiB + 1), 10, 0, "at most 67108864", 0},
+		{"a file needing parts above MAX_PART_SIZE_BYTES", nil, 10000*64*MiB + 1, 0, "needs parts", 0},
+		{"the largest file 64 MiB parts allow", nil, 10000 * 64 * MiB, 64 * MiB, "", 0},
+		// MAX_PART_SIZE_BYTES below the 8 MiB default: the limit, not a refusal
+		// of every session without partSizeBytes (found by FuzzPartSizing's oracle).
+		{"a limit below the default", nil, 100, 6 * MiB, "", 6 * MiB},
+		{"the rounded default past a limit the file fits under", nil, 10000 * 6 * MiB, 6*MiB + 12345, "", 6*MiB + 12345},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := ChoosePartSize(tc.requested, tc.largest, DefaultMaxPartSize)
+			got, err := ChoosePartSize(tc.requested, tc.largest, cmp.Or(tc.limit, DefaultMaxPartSize))
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want containing %q", err, tc.wantErr)

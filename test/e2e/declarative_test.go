@@ -220,12 +220,22 @@ func startReplicaWith(t *testing.T, extra map[string]string, scheme string, clie
 	// failpoint killed it) and log no panic.
 	killable := strings.Contains(env["MOCUPLOAD_FAILPOINTS"], "=kill")
 	t.Cleanup(func() {
+		var diedFirst bool
+		select {
+		case <-p.Done():
+			diedFirst = true
+		default:
+		}
 		err := p.Stop(10 * time.Second)
 		_ = logf.Close()
 		b, rerr := os.ReadFile(logf.Name())
 		switch {
 		case err != nil && !killable:
 			t.Errorf("replica exited with %v", err)
+		case killable && diedFirst && (err == nil || err.Error() != "signal: killed"):
+			// Armed to be killed at a failpoint: it must have died of that
+			// SIGKILL, not of something else on the way.
+			t.Errorf("replica armed to be killed (%s) ended with %v", env["MOCUPLOAD_FAILPOINTS"], err)
 		case rerr != nil:
 			t.Errorf("replica log: %v", rerr)
 		case badOutput(b) != "":

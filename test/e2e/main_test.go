@@ -176,10 +176,11 @@ func childBuild(tags ...string) localenv.Build {
 	return localenv.Build{Tags: tags, Race: os.Getenv("E2E_RACE") != "0", Cover: os.Getenv("E2E_COVERDIR") != ""}
 }
 
-// badOutput names what a process's output must not hold: a panic, or a race
-// report (should GORACE's log_path not take effect).
+// badOutput names what a process's output must not hold: a panic, a fatal
+// runtime error (a concurrent map write, a deadlock), or a race report
+// (should GORACE's log_path not take effect).
 func badOutput(b []byte) string {
-	for _, bad := range []string{"panic:", "WARNING: DATA RACE"} {
+	for _, bad := range []string{"panic:", "fatal error:", "WARNING: DATA RACE"} {
 		if bytes.Contains(b, []byte(bad)) {
 			return bad
 		}
