@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"math"
 	"math/big"
 	"regexp"
@@ -129,6 +130,31 @@ func FuzzDurationsAndRates(f *testing.F) {
 		}
 		if c.FinalizeLimit <= 0 || c.FinalizeWindow <= 0 {
 			t.Fatalf("FINALIZE_RATE_LIMIT=%q loaded as %d per %s", v, c.FinalizeLimit, c.FinalizeWindow)
+		}
+	})
+}
+
+// FuzzValidSettingsAreAccepted: a duration and a rate written the way the
+// documentation writes them, from values generated valid, are loaded exactly
+// (a parser that refused everything would pass FuzzDurationsAndRates).
+func FuzzValidSettingsAreAccepted(f *testing.F) {
+	f.Add(uint32(30), uint8(1), uint16(10))
+	f.Add(uint32(1), uint8(0), uint16(1))
+	f.Add(uint32(90), uint8(2), uint16(1000))
+	f.Fuzz(func(t *testing.T, n uint32, unit uint8, count uint16) {
+		units := []time.Duration{time.Millisecond, time.Second, time.Minute, time.Hour}
+		d := time.Duration(n%100000+1) * units[int(unit)%len(units)]
+		limit := int(count%10000) + 1
+		for _, written := range []string{d.String(), formatDuration(d)} {
+			c, err := Load(lookup(map[string]string{"UPLOAD_PART_TIMEOUT": written, "STALE_LOCK_AFTER": written,
+				"FINALIZE_RATE_LIMIT": fmt.Sprintf("%d/%s", limit, written)}))
+			if err != nil {
+				t.Fatalf("valid settings %q, %d/%s refused: %v", written, limit, written, err)
+			}
+			if c.UploadPartTimeout != d || c.StaleLockAfter != d || c.FinalizeLimit != limit || c.FinalizeWindow != d {
+				t.Fatalf("%q, %d/%s loaded as %s, %s, %d/%s", written, limit, written, c.UploadPartTimeout, c.StaleLockAfter,
+					c.FinalizeLimit, c.FinalizeWindow)
+			}
 		}
 	})
 }
