@@ -97,6 +97,19 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]PartInfo
 	return out, nil
 }
 
+// UploadExists reports whether a multipart upload still exists (S3 neither
+// completed nor aborted it), with one small listing.
+func (s *Store) UploadExists(ctx context.Context, key, uploadID string) (bool, error) {
+	_, err := s.listPartsPage(ctx, &s3.ListPartsInput{Bucket: &s.Bucket, Key: &key, UploadId: &uploadID, MaxParts: aws.Int32(1)})
+	switch {
+	case err == nil:
+		return true, nil
+	case IsNoSuchUpload(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("list parts of %s: %w", key, err)
+}
+
 func (s *Store) listPartsPage(ctx context.Context, in *s3.ListPartsInput) (*s3.ListPartsOutput, error) {
 	ctx, cancel := s.bound(ctx, 1)
 	defer cancel()

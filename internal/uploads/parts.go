@@ -156,7 +156,7 @@ func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.Par
 		switch {
 		case errors.Is(why, ErrSessionNotFound), errors.Is(why, ErrExpired), errors.As(why, &na):
 			return store.Part{}, PartQuarantine, why
-		case objectstore.IsNoSuchUpload(err):
+		case s.uploadGone(ctx, p.File, err):
 			// The session is active but the file's upload is gone: an
 			// interrupted finalize completed it, and it takes no more parts.
 			return store.Part{}, 0, &NotActiveError{Status: store.StatusActive}
@@ -186,6 +186,18 @@ func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.Par
 		"partNumber", p.PartNumber, "s3PartNumber", w.S3PartNumber, "sizeBytes", p.Size, "etag", etag,
 		"durationMs", s.now().Sub(start).Milliseconds(), "spilled", buf.Spilled())
 	return store.Part{FileID: p.File.ID, PartNumber: p.PartNumber, ETag: etag, SizeBytes: p.Size, S3PartNumber: w.S3PartNumber}, 0, nil
+}
+
+// uploadGone tells, after S3 refused or dropped a part, whether the file's
+// multipart upload no longer exists. S3 may say so (NoSuchUpload), or answer
+// before it has read the body and close the connection, which the client
+// sees as a reset: then one small listing settles it.
+func (s *Service) uploadGone(ctx context.Context, f store.File, cause error) bool {
+	if objectstore.IsNoSuchUpload(cause) {
+		return true
+	}
+	exists, err := s.S3.UploadExists(ctx, f.S3Key, f.S3UploadID) // within the part's own deadline
+	return err == nil && !exists
 }
 
 // refusal says why a part was not registered or not recorded: what became of
