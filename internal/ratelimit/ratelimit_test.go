@@ -171,15 +171,17 @@ func TestRedisDownFailsOpenQuickly(t *testing.T) {
 		t.Fatal("limit not working through the proxy")
 	}
 	px.Disable()
-	// Each decision is bounded by decisionTimeout; the check allows three
-	// times that, so only a decision that is not bounded (retries, a dial
-	// that waits seconds) fails it, not a busy machine.
+	// Each decision is bounded by decisionTimeout; the check allows ten times
+	// that (5 s): a decision that is not bounded takes go-redis's dial and
+	// read timeouts with its retries, tens of seconds, while a machine whose
+	// two cores are busy with the rest of the suite has been seen to take
+	// over a second for a bounded one.
 	for range 3 {
 		start := time.Now()
 		if d := l.Allow(ctx, "erin"); !d.Allowed || !d.FailedOpen {
 			t.Fatalf("with Redis down: %+v, want allowed (fail open)", d)
 		}
-		if took := time.Since(start); took > 3*decisionTimeout {
+		if took := time.Since(start); took > 10*decisionTimeout {
 			t.Errorf("a fail-open decision took %s", took)
 		}
 	}
@@ -200,7 +202,7 @@ func TestRedisDownFailsOpenQuickly(t *testing.T) {
 	if d := l.Allow(ctx, "erin"); !d.Allowed || !d.FailedOpen {
 		t.Fatalf("with Redis stalled: %+v", d)
 	}
-	if took := time.Since(start); took > 3*decisionTimeout {
+	if took := time.Since(start); took > 10*decisionTimeout {
 		t.Errorf("stalled Redis fail-open took %s", took)
 	}
 }
