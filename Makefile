@@ -120,7 +120,8 @@ $(GOLANGCI_LINT):
 	mv $(BIN)/.gobin/golangci-lint $@
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml): vet, staticcheck, errcheck, gosec, … .
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml): vet, staticcheck, errcheck, gosec, …; refuse tracked binaries and files over 2 MiB.
+	hack/check-tracked-files.sh --self-test
 	$(GOLANGCI_LINT) run ./...
 
 $(KUBEBUILDER):
