@@ -171,16 +171,23 @@ undeploy: $(KUSTOMIZE) ## Delete what `make deploy` created: the namespace (its 
 
 ##@ Tests
 
+# `go vet` is not run here: `make lint` (golangci-lint, build tag failpoints)
+# runs govet, and .ci/run runs both.
 .PHONY: test
-test: tools ## Run every test (unit, envtest, integration) against real services.
+test: tools ## Run every test (unit, envtest, end-to-end, fuzz, model, soak) against real services: what CI runs.
 	hack/ensure-services.sh
-	go vet ./...
-	go vet -tags failpoints ./...
 	go test -race -tags failpoints -count=1 -timeout $(TEST_TIMEOUT) ./...
 	go test -race -count=1 ./internal/failpoint # the production build: no failpoints
 	hack/fuzz.sh $(FUZZ_COUNT)
 	hack/model/check.sh
 	go run ./cmd/soak -short -seed 1
+
+# The inner loop: every package but the end-to-end suite, under the race
+# detector, fuzz targets on their seeds only; no model check, no soak.
+.PHONY: test-fast
+test-fast: $(VERSITYGW) k8s ## Run the unit and envtest packages with the race detector (no e2e, fuzzing, model or soak; a few minutes).
+	hack/ensure-services.sh
+	go test -race -tags failpoints -count=1 -timeout $(TEST_TIMEOUT) $$(go list ./... | grep -v /test/e2e)
 
 .PHONY: soak
 soak: tools ## Chaos soak (SOAK_DURATION, SEED): faults under load, history checked; records docs/reliability.md.

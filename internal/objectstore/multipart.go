@@ -98,9 +98,13 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]PartInfo
 }
 
 // UploadExists reports whether a multipart upload still exists (S3 neither
-// completed nor aborted it), with one small listing.
+// completed nor aborted it), with one small listing and a single attempt: it
+// is asked on a failure path, where S3 may be the thing that is down.
 func (s *Store) UploadExists(ctx context.Context, key, uploadID string) (bool, error) {
-	_, err := s.listPartsPage(ctx, &s3.ListPartsInput{Bucket: &s.Bucket, Key: &key, UploadId: &uploadID, MaxParts: aws.Int32(1)})
+	ctx, cancel := s.bound(ctx, 1)
+	defer cancel()
+	_, err := s.Client.ListParts(ctx, &s3.ListPartsInput{Bucket: &s.Bucket, Key: &key, UploadId: &uploadID, MaxParts: aws.Int32(1)},
+		func(o *s3.Options) { o.RetryMaxAttempts = 1 })
 	switch {
 	case err == nil:
 		return true, nil

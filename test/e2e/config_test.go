@@ -65,6 +65,7 @@ func TestConfigBadValueStopsTheManagerNamingItsSource(t *testing.T) {
 // --zap-log-level=error silences LOG_LEVEL=debug, and kubebuilder's
 // --health-probe-bind-address serves the probes.
 func TestConfigFlagsBeatTheEnvironment(t *testing.T) {
+	t.Parallel() // its own namespace, watched by its own replica
 	addr, err := localenv.FreeAddr()
 	if err != nil {
 		t.Fatal(err)

@@ -125,6 +125,7 @@ func TestDeleteWaitsForALiveFinalize(t *testing.T) {
 // Here every lock its reconciler takes is held for a second, so a reconcile
 // that took it while parts are missing would be seen.
 func TestDeclarativeFinalizeWaitsForPartsWithoutTheLock(t *testing.T) {
+	t.Parallel() // its own namespace, watched by its own replica
 	ctx := context.Background()
 	ns := namespace(t, "declared")
 	acct := user(t)
@@ -174,6 +175,7 @@ func TestDeclarativeFinalizeWaitsForPartsWithoutTheLock(t *testing.T) {
 // condition a status patch can carry (a message under 32 KiB), not a list of
 // every number that the API server rejects.
 func TestManyMissingPartsAreSummarised(t *testing.T) {
+	t.Parallel() // its own namespace, watched by its own replica
 	ns := namespace(t, "summary")
 	acct := user(t)
 	startReplica(t, map[string]string{"WATCH_NAMESPACE": ns, "SESSION_NAMESPACE": ns, "MAX_FILE_SIZE_BYTES": "60GiB"})
@@ -363,6 +365,7 @@ func hasFinalizer(us *uploadsv1.UploadSession) bool {
 // workers), another session is still reconciled at once, and once S3 answers
 // again every stuck session becomes Active.
 func TestReconcilerKeepsWorkingWhileS3Hangs(t *testing.T) {
+	t.Parallel() // its own namespace, watched by its own replica
 	ctx := context.Background()
 	ns := namespace(t, "hang")
 	acct := user(t)
@@ -410,6 +413,7 @@ func TestReconcilerKeepsWorkingWhileS3Hangs(t *testing.T) {
 // manager judges locks stale after 3 s and would take this one over while the
 // first finalize sleeps.
 func TestClientPollsAFinalizeInProgress(t *testing.T) {
+	t.Parallel() // its own namespace, watched by its own replica
 	acct := user(t)
 	ns := namespace(t, "poll")
 	slow := startReplica(t, map[string]string{"MOCUPLOAD_FAILPOINTS": "finalize/after-plan=sleep:3s",

@@ -25,6 +25,7 @@ import (
 // with its own SESSION_TTL, so a reconciler with the default TTL watching the
 // same namespace could give the session an hour.
 func TestSessionExpires(t *testing.T) {
+	t.Parallel() // its own namespace, watched by its own replica
 	acct := user(t)
 	ns := namespace(t, "expiry")
 	short := startReplica(t, map[string]string{"SESSION_TTL": "2s", "WATCH_NAMESPACE": ns, "SESSION_NAMESPACE": ns})

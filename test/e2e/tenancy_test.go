@@ -45,6 +45,7 @@ func waitReason(t *testing.T, ns, name, reason string) *uploadsv1.UploadSession 
 // that relabels itself to the victim's id after it was activated, and asks to
 // finalize, stays on its own session: the label is put back.
 func TestCopiedSessionIDLabelTouchesNothing(t *testing.T) {
+	t.Parallel() // its own namespace, watched by its own replica
 	ctx := context.Background()
 	victimNS, attackerNS := namespace(t, "victim"), namespace(t, "attacker")
 	startReplica(t, map[string]string{"WATCH_NAMESPACE": victimNS + "," + attackerNS, "SESSION_NAMESPACE": victimNS})
@@ -124,6 +125,7 @@ func TestCopiedSessionIDLabelTouchesNothing(t *testing.T) {
 // (minutes, not the week finalized ones stay), rows and all, so sessions left
 // to expire cannot pile up in etcd.
 func TestExpiredResourcesAreRemovedPromptly(t *testing.T) {
+	t.Parallel() // its own namespace, watched by its own replica
 	ctx := context.Background()
 	ns := namespace(t, "expiring")
 	startReplica(t, map[string]string{"WATCH_NAMESPACE": ns, "SESSION_NAMESPACE": ns, "SESSION_TTL": "2s", "EXPIRED_RETENTION": "1s"})
@@ -146,6 +148,7 @@ func TestExpiredResourcesAreRemovedPromptly(t *testing.T) {
 // admission policy shipped in config/admission refuses spec.owner other than
 // the requesting user, on the real API server.
 func TestOwnerMustBeTheCreator(t *testing.T) {
+	t.Parallel() // its own namespace, watched by its own replica
 	ctx := context.Background()
 	if out, err := kubectl(t, "apply", "--server-side", "--field-manager=admission-test", "--force-conflicts", "-k", "config/admission"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -226,6 +229,7 @@ func TestTokensMustBeBoundToTheUploadAudience(t *testing.T) {
 // anyone who may edit the resource can write: one that is not a well-formed id
 // (here, an attempt to forge a log line) is not used; the session id is.
 func TestCorrelationAnnotationIsChecked(t *testing.T) {
+	t.Parallel() // its own namespace, watched by its own replica
 	ctx := context.Background()
 	ns := namespace(t, "corr")
 	rep := startReplica(t, map[string]string{"WATCH_NAMESPACE": ns, "SESSION_NAMESPACE": ns})
