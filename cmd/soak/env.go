@@ -27,6 +27,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/config"
 	"github.com/mocs-dev/upload-operator/internal/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/soakcheck"
 )
 
 // namespace holds every resource of the soak.
@@ -42,6 +43,7 @@ type env struct {
 	replicas []*replica
 	users    []user
 	settings settings
+	stopped  bool
 }
 
 // settings are the replicas' configuration, chosen so that every fault
@@ -115,13 +117,23 @@ func startEnv(ctx context.Context, dir string, s settings) (*env, error) {
 }
 
 func (e *env) fail(err error) error {
-	e.stop()
+	_ = e.stop()
 	return err
 }
 
-func (e *env) stop() {
+// stop shuts every replica down (SIGTERM, with a Pod's grace) and the
+// services, and returns how each replica's last incarnation ended.
+func (e *env) stop() []soakcheck.RunEnd {
+	if e.stopped {
+		return nil
+	}
+	e.stopped = true
+	var ends []soakcheck.RunEnd
 	for _, r := range e.replicas {
-		r.stop(syscall.SIGTERM)
+		run := r.run()
+		if err := r.stop(syscall.SIGTERM); err != nil {
+			ends = append(ends, soakcheck.RunEnd{Run: run, Err: err})
+		}
 	}
 	if e.proxies != nil {
 		e.proxies.Close()
@@ -131,6 +143,7 @@ func (e *env) stop() {
 			say("stopping the services: %v", err)
 		}
 	}
+	return ends
 }
 
 // createUsers makes ServiceAccounts whose audience-bound tokens the clients use.
@@ -244,22 +257,39 @@ func (r *replica) start(ctx context.Context, bin string, skew time.Duration) err
 }
 
 // stop ends the current incarnation: SIGKILL (a crash) or SIGTERM (a
-// rolling restart, with the grace a Pod gets).
-func (r *replica) stop(sig syscall.Signal) {
+// rolling restart, with the grace a Pod gets). For SIGTERM it returns how
+// the process ended: nil for a clean shutdown.
+func (r *replica) stop(sig syscall.Signal) error {
 	r.mu.Lock()
 	p := r.proc
 	r.proc = nil
 	r.mu.Unlock()
 	if p == nil {
-		return
+		return nil
 	}
 	if sig == syscall.SIGKILL {
 		p.Kill()
-		return
+		return nil
 	}
-	if err := p.Stop(40 * time.Second); err != nil {
-		say("%s: %v", r.name, err)
+	return p.Stop(40 * time.Second)
+}
+
+// run names the current incarnation, e.g. replica-0#3.
+func (r *replica) run() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprintf("%s#%d", r.name, r.runs)
+}
+
+// allRuns names every incarnation the replica had.
+func (r *replica) allRuns() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, r.runs)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s#%d", r.name, i+1)
 	}
+	return out
 }
 
 func (r *replica) running() bool {

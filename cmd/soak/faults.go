@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mocs-dev/upload-operator/internal/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/soakcheck"
 )
 
 // Fault kinds.
@@ -44,7 +45,8 @@ type scheduler struct {
 	rng     *rand.Rand
 	rngMu   sync.Mutex
 	down    sync.Mutex // serialises process faults
-	crashes []string   // replicas that exited on their own
+	endsMu  sync.Mutex
+	ends    []soakcheck.RunEnd // incarnations that crashed or did not stop cleanly
 }
 
 func (s *scheduler) intn(n int) int {
@@ -145,7 +147,10 @@ func (s *scheduler) inject(ctx context.Context, kind string, r *replica) error {
 	switch kind {
 	case faultKill, faultTerm:
 		sig := map[string]syscall.Signal{faultKill: syscall.SIGKILL, faultTerm: syscall.SIGTERM}[kind]
-		r.stop(sig)
+		run := r.run()
+		if err := r.stop(sig); err != nil {
+			s.unclean(run, err)
+		}
 		record(r.name)
 		time.Sleep(s.between(500*time.Millisecond, 4*time.Second))
 		return r.start(restart, s.e.bin, 0)
@@ -157,7 +162,7 @@ func (s *scheduler) inject(ctx context.Context, kind string, r *replica) error {
 		if !mid {
 			kind = faultLeaderKillIdl
 		}
-		leader.stop(syscall.SIGKILL)
+		_ = leader.stop(syscall.SIGKILL)
 		s.h.fault(fault{Kind: kind, Target: leader.name, From: time.Now(), To: time.Now()})
 		time.Sleep(s.between(time.Second, 3*time.Second))
 		return leader.start(restart, s.e.bin, 0)
@@ -167,7 +172,10 @@ func (s *scheduler) inject(ctx context.Context, kind string, r *replica) error {
 			skew = -skew
 		}
 		kind = fmt.Sprintf("%s (%+.1fs)", faultClockSkew, skew.Seconds())
-		r.stop(syscall.SIGTERM)
+		run := r.run()
+		if err := r.stop(syscall.SIGTERM); err != nil {
+			s.unclean(run, err)
+		}
 		err := r.start(restart, s.e.bin, skew)
 		// The skew stays until the replica's next restart; the window shown
 		// is the restart.
@@ -205,7 +213,17 @@ func (s *scheduler) waitLeaderFinalizing(ctx context.Context) (leader *replica, 
 	return leader, false
 }
 
-// watchCrashes records replicas that exit without the scheduler stopping them.
+// ended records how a replica incarnation ended, when that is a finding.
+func (s *scheduler) ended(e soakcheck.RunEnd) {
+	s.endsMu.Lock()
+	defer s.endsMu.Unlock()
+	s.ends = append(s.ends, e)
+}
+
+func (s *scheduler) unclean(run string, err error) { s.ended(soakcheck.RunEnd{Run: run, Err: err}) }
+
+// watchCrashes records replicas that exit without the scheduler stopping
+// them; it runs until the run's checks are done (load, settling and all).
 func (s *scheduler) watchCrashes(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -228,10 +246,10 @@ func (s *scheduler) watchCrashes(ctx context.Context) {
 					// the Pod would restart. Shown in the summary, not a crash.
 					s.h.fault(fault{Kind: faultLostLease, Target: r.name, From: time.Now(), To: time.Now()})
 				} else {
-					s.crashes = append(s.crashes, run)
+					s.ended(soakcheck.RunEnd{Run: run, ExitedUnbidden: true})
 				}
 				s.down.Lock()
-				r.stop(syscall.SIGKILL) // reaps it
+				_ = r.stop(syscall.SIGKILL) // reaps it
 				if err := r.start(ctx, s.e.bin, 0); err != nil {
 					say("restarting %s after its crash: %v", r.name, err)
 				}

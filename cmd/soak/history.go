@@ -23,6 +23,7 @@ type history struct {
 	sessions map[string]*sessionRecord
 	faults   []fault
 	dbCut    []soakcheck.Window
+	expected map[string]soakcheck.ExpectedSession // what each session's client created
 	acks     []ack
 }
 
@@ -46,7 +47,8 @@ type fault struct {
 }
 
 func newHistory() *history {
-	return &history{ops: map[string]map[int]int{}, sessions: map[string]*sessionRecord{}, etags: map[string]string{}}
+	return &history{ops: map[string]map[int]int{}, sessions: map[string]*sessionRecord{}, etags: map[string]string{},
+		expected: map[string]soakcheck.ExpectedSession{}}
 }
 
 func (h *history) count(kind string, status int) {
@@ -64,6 +66,25 @@ func (h *history) put(p soakcheck.PartPut, size int64) {
 		h.acks = append(h.acks, ack{p.End, size})
 	}
 	h.count("put part", p.Status)
+}
+
+// expect records what a client created: a finalized session must hold
+// exactly these files (soakcheck's content check).
+func (h *history) expect(u *upload) {
+	files := make(map[string]int64, len(u.files))
+	for _, f := range u.files {
+		files[f.id] = f.size
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.expected[u.id] = soakcheck.ExpectedSession{PartSize: partSize, Files: files}
+}
+
+// checked is the history as soakcheck reads it.
+func (h *history) checked() soakcheck.History {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return soakcheck.History{Puts: h.puts, Reads: h.reads, Finals: h.finals, Calls: h.calls, DBCuts: h.dbCut, Expected: h.expected}
 }
 
 // sent remembers bytes a client sent, so a GET's ETag can be read back as
@@ -135,7 +156,7 @@ func (h *history) fault(f fault) {
 	h.faults = append(h.faults, f)
 	if f.Kind == faultPostgresCut {
 		// Connections a cut broke surface on their next use, just after it.
-		h.dbCut = append(h.dbCut, soakcheck.Window{From: f.From, To: f.To.Add(dbCutGrace)})
+		h.dbCut = append(h.dbCut, soakcheck.Window{From: f.From, To: f.To.Add(dbCutGrace), Target: f.Target})
 	}
 }
 

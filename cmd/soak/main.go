@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -75,7 +74,7 @@ func run(root string) error {
 	if err != nil {
 		return err
 	}
-	defer e.stop()
+	defer func() { _ = e.stop() }()
 	db, err := pgx.Connect(ctx, e.st.DatabaseURL)
 	if err != nil {
 		return err
@@ -93,6 +92,7 @@ func run(root string) error {
 	drain, stopDrain := context.WithTimeout(ctx, *duration+3*time.Minute)
 	defer stopDrain()
 	watch, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
 	var bg sync.WaitGroup
 	bg.Go(func() { sched.run(load) })
 	bg.Go(func() { sched.watchCrashes(watch) })
@@ -100,8 +100,6 @@ func run(root string) error {
 	w.run(load, drain, *clients)
 	loadEnd := time.Now()
 	say("load ended after %s; clients done after %s; letting the system settle", loadEnd.Sub(start).Round(time.Second), time.Since(start).Round(time.Second))
-	stopWatch()
-	bg.Wait()
 
 	// Abandoned sessions expire after the TTL; a killed finalizer's lock goes
 	// stale after STALE_LOCK_AFTER; the reconciler resyncs every 2 s.
@@ -114,25 +112,35 @@ func run(root string) error {
 	if err != nil {
 		return err
 	}
+	// The crash watch covered the load and the settling; the last
+	// incarnations are stopped now, and each must shut down cleanly.
+	stopWatch()
+	bg.Wait()
+	ends := append(sched.ends, e.stop()...)
 	var violations []soakcheck.Violation
 	if still != "" {
 		violations = append(violations, soakcheck.Violation{Kind: soakcheck.StuckSession, Detail: "not settled: " + still})
 	}
-	violations = append(violations, soakcheck.Check(h.puts, h.reads, h.finals, final, h.dbCut)...)
-	violations = append(violations, soakcheck.CheckAnswers(h.calls, h.dbCut)...)
+	violations = append(violations, soakcheck.Check(h.checked(), final)...)
 	peaks, mix := map[string]int64{}, map[string]string{}
+	var runs []string
+	logs := map[string][]byte{}
 	for _, r := range e.replicas {
 		r.mu.Lock()
 		for run, p := range r.peakRSS {
 			peaks[run], mix[run] = p, r.peakMix[run]
 		}
 		r.mu.Unlock()
+		runs = append(runs, r.allRuns()...)
+		raw, err := os.ReadFile(r.log.Name())
+		if err != nil {
+			violations = append(violations, soakcheck.Violation{Kind: soakcheck.Crash, Detail: fmt.Sprintf("%s: log unreadable: %v", r.name, err)})
+		}
+		logs[r.name] = raw
 	}
-	violations = append(violations, soakcheck.CheckMemory(peaks, s.BufferBudget)...)
-	for _, c := range sched.crashes {
-		violations = append(violations, soakcheck.Violation{Kind: "crash", Detail: c + " exited on its own"})
-	}
-	violations = append(violations, scanLogs(e)...)
+	violations = append(violations, soakcheck.CheckMemory(runs, peaks, s.BufferBudget)...)
+	violations = append(violations, soakcheck.CheckRuns(ends)...)
+	violations = append(violations, soakcheck.CheckLogs(logs)...)
 
 	sum := summarize(h, final, violations, peaks, mix, s, start, loadEnd, settled)
 	fmt.Println(sum.text())
@@ -177,24 +185,6 @@ func progress(ctx context.Context, h *history, e *env, start time.Time) {
 		say("%4.0f s: %d sessions, %d calls, %.0f MiB acknowledged, %d faults, %d replicas up",
 			time.Since(start).Seconds(), sessions, calls, float64(acked)/(1<<20), faults, up)
 	}
-}
-
-// scanLogs reports panics and race reports in the replicas' output.
-func scanLogs(e *env) []soakcheck.Violation {
-	var out []soakcheck.Violation
-	for _, r := range e.replicas {
-		raw, err := os.ReadFile(r.log.Name())
-		if err != nil {
-			out = append(out, soakcheck.Violation{Kind: "crash", Detail: fmt.Sprintf("%s: log unreadable: %v", r.name, err)})
-			continue
-		}
-		for _, bad := range []string{"panic:", "WARNING: DATA RACE", "fatal error:"} {
-			if strings.Contains(string(raw), bad) {
-				out = append(out, soakcheck.Violation{Kind: "crash", Detail: fmt.Sprintf("%s logged %q", r.name, bad)})
-			}
-		}
-	}
-	return out
 }
 
 // saved is where -record keeps each seed's summary.

@@ -305,9 +305,9 @@ func (c *client) create(ctx context.Context, sizes []int64, plan string) *upload
 	req.PartSize = partSize
 	body, _ := json.Marshal(req)
 	for attempt := range 4 {
-		start := time.Now()
-		a := c.send(ctx, c.replica(), http.MethodPost, "/api/mocs/uploads/sessions", body, 30*time.Second)
-		c.w.h.call(soakcheck.Call{Kind: "create", Start: start, End: time.Now(), Status: a.status}, "create (HTTP)")
+		start, r := time.Now(), c.replica()
+		a := c.send(ctx, r, http.MethodPost, "/api/mocs/uploads/sessions", body, 30*time.Second)
+		c.w.h.call(soakcheck.Call{Kind: "create", Start: start, End: time.Now(), Status: a.status, Replica: r.name}, "create (HTTP)")
 		if a.status == 201 {
 			u := &upload{owner: c.user, version: map[soakcheck.PartKey]int{}}
 			u.id, _ = a.body["sessionId"].(string)
@@ -320,6 +320,7 @@ func (c *client) create(ctx context.Context, sizes []int64, plan string) *upload
 				u.files = append(u.files, upFile{id: id, size: sizes[i], parts: int(pc)})
 			}
 			c.w.h.session(&sessionRecord{ID: u.id, Owner: c.user.name, Via: "HTTP", Plan: plan, Resource: u.resource})
+			c.w.h.expect(u)
 			return u
 		}
 		if !retryable(a) || ctx.Err() != nil {
@@ -335,9 +336,9 @@ func (c *client) putOnce(ctx context.Context, u *upload, k soakcheck.PartKey, v 
 	n := u.partLen(k)
 	b := c.w.bytesOf(k, v, n)
 	path := fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", k.Session, k.File, k.Part)
-	start := time.Now()
-	a := c.send(ctx, c.replica(), http.MethodPut, path, b, 40*time.Second)
-	c.w.h.put(soakcheck.PartPut{PartKey: k, Digest: digest(b), Start: start, End: time.Now(), Status: a.status}, n)
+	start, r := time.Now(), c.replica()
+	a := c.send(ctx, r, http.MethodPut, path, b, 40*time.Second)
+	c.w.h.put(soakcheck.PartPut{PartKey: k, Digest: digest(b), Start: start, End: time.Now(), Status: a.status, Replica: r.name}, n)
 	c.w.h.sent(b)
 	return a
 }
@@ -411,10 +412,10 @@ func (c *client) uploadAll(ctx context.Context, u *upload, keys []soakcheck.Part
 // get reads the session as a client resuming would; what it lists for each
 // part is a read of that part's register (soakcheck.PartRead).
 func (c *client) get(ctx context.Context, u *upload) {
-	start := time.Now()
-	a := c.send(ctx, c.replica(), http.MethodGet, "/api/mocs/uploads/sessions/"+u.id, nil, 20*time.Second)
+	start, r := time.Now(), c.replica()
+	a := c.send(ctx, r, http.MethodGet, "/api/mocs/uploads/sessions/"+u.id, nil, 20*time.Second)
 	end := time.Now()
-	c.w.h.call(soakcheck.Call{Kind: "get", Start: start, End: end, Status: a.status}, "get session")
+	c.w.h.call(soakcheck.Call{Kind: "get", Start: start, End: end, Status: a.status, Replica: r.name}, "get session")
 	if a.status != http.StatusOK {
 		return
 	}
@@ -453,7 +454,7 @@ func (c *client) finalize(ctx context.Context, u *upload, title string) bool {
 		a := c.send(ctx, r, http.MethodPost, "/api/mocs/uploads/finalize", body, 30*time.Second)
 		r.finalizeEnded()
 		moc, _ := a.body["mocId"].(string)
-		c.w.h.finalize(soakcheck.FinalizeCall{Session: u.id, Start: start, End: time.Now(), Status: a.status, MocID: moc}, "HTTP")
+		c.w.h.finalize(soakcheck.FinalizeCall{Session: u.id, Start: start, End: time.Now(), Status: a.status, MocID: moc, Replica: r.name}, "HTTP")
 		switch {
 		case a.status == 200 || a.status == 201:
 			return true
@@ -531,6 +532,7 @@ func (c *client) declarative(ctx context.Context, sizes []int64) {
 		u.files = append(u.files, upFile{id: f.FileID, size: sizes[i], parts: int((sizes[i] + partSize - 1) / partSize)})
 	}
 	c.w.h.session(&sessionRecord{ID: u.id, Owner: c.user.name, Via: "manifest", Plan: "declarative", Resource: name})
+	c.w.h.expect(u)
 	c.uploadAll(ctx, u, u.keys())
 	patch := fmt.Sprintf(`{"spec":{"finalize":{"title":%q}}}`, c.title())
 	if err := c.w.e.k8s.Patch(ctx, &got, ctrlclient.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
@@ -559,7 +561,8 @@ func (c *client) poll(ctx context.Context, timeout time.Duration, cond func() bo
 // following slug suggestions). Each part is recorded as one write spanning
 // the Upload call: it landed some time within it, or not at all.
 func (c *client) goClient(ctx context.Context, sizes []int64) {
-	gc := pkgclient.New(c.replica().url, pkgclient.StaticToken(c.user.token))
+	r := c.replica()
+	gc := pkgclient.New(r.url, pkgclient.StaticToken(c.user.token))
 	gc.RequestTimeout, gc.BaseBackoff, gc.MaxRetries, gc.FinalizeWait = 40*time.Second, 300*time.Millisecond, 5, time.Minute
 	var specs []pkgclient.FileSpec
 	for i, s := range sizes {
@@ -567,7 +570,7 @@ func (c *client) goClient(ctx context.Context, sizes []int64) {
 	}
 	start := time.Now()
 	s, err := gc.CreateSession(ctx, specs, partSize)
-	c.w.h.call(soakcheck.Call{Kind: "create", Start: start, End: time.Now(), Status: apiStatus(err, 201)}, "create (Go client)")
+	c.w.h.call(soakcheck.Call{Kind: "create", Start: start, End: time.Now(), Status: apiStatus(err, 201), Replica: r.name}, "create (Go client)")
 	if err != nil {
 		return
 	}
@@ -589,6 +592,7 @@ func (c *client) goClient(ctx context.Context, sizes []int64) {
 		defer os.Remove(path)
 		paths = append(paths, path)
 	}
+	c.w.h.expect(u)
 	start = time.Now()
 	_, err = gc.Upload(ctx, u.id, paths)
 	end, status := time.Now(), 200
@@ -597,7 +601,7 @@ func (c *client) goClient(ctx context.Context, sizes []int64) {
 	}
 	for _, k := range u.keys() {
 		b := c.w.bytesOf(k, 0, u.partLen(k))
-		c.w.h.put(soakcheck.PartPut{PartKey: k, Digest: digest(b), Start: start, End: end, Status: status}, int64(len(b)))
+		c.w.h.put(soakcheck.PartPut{PartKey: k, Digest: digest(b), Start: start, End: end, Status: status, Replica: r.name}, int64(len(b)))
 		c.w.h.sent(b)
 	}
 	if err != nil {
@@ -605,7 +609,7 @@ func (c *client) goClient(ctx context.Context, sizes []int64) {
 	}
 	start = time.Now()
 	moc, err := gc.Finalize(ctx, u.id, c.title(), "", pkgclient.AutoAppend)
-	f := soakcheck.FinalizeCall{Session: u.id, Start: start, End: time.Now(), Status: apiStatus(err, 200)}
+	f := soakcheck.FinalizeCall{Session: u.id, Start: start, End: time.Now(), Status: apiStatus(err, 200), Replica: r.name}
 	if err == nil {
 		f.MocID = moc.MocID
 		if moc.Created {

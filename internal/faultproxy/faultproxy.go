@@ -22,8 +22,11 @@ type Server struct {
 	api *toxiproxy.ApiServer
 }
 
-// New starts an in-process toxiproxy with its logging silenced.
+// New starts an in-process toxiproxy with its logging silenced: the server's
+// own logger, and the process-wide zerolog level its toxics log through (the
+// bandwidth toxic traces every interrupted write, hundreds of lines per fault).
 func New() *Server {
+	zerolog.SetGlobalLevel(zerolog.Disabled)
 	m := toxiproxy.NewMetricsContainer(prometheus.NewRegistry())
 	return &Server{api: toxiproxy.NewServer(m, zerolog.Nop())}
 }

@@ -6,6 +6,7 @@
 package soakcheck
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"slices"
@@ -31,6 +32,7 @@ type PartPut struct {
 	Digest     string
 	Start, End time.Time
 	Status     int
+	Replica    string // the replica that served it
 }
 
 // PartRead is what one GET of a session listed for a part, as its client
@@ -49,10 +51,32 @@ type FinalizeCall struct {
 	Start, End time.Time
 	Status     int
 	MocID      string // of a 200 or 201 answer
+	Replica    string // the replica that served it
 }
 
-// Window is a span of time, e.g. while PostgreSQL was cut off.
-type Window struct{ From, To time.Time }
+// Window is a span of time a fault was in force on its target, e.g. while
+// one replica's PostgreSQL was cut off (plus the grace after).
+type Window struct {
+	From, To time.Time
+	Target   string
+}
+
+// ExpectedSession is what a client created: its part size and the size of
+// each file (by file id). A finalized session must hold exactly that.
+type ExpectedSession struct {
+	PartSize int64
+	Files    map[string]int64
+}
+
+// History is everything the clients were told, and the database cuts.
+type History struct {
+	Puts     []PartPut
+	Reads    []PartRead
+	Finals   []FinalizeCall
+	Calls    []Call
+	DBCuts   []Window
+	Expected map[string]ExpectedSession
+}
 
 // Final is what the system holds after the faults stopped and it settled.
 type Final struct {
@@ -61,9 +85,13 @@ type Final struct {
 	Status map[string]string
 	// MOCs lists the moc_instructions ids of each session that has any.
 	MOCs map[string][]string
-	// Parts is, for every part of every file of a finalized session, the
-	// digest of that part's bytes in the final object ("" when missing).
+	// Parts is, for every part of every file of a finalized session as its
+	// client created it, the digest of that part's bytes in the final object
+	// ("" when the object is too short to hold it).
 	Parts map[PartKey]string
+	// Objects is the length of each file's final object, by file id, for the
+	// files of finalized sessions that a MOC names and S3 holds.
+	Objects map[string]int64
 	// LeftoverUploads are S3 multipart uploads still open; Unreferenced are
 	// objects no MOC references.
 	LeftoverUploads, Unreferenced []string
@@ -74,6 +102,8 @@ const (
 	LostPart         = "lost-part"         // a part's final bytes are no bytes a client sent
 	StalePart        = "stale-part"        // a part's final bytes are not the last write that could win
 	StaleRead        = "stale-read"        // a GET listed a version of a part no linearization of the writes explains
+	MissingFile      = "missing-file"      // a finalized session's file absent from its MOC or from S3, or of the wrong length
+	Crash            = "crash"             // a replica exited unbidden or uncleanly, or logged a panic or fatal error
 	DuplicateMOC     = "duplicate-moc"     // more than one MOC for a session
 	MissingMOC       = "missing-moc"       // a finalized session without its MOC
 	FinalizeAnswer   = "finalize-answer"   // a 200/201 naming another MOC, or none when one exists
@@ -97,20 +127,27 @@ var (
 )
 
 // Check returns every violation of the history against the final state.
-func Check(puts []PartPut, reads []PartRead, finals []FinalizeCall, final Final, dbCut []Window) []Violation {
+func Check(h History, final Final) []Violation {
 	var out []Violation
-	for _, p := range puts {
-		if !answerAllowed(partAnswers, p.Status, p.Start, p.End, dbCut) {
-			out = append(out, Violation{UnexpectedAnswer, fmt.Sprintf("PUT %s answered %d", p.PartKey, p.Status)})
+	for _, p := range h.Puts {
+		if !answerAllowed(partAnswers, p.Status, p.Start, p.End, p.Replica, h.DBCuts) {
+			out = append(out, Violation{UnexpectedAnswer, fmt.Sprintf("PUT %s answered %d by %s", p.PartKey, p.Status, p.Replica)})
 		}
 	}
-	for _, f := range finals {
-		if !answerAllowed(finalizeAnswers, f.Status, f.Start, f.End, dbCut) {
-			out = append(out, Violation{UnexpectedAnswer, fmt.Sprintf("finalize %s answered %d", f.Session, f.Status)})
+	for _, f := range h.Finals {
+		if !answerAllowed(finalizeAnswers, f.Status, f.Start, f.End, f.Replica, h.DBCuts) {
+			out = append(out, Violation{UnexpectedAnswer, fmt.Sprintf("finalize %s answered %d by %s", f.Session, f.Status, f.Replica)})
 		}
 	}
-	out = append(out, checkParts(puts, reads, final)...)
-	out = append(out, checkMOCs(finals, final)...)
+	for _, c := range h.Calls {
+		if !answerAllowed(otherAnswers[c.Kind], c.Status, c.Start, c.End, c.Replica, h.DBCuts) {
+			out = append(out, Violation{UnexpectedAnswer, fmt.Sprintf("%s answered %d by %s at %s", c.Kind, c.Status, c.Replica,
+				c.Start.Format(time.RFC3339Nano))})
+		}
+	}
+	out = append(out, checkContent(h.Expected, final)...)
+	out = append(out, checkParts(h.Puts, h.Reads, final)...)
+	out = append(out, checkMOCs(h.Finals, final)...)
 	for _, id := range sortedKeys(final.Status) {
 		if !slices.Contains(settled, final.Status[id]) {
 			out = append(out, Violation{StuckSession, fmt.Sprintf("session %s is %s", id, final.Status[id])})
@@ -125,11 +162,47 @@ func Check(puts []PartPut, reads []PartRead, finals []FinalizeCall, final Final,
 	return out
 }
 
+// checkContent derives what each finalized session must hold from what its
+// client created (not from what the database says it holds): every file in
+// S3 with exactly its size, and every part of it checked.
+func checkContent(expected map[string]ExpectedSession, final Final) []Violation {
+	var out []Violation
+	for _, id := range sortedKeys(expected) {
+		if final.Status[id] != "finalized" {
+			continue
+		}
+		e := expected[id]
+		want, checked := 0, 0
+		for _, file := range sortedKeys(e.Files) {
+			size := e.Files[file]
+			parts := int((size + e.PartSize - 1) / e.PartSize)
+			want += parts
+			got, ok := final.Objects[file]
+			switch {
+			case !ok:
+				out = append(out, Violation{MissingFile, fmt.Sprintf("session %s: file %s is not in its MOC or not in S3", id, file)})
+			case got != size:
+				out = append(out, Violation{MissingFile, fmt.Sprintf("session %s: file %s is %d bytes in S3; %d were sent", id, file, got, size)})
+			}
+			for n := 1; n <= parts; n++ {
+				if _, ok := final.Parts[PartKey{id, file, n}]; ok {
+					checked++ // its bytes are checked as a register (checkParts)
+				}
+			}
+		}
+		if checked != want && len(out) == 0 {
+			out = append(out, Violation{MissingFile, fmt.Sprintf("session %s: %d parts checked, %d expected", id, checked, want)})
+		}
+	}
+	return out
+}
+
 // Call is any other API call as its client saw it (Status 0: no answer).
 type Call struct {
 	Kind       string // "create" or "get"
 	Start, End time.Time
 	Status     int
+	Replica    string // the replica that served it
 }
 
 var otherAnswers = map[string][]int{
@@ -137,40 +210,73 @@ var otherAnswers = map[string][]int{
 	"get":    {0, 200, 401, 404, 410},
 }
 
-// CheckAnswers reports calls answered with a status the contract does not
-// give for that call (500 only while PostgreSQL was cut off).
-func CheckAnswers(calls []Call, dbCut []Window) []Violation {
-	var out []Violation
-	for _, c := range calls {
-		if !answerAllowed(otherAnswers[c.Kind], c.Status, c.Start, c.End, dbCut) {
-			out = append(out, Violation{UnexpectedAnswer, fmt.Sprintf("%s answered %d at %s", c.Kind, c.Status, c.Start.Format(time.RFC3339Nano))})
-		}
-	}
-	return out
-}
-
 // MemoryHeadroom is what a replica may use beyond its part buffer budget
 // (the Go runtime, the binary, everything but part bodies).
 const MemoryHeadroom = 64 << 20
 
-// CheckMemory reports each replica run whose peak RSS passed budget + 64 MiB.
-func CheckMemory(peakRSS map[string]int64, budget int64) []Violation {
+// CheckMemory reports each replica run whose peak RSS passed budget + 64
+// MiB, and each run that was never sampled (no figure is not a pass).
+func CheckMemory(runs []string, peakRSS map[string]int64, budget int64) []Violation {
 	var out []Violation
-	for _, name := range sortedKeys(peakRSS) {
-		if peak := peakRSS[name]; peak > budget+MemoryHeadroom {
+	for _, name := range runs {
+		peak, sampled := peakRSS[name]
+		switch {
+		case !sampled:
+			out = append(out, Violation{Memory, name + " was never sampled"})
+		case peak > budget+MemoryHeadroom:
 			out = append(out, Violation{Memory, fmt.Sprintf("%s peaked at %d MiB; the limit is %d MiB", name, peak>>20, (budget+MemoryHeadroom)>>20)})
 		}
 	}
 	return out
 }
 
-func answerAllowed(allowed []int, status int, start, end time.Time, dbCut []Window) bool {
+// RunEnd is how one replica incarnation ended: ExitedUnbidden when it
+// exited without being stopped (and without losing its lease, which
+// controller-runtime exits on by design), Err its exit status when stopped
+// (nil for a clean SIGTERM shutdown; a SIGKILL on purpose is not listed).
+type RunEnd struct {
+	Run            string
+	ExitedUnbidden bool
+	Err            error
+}
+
+// CheckRuns reports runs that crashed and shutdowns that were not clean.
+func CheckRuns(ends []RunEnd) []Violation {
+	var out []Violation
+	for _, e := range ends {
+		switch {
+		case e.ExitedUnbidden:
+			out = append(out, Violation{Crash, e.Run + " exited on its own"})
+		case e.Err != nil:
+			out = append(out, Violation{Crash, fmt.Sprintf("%s did not shut down cleanly: %v", e.Run, e.Err)})
+		}
+	}
+	return out
+}
+
+// CheckLogs reports a panic or a fatal runtime error (a concurrent map write,
+// a deadlock) in any replica's output, by replica name.
+func CheckLogs(logs map[string][]byte) []Violation {
+	var out []Violation
+	for _, name := range sortedKeys(logs) {
+		for _, bad := range []string{"panic:", "fatal error:"} {
+			if bytes.Contains(logs[name], []byte(bad)) {
+				out = append(out, Violation{Crash, fmt.Sprintf("%s logged %q", name, bad)})
+			}
+		}
+	}
+	return out
+}
+
+// answerAllowed: a status the contract gives for the call, or a 500 while the
+// PostgreSQL of the replica that answered was cut off (not another's).
+func answerAllowed(allowed []int, status int, start, end time.Time, replica string, dbCuts []Window) bool {
 	if slices.Contains(allowed, status) {
 		return true
 	}
 	if status == 500 {
-		for _, w := range dbCut {
-			if start.Before(w.To) && end.After(w.From) {
+		for _, w := range dbCuts {
+			if w.Target == replica && start.Before(w.To) && end.After(w.From) {
 				return true
 			}
 		}
