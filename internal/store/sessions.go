@@ -40,6 +40,9 @@ type Session struct {
 	// LockStaleAfter is the stale window of the lock's holder, stored with the
 	// lock (0: none stored).
 	LockStaleAfter time.Duration
+	// FinalizeTried: a finalize took the lock at some point (it stored its
+	// request), so S3 may have completed some of the session's uploads.
+	FinalizeTried bool
 	// RemovalPending: the session ended without a MOC (failed, expired) and
 	// what it held in S3 may not all be removed yet.
 	RemovalPending bool
@@ -205,14 +208,14 @@ func underActiveCap(ctx context.Context, tx pgx.Tx, sess Session, maxActive int)
 const sessionCols = `id, user_id, status, part_size_bytes, finalizing_at,
 	(extract(epoch FROM lock_clock() - finalizing_at) * 1000000)::bigint,
 	finalized_at, expires_at, created_at, coalesce(k8s_namespace, ''), coalesce(k8s_name, ''), coalesce(k8s_uid, ''), transfer,
-	coalesce(finalize_stale_after_us, 0), expires_at <= lock_clock(), s3_removal_pending`
+	coalesce(finalize_stale_after_us, 0), expires_at <= lock_clock(), s3_removal_pending, finalize_title IS NOT NULL`
 
 func scanSession(row pgx.Row) (Session, error) {
 	var x Session
 	var ageMicros *int64
 	var windowMicros int64
 	err := row.Scan(&x.ID, &x.UserID, &x.Status, &x.PartSizeBytes, &x.FinalizingAt, &ageMicros, &x.FinalizedAt,
-		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name, &x.UID, &x.Transfer, &windowMicros, &x.PastExpiry, &x.RemovalPending)
+		&x.ExpiresAt, &x.CreatedAt, &x.Namespace, &x.Name, &x.UID, &x.Transfer, &windowMicros, &x.PastExpiry, &x.RemovalPending, &x.FinalizeTried)
 	x.LockStaleAfter = time.Duration(windowMicros) * time.Microsecond
 	if errors.Is(err, pgx.ErrNoRows) {
 		return x, ErrNotFound

@@ -156,7 +156,7 @@ func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.Par
 		switch {
 		case errors.Is(why, ErrSessionNotFound), errors.Is(why, ErrExpired), errors.As(why, &na):
 			return store.Part{}, PartQuarantine, why
-		case s.uploadGone(ctx, p.File, err):
+		case s.uploadGone(ctx, p.Session.ID, p.File, err):
 			// The session is active but the file's upload is gone: an
 			// interrupted finalize completed it, and it takes no more parts.
 			return store.Part{}, 0, &NotActiveError{Status: store.StatusActive}
@@ -191,10 +191,15 @@ func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.Par
 // uploadGone tells, after S3 refused or dropped a part, whether the file's
 // multipart upload no longer exists. S3 may say so (NoSuchUpload), or answer
 // before it has read the body and close the connection, which the client
-// sees as a reset: then one small listing settles it.
-func (s *Service) uploadGone(ctx context.Context, f store.File, cause error) bool {
+// sees as a reset: then, if a finalize ever held the session's lock (only a
+// finalize completes uploads), one small listing settles it. A session no
+// finalize touched costs S3 nothing more when S3 itself is failing.
+func (s *Service) uploadGone(ctx context.Context, sessionID uuid.UUID, f store.File, cause error) bool {
 	if objectstore.IsNoSuchUpload(cause) {
 		return true
+	}
+	if sess, err := s.DB.GetSession(ctx, sessionID); err != nil || !sess.FinalizeTried {
+		return false
 	}
 	exists, err := s.S3.UploadExists(ctx, f.S3Key, f.S3UploadID) // within the part's own deadline
 	return err == nil && !exists

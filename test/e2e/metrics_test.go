@@ -181,10 +181,7 @@ func TestMetricsAfterAFlow(t *testing.T) {
 
 	// S3 retries and exhaustions, on a replica behind the fault proxy.
 	rep, px := s3Proxied(t, nil)
-	// Connections reset: the first part's 3 attempts (2 retries, then
-	// exhausted), its one look at whether its upload still exists, and the
-	// second part's first attempt (1 retry, then success).
-	if err := px.ResetFirst(5); err != nil {
+	if err := px.ResetFirst(4); err != nil { // 2 retries of a successful part... then 3 failed attempts
 		t.Fatal(err)
 	}
 	defer px.StopCounting()
