@@ -40,13 +40,13 @@ var faultWeights = []struct {
 // choices, though not the same timing), at most two at a time, never taking
 // every replica down at once.
 type scheduler struct {
-	e       *env
-	h       *history
-	rng     *rand.Rand
-	rngMu   sync.Mutex
-	down    sync.Mutex // serialises process faults
-	endsMu  sync.Mutex
-	ends    []soakcheck.RunEnd // incarnations that crashed or did not stop cleanly
+	e      *env
+	h      *history
+	rng    *rand.Rand
+	rngMu  sync.Mutex
+	down   sync.Mutex // serialises process faults
+	endsMu sync.Mutex
+	ends   []soakcheck.RunEnd // incarnations that crashed or did not stop cleanly
 }
 
 func (s *scheduler) intn(n int) int {
