@@ -59,6 +59,13 @@ type API struct {
 	// UploadGroups, when set, are the only groups (besides admins) whose
 	// members may create sessions.
 	UploadGroups []string
+	// PartsInFlight bounds each user's part requests at once
+	// (MAX_PARTS_IN_FLIGHT_PER_USER); nil: no bound.
+	PartsInFlight *InFlight
+	// MinPartRate (bytes/s) is the slowest a part body may arrive once
+	// MinPartRateGrace has passed; 0: no minimum.
+	MinPartRate      int64
+	MinPartRateGrace time.Duration
 	// SlugStrategy is SLUG_CONFLICT_STRATEGY, returned as retryStrategy.
 	SlugStrategy string
 	// CORS for browser uploads of parts.
@@ -164,13 +171,17 @@ func (a *API) authed(h authedHandler) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", nil)
 			return
 		}
-		u, err := a.Auth.Authenticate(r.Context(), strings.TrimSpace(token))
+		u, err := a.Auth.AuthenticateFrom(r.Context(), strings.TrimSpace(token), sourceOf(r))
+		var limited *auth.FailureLimitError
+		if errors.As(err, &limited) {
+			// The address failed too often: refused before any TokenReview,
+			// so a flood of made-up tokens costs the API server nothing.
+			metrics.AuthRejected(auth.Reason(err), sourceOf(r))
+			tooMany(w, retryAfterSeconds(limited.RetryAfter), limited.Limit, "auth-failures")
+			return
+		}
 		if errors.Is(err, auth.ErrUnauthenticated) {
-			reason := "rejected"
-			if errors.Is(err, auth.ErrMalformedToken) {
-				reason = "malformed"
-			}
-			metrics.AuthRejected(reason, sourceOf(r))
+			metrics.AuthRejected(auth.Reason(err), sourceOf(r))
 			writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", nil)
 			return
 		}

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
@@ -70,6 +71,17 @@ func (a *API) partTarget(w http.ResponseWriter, r *http.Request, u auth.User, tr
 // After the shared checks: length, then the body.
 func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 	ctx := r.Context()
+	if a.PartsInFlight != nil {
+		// Before anything is looked up or read: a caller over its share
+		// costs the replica nothing but this answer.
+		if !a.PartsInFlight.Acquire(u.Name) {
+			metrics.PartsRefused.WithLabelValues("in_flight").Inc()
+			w.Header().Set("Connection", "close")
+			tooMany(w, 1, a.PartsInFlight.Limit, "in-flight")
+			return
+		}
+		defer a.PartsInFlight.Release(u.Name)
+	}
 	sess, file, n, ok := a.partTarget(w, r, u, store.TransferProxy)
 	if !ok {
 		return
@@ -92,9 +104,28 @@ func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 	_ = rc.SetReadDeadline(timeoutAt)
 	pctx, cancel := context.WithDeadline(ctx, timeoutAt)
 	defer cancel()
+	var body io.Reader = r.Body
+	var paced *minRateBody
+	if a.MinPartRate > 0 {
+		paced = &minRateBody{ReadCloser: r.Body, rc: rc, rate: a.MinPartRate, grace: a.MinPartRateGrace,
+			hardDeadline: timeoutAt, now: a.now}
+		body = paced
+	}
 	part, err := a.Uploads.StorePart(pctx, uploads.PartUpload{
-		Session: sess, File: file, PartNumber: n, Body: r.Body, Size: r.ContentLength, Checksums: checksumsOf(r),
+		Session: sess, File: file, PartNumber: n, Body: body, Size: r.ContentLength, Checksums: checksumsOf(r),
 	})
+	if err != nil && paced != nil && paced.TooSlow() {
+		// Cut for falling below MIN_PART_RATE: nothing of it was kept, and
+		// its buffer is free again.
+		metrics.PartsRefused.WithLabelValues("too_slow").Inc()
+		metrics.PartDuration.WithLabelValues("error").Observe(a.now().Sub(arrival).Seconds())
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestTimeout, "REQUEST_TIMEOUT", map[string]any{
+			"elapsedMs": a.now().Sub(arrival).Milliseconds(), "receivedBytes": paced.got,
+			"minBytesPerSecond": a.MinPartRate,
+		})
+		return
+	}
 	if err != nil {
 		a.partFailed(w, r, err, arrival, timeoutAt)
 		metrics.PartDuration.WithLabelValues("error").Observe(a.now().Sub(arrival).Seconds())
@@ -155,6 +186,7 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 		writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", map[string]any{"status": notActive.Status})
 		return
 	case errors.Is(err, partbuf.ErrSpillBudget):
+		metrics.PartsRefused.WithLabelValues("buffers").Inc()
 		// Memory and the spill budget are taken by parts in flight: a moment
 		// later there is room. The body was not read, so the connection goes.
 		w.Header().Set("Connection", "close")

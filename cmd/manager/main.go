@@ -173,10 +173,20 @@ func newManager(cfg config.Config) (ctrl.Manager, kubernetes.Interface, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("TokenReview client: %w", err)
 	}
-	scrapers := &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: reviews}, TTL: time.Minute, RequireJWT: cfg.AuthRequireJWT}
+	// Scrapers' reviews have a client (and QPS) of their own again: a flood
+	// of logins that takes the upload API's review budget leaves the scrapes
+	// theirs.
+	scrapeCfg := rest.CopyConfig(restCfg)
+	scrapeCfg.QPS, scrapeCfg.Burst = 5, 10
+	scrapeReviews, err := kubernetes.NewForConfig(scrapeCfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics review client: %w", err)
+	}
+	scrapers := &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: scrapeReviews}, TTL: time.Minute, RequireJWT: cfg.AuthRequireJWT,
+		Failures: &ratelimit.Local{Limit: cfg.AuthFailureLimit, Window: cfg.AuthFailureWindow}}
 	opts := ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsOptions(cfg, scrapers, reviews),
+		Metrics:                       metricsOptions(cfg, scrapers, scrapeReviews),
 		HealthProbeBindAddress:        cfg.ProbeAddr,
 		PprofBindAddress:              cfg.PprofAddr, // off unless set (profiling, make bench -pprof)
 		LeaderElection:                cfg.LeaderElection,
@@ -267,15 +277,28 @@ func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, l
 // replica, and the notifier it hands finalized sessions to.
 func addUploadAPI(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, st *stores,
 	reviews kubernetes.Interface, logger logr.Logger) (*webhook.Server, error) {
+	// Without Redis, finalize fails open unless told otherwise (the story's
+	// decision); creation keeps each replica's own limit, which nothing asks
+	// to give up.
+	finalizeMode := ratelimit.FailOpen
+	if cfg.FinalizeLimitWithoutRedis == "local" {
+		finalizeMode = ratelimit.FailLocal
+	}
 	limiter := &ratelimit.Limiter{Redis: st.redis, Prefix: cfg.RedisKeyPrefix, Limit: cfg.FinalizeLimit,
-		Window: cfg.FinalizeWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc}
+		Window: cfg.FinalizeWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc, Unreachable: finalizeMode,
+		OnLocal: metrics.RateLimitLocal.WithLabelValues("finalize").Inc}
 	createLimiter := &ratelimit.Limiter{Redis: st.redis, Prefix: cfg.RedisKeyPrefix, Name: "create", Limit: cfg.CreateLimit,
-		Window: cfg.CreateWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc}
+		Window: cfg.CreateWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc, Unreachable: ratelimit.FailLocal,
+		OnLocal: metrics.RateLimitLocal.WithLabelValues("create").Inc}
 	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
 	api := &webhook.API{
 		Log: logger.WithName("api"),
 		Auth: &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: reviews, Audiences: cfg.AuthAudiences}, AdminGroups: cfg.AdminGroups,
-			TTL: cfg.AuthCacheTTL, RequireJWT: cfg.AuthRequireJWT},
+			TTL: cfg.AuthCacheTTL, RequireJWT: cfg.AuthRequireJWT, Audiences: cfg.AuthAudiences, Issuers: cfg.AuthIssuers,
+			Failures: &ratelimit.Local{Limit: cfg.AuthFailureLimit, Window: cfg.AuthFailureWindow}},
+		PartsInFlight:     &webhook.InFlight{Limit: cfg.MaxPartsInFlightPerUser},
+		MinPartRate:       cfg.MinPartRate,
+		MinPartRateGrace:  cfg.MinPartRateGrace,
 		Uploads:           svc,
 		Kube:              mgr.GetClient(),
 		KubeReader:        mgr.GetAPIReader(),

@@ -1,9 +1,11 @@
 // Package auth authenticates bearer tokens with the Kubernetes TokenReview API
 // and caches the answers briefly, keyed by a hash of the token (the token
 // itself is never kept). A flood of made-up tokens costs the API server
-// little: tokens that cannot be JWTs are refused locally, concurrent reviews
-// of one token are one review, the cache evicts the least recently used
-// entries, and every review has a deadline.
+// little: tokens that cannot be JWTs, or whose own claims say the review
+// would refuse them, are refused locally; an address that keeps failing is
+// refused before any review; concurrent reviews of one token are one review,
+// the cache evicts the least recently used entries, and every review has a
+// deadline.
 package auth
 
 import (
@@ -25,6 +27,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/lru"
+
+	"github.com/mocs-dev/upload-operator/internal/ratelimit"
 )
 
 // ErrUnauthenticated: the token is missing, malformed, expired or unknown.
@@ -89,6 +93,17 @@ type Authenticator struct {
 	// CacheSize bounds the cache (default 10,000 entries); the least recently
 	// used entry makes room for a new one.
 	CacheSize int
+	// Audiences, when set, refuse without a review a token whose "aud" claim
+	// names none of them (the review asks for the same audiences).
+	Audiences []string
+	// Issuers, when set, refuse without a review a token whose "iss" claim
+	// is not one of them (AUTH_ISSUERS).
+	Issuers []string
+	// Failures, when set, is the budget of failed authentications per client
+	// address (AUTH_FAILURE_LIMIT): past it, a token that is not already known
+	// good is refused with a FailureLimitError before anything else is
+	// asked.
+	Failures *ratelimit.Local
 
 	once   sync.Once
 	cache  *lru.Cache
@@ -101,22 +116,90 @@ type entry struct {
 	expires time.Time
 }
 
-// Authenticate returns the token's user, ErrUnauthenticated, or an error when
-// the API server could not be asked (not cached: the next call asks again).
+// FailureLimitError refuses a client address that failed to authenticate
+// too often: nothing was reviewed.
+type FailureLimitError struct {
+	Limit      int
+	Window     time.Duration
+	RetryAfter time.Duration
+}
+
+func (e *FailureLimitError) Error() string {
+	return fmt.Sprintf("more than %d failed authentications in %s from this address", e.Limit, e.Window)
+}
+
+// Reason names why a token was refused, for metrics and logs.
+func Reason(err error) string {
+	var limit *FailureLimitError
+	switch {
+	case errors.As(err, &limit):
+		return "failure_limit"
+	case errors.Is(err, ErrMalformedToken):
+		return "malformed"
+	case errors.Is(err, ErrTokenExpired):
+		return "expired"
+	case errors.Is(err, ErrTokenNotYetValid):
+		return "not_yet_valid"
+	case errors.Is(err, ErrTokenAudience):
+		return "audience"
+	case errors.Is(err, ErrTokenIssuer):
+		return "issuer"
+	}
+	return "rejected"
+}
+
+// Authenticate is AuthenticateFrom with no client address (no failure budget).
 func (a *Authenticator) Authenticate(ctx context.Context, token string) (User, error) {
+	return a.AuthenticateFrom(ctx, token, "")
+}
+
+// AuthenticateFrom returns the token's user, an ErrUnauthenticated, a
+// *FailureLimitError, or an error when the API server could not be asked
+// (not cached: the next call asks again). The order puts what costs nothing
+// first: a token known good passes even from an address over its failure
+// budget (many clients may share one); otherwise the budget, then the
+// token's shape and claims, then the cache of refusals, and only then a
+// TokenReview.
+func (a *Authenticator) AuthenticateFrom(ctx context.Context, token, source string) (User, error) {
 	if token == "" {
 		return User{}, ErrUnauthenticated
-	}
-	if a.RequireJWT && !jwtShaped(token) {
-		return User{}, ErrMalformedToken
 	}
 	sum := sha256.Sum256([]byte(token))
 	key := hex.EncodeToString(sum[:])
 	now := a.now()
-	if v, hit := a.lru().Get(key); hit {
-		if e := v.(entry); now.Before(e.expires) {
+	cached, hit := a.lru().Get(key)
+	if hit {
+		if e := cached.(entry); e.ok && now.Before(e.expires) {
+			return e.user, nil
+		}
+	}
+	if a.Failures != nil && source != "" {
+		if full, wait := a.Failures.Full(source); full {
+			return User{}, &FailureLimitError{Limit: a.Failures.Limit, Window: a.Failures.Window, RetryAfter: wait}
+		}
+	}
+	u, err := a.authenticate(ctx, token, key, now, cached, hit)
+	if errors.Is(err, ErrUnauthenticated) && a.Failures != nil && source != "" {
+		a.Failures.Add(source)
+	}
+	return u, err
+}
+
+func (a *Authenticator) authenticate(ctx context.Context, token, key string, now time.Time, cached any, hit bool) (User, error) {
+	if hit {
+		if e := cached.(entry); now.Before(e.expires) {
 			return a.answer(e)
 		}
+	}
+	if a.RequireJWT && !jwtShaped(token) {
+		return User{}, ErrMalformedToken
+	}
+	if c, ok := parseClaims(token); ok {
+		if err := checkClaims(c, now, a.Audiences, a.Issuers); err != nil {
+			return User{}, err
+		}
+	} else if a.RequireJWT {
+		return User{}, ErrMalformedToken
 	}
 	// One review per token however many requests carry it at once; the
 	// review runs on its own deadline, not on the first caller's context.

@@ -55,6 +55,24 @@ type Config struct {
 	// AuthAudiences are the audiences tokens are reviewed for; empty: the
 	// API server's own (plain ServiceAccount tokens, for a migration).
 	AuthAudiences []string
+	// AuthIssuers, when set, are the only token issuers ("iss") accepted;
+	// others are refused without a TokenReview.
+	AuthIssuers []string
+	// AuthFailureLimit failed authentications per AuthFailureWindow from one
+	// client address; past it, 429 before any TokenReview.
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
+	// FinalizeLimitWithoutRedis is what limits finalize while Redis is
+	// unreachable: "none" (fail open, the contract's default) or "local"
+	// (each replica's own in-memory log with the same limit).
+	FinalizeLimitWithoutRedis string
+
+	// MaxPartsInFlightPerUser bounds one user's part requests at once on a
+	// replica; MinPartRate is the slowest a part body may arrive after
+	// MinPartRateGrace (0: no minimum).
+	MaxPartsInFlightPerUser int
+	MinPartRate             int64
+	MinPartRateGrace        time.Duration
 
 	UploadPartTimeout time.Duration
 	FinalizeLimit     int
@@ -131,68 +149,80 @@ func (c Config) Name(v string) string {
 
 func load(r *reader) (Config, error) {
 	c := Config{
-		DatabaseURL:              r.str("DATABASE_URL", ""),
-		RedisURL:                 r.str("REDIS_URL", ""),
-		S3Endpoint:               r.str("S3_ENDPOINT", ""),
-		S3PresignEndpoint:        r.str("S3_PRESIGN_ENDPOINT", ""),
-		PartURLTTL:               r.duration("PART_URL_TTL", 15*time.Minute),
-		S3Region:                 r.str("S3_REGION", "us-east-1"),
-		S3Bucket:                 r.str("S3_BUCKET", ""),
-		S3AccessKeyID:            r.str("AWS_ACCESS_KEY_ID", ""),
-		S3SecretAccessKey:        r.str("AWS_SECRET_ACCESS_KEY", ""),
-		S3UnsignedPayload:        r.boolean("S3_UNSIGNED_PAYLOAD", true),
-		S3CallTimeout:            r.duration("S3_CALL_TIMEOUT", 30*time.Second),
-		S3DialTimeout:            r.duration("S3_DIAL_TIMEOUT", 5*time.Second),
-		DatabaseStatementTimeout: r.duration("DATABASE_STATEMENT_TIMEOUT", 30*time.Second),
-		HTTPAddr:                 r.str("HTTP_ADDR", ":8082"),
-		TLSCertFile:              r.str("TLS_CERT_FILE", ""),
-		TLSKeyFile:               r.str("TLS_KEY_FILE", ""),
-		MetricsAddr:              r.str("METRICS_ADDR", ":8080"),
-		MetricsSecure:            r.boolean("METRICS_SECURE", true),
-		MetricsCertDir:           r.str("METRICS_CERT_DIR", ""),
-		ProbeAddr:                r.str("PROBE_ADDR", ":8081"),
-		SessionNamespace:         r.str("SESSION_NAMESPACE", "default"),
-		WatchNamespace:           r.str("WATCH_NAMESPACE", ""),
-		LeaderElection:           r.boolean("LEADER_ELECTION", false),
-		LeaderElectionNamespace:  r.str("LEADER_ELECTION_NAMESPACE", ""),
-		LeaseDuration:            r.duration("LEASE_DURATION", 15*time.Second),
-		AdminGroups:              r.list("ADMIN_GROUPS", nil),
-		AuthCacheTTL:             r.duration("AUTH_CACHE_TTL", 30*time.Second),
-		AuthRequireJWT:           r.boolean("AUTH_REQUIRE_JWT", true),
-		AuthAudiences:            r.listOrEmpty("AUTH_AUDIENCES", []string{DefaultAudience}),
-		UploadPartTimeout:        r.duration("UPLOAD_PART_TIMEOUT", 25*time.Second),
-		StaleLockAfter:           r.duration("STALE_LOCK_AFTER", session.DefaultStaleLockAfter),
-		SessionTTL:               r.duration("SESSION_TTL", time.Hour),
-		SessionRetention:         r.duration("SESSION_RETENTION", 168*time.Hour),
-		ExpiredRetention:         r.duration("EXPIRED_RETENTION", 10*time.Minute),
-		OrphanSweepInterval:      r.duration("ORPHAN_SWEEP_INTERVAL", 5*time.Minute),
-		OrphanUploadMinAge:       r.duration("ORPHAN_UPLOAD_MIN_AGE", 15*time.Minute),
-		MaxActiveSessions:        r.integer("MAX_ACTIVE_SESSIONS_PER_USER", 20),
-		UploadGroups:             r.list("UPLOAD_ALLOWED_GROUPS", nil),
-		ResyncInterval:           r.duration("RESYNC_INTERVAL", 30*time.Second),
-		ReadHeaderTimeout:        r.duration("HTTP_READ_HEADER_TIMEOUT", 10*time.Second),
-		ShutdownGrace:            r.duration("SHUTDOWN_GRACE", 30*time.Second),
-		FinalizeTimeout:          r.duration("FINALIZE_TIMEOUT", 5*time.Minute),
-		ReconcileTimeout:         r.duration("RECONCILE_TIMEOUT", 5*time.Minute),
-		AllowedContentTypes:      r.list("ALLOWED_CONTENT_TYPES", session.DefaultContentTypes),
-		MaxFileSizeBytes:         r.bytes("MAX_FILE_SIZE_BYTES", 5*session.GiB),
-		MaxFilesPerSession:       r.integer("MAX_FILES_PER_SESSION", session.DefaultMaxFiles),
-		MaxPartSizeBytes:         r.bytes("MAX_PART_SIZE_BYTES", session.DefaultMaxPartSize),
-		MaxJSONBodyBytes:         r.bytes("MAX_JSON_BODY_BYTES", 64<<10),
-		JSONBodyTimeout:          r.duration("JSON_BODY_TIMEOUT", 10*time.Second),
-		PartBufferBudget:         r.bytes("PART_BUFFER_BUDGET_BYTES", 256*session.MiB),
-		SpillBudget:              r.bytes("SPILL_BUDGET_BYTES", 2*session.GiB),
-		SpillDir:                 r.str("SPILL_DIR", os.TempDir()),
-		SlugConflictStrategy:     r.str("SLUG_CONFLICT_STRATEGY", "AUTO_APPEND"),
-		RedisKeyPrefix:           r.str("REDIS_KEY_PREFIX", "mocupload:"),
-		AllowBrowserUploads:      r.boolean("ALLOW_BROWSER_UPLOADS", false),
-		AllowedUploadOrigins:     r.list("ALLOWED_UPLOAD_ORIGINS", nil),
-		LogLevel:                 r.str("LOG_LEVEL", "info"),
-		LogFormat:                r.str("LOG_FORMAT", "json"),
-		PprofAddr:                r.str("PPROF_ADDR", ""),
+		DatabaseURL:               r.str("DATABASE_URL", ""),
+		RedisURL:                  r.str("REDIS_URL", ""),
+		S3Endpoint:                r.str("S3_ENDPOINT", ""),
+		S3PresignEndpoint:         r.str("S3_PRESIGN_ENDPOINT", ""),
+		PartURLTTL:                r.duration("PART_URL_TTL", 15*time.Minute),
+		S3Region:                  r.str("S3_REGION", "us-east-1"),
+		S3Bucket:                  r.str("S3_BUCKET", ""),
+		S3AccessKeyID:             r.str("AWS_ACCESS_KEY_ID", ""),
+		S3SecretAccessKey:         r.str("AWS_SECRET_ACCESS_KEY", ""),
+		S3UnsignedPayload:         r.boolean("S3_UNSIGNED_PAYLOAD", true),
+		S3CallTimeout:             r.duration("S3_CALL_TIMEOUT", 30*time.Second),
+		S3DialTimeout:             r.duration("S3_DIAL_TIMEOUT", 5*time.Second),
+		DatabaseStatementTimeout:  r.duration("DATABASE_STATEMENT_TIMEOUT", 30*time.Second),
+		HTTPAddr:                  r.str("HTTP_ADDR", ":8082"),
+		TLSCertFile:               r.str("TLS_CERT_FILE", ""),
+		TLSKeyFile:                r.str("TLS_KEY_FILE", ""),
+		MetricsAddr:               r.str("METRICS_ADDR", ":8080"),
+		MetricsSecure:             r.boolean("METRICS_SECURE", true),
+		MetricsCertDir:            r.str("METRICS_CERT_DIR", ""),
+		ProbeAddr:                 r.str("PROBE_ADDR", ":8081"),
+		SessionNamespace:          r.str("SESSION_NAMESPACE", "default"),
+		WatchNamespace:            r.str("WATCH_NAMESPACE", ""),
+		LeaderElection:            r.boolean("LEADER_ELECTION", false),
+		LeaderElectionNamespace:   r.str("LEADER_ELECTION_NAMESPACE", ""),
+		LeaseDuration:             r.duration("LEASE_DURATION", 15*time.Second),
+		AdminGroups:               r.list("ADMIN_GROUPS", nil),
+		AuthCacheTTL:              r.duration("AUTH_CACHE_TTL", 30*time.Second),
+		AuthRequireJWT:            r.boolean("AUTH_REQUIRE_JWT", true),
+		AuthAudiences:             r.listOrEmpty("AUTH_AUDIENCES", []string{DefaultAudience}),
+		AuthIssuers:               r.list("AUTH_ISSUERS", nil),
+		FinalizeLimitWithoutRedis: r.str("FINALIZE_LIMIT_WITHOUT_REDIS", "none"),
+		MaxPartsInFlightPerUser:   r.integer("MAX_PARTS_IN_FLIGHT_PER_USER", 8),
+		MinPartRate:               r.byteRate("MIN_PART_RATE", 64<<10),
+		MinPartRateGrace:          r.duration("MIN_PART_RATE_GRACE", 10*time.Second),
+		UploadPartTimeout:         r.duration("UPLOAD_PART_TIMEOUT", 25*time.Second),
+		StaleLockAfter:            r.duration("STALE_LOCK_AFTER", session.DefaultStaleLockAfter),
+		SessionTTL:                r.duration("SESSION_TTL", time.Hour),
+		SessionRetention:          r.duration("SESSION_RETENTION", 168*time.Hour),
+		ExpiredRetention:          r.duration("EXPIRED_RETENTION", 10*time.Minute),
+		OrphanSweepInterval:       r.duration("ORPHAN_SWEEP_INTERVAL", 5*time.Minute),
+		OrphanUploadMinAge:        r.duration("ORPHAN_UPLOAD_MIN_AGE", 15*time.Minute),
+		MaxActiveSessions:         r.integer("MAX_ACTIVE_SESSIONS_PER_USER", 20),
+		UploadGroups:              r.list("UPLOAD_ALLOWED_GROUPS", nil),
+		ResyncInterval:            r.duration("RESYNC_INTERVAL", 30*time.Second),
+		ReadHeaderTimeout:         r.duration("HTTP_READ_HEADER_TIMEOUT", 10*time.Second),
+		ShutdownGrace:             r.duration("SHUTDOWN_GRACE", 30*time.Second),
+		FinalizeTimeout:           r.duration("FINALIZE_TIMEOUT", 5*time.Minute),
+		ReconcileTimeout:          r.duration("RECONCILE_TIMEOUT", 5*time.Minute),
+		AllowedContentTypes:       r.list("ALLOWED_CONTENT_TYPES", session.DefaultContentTypes),
+		MaxFileSizeBytes:          r.bytes("MAX_FILE_SIZE_BYTES", 5*session.GiB),
+		MaxFilesPerSession:        r.integer("MAX_FILES_PER_SESSION", session.DefaultMaxFiles),
+		MaxPartSizeBytes:          r.bytes("MAX_PART_SIZE_BYTES", session.DefaultMaxPartSize),
+		MaxJSONBodyBytes:          r.bytes("MAX_JSON_BODY_BYTES", 64<<10),
+		JSONBodyTimeout:           r.duration("JSON_BODY_TIMEOUT", 10*time.Second),
+		PartBufferBudget:          r.bytes("PART_BUFFER_BUDGET_BYTES", 256*session.MiB),
+		SpillBudget:               r.bytes("SPILL_BUDGET_BYTES", 2*session.GiB),
+		SpillDir:                  r.str("SPILL_DIR", os.TempDir()),
+		SlugConflictStrategy:      r.str("SLUG_CONFLICT_STRATEGY", "AUTO_APPEND"),
+		RedisKeyPrefix:            r.str("REDIS_KEY_PREFIX", "mocupload:"),
+		AllowBrowserUploads:       r.boolean("ALLOW_BROWSER_UPLOADS", false),
+		AllowedUploadOrigins:      r.list("ALLOWED_UPLOAD_ORIGINS", nil),
+		LogLevel:                  r.str("LOG_LEVEL", "info"),
+		LogFormat:                 r.str("LOG_FORMAT", "json"),
+		PprofAddr:                 r.str("PPROF_ADDR", ""),
 	}
 	c.FinalizeLimit, c.FinalizeWindow = r.rate("FINALIZE_RATE_LIMIT", "10/1m")
 	c.CreateLimit, c.CreateWindow = r.rate("SESSION_CREATE_RATE_LIMIT", "30/1m")
+	c.AuthFailureLimit, c.AuthFailureWindow = r.rate("AUTH_FAILURE_LIMIT", "100/1m")
+	if c.FinalizeLimitWithoutRedis != "none" && c.FinalizeLimitWithoutRedis != "local" {
+		r.fail("FINALIZE_LIMIT_WITHOUT_REDIS", c.FinalizeLimitWithoutRedis, "none or local")
+	}
+	if c.MaxPartsInFlightPerUser < 1 {
+		r.fail("MAX_PARTS_IN_FLIGHT_PER_USER", fmt.Sprint(c.MaxPartsInFlightPerUser), "at least 1")
+	}
 	c.origins = r.origins
 	if c.MaxPartSizeBytes < session.MinPartSize || c.MaxPartSizeBytes > session.MaxPartSize {
 		r.fail("MAX_PART_SIZE_BYTES", fmt.Sprint(c.MaxPartSizeBytes), "between 5MiB and 5GiB")
@@ -273,6 +303,7 @@ const (
 	kindInt      kind = "int"
 	kindBytes    kind = "bytes"
 	kindRate     kind = "rate"
+	kindByteRate kind = "bytes/s"
 )
 
 func (r *reader) fail(name, val, want string) {
@@ -399,6 +430,20 @@ func (r *reader) bytes(name string, def int64) int64 {
 	n, err := ParseBytes(v)
 	if err != nil {
 		r.fail(name, v, "a byte count such as 268435456, 256MiB or 256Mi ("+err.Error()+")")
+	}
+	return n
+}
+
+// byteRate parses a byte count per second ("64KiB/s"; "0" for none).
+func (r *reader) byteRate(name string, def int64) int64 {
+	v := r.value(name, kindByteRate, FormatBytes(def)+"/s")
+	if v == "" || v == "0" {
+		return 0
+	}
+	n, err := ParseBytes(strings.TrimSuffix(v, "/s"))
+	if err != nil || !strings.HasSuffix(v, "/s") || n < 0 {
+		r.fail(name, v, "bytes per second such as 64KiB/s, or 0 for none")
+		return def
 	}
 	return n
 }

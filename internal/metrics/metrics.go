@@ -45,6 +45,17 @@ var (
 	// RateLimitFailOpens counts finalize requests allowed because Redis was unreachable.
 	RateLimitFailOpens = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mocupload_ratelimit_fail_open_total", Help: "Finalize requests allowed because Redis was unreachable."})
+	// RateLimitLocal counts requests decided by a replica's own in-memory
+	// limit because Redis could not be asked (or its pool was exhausted).
+	RateLimitLocal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mocupload_ratelimit_local_decisions_total", Help: "Rate-limit decisions made by the replica's own in-memory log because Redis could not be asked, by limit."},
+		[]string{"limit"})
+	// PartsRefused counts part requests refused for fairness, by reason
+	// (in_flight: the user's parts in flight; too_slow: a body below
+	// MIN_PART_RATE; buffers: no memory or spill room).
+	PartsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mocupload_parts_refused_total", Help: "Part requests refused for fairness, by reason (in_flight, too_slow, buffers)."},
+		[]string{"reason"})
 	// RequestsInFlight is the number of upload API requests being served.
 	RequestsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "mocupload_http_requests_in_flight", Help: "Upload API requests being served."})
@@ -71,7 +82,7 @@ var (
 
 func init() {
 	crmetrics.Registry.MustRegister(PartsReceived, PartBytes, PartDuration, S3Retries, S3Exhaustions, Finalizes,
-		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, SessionsByPhase, RequestsInFlight, AuthRejections,
+		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, RateLimitLocal, PartsRefused, SessionsByPhase, RequestsInFlight, AuthRejections,
 		OrphanedUploadsAborted, OrphanedObjectsDeleted, RemovalsFinished)
 }
 

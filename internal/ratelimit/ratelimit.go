@@ -10,9 +10,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -47,9 +52,30 @@ type Limiter struct {
 	Window time.Duration
 	// OnFailOpen, if set, counts requests allowed because Redis was unreachable.
 	OnFailOpen func()
+	// Unreachable is what decides while Redis cannot be asked: FailOpen (no
+	// limit, the story's decision for finalize) or FailLocal (this replica's
+	// in-memory log with the same Limit and Window). Either way a Redis that
+	// answers too slowly (the connection pool exhausted, a read timing out,
+	// which a flood of requests provokes) is decided locally: a flood must
+	// not switch its own brake off.
+	Unreachable FailMode
+	// OnLocal, if set, counts requests decided by the local log.
+	OnLocal func()
 
 	failOpens atomic.Int64
+	localOnce sync.Once
+	local     *Local
 }
+
+// FailMode is a Limiter's decision while Redis is unreachable.
+type FailMode int
+
+const (
+	// FailOpen allows every request while Redis is unreachable.
+	FailOpen FailMode = iota
+	// FailLocal limits each replica with its own in-memory log.
+	FailLocal
+)
 
 // Decision is the outcome for one request.
 type Decision struct {
@@ -58,6 +84,8 @@ type Decision struct {
 	RetryAfter time.Duration
 	// FailedOpen: Redis could not be asked; the request was allowed.
 	FailedOpen bool
+	// Local: Redis could not be asked; this replica's own log decided.
+	Local bool
 }
 
 // NewClient returns a Redis client with short timeouts and no retries, so that
@@ -91,28 +119,57 @@ func (l *Limiter) Key(user string) string {
 	return l.Prefix + "ratelimit:" + name + ":" + user
 }
 
-// Allow records the request if it may pass. Redis unreachable → allowed (fail
-// open: availability over strictness, as the requests are authenticated and a
-// flood costs no data), logged WARN and counted.
+// Allow records the request if it may pass. Redis unreachable → the
+// Unreachable mode decides (logged WARN and counted); Redis too slow → the
+// local log decides.
 func (l *Limiter) Allow(ctx context.Context, user string) Decision {
 	suffix := make([]byte, 6)
 	_, _ = rand.Read(suffix)
 	ctx, cancel := context.WithTimeout(ctx, decisionTimeout)
 	defer cancel()
 	res, err := script.Run(ctx, l.Redis, []string{l.Key(user)}, l.Window.Microseconds(), l.Limit, hex.EncodeToString(suffix)).Int64Slice()
-	if err != nil || len(res) != 2 {
-		l.failOpens.Add(1)
-		if l.OnFailOpen != nil {
-			l.OnFailOpen()
+	if err == nil && len(res) == 2 {
+		if res[0] == 1 {
+			// The local log mirrors what this replica admitted, so that a
+			// switch to it does not start from an empty window.
+			l.localLog().Add(user)
+			return Decision{Allowed: true}
 		}
-		logging.Warn(logr.FromContextOrDiscard(ctx).WithValues("user", user), "rate limiter unavailable; allowing the request (fail open)",
-			"error", fmt.Sprint(err))
-		return Decision{Allowed: true, FailedOpen: true}
+		return Decision{RetryAfter: time.Duration(res[1]) * time.Microsecond}
 	}
-	if res[0] == 1 {
-		return Decision{Allowed: true}
+	log := logr.FromContextOrDiscard(ctx).WithValues("user", user)
+	if l.Unreachable == FailLocal || !unreachable(err) {
+		if l.OnLocal != nil {
+			l.OnLocal()
+		}
+		logging.Warn(log, "rate limiter unavailable; this replica's own limit decides", "error", fmt.Sprint(err))
+		ok, wait := l.localLog().Allow(user)
+		return Decision{Allowed: ok, RetryAfter: wait, Local: true}
 	}
-	return Decision{RetryAfter: time.Duration(res[1]) * time.Microsecond}
+	l.failOpens.Add(1)
+	if l.OnFailOpen != nil {
+		l.OnFailOpen()
+	}
+	logging.Warn(log, "rate limiter unavailable; allowing the request (fail open)", "error", fmt.Sprint(err))
+	return Decision{Allowed: true, FailedOpen: true}
+}
+
+// unreachable tells an outage (Redis refuses or resets connections, or none
+// can be made) from load (a timeout waiting for the pool, for an answer or
+// for the decision's deadline, which a flood of requests provokes by itself).
+// Only an outage may fail open.
+func unreachable(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+func (l *Limiter) localLog() *Local {
+	l.localOnce.Do(func() { l.local = &Local{Limit: l.Limit, Window: l.Window} })
+	return l.local
 }
 
 // FailOpens is how many requests were allowed with Redis unreachable.

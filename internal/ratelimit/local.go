@@ -1,0 +1,118 @@
+package ratelimit
+
+import (
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+	"k8s.io/utils/lru"
+)
+
+// Local is a sliding-window log kept in this replica's memory: at most Limit
+// events per key in any Window, exactly, like the Redis limiter. It is the
+// brake that stays when Redis cannot be asked, and the per-address budget of
+// failed authentications (which must cost nothing remote to count).
+//
+// Keys are held in an LRU of MaxKeys (default 10,000): an attacker cycling
+// through more keys than that only forgets its own oldest history, and the
+// memory stays bounded at MaxKeys × Limit timestamps.
+type Local struct {
+	Limit  int
+	Window time.Duration
+	// MaxKeys bounds how many keys are remembered (default 10,000).
+	MaxKeys int
+	// Clock is the real clock when nil.
+	Clock clock.PassiveClock
+
+	once sync.Once
+	mu   sync.Mutex
+	logs *lru.Cache
+}
+
+// log is one key's admitted events, oldest first, as a ring of Limit slots.
+type log struct {
+	at    []time.Time
+	start int
+	n     int
+}
+
+// Allow records an event for key if fewer than Limit happened in the last
+// Window; otherwise it returns how long until one may.
+func (l *Local) Allow(key string) (bool, time.Duration) {
+	return l.take(key, true)
+}
+
+// Full reports, without recording anything, whether key has used its Limit
+// in the last Window, and how long until it has room again.
+func (l *Local) Full(key string) (bool, time.Duration) {
+	ok, wait := l.take(key, false)
+	return !ok, wait
+}
+
+// Add records an event for key whatever the count (the caller has already
+// decided; the log keeps only the newest Limit events).
+func (l *Local) Add(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lg := l.logOf(key)
+	now := l.now()
+	lg.prune(now, l.Window)
+	lg.push(now)
+}
+
+func (l *Local) take(key string, record bool) (bool, time.Duration) {
+	if l.Limit <= 0 {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lg := l.logOf(key)
+	now := l.now()
+	lg.prune(now, l.Window)
+	if lg.n < l.Limit {
+		if record {
+			lg.push(now)
+		}
+		return true, 0
+	}
+	return false, lg.at[lg.start].Add(l.Window).Sub(now)
+}
+
+func (l *Local) logOf(key string) *log {
+	l.once.Do(func() {
+		size := l.MaxKeys
+		if size <= 0 {
+			size = 10000
+		}
+		l.logs = lru.New(size)
+	})
+	if v, ok := l.logs.Get(key); ok {
+		return v.(*log)
+	}
+	lg := &log{at: make([]time.Time, max(l.Limit, 1))}
+	l.logs.Add(key, lg)
+	return lg
+}
+
+func (g *log) prune(now time.Time, window time.Duration) {
+	for g.n > 0 && !g.at[g.start].Add(window).After(now) {
+		g.start = (g.start + 1) % len(g.at)
+		g.n--
+	}
+}
+
+func (g *log) push(t time.Time) {
+	if g.n == len(g.at) {
+		g.start = (g.start + 1) % len(g.at)
+		g.n--
+	}
+	g.at[(g.start+g.n)%len(g.at)] = t
+	g.n++
+}
+
+func (l *Local) now() time.Time {
+	if l.Clock != nil {
+		return l.Clock.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,151 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/mocs-dev/upload-operator/internal/faultproxy"
+)
+
+// The local log is exact like the Redis one: Limit in any Window, and the
+// wait it names is when the oldest event leaves the window.
+func TestLocalLogIsASlidingWindow(t *testing.T) {
+	t.Parallel()
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	l := &Local{Limit: 3, Window: time.Minute, Clock: clk}
+	for i := range 3 {
+		if ok, _ := l.Allow("erin"); !ok {
+			t.Fatalf("event %d refused", i+1)
+		}
+		clk.SetTime(clk.Now().Add(10 * time.Second))
+	}
+	// t = 30 s: the first event (t = 0) leaves the window at 60 s.
+	if ok, wait := l.Allow("erin"); ok || wait != 30*time.Second {
+		t.Fatalf("4th at 30s = %v, %s; want refused for 30s", ok, wait)
+	}
+	if full, _ := l.Full("erin"); !full {
+		t.Fatal("Full = false with 3 events in the window")
+	}
+	if ok, _ := l.Allow("frank"); !ok {
+		t.Fatal("another key is limited too")
+	}
+	clk.SetTime(time.Unix(1060, 0))
+	if ok, _ := l.Allow("erin"); !ok {
+		t.Fatal("refused once the oldest event left the window")
+	}
+	if ok, wait := l.Allow("erin"); ok || wait != 10*time.Second {
+		t.Fatalf("next = %v, %s; want refused for 10s (the event at 10s)", ok, wait)
+	}
+	// Add records whatever the count and keeps only the newest Limit events.
+	clk.SetTime(time.Unix(2000, 0))
+	for range 5 {
+		l.Add("gina")
+	}
+	if full, wait := l.Full("gina"); !full || wait != time.Minute {
+		t.Fatalf("after 5 Adds: full=%v wait=%s; want full for a minute", full, wait)
+	}
+}
+
+// A bounded number of keys: the least recently used one is forgotten.
+func TestLocalLogForgetsTheOldestKeys(t *testing.T) {
+	t.Parallel()
+	l := &Local{Limit: 1, Window: time.Hour, MaxKeys: 2}
+	l.Add("a")
+	l.Add("b")
+	l.Add("c")
+	if full, _ := l.Full("a"); full {
+		t.Fatal("key a still remembered past MaxKeys")
+	}
+	if full, _ := l.Full("c"); !full {
+		t.Fatal("key c forgotten")
+	}
+}
+
+// Redis unreachable with FailLocal: the replica's own log keeps the limit,
+// and it already knows what Redis admitted before the cut.
+func TestRedisDownKeepsALocalLimit(t *testing.T) {
+	t.Parallel()
+	fp := faultproxy.New()
+	defer fp.Close()
+	px, err := fp.Add("redis", "127.0.0.1:6379")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimiter(t, fmt.Sprintf("redis://%s/0", px.Addr), 2, time.Minute, "")
+	l.Unreachable = FailLocal
+	locals := 0
+	l.OnLocal = func() { locals++ }
+	ctx := context.Background()
+	if d := l.Allow(ctx, "erin"); !d.Allowed || d.Local {
+		t.Fatalf("through Redis: %+v", d)
+	}
+	px.Disable()
+	if d := l.Allow(ctx, "erin"); !d.Allowed || !d.Local {
+		t.Fatalf("2nd with Redis down: %+v, want allowed by the local log", d)
+	}
+	if d := l.Allow(ctx, "erin"); d.Allowed || !d.Local || d.RetryAfter <= 0 {
+		t.Fatalf("3rd with Redis down: %+v, want refused by the local log (the one Redis admitted counts)", d)
+	}
+	if locals != 2 || l.FailOpens() != 0 {
+		t.Fatalf("local decisions %d, fail-opens %d; want 2 and 0", locals, l.FailOpens())
+	}
+}
+
+// A flood that exhausts the Redis connection pool does not switch the limit
+// off, even in FailOpen mode: the pool timing out is load, not an outage.
+func TestExhaustedRedisPoolDecidesLocally(t *testing.T) {
+	t.Parallel()
+	fp := faultproxy.New()
+	defer fp.Close()
+	px, err := fp.Add("redis", "127.0.0.1:6379")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimiter(t, fmt.Sprintf("redis://%s/0?pool_size=1", px.Addr), 1, time.Minute, "")
+	ctx := context.Background()
+	if d := l.Allow(ctx, "erin"); !d.Allowed {
+		t.Fatalf("1st: %+v", d)
+	}
+	// Each answer now takes 200 ms: with one connection, callers queue for
+	// the pool and those past its 250 ms wait are told it timed out.
+	if err := px.AddToxic("slow", "latency", "downstream", `{"latency":200}`); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		allowed   int
+		local     int
+		failOpens int
+	)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := l.Allow(ctx, "erin")
+			mu.Lock()
+			defer mu.Unlock()
+			if d.Allowed {
+				allowed++
+			}
+			if d.Local {
+				local++
+			}
+			if d.FailedOpen {
+				failOpens++
+			}
+		}()
+	}
+	wg.Wait()
+	if allowed != 0 || failOpens != 0 {
+		t.Fatalf("%d of 8 allowed (%d failed open, %d local) with the limit used up; want none", allowed, failOpens, local)
+	}
+	if local == 0 {
+		t.Fatal("no decision was made locally: Redis was never too slow (the test proves nothing)")
+	}
+}

@@ -1,0 +1,188 @@
+package webhook
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/ratelimit"
+	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/uploads"
+)
+
+// serveAPI runs api (its Log, Auth and Uploads filled in when empty).
+func serveAPI(t *testing.T, svc *uploads.Service, api *API) string {
+	t.Helper()
+	if api.Auth == nil {
+		api.Auth = &auth.Authenticator{Reviewer: tokenUsers{}, TTL: time.Minute}
+	}
+	api.Log, api.Uploads = logr.Discard(), svc
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// waitFor polls cond for up to 30 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// putFrom sends part n with its body read from body (a pipe the test feeds)
+// and returns where the answer arrives.
+func (s *activeSession) putFrom(base string, n int, body io.Reader) <-chan answer {
+	done := make(chan answer, 1)
+	go func() {
+		a := answer{status: -1}
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodPut, base+s.partPath(n), body)
+		if err == nil {
+			req.ContentLength = int64(len(s.part(n)))
+			req.Header.Set("Authorization", "Bearer "+s.owner)
+			var resp *http.Response
+			if resp, err = http.DefaultClient.Do(req); err == nil {
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				a = answer{status: resp.StatusCode, header: resp.Header}
+				_ = json.Unmarshal(raw, &a.body)
+			}
+		}
+		if err != nil {
+			a.body = map[string]any{"transport": err.Error()}
+		}
+		done <- a
+	}()
+	return done
+}
+
+func (f *InFlight) count(user string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n[user]
+}
+
+// One user with slow connections holds at most MAX_PARTS_IN_FLIGHT_PER_USER
+// part requests; the next is refused before anything is read, and other
+// users are not affected.
+func TestPartsInFlightPerUserAreBounded(t *testing.T) {
+	t.Parallel()
+	svc := testService(t, nil)
+	api := &API{PartTimeout: 30 * time.Second, PartsInFlight: &InFlight{Limit: 2}}
+	base := serveAPI(t, svc, api)
+	s := newSession(t, svc, 11*session.MiB) // parts 1–3
+	var writers []*io.PipeWriter
+	var answers []<-chan answer
+	for n := 1; n <= 2; n++ {
+		pr, pw := io.Pipe()
+		writers = append(writers, pw)
+		answers = append(answers, s.putFrom(base, n, pr))
+	}
+	waitFor(t, "both slow PUTs in flight", func() bool { return api.PartsInFlight.count(s.owner) == 2 })
+
+	a := s.putPart(t, base, 3)
+	if a.status != http.StatusTooManyRequests || a.code() != "RATE_LIMIT_EXCEEDED" || a.body["window"] != "in-flight" ||
+		a.body["limit"] != float64(2) || a.header.Get("Retry-After") != "1" {
+		t.Fatalf("third PUT while two are in flight: %d %v %v; want 429 in-flight, limit 2, Retry-After 1", a.status, a.body, a.header)
+	}
+	other := newSession(t, svc, 5*session.MiB)
+	if a := other.putPart(t, base, 1); a.status != http.StatusOK {
+		t.Fatalf("another user's PUT meanwhile: %d %v", a.status, a.body)
+	}
+	for i, pw := range writers {
+		go func() { _, _ = pw.Write(s.part(i + 1)); _ = pw.Close() }()
+		if a := await(t, answers[i]); a.status != http.StatusOK {
+			t.Fatalf("slow PUT %d once sent: %d %v", i+1, a.status, a.body)
+		}
+	}
+	if a := s.putPart(t, base, 3); a.status != http.StatusOK {
+		t.Fatalf("third PUT sent again: %d %v", a.status, a.body)
+	}
+	if n := api.PartsInFlight.count(s.owner); n != 0 {
+		t.Fatalf("%d requests still counted in flight", n)
+	}
+}
+
+// A body that stops arriving is cut once it falls below MIN_PART_RATE after
+// the grace (408 naming the rate, not the part timeout's timeoutAt), its
+// buffer is given back, and nothing of it is kept; a body arriving above
+// the rate, however slowly, is not cut.
+func TestSlowPartBodyIsCutAtTheMinimumRate(t *testing.T) {
+	t.Parallel()
+	svc := testService(t, nil)
+	api := &API{PartTimeout: 20 * time.Second, MinPartRate: 1 << 20, MinPartRateGrace: 300 * time.Millisecond}
+	base := serveAPI(t, svc, api)
+	s := newSession(t, svc, 5*session.MiB)
+
+	pr, pw := io.Pipe()
+	done := s.putFrom(base, 1, pr)
+	go func() { _, _ = pw.Write(s.part(1)[:64<<10]) }() // then nothing
+	a := await(t, done)
+	_ = pw.Close()
+	if a.status != http.StatusRequestTimeout || a.code() != "REQUEST_TIMEOUT" || a.body["minBytesPerSecond"] != float64(1<<20) ||
+		a.body["timeoutAt"] != nil {
+		t.Fatalf("stalled body: %d %v; want 408 REQUEST_TIMEOUT for the minimum rate", a.status, a.body)
+	}
+	waitFor(t, "the stalled part's buffer given back", func() bool { return svc.Buffers.Stats().InUseBytes == 0 })
+	parts, err := testDB.Parts(context.Background(), s.act.Session.ID)
+	if err != nil || len(parts[s.act.Files[0].ID]) != 0 {
+		t.Fatalf("parts recorded after the cut: %v %v", parts, err)
+	}
+
+	// 2.5 MiB/s in 256 KiB steps: slow, but above the rate.
+	pr, pw = io.Pipe()
+	done = s.putFrom(base, 1, pr)
+	go func() {
+		defer pw.Close()
+		body := s.part(1)
+		for off := 0; off < len(body); off += 256 << 10 {
+			if _, err := pw.Write(body[off:min(off+256<<10, len(body))]); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	if a := await(t, done); a.status != http.StatusOK {
+		t.Fatalf("a body above the rate: %d %v", a.status, a.body)
+	}
+}
+
+// An address that keeps failing to authenticate gets 429 before any review.
+func TestFailedAuthenticationsFromOneAddressAreRefused(t *testing.T) {
+	t.Parallel()
+	svc := testService(t, nil)
+	api := &API{PartTimeout: time.Minute, Auth: &auth.Authenticator{Reviewer: tokenUsers{}, TTL: time.Minute, RequireJWT: true,
+		Failures: &ratelimit.Local{Limit: 2, Window: time.Minute}}}
+	base := serveAPI(t, svc, api)
+	get := func(token string) answer {
+		a, err := send(context.Background(), t, http.MethodGet, base+"/api/mocs/uploads/sessions/00000000-0000-0000-0000-000000000000", token, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	for range 2 {
+		if a := get("garbage"); a.status != http.StatusUnauthorized {
+			t.Fatalf("garbage token: %d %v", a.status, a.body)
+		}
+	}
+	enc := base64.RawURLEncoding.EncodeToString
+	token := enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"sub":"x"}`)) + ".c2ln"
+	a := get(token)
+	if a.status != http.StatusTooManyRequests || a.code() != "RATE_LIMIT_EXCEEDED" || a.body["window"] != "auth-failures" ||
+		a.body["limit"] != float64(2) || a.header.Get("Retry-After") == "" {
+		t.Fatalf("after 2 failures: %d %v; want 429 RATE_LIMIT_EXCEEDED window auth-failures", a.status, a.body)
+	}
+}
