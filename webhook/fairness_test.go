@@ -131,9 +131,10 @@ func TestSlowPartBodyIsCutAtTheMinimumRate(t *testing.T) {
 	go func() { _, _ = pw.Write(s.part(1)[:64<<10]) }() // then nothing
 	a := await(t, done)
 	_ = pw.Close()
+	elapsed, _ := a.body["elapsedMs"].(float64)
 	if a.status != http.StatusRequestTimeout || a.code() != "REQUEST_TIMEOUT" || a.body["minBytesPerSecond"] != float64(1<<20) ||
-		a.body["timeoutAt"] != nil {
-		t.Fatalf("stalled body: %d %v; want 408 REQUEST_TIMEOUT for the minimum rate", a.status, a.body)
+		a.body["timeoutAt"] == nil || a.body["receivedBytes"] != float64(64<<10) || elapsed >= 20000 {
+		t.Fatalf("stalled body: %d %v; want 408 REQUEST_TIMEOUT for the minimum rate (elapsedMs, timeoutAt, receivedBytes), before the part timeout", a.status, a.body)
 	}
 	waitFor(t, "the stalled part's buffer given back", func() bool { return svc.Buffers.Stats().InUseBytes == 0 })
 	parts, err := testDB.Parts(context.Background(), s.act.Session.ID)

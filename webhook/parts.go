@@ -120,9 +120,11 @@ func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 		metrics.PartsRefused.WithLabelValues("too_slow").Inc()
 		metrics.PartDuration.WithLabelValues("error").Observe(a.now().Sub(arrival).Seconds())
 		w.Header().Set("Connection", "close")
+		// timeoutAt is the deadline the body missed: when it fell behind.
+		now := a.now()
 		writeError(w, http.StatusRequestTimeout, "REQUEST_TIMEOUT", map[string]any{
-			"elapsedMs": a.now().Sub(arrival).Milliseconds(), "receivedBytes": paced.got,
-			"minBytesPerSecond": a.MinPartRate,
+			"elapsedMs": now.Sub(arrival).Milliseconds(), "timeoutAt": now.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+			"receivedBytes": paced.got, "minBytesPerSecond": a.MinPartRate,
 		})
 		return
 	}
