@@ -47,6 +47,7 @@ func main() {
 type options struct {
 	api, token, serviceAccount, audience, caFile, output, correlationID string
 	concurrency                                                         int
+	insecureHTTP                                                        bool
 	stdout, stderr                                                      io.Writer
 	interrupted                                                         context.Context
 }
@@ -61,7 +62,8 @@ commands:
   finalize SESSION_ID --title TITLE [--description D] [--slug auto|prompt]
 
 The API URL comes from --api or UPLOAD_API (https://… is verified against the system's
-CAs, or --ca-file / UPLOAD_API_CA_FILE); the token from --token, MOCUPLOAD_TOKEN,
+CAs, or --ca-file / UPLOAD_API_CA_FILE; plain http:// only to loopback unless
+--insecure-http); the token from --token, MOCUPLOAD_TOKEN,
 DEV_USER_TOKEN (make dev), or --service-account NS/NAME (a token requested through
 the current kubeconfig for --audience, UPLOAD_TOKEN_AUDIENCE or uploads.mocs.dev).
 exit codes: 0 done, 1 usage, 2 API error, 3 slug conflict, 4 parts missing, 5 expired, 130 interrupted
@@ -81,6 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	global.StringVar(&o.output, "output", "text", "text or json")
 	global.StringVar(&o.correlationID, "correlation-id", "", "X-Correlation-ID for every request")
 	global.IntVar(&o.concurrency, "concurrency", 4, "parts in flight")
+	global.BoolVar(&o.insecureHTTP, "insecure-http", false, "send the token over plain http:// to a host that is not loopback")
 	if err := global.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -150,6 +153,9 @@ func (o *options) client(ctx context.Context) (*client.Client, error) {
 		if !ok {
 			return nil, errors.New("--service-account wants NAMESPACE/NAME")
 		}
+		if o.audience == "" {
+			return nil, client.ErrNoAudience
+		}
 		var err error
 		if ts, err = serviceAccountToken(ctx, ns, name, o.audience); err != nil {
 			return nil, err
@@ -165,6 +171,7 @@ func (o *options) client(ctx context.Context) (*client.Client, error) {
 	}
 	c.Concurrency = o.concurrency
 	c.CorrelationID = o.correlationID
+	c.AllowInsecureHTTP = o.insecureHTTP
 	return c, nil
 }
 

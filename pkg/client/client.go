@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -57,6 +59,11 @@ type Client struct {
 	// FinalizeWait bounds how long Finalize waits while another finalize of
 	// the session is in progress (default 15 min), polling every few seconds.
 	FinalizeWait time.Duration
+	// AllowInsecureHTTP lets the client send its bearer token over plain
+	// http:// to a host other than loopback (a mesh that encrypts the
+	// connection itself). Without it such a BaseURL is refused before any
+	// token is fetched or sent: anyone on the path could replay the token.
+	AllowInsecureHTTP bool
 
 	caErr error // UPLOAD_API_CA_FILE could not be used: every request says so
 }
@@ -142,6 +149,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.ReadSeeker
 
 // doStatus is do that also returns the final HTTP status.
 func (c *Client) doStatus(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any, hdr http.Header) (int, error) {
+	if err := c.checkTransport(); err != nil {
+		return 0, err // not retried: nothing will change
+	}
 	var last error
 	for attempt := 0; ; attempt++ {
 		status, err := c.once(ctx, method, path, body, size, out, hdr)
@@ -167,6 +177,34 @@ func (c *Client) doStatus(ctx context.Context, method, path string, body io.Read
 		case <-time.After(wait):
 		}
 	}
+}
+
+// ErrInsecureTransport refuses to send a token in the clear off this machine.
+var ErrInsecureTransport = errors.New("refusing to send a bearer token over plain http:// to a host that is not loopback " +
+	"(use https://, or allow it explicitly: Client.AllowInsecureHTTP, mocupload --insecure-http)")
+
+// checkTransport refuses a plain-http BaseURL off loopback unless allowed.
+func (c *Client) checkTransport() error {
+	if c.AllowInsecureHTTP {
+		return nil
+	}
+	u, err := url.Parse(c.BaseURL)
+	if err != nil {
+		return fmt.Errorf("upload API URL: %w", err)
+	}
+	if !strings.EqualFold(u.Scheme, "http") || loopback(u.Hostname()) {
+		return nil
+	}
+	return ErrInsecureTransport
+}
+
+// loopback reports whether host names this machine only.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Client) once(ctx context.Context, method, path string, body io.ReadSeeker, size int64, out any, hdr http.Header) (int, error) {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -17,11 +18,20 @@ import (
 // upload API only, not for the Kubernetes API.
 const DefaultAudience = "uploads.mocs.dev"
 
+// ErrNoAudience refuses to request a ServiceAccount token without an audience.
+var ErrNoAudience = errors.New("a ServiceAccount token for the upload API needs an audience (" + DefaultAudience +
+	" unless the operator's AUTH_AUDIENCES says otherwise); a token without one is a key to the Kubernetes API")
+
 // ServiceAccountToken requests tokens of the ServiceAccount ns/name for
 // audience through cfg (the TokenRequest API, one hour each), renewing them
-// five minutes before they expire. An empty audience asks for the API
-// server's own, which an operator accepts only if configured to.
+// five minutes before they expire. An empty audience is refused: it would
+// ask for a token of the API server's own audience, a key to the Kubernetes
+// API with the ServiceAccount's RBAC, and sending that to the upload API
+// hands it to whoever can read the upload API's traffic or logs.
 func ServiceAccountToken(ctx context.Context, cfg *rest.Config, ns, name, audience string) (TokenSource, error) {
+	if audience == "" {
+		return nil, ErrNoAudience
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -38,10 +48,7 @@ func ServiceAccountToken(ctx context.Context, cfg *rest.Config, ns, name, audien
 			return token, nil
 		}
 		exp := int64(3600)
-		spec := authv1.TokenRequestSpec{ExpirationSeconds: &exp}
-		if audience != "" {
-			spec.Audiences = []string{audience}
-		}
+		spec := authv1.TokenRequestSpec{ExpirationSeconds: &exp, Audiences: []string{audience}}
 		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
 		if err != nil {
 			return "", fmt.Errorf("token for %s/%s: %w", ns, name, err)
