@@ -199,12 +199,10 @@ func newManager(cfg config.Config) (ctrl.Manager, kubernetes.Interface, error) {
 		// Long enough for the upload API to drain its parts in flight.
 		GracefulShutdownTimeout: ptr.To(cfg.ShutdownGrace + 5*time.Second),
 	}
-	if cfg.WatchNamespace != "" {
+	if watched := watchedNamespaces(cfg); len(watched) > 0 {
 		namespaces := map[string]cache.Config{}
-		for _, ns := range strings.Split(cfg.WatchNamespace, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				namespaces[ns] = cache.Config{}
-			}
+		for _, ns := range watched {
+			namespaces[ns] = cache.Config{}
 		}
 		opts.Cache = cache.Options{DefaultNamespaces: namespaces}
 	}
@@ -217,6 +215,17 @@ func newManager(cfg config.Config) (ctrl.Manager, kubernetes.Interface, error) {
 
 // newUploadService sets up what parts, sessions and finalizes go through,
 // within the memory budget.
+// watchedNamespaces is WATCH_NAMESPACE as a list (nil: all).
+func watchedNamespaces(cfg config.Config) []string {
+	var out []string
+	for _, ns := range strings.Split(cfg.WatchNamespace, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
 func newUploadService(cfg config.Config, st *stores, clk skewedClock) (*uploads.Service, error) {
 	// Part buffers are the bulk of the heap; without a limit the GC lets the
 	// heap grow to twice what is live (GOGC=100), so RSS would reach about twice
@@ -264,7 +273,8 @@ func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, l
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
 	if err := mgr.Add(&controllers.OrphanSweep{Uploads: svc, Log: logger.WithName("orphan-sweep"),
-		Interval: cfg.OrphanSweepInterval, MinAge: cfg.OrphanUploadMinAge, Kube: mgr.GetClient()}); err != nil {
+		Interval: cfg.OrphanSweepInterval, MinAge: cfg.OrphanUploadMinAge, Kube: mgr.GetClient(),
+		Live: mgr.GetAPIReader(), ResourceGrace: cfg.ResourcelessSessionGrace, Namespaces: watchedNamespaces(cfg)}); err != nil {
 		return fmt.Errorf("set up the orphan sweep: %w", err)
 	}
 	if err := mgr.Add(&controllers.PhaseGauge{Client: mgr.GetClient()}); err != nil {

@@ -86,14 +86,18 @@ type Config struct {
 	// session can use; OrphanUploadMinAge is how old one must be first.
 	OrphanSweepInterval time.Duration
 	OrphanUploadMinAge  time.Duration
-	StaleLockAfter      time.Duration
-	SessionTTL          time.Duration
-	SessionRetention    time.Duration
-	ResyncInterval      time.Duration
-	ReadHeaderTimeout   time.Duration
-	ShutdownGrace       time.Duration
-	FinalizeTimeout     time.Duration
-	ReconcileTimeout    time.Duration
+	// ResourcelessSessionGrace is how long a session's resource must be gone
+	// (deleted without its finalizer running) before the leader removes the
+	// session like a delete.
+	ResourcelessSessionGrace time.Duration
+	StaleLockAfter           time.Duration
+	SessionTTL               time.Duration
+	SessionRetention         time.Duration
+	ResyncInterval           time.Duration
+	ReadHeaderTimeout        time.Duration
+	ShutdownGrace            time.Duration
+	FinalizeTimeout          time.Duration
+	ReconcileTimeout         time.Duration
 
 	AllowedContentTypes []string
 	MaxFileSizeBytes    int64

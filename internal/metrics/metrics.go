@@ -75,6 +75,9 @@ var (
 	// RemovalsFinished counts removals of failed or expired sessions finished by the leader's sweep.
 	RemovalsFinished = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mocupload_pending_removals_finished_total", Help: "Removals from S3 of failed or expired sessions that were cut off and finished by the orphan sweep."})
+	// ResourcelessSessionsRemoved counts sessions removed because their resource was gone without its finalizer having run.
+	ResourcelessSessionsRemoved = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mocupload_resourceless_sessions_removed_total", Help: "Sessions removed (uploads aborted, objects and rows deleted) because their resource was deleted without its finalizer having run."})
 	// SessionsByPhase is the number of UploadSessions per phase, as the reconciler last saw them.
 	SessionsByPhase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mocupload_sessions", Help: "UploadSessions by phase (reconciler's cache)."}, []string{"phase"})
@@ -83,7 +86,7 @@ var (
 func init() {
 	crmetrics.Registry.MustRegister(PartsReceived, PartBytes, PartDuration, S3Retries, S3Exhaustions, Finalizes,
 		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, RateLimitLocal, PartsRefused, SessionsByPhase, RequestsInFlight, AuthRejections,
-		OrphanedUploadsAborted, OrphanedObjectsDeleted, RemovalsFinished)
+		OrphanedUploadsAborted, OrphanedObjectsDeleted, RemovalsFinished, ResourcelessSessionsRemoved)
 }
 
 // MaxAuthSources bounds the source addresses AuthRejections names.

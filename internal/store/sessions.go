@@ -381,6 +381,34 @@ func (s *Store) PendingRemovals(ctx context.Context, limit int) ([]uuid.UUID, er
 	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
 
+// ResourceRef names a session and the resource it is bound to.
+type ResourceRef struct {
+	ID                   uuid.UUID
+	Namespace, Name, UID string
+}
+
+// BoundUnfinalized lists up to limit sessions that are not finalized, are
+// bound to a resource (by UID) in one of namespaces (nil: any) and were
+// created more than olderThan ago (on PostgreSQL's clock), oldest first: the
+// sessions that must lose their rows and objects if their resource is gone.
+func (s *Store) BoundUnfinalized(ctx context.Context, olderThan time.Duration, namespaces []string, limit int) ([]ResourceRef, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.Pool.Query(ctx, `SELECT id, k8s_namespace, k8s_name, k8s_uid FROM upload_sessions
+		WHERE status <> 'finalized' AND k8s_uid IS NOT NULL AND k8s_namespace IS NOT NULL AND k8s_name IS NOT NULL
+		  AND created_at < now() - $1 * interval '1 microsecond'
+		  AND (cardinality($3::text[]) = 0 OR k8s_namespace = ANY($3))
+		ORDER BY created_at LIMIT $2`, olderThan.Microseconds(), limit, namespaces)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions bound to resources: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ResourceRef, error) {
+		var ref ResourceRef
+		err := r.Scan(&ref.ID, &ref.Namespace, &ref.Name, &ref.UID)
+		return ref, err
+	})
+}
+
 // RemovalDone records that S3 holds nothing of a failed or expired session.
 func (s *Store) RemovalDone(ctx context.Context, id uuid.UUID) error {
 	ctx, cancel := s.bound(ctx)

@@ -437,6 +437,13 @@ func (s *Service) FinishRemoval(ctx context.Context, log logr.Logger, sess store
 	return s.DB.RemovalDone(ctx, sess.ID)
 }
 
+// BoundUnfinalized lists up to limit sessions that are not finalized, are
+// bound to a resource in one of namespaces (nil: any) and are older than
+// olderThan: those the leader checks for a resource that is gone.
+func (s *Service) BoundUnfinalized(ctx context.Context, olderThan time.Duration, namespaces []string, limit int) ([]store.ResourceRef, error) {
+	return s.DB.BoundUnfinalized(ctx, olderThan, namespaces, limit)
+}
+
 // FinishRemovals finishes up to limit pending removals (FinishRemoval) of
 // sessions whose resource may be gone; it returns how many it finished.
 func (s *Service) FinishRemovals(ctx context.Context, log logr.Logger, limit int) (int, error) {

@@ -192,6 +192,7 @@ func startReplicaWith(t *testing.T, extra map[string]string, scheme string, clie
 	env["FINALIZE_RATE_LIMIT"] = "1000/1m"
 	env["SESSION_CREATE_RATE_LIMIT"] = "1000/1m"
 	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
+	env["MAX_PARTS_IN_FLIGHT_PER_USER"] = "1000"
 	// Replicas of one Deployment share the window, so the locks a replica
 	// holds are renewed well before the suite's manager would take them over.
 	env["STALE_LOCK_AFTER"] = suiteStaleLockAfter

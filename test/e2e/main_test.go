@@ -132,6 +132,12 @@ func run(m *testing.M) (int, error) {
 	env["FINALIZE_RATE_LIMIT"] = "1000/1m"
 	env["SESSION_CREATE_RATE_LIMIT"] = "1000/1m"
 	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
+	env["MAX_PARTS_IN_FLIGHT_PER_USER"] = "1000"
+	// The leader's sweep runs often enough for a test to see it remove a
+	// session whose resource lost its finalizer (the other steps leave
+	// anything younger than ORPHAN_UPLOAD_MIN_AGE alone).
+	env["ORPHAN_SWEEP_INTERVAL"] = "2s"
+	env["RESOURCELESS_SESSION_GRACE"] = "2s"
 	if manager, err = localenv.StartProcess(bin, env, logf); err != nil {
 		return 0, err
 	}
