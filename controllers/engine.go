@@ -24,6 +24,8 @@ type Engine interface {
 	Activate(ctx context.Context, req uploads.Request) (uploads.Active, error)
 	// Session reads the session as PostgreSQL has it.
 	Session(ctx context.Context, id uuid.UUID) (store.Session, error)
+	// ActiveSessions counts an owner's sessions not finalized, expired or failed.
+	ActiveSessions(ctx context.Context, owner string) (int, error)
 	// MissingParts lists, per file, the part numbers not acknowledged yet.
 	MissingParts(ctx context.Context, id uuid.UUID) (map[string][]int, error)
 	// Progress is what each file of the session has received.

@@ -61,6 +61,9 @@ type UploadSessionReconciler struct {
 	// dependency that accepts connections and never answers cannot hold a
 	// worker forever; every S3 and SQL call also has a deadline of its own.
 	Timeout time.Duration
+	// Admission holds declared sessions to the upload API's rules (nil:
+	// none).
+	Admission *Admission
 }
 
 // DefaultReconcileTimeout bounds one reconcile when Timeout is unset. A
@@ -322,7 +325,19 @@ func (r *UploadSessionReconciler) reconcilePending(ctx context.Context, s *sessi
 		s.setCondition(uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonCreatingUploads, "creating S3 multipart uploads")
 		s.setCondition(uploadsv1.ConditionFinalized, false, uploadsv1.ReasonNotRequested, "spec.finalize is not set")
 	}
-	act, err := r.Uploads.Activate(ctx, requestOf(s.us, s.id))
+	admitted, maxActive, res, err := r.admitDeclared(ctx, s)
+	if !admitted || err != nil {
+		return res, err
+	}
+	req := requestOf(s.us, s.id)
+	req.MaxActive = maxActive
+	act, err := r.Uploads.Activate(ctx, req)
+	if errors.Is(err, uploads.ErrTooManyActive) {
+		// Counted exactly under the owner's lock: another session got the
+		// last place since the look in admitDeclared.
+		r.refuseQuota(s, fmt.Sprintf("owner %s has as many sessions not finalized, expired or failed as MAX_ACTIVE_SESSIONS_PER_USER allows", s.us.Spec.Owner))
+		return ctrl.Result{RequeueAfter: quotaRetry}, nil
+	}
 	var invalid *uploads.ValidationError
 	if errors.As(err, &invalid) {
 		msg := fmt.Sprintf("invalid spec: %v", invalid.Details)

@@ -32,6 +32,10 @@ type partURLBody struct {
 // sessions: a presigned S3 UploadPart of that part, after the same checks as a
 // part PUT. The body is optional.
 func (a *API) partURL(w http.ResponseWriter, r *http.Request, u auth.User) {
+	if !a.mayUpload(u) {
+		writeError(w, http.StatusForbidden, "FORBIDDEN", nil)
+		return
+	}
 	sess, file, n, ok := a.partTarget(w, r, u, store.TransferDirect)
 	if !ok {
 		return

@@ -30,6 +30,10 @@ type RateLimiter interface {
 // lock, completeness, slug, S3 completion, transaction).
 func (a *API) finalize(w http.ResponseWriter, r *http.Request, u auth.User) {
 	ctx := r.Context()
+	if !a.mayUpload(u) {
+		writeError(w, http.StatusForbidden, "FORBIDDEN", nil)
+		return
+	}
 	if a.Limiter != nil && !u.Admin {
 		if ok, retry := a.Limiter.Allow(r, u.Name); !ok {
 			metrics.RateLimitRefusals.Inc()

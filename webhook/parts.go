@@ -71,6 +71,10 @@ func (a *API) partTarget(w http.ResponseWriter, r *http.Request, u auth.User, tr
 // After the shared checks: length, then the body.
 func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 	ctx := r.Context()
+	if !a.mayUpload(u) {
+		writeError(w, http.StatusForbidden, "FORBIDDEN", nil)
+		return
+	}
 	if a.PartsInFlight != nil {
 		// Before anything is looked up or read: a caller over its share
 		// costs the replica nothing but this answer.

@@ -91,3 +91,35 @@ func TestUploadAllowList(t *testing.T) {
 		}
 	}
 }
+
+// The allow-list holds for every step, not only creation: a caller outside
+// UPLOAD_ALLOWED_GROUPS can neither send parts to, ask for part URLs of, nor
+// finalize a session it opened before it lost its group.
+func TestUploadAllowListHoldsForPartsAndFinalize(t *testing.T) {
+	svc := testService(t, nil)
+	base := serveWith(t, func(a *API) { a.Uploads = svc; a.UploadGroups = []string{"uploaders"} })
+	s := newSession(t, svc, 5*session.MiB)
+	member := s.owner + "|uploaders"
+	outsider := s.owner
+	for _, c := range []struct{ method, path string }{
+		{http.MethodPut, s.partPath(1)},
+		{http.MethodPost, s.partPath(1) + "/url"},
+		{http.MethodPost, "/api/mocs/uploads/finalize"},
+	} {
+		body := s.part(1)
+		if c.method == http.MethodPost {
+			body = s.finalizeBody("Castle")
+		}
+		a, err := send(context.Background(), t, c.method, base+c.path, outsider, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.status != http.StatusForbidden || a.code() != "FORBIDDEN" {
+			t.Fatalf("%s %s outside the groups: %d %v; want 403 FORBIDDEN", c.method, c.path, a.status, a.body)
+		}
+	}
+	a, err := send(context.Background(), t, http.MethodPut, base+s.partPath(1), member, s.part(1))
+	if err != nil || a.status != http.StatusOK {
+		t.Fatalf("PUT as a member: %d %v %v", a.status, a.body, err)
+	}
+}

@@ -156,7 +156,8 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 const activeCapRetryAfter = 30
 
 // mayUpload: when UPLOAD_ALLOWED_GROUPS is set, only its members (and
-// admins) may create sessions.
+// admins) may create sessions, send parts, ask for part URLs and finalize: a
+// caller removed from the groups cannot go on with sessions it opened before.
 func (a *API) mayUpload(u auth.User) bool {
 	if len(a.UploadGroups) == 0 || u.Admin {
 		return true

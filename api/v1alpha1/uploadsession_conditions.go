@@ -47,4 +47,11 @@ const (
 	// ReasonSessionIDTaken: the session-id label names a session that belongs
 	// to another resource or owner; nothing is done to that session.
 	ReasonSessionIDTaken = "SessionIDTaken"
+	// ReasonNotAllowed: a declared session's owner is in none of
+	// UPLOAD_ALLOWED_GROUPS; it stays Pending.
+	ReasonNotAllowed = "NotAllowed"
+	// ReasonQuotaExceeded: a declared session's owner is over the
+	// active-session cap or the creation rate; it stays Pending and is
+	// activated once there is room.
+	ReasonQuotaExceeded = "QuotaExceeded"
 )

@@ -80,10 +80,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := addControllers(mgr, cfg, svc, logger, clk); err != nil {
+	lim := newLimiters(cfg, st)
+	if err := addControllers(mgr, cfg, svc, lim, logger, clk); err != nil {
 		return err
 	}
-	server, err := addUploadAPI(mgr, cfg, svc, st, reviews, logger)
+	server, err := addUploadAPI(mgr, cfg, svc, lim, reviews, logger)
 	if err != nil {
 		return err
 	}
@@ -258,7 +259,7 @@ func newUploadService(cfg config.Config, st *stores, clk skewedClock) (*uploads.
 }
 
 // addControllers adds the reconciler and the leader's background loops.
-func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, logger logr.Logger, clk skewedClock) error {
+func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, lim limiters, logger logr.Logger, clk skewedClock) error {
 	if err := (&controllers.UploadSessionReconciler{
 		Client:           mgr.GetClient(),
 		Scheme:           mgr.GetScheme(),
@@ -269,6 +270,8 @@ func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, l
 		ExpiredRetention: cfg.ExpiredRetention,
 		Timeout:          cfg.ReconcileTimeout,
 		Clock:            clk,
+		Admission: &controllers.Admission{AdminGroups: cfg.AdminGroups, UploadGroups: cfg.UploadGroups,
+			MaxActive: cfg.MaxActiveSessions, CreateLimiter: lim.create},
 	}).SetupWithManager(mgr, 8); err != nil {
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
@@ -285,8 +288,11 @@ func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, l
 
 // addUploadAPI adds the HTTP server of the upload API, which runs on every
 // replica, and the notifier it hands finalized sessions to.
-func addUploadAPI(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, st *stores,
-	reviews kubernetes.Interface, logger logr.Logger) (*webhook.Server, error) {
+// limiters are the Redis rate limits, shared by the upload API and (for
+// creation) the reconciler's admission of declared sessions.
+type limiters struct{ finalize, create *ratelimit.Limiter }
+
+func newLimiters(cfg config.Config, st *stores) limiters {
 	// Without Redis, finalize fails open unless told otherwise (the story's
 	// decision); creation keeps each replica's own limit, which nothing asks
 	// to give up.
@@ -294,12 +300,19 @@ func addUploadAPI(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, st 
 	if cfg.FinalizeLimitWithoutRedis == "local" {
 		finalizeMode = ratelimit.FailLocal
 	}
-	limiter := &ratelimit.Limiter{Redis: st.redis, Prefix: cfg.RedisKeyPrefix, Limit: cfg.FinalizeLimit,
-		Window: cfg.FinalizeWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc, Unreachable: finalizeMode,
-		OnLocal: metrics.RateLimitLocal.WithLabelValues("finalize").Inc}
-	createLimiter := &ratelimit.Limiter{Redis: st.redis, Prefix: cfg.RedisKeyPrefix, Name: "create", Limit: cfg.CreateLimit,
-		Window: cfg.CreateWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc, Unreachable: ratelimit.FailLocal,
-		OnLocal: metrics.RateLimitLocal.WithLabelValues("create").Inc}
+	return limiters{
+		finalize: &ratelimit.Limiter{Redis: st.redis, Prefix: cfg.RedisKeyPrefix, Limit: cfg.FinalizeLimit,
+			Window: cfg.FinalizeWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc, Unreachable: finalizeMode,
+			OnLocal: metrics.RateLimitLocal.WithLabelValues("finalize").Inc},
+		create: &ratelimit.Limiter{Redis: st.redis, Prefix: cfg.RedisKeyPrefix, Name: "create", Limit: cfg.CreateLimit,
+			Window: cfg.CreateWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc, Unreachable: ratelimit.FailLocal,
+			OnLocal: metrics.RateLimitLocal.WithLabelValues("create").Inc},
+	}
+}
+
+func addUploadAPI(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, lim limiters,
+	reviews kubernetes.Interface, logger logr.Logger) (*webhook.Server, error) {
+	limiter, createLimiter := lim.finalize, lim.create
 	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
 	api := &webhook.API{
 		Log: logger.WithName("api"),
