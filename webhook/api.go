@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/logging"
 	"github.com/mocs-dev/upload-operator/internal/metrics"
+	"github.com/mocs-dev/upload-operator/internal/ratelimit"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -53,6 +55,11 @@ type API struct {
 	CreateLimiter     RateLimiter
 	CreateLimitCount  int
 	CreateLimitWindow string
+	// GetLimiter limits session GETs per user on this replica
+	// (GET_RATE_LIMIT); nil: no limit. GetLimitWindow is its window as
+	// answered.
+	GetLimiter     *ratelimit.Local
+	GetLimitWindow string
 	// MaxActiveSessions caps a user's sessions not finalized, expired or
 	// failed (admins exempt); 0: no cap.
 	MaxActiveSessions int
@@ -74,6 +81,8 @@ type API struct {
 	// default); JSONBodyTimeout bounds the time to send one.
 	MaxJSONBody     int64
 	JSONBodyTimeout time.Duration
+	// ResponseWriteTimeout bounds writing one answer (0: the default, 10 s).
+	ResponseWriteTimeout time.Duration
 }
 
 // Handler returns the routed, instrumented handler.
@@ -116,9 +125,37 @@ func (a *API) withCorrelation(next http.Handler) http.Handler {
 		w.Header().Set(CorrelationHeader, id)
 		log := a.Log.WithValues("correlationId", id)
 		ctx := context.WithValue(logr.NewContext(r.Context(), log), arrivalKey, arrival)
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(&answerDeadline{ResponseWriter: w, timeout: cmp.Or(a.ResponseWriteTimeout, DefaultResponseWriteTimeout)}, r.WithContext(ctx))
 	})
 }
+
+// DefaultResponseWriteTimeout bounds writing an answer once the handler starts to:
+// a client that stops reading (a GET of a large session, read at a byte a
+// second) gives its connection and goroutine back then, not never. It starts
+// at the answer, not the request, so a long part upload or finalize is not
+// cut by it.
+const DefaultResponseWriteTimeout = 10 * time.Second
+
+// answerDeadline sets the connection's write deadline when the answer starts.
+type answerDeadline struct {
+	http.ResponseWriter
+	timeout time.Duration
+	started bool
+}
+
+func (d *answerDeadline) start() {
+	if !d.started {
+		d.started = true
+		_ = http.NewResponseController(d.ResponseWriter).SetWriteDeadline(time.Now().Add(d.timeout))
+	}
+}
+
+func (d *answerDeadline) WriteHeader(code int) { d.start(); d.ResponseWriter.WriteHeader(code) }
+
+func (d *answerDeadline) Write(b []byte) (int, error) { d.start(); return d.ResponseWriter.Write(b) }
+
+// Unwrap lets http.ResponseController reach the connection's own writer.
+func (d *answerDeadline) Unwrap() http.ResponseWriter { return d.ResponseWriter }
 
 func arrivalOf(ctx context.Context) time.Time {
 	t, _ := ctx.Value(arrivalKey).(time.Time)

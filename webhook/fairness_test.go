@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -185,5 +186,91 @@ func TestFailedAuthenticationsFromOneAddressAreRefused(t *testing.T) {
 	if a.status != http.StatusTooManyRequests || a.code() != "RATE_LIMIT_EXCEEDED" || a.body["window"] != "auth-failures" ||
 		a.body["limit"] != float64(2) || a.header.Get("Retry-After") == "" {
 		t.Fatalf("after 2 failures: %d %v; want 429 RATE_LIMIT_EXCEEDED window auth-failures", a.status, a.body)
+	}
+}
+
+// A finalize sent before any part answers INCOMPLETE_UPLOAD with a bounded
+// body: the first 100 missing part numbers of each file and their count.
+func TestIncompleteUploadAnswerIsBounded(t *testing.T) {
+	t.Parallel()
+	svc := testService(t, nil)
+	base := serveAPI(t, svc, &API{PartTimeout: time.Minute})
+	s := newSession(t, svc, 101*5*session.MiB) // 101 parts, none sent
+	a, err := send(context.Background(), t, http.MethodPost, base+"/api/mocs/uploads/finalize", s.owner, s.finalizeBody("Too Early"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.act.Files[0].ID.String()
+	listed, _ := a.body["missingParts"].(map[string]any)
+	counts, _ := a.body["missingPartCounts"].(map[string]any)
+	parts, _ := listed[id].([]any)
+	if a.status != http.StatusBadRequest || a.code() != "INCOMPLETE_UPLOAD" || len(parts) != 100 || parts[0] != float64(1) ||
+		counts[id] != float64(101) || a.body["truncated"] != true {
+		t.Fatalf("= %d %v; want INCOMPLETE_UPLOAD listing parts 1–100 of 101, truncated", a.status, a.body)
+	}
+}
+
+// A client that stops reading an answer gets its connection cut once the
+// answer's write deadline passes: the handler's writes fail instead of
+// blocking for good.
+func TestAnAnswerNobodyReadsIsCutAtItsWriteDeadline(t *testing.T) {
+	t.Parallel()
+	api := &API{Log: logr.Discard(), ResponseWriteTimeout: 300 * time.Millisecond}
+	writeErr := make(chan error, 1)
+	h := api.withCorrelation(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		chunk := make([]byte, 1<<20)
+		for range 256 { // far more than the sockets' buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	}))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	select { // and never read
+	case err := <-writeErr:
+		if err == nil {
+			t.Fatal("256 MiB written to a client that reads nothing")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler is still writing to a client that reads nothing")
+	}
+}
+
+// GETs are limited per user (each GET of a direct session lists every file in
+// S3); another user is not affected.
+func TestSessionGetsAreLimitedPerUser(t *testing.T) {
+	t.Parallel()
+	svc := testService(t, nil)
+	base := serveAPI(t, svc, &API{PartTimeout: time.Minute, GetLimiter: &ratelimit.Local{Limit: 3, Window: time.Minute}, GetLimitWindow: "1m"})
+	s := newSession(t, svc, 5*session.MiB)
+	other := newSession(t, svc, 5*session.MiB)
+	get := func(s *activeSession) answer {
+		a, err := send(context.Background(), t, http.MethodGet, base+"/api/mocs/uploads/sessions/"+s.act.Session.ID.String(), s.owner, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	for i := range 3 {
+		if a := get(s); a.status != http.StatusOK {
+			t.Fatalf("GET %d: %d %v", i+1, a.status, a.body)
+		}
+	}
+	if a := get(s); a.status != http.StatusTooManyRequests || a.body["window"] != "1m" || a.body["limit"] != float64(3) || a.header.Get("Retry-After") == "" {
+		t.Fatalf("4th GET: %d %v; want 429 with limit 3, window 1m", a.status, a.body)
+	}
+	if a := get(other); a.status != http.StatusOK {
+		t.Fatalf("another user's GET: %d %v", a.status, a.body)
 	}
 }

@@ -132,7 +132,11 @@ func (a *API) finalizeFailed(w http.ResponseWriter, r *http.Request, err error) 
 			"expectedBytes": wrongSize.Expected, "receivedBytes": wrongSize.Size,
 		})
 	case errors.As(err, &incomplete):
-		writeError(w, http.StatusBadRequest, "INCOMPLETE_UPLOAD", map[string]any{"missingParts": incomplete.Missing})
+		// Bounded: the first part numbers of each file, with each file's count.
+		listed, counts, truncated := session.TruncateMissing(incomplete.Missing, session.MaxMissingPerFile)
+		writeError(w, http.StatusBadRequest, "INCOMPLETE_UPLOAD", map[string]any{
+			"missingParts": listed, "missingPartCounts": counts, "truncated": truncated,
+		})
 	case errors.As(err, &conflict):
 		writeError(w, http.StatusConflict, "SLUG_CONFLICT", map[string]any{
 			"slug": conflict.Slug, "suggestedSlug": conflict.Suggested, "retryStrategy": a.SlugStrategy,

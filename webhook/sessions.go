@@ -236,6 +236,15 @@ func (a *API) abandon(ctx context.Context, log logr.Logger, us *uploadsv1.Upload
 // stays readable after its custom resource is gone.
 func (a *API) getSession(w http.ResponseWriter, r *http.Request, u auth.User) {
 	ctx := r.Context()
+	if a.GetLimiter != nil {
+		// Each GET of a direct session lists every file in S3: a poll loop
+		// gets what it needs, a flood gets 429.
+		if ok, wait := a.GetLimiter.Allow(u.Name); !ok {
+			metrics.RateLimitRefusals.Inc()
+			tooMany(w, retryAfterSeconds(wait), a.GetLimiter.Limit, a.GetLimitWindow)
+			return
+		}
+	}
 	sess, ok := a.ownedSession(w, r, u, r.PathValue("sessionId"))
 	if !ok {
 		return

@@ -320,6 +320,8 @@ func addUploadAPI(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, lim
 			TTL: cfg.AuthCacheTTL, RequireJWT: cfg.AuthRequireJWT, Audiences: cfg.AuthAudiences, Issuers: cfg.AuthIssuers,
 			Failures: &ratelimit.Local{Limit: cfg.AuthFailureLimit, Window: cfg.AuthFailureWindow}},
 		PartsInFlight:     &webhook.InFlight{Limit: cfg.MaxPartsInFlightPerUser},
+		GetLimiter:        &ratelimit.Local{Limit: cfg.GetLimit, Window: cfg.GetWindow},
+		GetLimitWindow:    config.FormatWindow(cfg.GetWindow),
 		MinPartRate:       cfg.MinPartRate,
 		MinPartRateGrace:  cfg.MinPartRateGrace,
 		Uploads:           svc,

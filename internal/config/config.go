@@ -62,6 +62,9 @@ type Config struct {
 	// client address; past it, 429 before any TokenReview.
 	AuthFailureLimit  int
 	AuthFailureWindow time.Duration
+	// GetLimit session GETs per GetWindow per user on a replica.
+	GetLimit  int
+	GetWindow time.Duration
 	// FinalizeLimitWithoutRedis is what limits finalize while Redis is
 	// unreachable: "none" (fail open, the contract's default) or "local"
 	// (each replica's own in-memory log with the same limit).
@@ -221,6 +224,7 @@ func load(r *reader) (Config, error) {
 	c.FinalizeLimit, c.FinalizeWindow = r.rate("FINALIZE_RATE_LIMIT", "10/1m")
 	c.CreateLimit, c.CreateWindow = r.rate("SESSION_CREATE_RATE_LIMIT", "30/1m")
 	c.AuthFailureLimit, c.AuthFailureWindow = r.rate("AUTH_FAILURE_LIMIT", "100/1m")
+	c.GetLimit, c.GetWindow = r.rate("GET_RATE_LIMIT", "600/1m")
 	if c.FinalizeLimitWithoutRedis != "none" && c.FinalizeLimitWithoutRedis != "local" {
 		r.fail("FINALIZE_LIMIT_WITHOUT_REDIS", c.FinalizeLimitWithoutRedis, "none or local")
 	}

@@ -60,6 +60,7 @@ var usage = map[string]string{ //nolint:gosec // G101: setting names, not creden
 	"AUTH_REQUIRE_JWT":             "refuse tokens that cannot be JWTs without asking the API server",
 	"AUTH_AUDIENCES":               "audiences tokens are reviewed for, comma-separated; empty accepts plain ServiceAccount tokens",
 	"AUTH_ISSUERS":                 "token issuers (iss) accepted, comma-separated; others are refused without a TokenReview; empty accepts any",
+	"GET_RATE_LIMIT":               "session GETs per user per sliding window on a replica, COUNT/WINDOW",
 	"AUTH_FAILURE_LIMIT":           "failed authentications per client address per sliding window, COUNT/WINDOW; past it 429 before any TokenReview",
 	"FINALIZE_LIMIT_WITHOUT_REDIS": "finalize limit while Redis is unreachable: none (fail open) or local (each replica's own, same limit)",
 	"MAX_PARTS_IN_FLIGHT_PER_USER": "part requests one user may have in flight at once on a replica",

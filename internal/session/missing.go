@@ -59,3 +59,24 @@ func ranges(parts []int) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// MaxMissingPerFile bounds the part numbers an INCOMPLETE_UPLOAD answer lists
+// per file: a session of 100 files of 10,000 parts each would otherwise
+// answer a finalize sent too early with a million numbers.
+const MaxMissingPerFile = 100
+
+// TruncateMissing keeps the first perFile (lowest) missing part numbers of
+// each file, and returns each file's count of missing parts and whether
+// anything was left out.
+func TruncateMissing(missing map[string][]int, perFile int) (listed map[string][]int, counts map[string]int, truncated bool) {
+	listed, counts = make(map[string][]int, len(missing)), make(map[string]int, len(missing))
+	for id, parts := range missing {
+		parts = slices.Sorted(slices.Values(parts))
+		counts[id] = len(parts)
+		if len(parts) > perFile {
+			parts, truncated = parts[:perFile], true
+		}
+		listed[id] = parts
+	}
+	return listed, counts, truncated
+}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -40,4 +41,22 @@ func TestSummarizeMissing(t *testing.T) {
 			t.Fatalf("%d bytes: %.120q…%q", len(got), got, got[max(0, len(got)-20):])
 		}
 	})
+}
+
+func TestTruncateMissingKeepsTheFirstPartsAndTheCounts(t *testing.T) {
+	t.Parallel()
+	many := make([]int, 0, 10000)
+	for n := 10000; n >= 1; n-- {
+		many = append(many, n)
+	}
+	listed, counts, truncated := TruncateMissing(map[string][]int{"big": many, "small": {3, 1}}, 100)
+	if !truncated || len(listed["big"]) != 100 || listed["big"][0] != 1 || listed["big"][99] != 100 || counts["big"] != 10000 {
+		t.Fatalf("big: %d listed (%v…), count %d, truncated %v", len(listed["big"]), listed["big"][:3], counts["big"], truncated)
+	}
+	if !slices.Equal(listed["small"], []int{1, 3}) || counts["small"] != 2 {
+		t.Fatalf("small: %v, count %d", listed["small"], counts["small"])
+	}
+	if _, _, truncated := TruncateMissing(map[string][]int{"small": {1}}, 100); truncated {
+		t.Fatal("truncated with nothing left out")
+	}
 }

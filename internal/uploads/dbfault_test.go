@@ -128,8 +128,7 @@ func TestSilentNetworkMidCommitDoesNotHoldTheRow(t *testing.T) {
 	ts := activate(t, svc, 6*session.MiB)
 	ts.uploadAll(t, svc)
 	title := "Silent " + ts.id.String()[:8]
-	holder := *svc
-	holder.DB = holderDB
+	holder := onDB(svc, holderDB)
 	cut := cutAt(t, "finalize/tx-after-insert-moc", part)
 	hctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -181,8 +180,7 @@ func TestSilentNetworkMidCreateDoesNotHoldTheOwnersLock(t *testing.T) {
 		return uploads.Request{SessionID: uuid.New(), Owner: owner, MaxActive: 5,
 			Files: []session.File{{Name: "a.pdf", ContentType: "application/pdf", SizeBytes: 100}}}
 	}
-	holder := *svc
-	holder.DB = holderDB
+	holder := onDB(svc, holderDB)
 	cut := cutAt(t, "store/after-active-cap-lock", part)
 	hctx, hcancel := context.WithCancel(context.Background())
 	defer hcancel() // lets the silenced creation's connection go before the pool closes
@@ -199,4 +197,10 @@ func TestSilentNetworkMidCreateDoesNotHoldTheOwnersLock(t *testing.T) {
 		t.Fatalf("the owner's next session %s after the network went silent: %v", time.Since(start).Round(time.Millisecond), err)
 	}
 	t.Logf("the owner's next session was created %s after the network went silent", time.Since(start).Round(time.Millisecond))
+}
+
+// onDB is another replica of svc: the same settings, its own database pool.
+func onDB(svc *uploads.Service, st *store.Store) *uploads.Service {
+	return &uploads.Service{DB: st, S3: svc.S3, SessionTTL: svc.SessionTTL, StaleLockAfter: svc.StaleLockAfter,
+		Clock: svc.Clock, Limits: svc.Limits, Buffers: svc.Buffers}
 }

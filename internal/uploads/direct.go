@@ -2,6 +2,7 @@ package uploads
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,12 +60,92 @@ func (s *Service) partURLTTL() time.Duration {
 	return s.PartURLTTL
 }
 
+// directParts is listDirectParts shared between callers: a caller takes a
+// listing of the session that started no earlier than since (when it needs
+// to see what S3 held), waiting for one in flight if need be, and otherwise
+// starts one, never two of one session at once. A flood of GETs of a
+// session of 100 files then costs one listing in flight and one waiting,
+// not 100 ListParts per request, and no caller is answered with a listing
+// older than it asked for.
+func (s *Service) directParts(ctx context.Context, sessionID uuid.UUID, files []store.File, since time.Time) (map[uuid.UUID][]store.Part, map[uuid.UUID]bool, error) {
+	for {
+		s.listings.mu.Lock()
+		l := s.listings.latest[sessionID]
+		switch {
+		case l != nil && !l.started.Before(since):
+			s.listings.mu.Unlock()
+			return l.wait(ctx)
+		case l != nil && !l.finished():
+			s.listings.mu.Unlock()
+			if _, _, err := l.wait(ctx); ctx.Err() != nil {
+				return nil, nil, err
+			}
+			continue // then start one that is new enough, unless another did
+		}
+		l = &listing{started: time.Now(), done: make(chan struct{})}
+		s.listings.put(sessionID, l)
+		s.listings.mu.Unlock()
+		// Shared: one caller giving up must not fail the others.
+		l.parts, l.complete, l.err = s.listDirectParts(context.WithoutCancel(ctx), sessionID, files)
+		close(l.done)
+		return l.parts, l.complete, l.err
+	}
+}
+
+// listings are the latest direct listing of each session.
+type listings struct {
+	mu     sync.Mutex
+	latest map[uuid.UUID]*listing
+}
+
+// listingKeep is how long a finished listing is kept for callers that can use
+// one that old.
+const listingKeep = time.Minute
+
+func (ls *listings) put(id uuid.UUID, l *listing) {
+	if ls.latest == nil {
+		ls.latest = map[uuid.UUID]*listing{}
+	}
+	for k, old := range ls.latest {
+		if old.finished() && time.Since(old.started) > listingKeep {
+			delete(ls.latest, k)
+		}
+	}
+	ls.latest[id] = l
+}
+
+type listing struct {
+	started  time.Time
+	done     chan struct{}
+	parts    map[uuid.UUID][]store.Part
+	complete map[uuid.UUID]bool
+	err      error
+}
+
+func (l *listing) finished() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *listing) wait(ctx context.Context) (map[uuid.UUID][]store.Part, map[uuid.UUID]bool, error) {
+	select {
+	case <-l.done:
+		return l.parts, l.complete, l.err
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
 // directParts reads what each file of a direct session holds: S3's listing
 // while the file's upload is open; once S3 completed it (recorded, or found by
 // its object after a completion nobody recorded) the parts recorded just
 // before the completion, and the file is done. A file whose upload is gone
 // with no object (aborted by expiry or delete) holds nothing.
-func (s *Service) directParts(ctx context.Context, sessionID uuid.UUID, files []store.File) (parts map[uuid.UUID][]store.Part, done map[uuid.UUID]bool, err error) {
+func (s *Service) listDirectParts(ctx context.Context, sessionID uuid.UUID, files []store.File) (parts map[uuid.UUID][]store.Part, done map[uuid.UUID]bool, err error) {
 	parts, done = make(map[uuid.UUID][]store.Part, len(files)), map[uuid.UUID]bool{}
 	var recorded map[uuid.UUID][]store.Part
 	fromRecord := func(f store.File) error {
@@ -114,7 +195,7 @@ func (s *Service) directParts(ctx context.Context, sessionID uuid.UUID, files []
 // holds (direct).
 func (s *Service) partsOf(ctx context.Context, sess store.Session, files []store.File) (map[uuid.UUID][]store.Part, map[uuid.UUID]bool, error) {
 	if sess.Transfer == store.TransferDirect {
-		return s.directParts(ctx, sess.ID, files)
+		return s.directParts(ctx, sess.ID, files, time.Now())
 	}
 	parts, err := s.DB.Parts(ctx, sess.ID)
 	done := map[uuid.UUID]bool{}

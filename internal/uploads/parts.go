@@ -291,7 +291,9 @@ func (s *Service) Progress(ctx context.Context, sess store.Session) (map[uuid.UU
 	if err != nil {
 		return nil, err
 	}
-	parts, done, err := s.directParts(ctx, sess.ID, files)
+	// Progress may be a few seconds behind (the contract says so): a listing
+	// a GET just made will do.
+	parts, done, err := s.directParts(ctx, sess.ID, files, time.Now().Add(-progressStaleness))
 	if err != nil {
 		return nil, err
 	}
@@ -313,6 +315,10 @@ func (s *Service) Progress(ctx context.Context, sess store.Session) (map[uuid.UU
 	}
 	return out, nil
 }
+
+// progressStaleness is how old a direct session's listing may be for the
+// status's progress.
+const progressStaleness = 2 * time.Second
 
 // MOC reads the MOC of a finalized session.
 func (s *Service) MOC(ctx context.Context, id uuid.UUID) (store.MOC, error) {

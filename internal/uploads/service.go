@@ -45,6 +45,8 @@ type Service struct {
 	PartURLTTL time.Duration
 	// UploadStepTimeout bounds one file's activation step (0: the default).
 	UploadStepTimeout time.Duration
+	// listings shares direct sessions' S3 listings between callers.
+	listings listings
 }
 
 // Request describes a session to activate.

@@ -193,6 +193,7 @@ func startReplicaWith(t *testing.T, extra map[string]string, scheme string, clie
 	env["SESSION_CREATE_RATE_LIMIT"] = "1000/1m"
 	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
 	env["MAX_PARTS_IN_FLIGHT_PER_USER"] = "1000"
+	env["GET_RATE_LIMIT"] = "100000/1m"
 	// Replicas of one Deployment share the window, so the locks a replica
 	// holds are renewed well before the suite's manager would take them over.
 	env["STALE_LOCK_AFTER"] = suiteStaleLockAfter
