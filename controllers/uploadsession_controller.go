@@ -168,13 +168,15 @@ func (r *UploadSessionReconciler) finishRemoval(ctx context.Context, s *sessionS
 }
 
 // The operator's permissions, least privilege: sessions everywhere (create: the
-// upload API creates sessions in SESSION_NAMESPACE; delete: retention;
-// assign-owner: it creates them in its callers' names, which the admission
-// policy allows only to those with this verb), their status and finalizers;
+// upload API creates sessions in SESSION_NAMESPACE; delete: retention),
+// uploadsessions/owner assign (it creates them in its callers' names, which
+// the admission policy allows only to those granted it cluster-wide), their
+// status and finalizers;
 // Events; TokenReviews (the upload API's callers) and SubjectAccessReviews
 // (who may read /metrics). Leader election's Leases are not here: a Role in the
 // operator's own namespace grants them (config/rbac/leader_election_role.yaml).
-// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions,verbs=get;list;watch;create;patch;delete;assign-owner
+// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/owner,verbs=assign
 // +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/status,verbs=patch
 // +kubebuilder:rbac:groups=uploads.mocs.dev,resources=uploadsessions/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
