@@ -46,7 +46,15 @@ func (a *API) partURL(w http.ResponseWriter, r *http.Request, u auth.User) {
 	}
 	cs := objectstore.Checksums{ContentMD5: body.ContentMD5, CRC32: body.ChecksumCRC32, CRC32C: body.ChecksumCRC32C,
 		CRC64NVME: body.ChecksumCRC64NVME, SHA1: body.ChecksumSHA1, SHA256: body.ChecksumSHA256}
-	if details := checksumErrors(body); len(details) > 0 {
+	details := checksumErrors(body)
+	if body.ChecksumSHA256 == "" && !a.Uploads.S3.PresignSecure() {
+		// The URL is plain http: the body travels unprotected and a CRC
+		// signed into the URL is no defence (bytes that give any CRC are easy
+		// to make). Only a SHA-256 S3 checks keeps the part what the client sent.
+		details = append(details, session.FieldError{Field: "checksumSHA256",
+			Message: "is required: part URLs point at plain http:// S3 (S3_PRESIGN_ENDPOINT), where only a declared SHA-256 keeps a part from being changed on the way"})
+	}
+	if len(details) > 0 {
 		validationError(w, details)
 		return
 	}

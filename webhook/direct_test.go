@@ -5,7 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"strings"
@@ -340,5 +343,34 @@ func TestDirectSessionLeavesNothingBehind(t *testing.T) {
 				t.Fatalf("after %s: %d uploads and objects %v left under %s", end, len(ups), objs, prefix)
 			}
 		})
+	}
+}
+
+// Part URLs that point at plain http S3 off this machine need a declared
+// SHA-256: a CRC signed into the URL would not keep the bytes from being
+// changed on the way. Over https, or to loopback, none is needed.
+func TestPlainHTTPPartURLsNeedASHA256(t *testing.T) {
+	t.Parallel()
+	o := testS3.Options()
+	o.PresignEndpoint = "http://s3.example.test:9000" // presigning sends nothing: no such host is reached
+	svc := testService(t, &o)
+	srv := serve(t, svc, 25*time.Second)
+	s := newSessionWith(t, svc, 5*session.MiB, store.TransferDirect)
+	sum := sha256.Sum256(s.part(1))
+	crc := base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(s.part(1))))
+	for _, body := range []map[string]string{nil, {"checksumCRC32": crc}} {
+		a, _ := s.partURL(t, srv.URL, s.owner, 1, body)
+		if a.status != http.StatusBadRequest || a.code() != "VALIDATION_ERROR" || !strings.Contains(fmt.Sprint(a.body["details"]), "checksumSHA256") {
+			t.Fatalf("part URL over plain http with %v: %d %v; want 400 naming checksumSHA256", body, a.status, a.body)
+		}
+	}
+	a, p := s.partURL(t, srv.URL, s.owner, 1, map[string]string{"checksumSHA256": base64.StdEncoding.EncodeToString(sum[:])})
+	if a.status != http.StatusOK || !strings.HasPrefix(p.URL, "http://s3.example.test:9000/") {
+		t.Fatalf("part URL with a SHA-256: %d %v", a.status, a.body)
+	}
+	// The suite's own S3 is plain http on loopback: no digest needed.
+	local := newSessionWith(t, testService(t, nil), 5*session.MiB, store.TransferDirect)
+	if a, _ := local.partURL(t, serve(t, testService(t, nil), 25*time.Second).URL, local.owner, 1, nil); a.status != http.StatusOK {
+		t.Fatalf("part URL to loopback S3 without a digest: %d %v", a.status, a.body)
 	}
 }

@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -197,6 +198,7 @@ func load(r *reader) (Config, error) {
 		ExpiredRetention:          r.duration("EXPIRED_RETENTION", 10*time.Minute),
 		OrphanSweepInterval:       r.duration("ORPHAN_SWEEP_INTERVAL", 5*time.Minute),
 		OrphanUploadMinAge:        r.duration("ORPHAN_UPLOAD_MIN_AGE", 15*time.Minute),
+		ResourcelessSessionGrace:  r.duration("RESOURCELESS_SESSION_GRACE", 10*time.Minute),
 		MaxActiveSessions:         r.integer("MAX_ACTIVE_SESSIONS_PER_USER", 20),
 		UploadGroups:              r.list("UPLOAD_ALLOWED_GROUPS", nil),
 		ResyncInterval:            r.duration("RESYNC_INTERVAL", 30*time.Second),
@@ -241,10 +243,35 @@ func load(r *reader) (Config, error) {
 	case c.TLSCertFile == "" && c.TLSKeyFile != "":
 		r.fail("TLS_KEY_FILE", c.TLSKeyFile, "set together with "+c.Name("TLS_CERT_FILE")+" (both or neither)")
 	}
+	for _, name := range []string{"S3_ENDPOINT", "S3_PRESIGN_ENDPOINT"} {
+		v := c.S3Endpoint
+		if name == "S3_PRESIGN_ENDPOINT" {
+			v = c.S3PresignEndpoint
+		}
+		if err := validEndpoint(v); err != nil {
+			r.fail(name, v, "an http(s) URL of a host, such as https://s3.example.com")
+		}
+	}
 	if c.SlugConflictStrategy != "AUTO_APPEND" && c.SlugConflictStrategy != "PROMPT_USER" {
 		r.fail("SLUG_CONFLICT_STRATEGY", c.SlugConflictStrategy, "AUTO_APPEND or PROMPT_USER")
 	}
 	return c, r.err
+}
+
+// validEndpoint checks an S3 endpoint setting: empty (AWS), or an absolute
+// http(s) URL of a host with no credentials, query or fragment.
+func validEndpoint(v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("not an http(s) URL of a host")
+	}
+	return nil
 }
 
 // DefaultAudience is the audience of tokens for the upload API unless

@@ -72,6 +72,9 @@ func TestOverridesAndErrors(t *testing.T) {
 	for name, val := range map[string]string{
 		"UPLOAD_PART_TIMEOUT": "soon", "FINALIZE_RATE_LIMIT": "ten", "MAX_FILE_SIZE_BYTES": "big",
 		"ALLOW_BROWSER_UPLOADS": "maybe", "SLUG_CONFLICT_STRATEGY": "RANDOM",
+		"S3_PRESIGN_ENDPOINT": "s3.example.com", "S3_ENDPOINT": "ftp://s3.example.com",
+		"MIN_PART_RATE": "64KiB", "FINALIZE_LIMIT_WITHOUT_REDIS": "maybe", "MAX_PARTS_IN_FLIGHT_PER_USER": "0",
+		"AUTH_FAILURE_LIMIT": "lots", "GET_RATE_LIMIT": "0/1m",
 	} {
 		if _, err := Load(lookup(map[string]string{name: val})); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=%q: err = %v, want an error naming it", name, val, err)

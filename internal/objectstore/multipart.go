@@ -26,8 +26,12 @@ type Checksums struct {
 	SHA256     string
 }
 
-func (c Checksums) any() bool {
-	return c.ContentMD5 != "" || c.CRC32 != "" || c.CRC32C != "" || c.CRC64NVME != "" || c.SHA1 != "" || c.SHA256 != ""
+// protectsBody reports whether S3 will check the body against a digest an
+// attacker on the path cannot match: a CRC is no such digest (bytes that give
+// any CRC are easy to make), so only Content-MD5 and a SHA-256 count. The
+// digests travel in signed headers.
+func (c Checksums) protectsBody() bool {
+	return c.ContentMD5 != "" || c.SHA256 != ""
 }
 
 // UploadPart stores one part. body must be seekable: the SDK rewinds it to
@@ -40,7 +44,7 @@ func (s *Store) UploadPart(ctx context.Context, key, uploadID string, n int32, b
 	}
 	setChecksums(in, cs)
 	var opts []func(*s3.Options)
-	if s.unsignedAllowed && (s.secure || cs.any()) {
+	if s.unsignedAllowed && (s.secure || cs.protectsBody()) {
 		opts = append(opts, func(o *s3.Options) {
 			o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 		})

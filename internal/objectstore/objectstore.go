@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -69,8 +70,10 @@ type Store struct {
 	presigner *s3.PresignClient
 
 	unsignedAllowed bool
-	secure          bool // the endpoint is https (AWS when empty)
-	callTimeout     time.Duration
+	// presignSecure: presigned part URLs are https://.
+	presignSecure bool
+	secure        bool // the endpoint is https (AWS when empty)
+	callTimeout   time.Duration
 }
 
 // bound gives one call its deadline, times times CallTimeout (the caller's,
@@ -143,7 +146,37 @@ func New(o Options) *Store {
 	// client removes the retry loop the attempt logger is placed after).
 	presigner := newPresigner(s3.NewFromConfig(cfg, base), o.PresignEndpoint)
 	secure := o.Endpoint == "" || strings.HasPrefix(strings.ToLower(o.Endpoint), "https://")
-	return &Store{Client: client, Bucket: o.Bucket, presigner: presigner, unsignedAllowed: o.UnsignedPayload, secure: secure, callTimeout: o.CallTimeout}
+	presignSecure := protectedEndpoint(o.Endpoint)
+	if o.PresignEndpoint != "" {
+		presignSecure = protectedEndpoint(o.PresignEndpoint)
+	}
+	return &Store{Client: client, Bucket: o.Bucket, presigner: presigner, unsignedAllowed: o.UnsignedPayload, secure: secure,
+		presignSecure: presignSecure, callTimeout: o.CallTimeout}
+}
+
+// PresignSecure reports whether presigned part URLs are https:// (or reach
+// this machine only). Over plain http to another host a presigned part's
+// body is protected only by a digest signed into the URL that an attacker
+// cannot match (a SHA-256).
+func (s *Store) PresignSecure() bool { return s.presignSecure }
+
+// protectedEndpoint reports whether what is sent to endpoint cannot be read
+// or changed on the way: https (or AWS's default), or a loopback host, which
+// no network path reaches.
+func protectedEndpoint(endpoint string) bool {
+	if endpoint == "" || strings.HasPrefix(strings.ToLower(endpoint), "https://") {
+		return true
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // EnsureBucket creates the bucket unless it exists (for `make dev` and tests).

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -75,8 +78,10 @@ func (p *payloadRecorder) last() string {
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Part bodies are never sent with neither TLS nor a signature: over plain
-// http they are hashed into the signature unless the client sent a checksum
-// S3 verifies; over https UNSIGNED-PAYLOAD is used. S3 accepts every one.
+// http they are hashed into the signature unless the client sent a digest S3
+// verifies that an attacker on the path cannot match (Content-MD5, SHA-256;
+// a CRC is not one); over https UNSIGNED-PAYLOAD is used. S3 accepts every
+// one.
 func TestUnsignedPayloadOnlyWhereTheBodyIsProtected(t *testing.T) {
 	rec := &payloadRecorder{}
 	plain := httptest.NewServer(rec.handler(t))
@@ -85,6 +90,8 @@ func TestUnsignedPayloadOnlyWhereTheBodyIsProtected(t *testing.T) {
 	defer tlsSrv.Close()
 	body := bytes.Repeat([]byte("castle "), 1000)
 	sum := md5.Sum(body)
+	sha := sha256.Sum256(body)
+	crc := binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(body))
 	for _, tc := range []struct {
 		name     string
 		endpoint string
@@ -94,6 +101,8 @@ func TestUnsignedPayloadOnlyWhereTheBodyIsProtected(t *testing.T) {
 	}{
 		{"http, no checksum: hashed", plain.URL, nil, objectstore.Checksums{}, false},
 		{"http with Content-MD5: unsigned", plain.URL, nil, objectstore.Checksums{ContentMD5: base64.StdEncoding.EncodeToString(sum[:])}, true},
+		{"http with a SHA-256: unsigned", plain.URL, nil, objectstore.Checksums{SHA256: base64.StdEncoding.EncodeToString(sha[:])}, true},
+		{"http with only a CRC32: hashed", plain.URL, nil, objectstore.Checksums{CRC32: base64.StdEncoding.EncodeToString(crc[:])}, false},
 		{"https: unsigned", tlsSrv.URL, tlsSrv.Client(), objectstore.Checksums{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

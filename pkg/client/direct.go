@@ -2,10 +2,11 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
@@ -13,16 +14,23 @@ import (
 	"time"
 )
 
-// sendPart sends one part the session's way, with a CRC32 of its bytes that
-// S3 verifies: through the upload API (proxy), or straight to S3 with a
-// presigned URL (direct).
+// sendPart sends one part the session's way, with a checksum of its bytes
+// that S3 verifies: through the upload API (proxy) with a CRC32 (the upload
+// API signs what it sends on), or straight to S3 with a presigned URL
+// (direct) with a SHA-256, signed into the URL: over plain http a CRC would
+// not keep the bytes from being changed on the way, and the upload API
+// refuses a URL without one there.
 func (c *Client) sendPart(ctx context.Context, transfer, path string, part io.ReadSeeker, size int64) error {
-	sum, err := crc32Of(part)
+	if transfer != "direct" {
+		sum, err := digestOf(part, crc32.NewIEEE())
+		if err != nil {
+			return err
+		}
+		return c.partPUT(ctx, path, part, size, sum)
+	}
+	sum, err := digestOf(part, sha256.New())
 	if err != nil {
 		return err
-	}
-	if transfer != "direct" {
-		return c.partPUT(ctx, path, part, size, sum)
 	}
 	return c.directPart(ctx, path, part, size, sum)
 }
@@ -32,16 +40,15 @@ func (c *Client) partPUT(ctx context.Context, path string, part io.ReadSeeker, s
 	return err
 }
 
-// crc32Of is the base64 CRC32 (IEEE) of r's bytes, as S3 takes it.
-func crc32Of(r io.ReadSeeker) (string, error) {
+// digestOf is the base64 digest h of r's bytes, as S3 takes it.
+func digestOf(r io.ReadSeeker, h hash.Hash) (string, error) {
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}
-	h := crc32.NewIEEE()
 	if _, err := io.Copy(h, r); err != nil {
 		return "", fmt.Errorf("checksum of the part: %w", err)
 	}
-	return base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, h.Sum32())), nil
+	return base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
 }
 
 // PartURL is a presigned S3 upload of one part of a direct session.
@@ -55,13 +62,19 @@ type PartURL struct {
 // GetPartURL asks the upload API for a presigned upload of part n of a file
 // of a direct session; checksumCRC32 (base64, may be empty) is signed in.
 func (c *Client) GetPartURL(ctx context.Context, sessionID, fileID string, n int, checksumCRC32 string) (*PartURL, error) {
-	return c.partURL(ctx, fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", sessionID, fileID, n), checksumCRC32)
+	return c.partURL(ctx, fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", sessionID, fileID, n), "checksumCRC32", checksumCRC32)
 }
 
-func (c *Client) partURL(ctx context.Context, path, sum string) (*PartURL, error) {
+// GetPartURLSHA256 is GetPartURL with a SHA-256 (base64) signed in, which an
+// upload API whose part URLs are plain http requires.
+func (c *Client) GetPartURLSHA256(ctx context.Context, sessionID, fileID string, n int, checksumSHA256 string) (*PartURL, error) {
+	return c.partURL(ctx, fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", sessionID, fileID, n), "checksumSHA256", checksumSHA256)
+}
+
+func (c *Client) partURL(ctx context.Context, path, field, sum string) (*PartURL, error) {
 	req := map[string]string{}
 	if sum != "" {
-		req["checksumCRC32"] = sum
+		req[field] = sum
 	}
 	body, n := jsonBody(req)
 	var u PartURL
@@ -95,7 +108,7 @@ func (c *Client) directPart(ctx context.Context, path string, part io.ReadSeeker
 			case <-time.After(wait):
 			}
 		}
-		u, err := c.partURL(ctx, path, sum)
+		u, err := c.partURL(ctx, path, "checksumSHA256", sum)
 		if err != nil {
 			return err // the API's own answers were retried already
 		}
