@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
+	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/ratelimit"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
@@ -272,5 +273,20 @@ func TestSessionGetsAreLimitedPerUser(t *testing.T) {
 	}
 	if a := get(other); a.status != http.StatusOK {
 		t.Fatalf("another user's GET: %d %v", a.status, a.body)
+	}
+}
+
+// A caller whose parts hold its share of memory and of the spill budget gets
+// 429 window "buffers" before its body is read.
+func TestPartOverTheCallersBufferShareIsRefused(t *testing.T) {
+	t.Parallel()
+	svc := testService(t, nil)
+	svc.Buffers = partbuf.New(8*session.MiB, t.TempDir())
+	svc.Buffers.SpillBudget, svc.Buffers.OwnerShare = 8*session.MiB, 0.5 // 4 MiB each: no 5 MiB part fits
+	base := serveAPI(t, svc, &API{PartTimeout: time.Minute})
+	s := newSession(t, svc, 5*session.MiB)
+	a := s.putPart(t, base, 1)
+	if a.status != http.StatusTooManyRequests || a.code() != "RATE_LIMIT_EXCEEDED" || a.body["window"] != "buffers" || a.header.Get("Retry-After") == "" {
+		t.Fatalf("= %d %v; want 429 window buffers", a.status, a.body)
 	}
 }

@@ -191,6 +191,14 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 	case errors.As(err, &notActive):
 		writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", map[string]any{"status": notActive.Status})
 		return
+	case errors.Is(err, partbuf.ErrOwnerShare):
+		// This caller's parts already hold its share of memory and of the
+		// spill budget: its own parts in flight must end first. The body was
+		// not read, so the connection goes.
+		metrics.PartsRefused.WithLabelValues("buffer_share").Inc()
+		w.Header().Set("Connection", "close")
+		tooMany(w, 1, a.PartsInFlight.limitOrZero(), "buffers")
+		return
 	case errors.Is(err, partbuf.ErrSpillBudget):
 		metrics.PartsRefused.WithLabelValues("buffers").Inc()
 		// Memory and the spill budget are taken by parts in flight: a moment

@@ -52,9 +52,10 @@ var (
 		[]string{"limit"})
 	// PartsRefused counts part requests refused for fairness, by reason
 	// (in_flight: the user's parts in flight; too_slow: a body below
-	// MIN_PART_RATE; buffers: no memory or spill room).
+	// MIN_PART_RATE; buffer_share: the user's share of the buffers;
+	// buffers: no memory or spill room).
 	PartsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mocupload_parts_refused_total", Help: "Part requests refused for fairness, by reason (in_flight, too_slow, buffers)."},
+		Name: "mocupload_parts_refused_total", Help: "Part requests refused for fairness, by reason (in_flight, too_slow, buffer_share, buffers)."},
 		[]string{"reason"})
 	// RequestsInFlight is the number of upload API requests being served.
 	RequestsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{

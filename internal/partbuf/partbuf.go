@@ -41,6 +41,12 @@ type Pool struct {
 	// fill the node's disk. A part that would exceed it is refused with
 	// ErrSpillBudget, for the client to send again later.
 	SpillBudget int64
+	// OwnerShare bounds what one owner (WithOwner) holds, as a fraction of
+	// each budget (0: no bound): past its share of memory an owner's parts
+	// spill, past its share of the spill budget they are refused with
+	// ErrOwnerShare. One tenant's slow or large parts then cannot take the
+	// memory every other tenant's parts need.
+	OwnerShare float64
 
 	budget   int64
 	sem      *semaphore.Weighted
@@ -49,7 +55,10 @@ type Pool struct {
 	mu      sync.Mutex
 	spilled int64 // parts spilled so far (for metrics and tests)
 	onDisk  int64 // bytes of the spill files open now
-	waited  int64 // parts that waited for memory
+	// memBy and diskBy are what each owner holds now (owners with none are
+	// not kept).
+	memBy, diskBy map[string]int64
+	waited        int64 // parts that waited for memory
 	// Free slabs by size, reused between parts. Slabs in use plus free slabs
 	// never exceed the budget, so the buffers' memory is bounded by the budget
 	// itself, not by the budget plus whatever a pool or the GC holds on to.
@@ -80,84 +89,151 @@ var ErrShortBody = errors.New("request body shorter than Content-Length")
 // part now.
 var ErrSpillBudget = errors.New("no room for the part: the memory and spill budgets are in use")
 
+// ErrOwnerShare means the part's owner already holds its share of memory and
+// of the spill budget.
+var ErrOwnerShare = errors.New("no room for the part: its owner holds its share of the part buffers")
+
+type ownerKey struct{}
+
+// WithOwner names whose part a Fill or Stream with ctx receives, for
+// OwnerShare.
+func WithOwner(ctx context.Context, owner string) context.Context {
+	return context.WithValue(ctx, ownerKey{}, owner)
+}
+
+func ownerOf(ctx context.Context) string {
+	o, _ := ctx.Value(ownerKey{}).(string)
+	return o
+}
+
+// share is an owner's bound within budget (0: none).
+func (p *Pool) share(budget int64) int64 {
+	if p.OwnerShare <= 0 || p.OwnerShare >= 1 || budget <= 0 {
+		return 0
+	}
+	return max(int64(float64(budget)*p.OwnerShare), 1)
+}
+
+// hold adds n bytes (negative: releases) to what owner holds in m.
+func hold(m *map[string]int64, owner string, n int64) {
+	if *m == nil {
+		*m = map[string]int64{}
+	}
+	if (*m)[owner] += n; (*m)[owner] <= 0 {
+		delete(*m, owner)
+	}
+}
+
 // Fill reads exactly size bytes of r into a new buffer. Waiting for memory
 // ends with ctx too (the part's deadline), and the part is then spilled.
 func (p *Pool) Fill(ctx context.Context, r io.Reader, size int64) (Buffer, error) {
 	class := slabClass(size)
-	if p.acquire(ctx, class) {
+	owner := ownerOf(ctx)
+	if p.acquire(ctx, owner, class) {
 		slab := p.slab(class)
 		n, err := io.ReadFull(r, (*slab)[:size])
 		if err != nil {
 			p.putSlab(slab)
-			p.sem.Release(class)
+			p.releaseMem(owner, class)
 			return nil, readErr(err, n, size)
 		}
-		return &memBuffer{Reader: bytes.NewReader((*slab)[:size]), pool: p, slab: slab, class: class}, nil
+		return &memBuffer{Reader: bytes.NewReader((*slab)[:size]), pool: p, slab: slab, class: class, owner: owner}, nil
 	}
-	return p.fillDisk(r, size)
+	return p.fillDisk(owner, r, size)
 }
 
 // fillDisk receives a part that memory has no room for into a spill file.
-func (p *Pool) fillDisk(r io.Reader, size int64) (Buffer, error) {
-	if !p.reserveDisk(size) {
-		return nil, ErrSpillBudget
+func (p *Pool) fillDisk(owner string, r io.Reader, size int64) (Buffer, error) {
+	if err := p.reserveDisk(owner, size); err != nil {
+		return nil, err
 	}
 	f, err := os.CreateTemp(p.spillDir, "part-*")
 	if err != nil {
-		p.releaseDisk(size)
+		p.releaseDisk(owner, size)
 		return nil, fmt.Errorf("spill file: %w", err)
 	}
 	_ = os.Remove(f.Name()) // unlinked at once: nothing is left behind, even on a crash
 	n, err := io.CopyN(f, r, size)
 	if err != nil {
 		_ = f.Close()
-		p.releaseDisk(size)
+		p.releaseDisk(owner, size)
 		return nil, readErr(err, int(n), size)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		_ = f.Close()
-		p.releaseDisk(size)
+		p.releaseDisk(owner, size)
 		return nil, err
 	}
 	p.mu.Lock()
 	p.spilled++
 	p.mu.Unlock()
-	return &fileBuffer{File: f, pool: p, size: size}, nil
+	return &fileBuffer{File: f, pool: p, size: size, owner: owner}, nil
 }
 
-func (p *Pool) reserveDisk(size int64) bool {
+func (p *Pool) reserveDisk(owner string, size int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if share := p.share(p.SpillBudget); share > 0 && p.diskBy[owner]+size > share {
+		return ErrOwnerShare
+	}
 	if p.SpillBudget > 0 && p.onDisk+size > p.SpillBudget {
-		return false
+		return ErrSpillBudget
 	}
 	p.onDisk += size
-	return true
+	hold(&p.diskBy, owner, size)
+	return nil
 }
 
-func (p *Pool) releaseDisk(size int64) {
+func (p *Pool) releaseDisk(owner string, size int64) {
 	p.mu.Lock()
 	p.onDisk -= size
+	hold(&p.diskBy, owner, -size)
 	p.mu.Unlock()
 }
 
-// acquire takes size bytes of the budget, waiting up to WaitForMemory.
-func (p *Pool) acquire(ctx context.Context, size int64) bool {
+// acquire takes size bytes of the budget for owner, waiting up to
+// WaitForMemory; never past the owner's share (its part spills instead).
+func (p *Pool) acquire(ctx context.Context, owner string, size int64) bool {
 	if size > p.budget {
+		return false
+	}
+	share := p.share(p.budget)
+	p.mu.Lock()
+	over := share > 0 && p.memBy[owner]+size > share
+	if !over {
+		// Counted before the wait: two parts of one owner waiting at once
+		// must not both fit in what is left of its share.
+		hold(&p.memBy, owner, size)
+	}
+	p.mu.Unlock()
+	if over {
 		return false
 	}
 	if p.sem.TryAcquire(size) {
 		return true
 	}
-	if p.WaitForMemory <= 0 {
-		return false
+	if p.WaitForMemory > 0 {
+		p.mu.Lock()
+		p.waited++
+		p.mu.Unlock()
+		wctx, cancel := context.WithTimeout(ctx, p.WaitForMemory)
+		defer cancel()
+		if p.sem.Acquire(wctx, size) == nil {
+			return true
+		}
 	}
 	p.mu.Lock()
-	p.waited++
+	hold(&p.memBy, owner, -size)
 	p.mu.Unlock()
-	wctx, cancel := context.WithTimeout(ctx, p.WaitForMemory)
-	defer cancel()
-	return p.sem.Acquire(wctx, size) == nil
+	return false
+}
+
+// releaseMem gives back size bytes of memory owner held.
+func (p *Pool) releaseMem(owner string, size int64) {
+	p.sem.Release(size)
+	p.mu.Lock()
+	hold(&p.memBy, owner, -size)
+	p.mu.Unlock()
 }
 
 // Stats is what the pool has done so far (for metrics and tests).
@@ -248,13 +324,14 @@ type memBuffer struct {
 	pool  *Pool
 	slab  *[]byte
 	class int64
+	owner string
 	once  sync.Once
 }
 
 func (b *memBuffer) Close() error {
 	b.once.Do(func() {
 		b.pool.putSlab(b.slab)
-		b.pool.sem.Release(b.class)
+		b.pool.releaseMem(b.owner, b.class)
 	})
 	return nil
 }
@@ -264,6 +341,7 @@ type fileBuffer struct {
 	*os.File
 	pool   *Pool
 	size   int64
+	owner  string
 	closed bool
 }
 
@@ -276,6 +354,6 @@ func (b *fileBuffer) Close() error {
 		return nil
 	}
 	b.closed = true
-	b.pool.releaseDisk(b.size)
+	b.pool.releaseDisk(b.owner, b.size)
 	return b.File.Close()
 }

@@ -198,3 +198,41 @@ func TestNearbySizesReuseOneSlabWithinTheBudget(t *testing.T) {
 		}
 	}
 }
+
+// One owner holds at most its share of memory (its further parts spill) and
+// of the spill budget (then ErrOwnerShare); another owner's parts still get
+// memory, and a share frees as the owner's parts close.
+func TestOwnersHoldAtMostTheirShare(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	p := New(40*mib, t.TempDir())
+	p.SpillBudget, p.OwnerShare = 40*mib, 0.25 // 10 MiB of each per owner
+	data := make([]byte, 8*mib)
+	alice, bob := WithOwner(context.Background(), "alice"), WithOwner(context.Background(), "bob")
+	a1, err := p.Fill(alice, bytes.NewReader(data), 8*mib)
+	if err != nil || a1.Spilled() {
+		t.Fatalf("alice's first part: spilled=%v %v; want it in memory", a1 != nil && a1.Spilled(), err)
+	}
+	a2, err := p.Fill(alice, bytes.NewReader(data), 8*mib)
+	if err != nil || !a2.Spilled() {
+		t.Fatalf("alice's second part: %v; want it spilled (her memory share is taken)", err)
+	}
+	if _, err := p.Fill(alice, bytes.NewReader(data), 8*mib); !errors.Is(err, ErrOwnerShare) {
+		t.Fatalf("alice's third part: %v; want ErrOwnerShare", err)
+	}
+	b1, err := p.Fill(bob, bytes.NewReader(data), 8*mib)
+	if err != nil || b1.Spilled() {
+		t.Fatalf("bob's part: %v; want it in memory", err)
+	}
+	for _, b := range []Buffer{a1, a2, b1} {
+		_ = b.Close()
+	}
+	a3, err := p.Fill(alice, bytes.NewReader(data), 8*mib)
+	if err != nil || a3.Spilled() {
+		t.Fatalf("alice's part once hers closed: %v; want it in memory", err)
+	}
+	_ = a3.Close()
+	if st := p.Stats(); st.InUseBytes != 0 || st.SpilledBytes != 0 {
+		t.Fatalf("held after every close: %+v", st)
+	}
+}

@@ -27,14 +27,15 @@ type Stream interface {
 // waits for the body to be received or to fail.
 func (p *Pool) Stream(ctx context.Context, r io.Reader, size int64) (Stream, error) {
 	class := slabClass(size)
-	if !p.acquire(ctx, class) {
-		b, err := p.fillDisk(r, size)
+	owner := ownerOf(ctx)
+	if !p.acquire(ctx, owner, class) {
+		b, err := p.fillDisk(owner, r, size)
 		if err != nil {
 			return nil, err
 		}
 		return &filled{Buffer: b}, nil
 	}
-	s := &streamBuffer{pool: p, slab: p.slab(class), class: class, size: size, done: make(chan struct{})}
+	s := &streamBuffer{pool: p, slab: p.slab(class), class: class, size: size, owner: owner, done: make(chan struct{})}
 	s.cond = sync.NewCond(&s.mu)
 	go s.receive(r)
 	return s, nil
@@ -56,6 +57,7 @@ type streamBuffer struct {
 	slab  *[]byte
 	class int64
 	size  int64
+	owner string
 	done  chan struct{}
 
 	mu      sync.Mutex
@@ -167,7 +169,7 @@ func (s *streamBuffer) Close() error {
 	}
 	s.closed = true
 	s.pool.putSlab(s.slab)
-	s.pool.sem.Release(s.class)
+	s.pool.releaseMem(s.owner, s.class)
 	return nil
 }
 
