@@ -46,6 +46,9 @@ type OrphanSweep struct {
 	Namespaces []string
 	// Clock is the real clock when nil.
 	Clock func() time.Time
+	// Kept bounds the finished resources each HTTP caller keeps (nil: no
+	// bound).
+	Kept *KeptSessions
 
 	// goneSince is when each session's resource was first seen gone (on
 	// this leader: a new leader starts its grace again, which errs on the
@@ -97,6 +100,12 @@ func (o *OrphanSweep) sweep(ctx context.Context) {
 		}},
 		{"pending removals", metrics.RemovalsFinished, func() (int, error) { return o.Uploads.FinishRemovals(ctx, o.Log, removalsPerSweep) }},
 		{"resourceless sessions", metrics.ResourcelessSessionsRemoved, func() (int, error) { return o.RemoveResourceless(ctx) }},
+		{"kept sessions", metrics.KeptSessionsTrimmed, func() (int, error) {
+			if o.Kept == nil {
+				return 0, nil
+			}
+			return o.Kept.Trim(ctx)
+		}},
 	} {
 		n, err := step.run()
 		step.counter.Add(float64(n))

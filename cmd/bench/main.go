@@ -49,7 +49,7 @@ var (
 	pprofOut = flag.String("pprof", "", "write a 5 s CPU profile of the operator during the 16 MiB × c4 run (with -c64: the 8 MiB × c64 run) to this file")
 	conc64   = flag.Bool("c64", false, "throughput: only the 8 MiB × 64 configuration")
 	render   = flag.Bool("render", false, "rewrite docs/benchmarks.md and the plot from the last full run's bin/bench-results.json, measuring nothing")
-	only     = flag.String("only", "", "run only this part: throughput (a, b), finalize, reconcile, auth, go (the Go benchmarks)")
+	only     = flag.String("only", "", "run only this part: throughput (a, b), finalize, reconcile, auth, kept (memory of finished resources), go (the Go benchmarks)")
 )
 
 type bench struct {
@@ -122,7 +122,7 @@ func run() error {
 	for _, part := range []struct {
 		name string
 		fn   func(*results) error
-	}{{"throughput", b.throughput}, {"finalize", b.finalizeLatency}, {"reconcile", b.reconcileThroughput}, {"auth", b.authLatency}, {"go", b.goBenchmarks}} {
+	}{{"throughput", b.throughput}, {"finalize", b.finalizeLatency}, {"reconcile", b.reconcileThroughput}, {"auth", b.authLatency}, {"kept", b.keptMemory}, {"go", b.goBenchmarks}} {
 		if *only != "" && *only != part.name {
 			continue
 		}

@@ -278,7 +278,9 @@ func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, l
 	}
 	if err := mgr.Add(&controllers.OrphanSweep{Uploads: svc, Log: logger.WithName("orphan-sweep"),
 		Interval: cfg.OrphanSweepInterval, MinAge: cfg.OrphanUploadMinAge, Kube: mgr.GetClient(),
-		Live: mgr.GetAPIReader(), ResourceGrace: cfg.ResourcelessSessionGrace, Namespaces: watchedNamespaces(cfg)}); err != nil {
+		Live: mgr.GetAPIReader(), ResourceGrace: cfg.ResourcelessSessionGrace, Namespaces: watchedNamespaces(cfg),
+		Kept: &controllers.KeptSessions{Kube: mgr.GetClient(), Log: logger.WithName("kept-sessions"),
+			Namespace: cfg.SessionNamespace, PerOwner: cfg.KeptSessionsPerUser}}); err != nil {
 		return fmt.Errorf("set up the orphan sweep: %w", err)
 	}
 	if err := mgr.Add(&controllers.PhaseGauge{Client: mgr.GetClient()}); err != nil {

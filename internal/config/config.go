@@ -97,14 +97,17 @@ type Config struct {
 	// (deleted without its finalizer running) before the leader removes the
 	// session like a delete.
 	ResourcelessSessionGrace time.Duration
-	StaleLockAfter           time.Duration
-	SessionTTL               time.Duration
-	SessionRetention         time.Duration
-	ResyncInterval           time.Duration
-	ReadHeaderTimeout        time.Duration
-	ShutdownGrace            time.Duration
-	FinalizeTimeout          time.Duration
-	ReconcileTimeout         time.Duration
+	// KeptSessionsPerUser bounds the finished resources the upload API
+	// created that one owner keeps (0: no bound).
+	KeptSessionsPerUser int
+	StaleLockAfter      time.Duration
+	SessionTTL          time.Duration
+	SessionRetention    time.Duration
+	ResyncInterval      time.Duration
+	ReadHeaderTimeout   time.Duration
+	ShutdownGrace       time.Duration
+	FinalizeTimeout     time.Duration
+	ReconcileTimeout    time.Duration
 
 	AllowedContentTypes []string
 	MaxFileSizeBytes    int64
@@ -203,6 +206,7 @@ func load(r *reader) (Config, error) {
 		OrphanSweepInterval:       r.duration("ORPHAN_SWEEP_INTERVAL", 5*time.Minute),
 		OrphanUploadMinAge:        r.duration("ORPHAN_UPLOAD_MIN_AGE", 15*time.Minute),
 		ResourcelessSessionGrace:  r.duration("RESOURCELESS_SESSION_GRACE", 10*time.Minute),
+		KeptSessionsPerUser:       r.integer("KEPT_SESSIONS_PER_USER", 100),
 		MaxActiveSessions:         r.integer("MAX_ACTIVE_SESSIONS_PER_USER", 20),
 		UploadGroups:              r.list("UPLOAD_ALLOWED_GROUPS", nil),
 		ResyncInterval:            r.duration("RESYNC_INTERVAL", 30*time.Second),

@@ -74,6 +74,7 @@ var usage = map[string]string{ //nolint:gosec // G101: setting names, not creden
 	"EXPIRED_RETENTION":            "how long Expired and Failed sessions are kept after expiresAt before removal",
 	"ORPHAN_SWEEP_INTERVAL":        "how often the leader aborts multipart uploads no session can use",
 	"ORPHAN_UPLOAD_MIN_AGE":        "age an unused multipart upload must reach before it is aborted",
+	"KEPT_SESSIONS_PER_USER":       "finished sessions created over HTTP one user keeps in SESSION_NAMESPACE; the oldest beyond it are deleted before their retention (0: no bound)",
 	"RESOURCELESS_SESSION_GRACE":   "how long a session's resource must be gone (deleted without its finalizer) before the leader removes the session",
 	"MAX_ACTIVE_SESSIONS_PER_USER": "sessions a user may have open at once (admins exempt)",
 	"UPLOAD_ALLOWED_GROUPS":        "only these groups (and admins) may create sessions, comma-separated; empty means everyone",

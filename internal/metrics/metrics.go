@@ -79,6 +79,9 @@ var (
 	// ResourcelessSessionsRemoved counts sessions removed because their resource was gone without its finalizer having run.
 	ResourcelessSessionsRemoved = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mocupload_resourceless_sessions_removed_total", Help: "Sessions removed (uploads aborted, objects and rows deleted) because their resource was deleted without its finalizer having run."})
+	// KeptSessionsTrimmed counts finished API-created resources deleted early because their owner kept more than KEPT_SESSIONS_PER_USER.
+	KeptSessionsTrimmed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mocupload_kept_sessions_trimmed_total", Help: "Finished sessions created over HTTP deleted before their retention because their owner kept more than KEPT_SESSIONS_PER_USER."})
 	// SessionsByPhase is the number of UploadSessions per phase, as the reconciler last saw them.
 	SessionsByPhase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mocupload_sessions", Help: "UploadSessions by phase (reconciler's cache)."}, []string{"phase"})
@@ -87,7 +90,7 @@ var (
 func init() {
 	crmetrics.Registry.MustRegister(PartsReceived, PartBytes, PartDuration, S3Retries, S3Exhaustions, Finalizes,
 		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, RateLimitLocal, PartsRefused, SessionsByPhase, RequestsInFlight, AuthRejections,
-		OrphanedUploadsAborted, OrphanedObjectsDeleted, RemovalsFinished, ResourcelessSessionsRemoved)
+		OrphanedUploadsAborted, OrphanedObjectsDeleted, RemovalsFinished, ResourcelessSessionsRemoved, KeptSessionsTrimmed)
 }
 
 // MaxAuthSources bounds the source addresses AuthRejections names.

@@ -194,6 +194,7 @@ func startReplicaWith(t *testing.T, extra map[string]string, scheme string, clie
 	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
 	env["MAX_PARTS_IN_FLIGHT_PER_USER"] = "1000"
 	env["GET_RATE_LIMIT"] = "100000/1m"
+	env["KEPT_SESSIONS_PER_USER"] = "0"
 	// Replicas of one Deployment share the window, so the locks a replica
 	// holds are renewed well before the suite's manager would take them over.
 	env["STALE_LOCK_AFTER"] = suiteStaleLockAfter
