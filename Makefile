@@ -189,6 +189,11 @@ test-fast: $(VERSITYGW) k8s ## Run the unit and envtest packages with the race d
 	hack/ensure-services.sh
 	go test -race -tags failpoints -count=1 -timeout $(TEST_TIMEOUT) $$(go list ./... | grep -v /test/e2e)
 
+.PHONY: abuse
+abuse: tools ## Noisy-neighbour run: what a victim tenant gets while another attacks; rewrites docs/security.md's table and docs/abuse.svg.
+	hack/ensure-services.sh
+	go run ./cmd/abuse
+
 .PHONY: soak
 soak: tools ## Chaos soak (SOAK_DURATION, SEED): faults under load, history checked; records docs/reliability.md.
 	hack/ensure-services.sh

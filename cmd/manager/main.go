@@ -249,7 +249,7 @@ func newUploadService(cfg config.Config, st *stores, clk skewedClock) (*uploads.
 	// waiting that long beats spilling to disk (see internal/partbuf).
 	buffers.WaitForMemory = 2 * time.Second
 	buffers.SpillBudget = cfg.SpillBudget
-	buffers.OwnerShare = float64(cfg.PartBufferSharePerUser) / 100
+	buffers.OwnerShare = float64(cfg.PartBufferSharePerTenant) / 100
 	metrics.RegisterPartBuffers(buffers)
 	return &uploads.Service{
 		DB: st.db, S3: st.s3, SessionTTL: cfg.SessionTTL, StaleLockAfter: cfg.StaleLockAfter, Clock: clk,

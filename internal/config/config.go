@@ -75,11 +75,11 @@ type Config struct {
 	// replica; MinPartRate is the slowest a part body may arrive after
 	// MinPartRateGrace (0: no minimum).
 	MaxPartsInFlightPerUser int
-	// PartBufferSharePerUser is the percentage of the part memory and of the
-	// spill budget one user's parts may hold.
-	PartBufferSharePerUser int
-	MinPartRate            int64
-	MinPartRateGrace       time.Duration
+	// PartBufferSharePerTenant is the percentage of the part memory and of the
+	// spill budget one tenant's parts may hold (session.TenantOf).
+	PartBufferSharePerTenant int
+	MinPartRate              int64
+	MinPartRateGrace         time.Duration
 
 	UploadPartTimeout time.Duration
 	FinalizeLimit     int
@@ -195,7 +195,7 @@ func load(r *reader) (Config, error) {
 		AuthIssuers:               r.list("AUTH_ISSUERS", nil),
 		FinalizeLimitWithoutRedis: r.str("FINALIZE_LIMIT_WITHOUT_REDIS", "none"),
 		MaxPartsInFlightPerUser:   r.integer("MAX_PARTS_IN_FLIGHT_PER_USER", 8),
-		PartBufferSharePerUser:    r.integer("PART_BUFFER_SHARE_PER_USER", 25),
+		PartBufferSharePerTenant:  r.integer("PART_BUFFER_SHARE_PER_TENANT", 25),
 		MinPartRate:               r.byteRate("MIN_PART_RATE", 64<<10),
 		MinPartRateGrace:          r.duration("MIN_PART_RATE_GRACE", 10*time.Second),
 		UploadPartTimeout:         r.duration("UPLOAD_PART_TIMEOUT", 25*time.Second),
@@ -238,8 +238,8 @@ func load(r *reader) (Config, error) {
 	if c.FinalizeLimitWithoutRedis != "none" && c.FinalizeLimitWithoutRedis != "local" {
 		r.fail("FINALIZE_LIMIT_WITHOUT_REDIS", c.FinalizeLimitWithoutRedis, "none or local")
 	}
-	if c.PartBufferSharePerUser < 1 || c.PartBufferSharePerUser > 100 {
-		r.fail("PART_BUFFER_SHARE_PER_USER", fmt.Sprint(c.PartBufferSharePerUser), "a percentage from 1 to 100")
+	if c.PartBufferSharePerTenant < 1 || c.PartBufferSharePerTenant > 100 {
+		r.fail("PART_BUFFER_SHARE_PER_TENANT", fmt.Sprint(c.PartBufferSharePerTenant), "a percentage from 1 to 100")
 	}
 	if c.MaxPartsInFlightPerUser < 1 {
 		r.fail("MAX_PARTS_IN_FLIGHT_PER_USER", fmt.Sprint(c.MaxPartsInFlightPerUser), "at least 1")

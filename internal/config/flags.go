@@ -63,7 +63,7 @@ var usage = map[string]string{ //nolint:gosec // G101: setting names, not creden
 	"GET_RATE_LIMIT":               "session GETs per user per sliding window on a replica, COUNT/WINDOW",
 	"AUTH_FAILURE_LIMIT":           "failed authentications per client address per sliding window, COUNT/WINDOW; past it 429 before any TokenReview",
 	"FINALIZE_LIMIT_WITHOUT_REDIS": "finalize limit while Redis is unreachable: none (fail open) or local (each replica's own, same limit)",
-	"PART_BUFFER_SHARE_PER_USER":   "percentage of PART_BUFFER_BUDGET_BYTES and of SPILL_BUDGET_BYTES one user's parts may hold (beyond memory they spill; beyond both, 429)",
+	"PART_BUFFER_SHARE_PER_TENANT": "percentage of PART_BUFFER_BUDGET_BYTES and of SPILL_BUDGET_BYTES one tenant's parts may hold (a namespace's ServiceAccounts are one tenant; beyond memory they spill; beyond both, 429)",
 	"MAX_PARTS_IN_FLIGHT_PER_USER": "part requests one user may have in flight at once on a replica",
 	"MIN_PART_RATE":                "slowest a part body may arrive once its grace is over (bytes/s, 0 for none); slower is cut with 408",
 	"MIN_PART_RATE_GRACE":          "time a part body has before MIN_PART_RATE applies",

@@ -133,9 +133,9 @@ func writeLifetime(ctx context.Context) time.Duration {
 // On failure it says how long the slot stays quarantined (0: no attempt can
 // land, because the client's body never arrived whole or the upload is gone).
 func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.PartWrite, start time.Time) (store.Part, time.Duration, error) {
-	// The owner's share of the part buffers bounds what one tenant's parts
-	// hold (partbuf.Pool.OwnerShare).
-	buf, err := s.Buffers.Stream(partbuf.WithOwner(ctx, p.Session.UserID), p.Body, p.Size)
+	// The tenant's share of the part buffers bounds what its parts hold
+	// (partbuf.Pool.OwnerShare): all ServiceAccounts of a namespace together.
+	buf, err := s.Buffers.Stream(partbuf.WithOwner(ctx, session.TenantOf(p.Session.UserID)), p.Body, p.Size)
 	if err != nil {
 		return store.Part{}, 0, &PartError{Stage: "read", Err: err}
 	}
