@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/ratelimit"
 	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -288,5 +290,35 @@ func TestPartOverTheCallersBufferShareIsRefused(t *testing.T) {
 	a := s.putPart(t, base, 1)
 	if a.status != http.StatusTooManyRequests || a.code() != "RATE_LIMIT_EXCEEDED" || a.body["window"] != "buffers" || a.header.Get("Retry-After") == "" {
 		t.Fatalf("= %d %v; want 429 window buffers", a.status, a.body)
+	}
+}
+
+// A GET of a direct session lists every file in S3: it costs the GET limit
+// one per file.
+func TestDirectSessionGetsCostOnePerFile(t *testing.T) {
+	t.Parallel()
+	svc := testService(t, nil)
+	base := serveAPI(t, svc, &API{PartTimeout: time.Minute, GetLimiter: &ratelimit.Local{Limit: 10, Window: time.Minute}, GetLimitWindow: "1m"})
+	act, err := svc.Activate(context.Background(), uploads.Request{SessionID: uuid.New(), Owner: "system:serviceaccount:webhook-test:lister",
+		Transfer: store.TransferDirect, Files: []session.File{
+			{Name: "a.pdf", ContentType: "application/pdf", SizeBytes: 100}, {Name: "b.pdf", ContentType: "application/pdf", SizeBytes: 100},
+			{Name: "c.pdf", ContentType: "application/pdf", SizeBytes: 100}, {Name: "d.pdf", ContentType: "application/pdf", SizeBytes: 100}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() answer {
+		a, err := send(context.Background(), t, http.MethodGet, base+"/api/mocs/uploads/sessions/"+act.Session.ID.String(), act.Session.UserID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	for i := range 2 { // 4 + 4 of 10
+		if a := get(); a.status != http.StatusOK {
+			t.Fatalf("GET %d: %d %v", i+1, a.status, a.body)
+		}
+	}
+	if a := get(); a.status != http.StatusTooManyRequests {
+		t.Fatalf("third GET of a 4-file direct session with 10 a minute: %d %v; want 429", a.status, a.body)
 	}
 }

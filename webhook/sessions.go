@@ -249,6 +249,22 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request, u auth.User) {
 	if !ok {
 		return
 	}
+	if a.GetLimiter != nil && sess.Transfer == store.TransferDirect {
+		// A direct session's GET lists each of its files in S3: it costs
+		// the limit one per file (the first was charged above).
+		n, err := a.Uploads.DB.FileCount(ctx, sess.ID)
+		if err != nil {
+			a.internal(w, r, err)
+			return
+		}
+		if n > 1 {
+			if ok, wait := a.GetLimiter.AllowN(u.Name, n-1); !ok {
+				metrics.RateLimitRefusals.Inc()
+				tooMany(w, retryAfterSeconds(wait), a.GetLimiter.Limit, a.GetLimitWindow)
+				return
+			}
+		}
+	}
 	files, parts, err := a.Uploads.Received(ctx, sess)
 	if isS3(err) {
 		logr.FromContextOrDiscard(ctx).Error(err, "list the parts S3 holds")

@@ -52,6 +52,9 @@ func (t *tally) add(a answer) {
 	t.byStatus[fmt.Sprint(a.status)]++
 }
 
+// manifestAttack is the index of the manifest flood in attacks().
+const manifestAttack = 5
+
 func (e *env) attacks() []attack {
 	return []attack{
 		{"(a) slow part bodies", e.slowBodies},

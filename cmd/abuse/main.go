@@ -16,7 +16,8 @@
 // (127.0.1.x), as pods have addresses of their own; the victim's from
 // 127.0.0.1. The result table (and an SVG plot) are written into
 // docs/security.md between its abuse markers. -quick is the short form
-// `make test` runs: 5 s phases, the same checks.
+// `make test` runs: 5 s phases; it fails on a victim error, a refusal without
+// Retry-After or the memory bound (the throughput figures are the full run's).
 package main
 
 import (
@@ -34,12 +35,24 @@ var (
 	phaseLen = flag.Duration("phase", 20*time.Second, "how long each phase runs")
 	quick    = flag.Bool("quick", false, "the short form (5 s phases, fewer manifests); does not rewrite the docs")
 	write    = flag.Bool("write", true, "rewrite the table and plot in docs/security.md (ignored with -quick)")
+	// The attacker runs as a child process of its own (these flags), at the
+	// lowest CPU priority: its clients stand for machines of their own, so
+	// their CPU must not be what slows the operator on a shared machine.
+	attackNames = flag.String("attacker", "", "run as the attacker: these attacks (by index, comma-separated) until SIGTERM")
+	attackSpec  = flag.String("spec", "", "the attacker's environment (JSON), with -attacker")
 )
 
 func main() {
 	flag.Parse()
 	if *quick {
 		*phaseLen = 5 * time.Second
+	}
+	if *attackNames != "" {
+		if err := runAttacker(*attackNames, *attackSpec); err != nil {
+			fmt.Fprintln(os.Stderr, "make abuse (attacker):", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "make abuse:", err)
@@ -72,15 +85,16 @@ func run() error {
 		return err
 	}
 	rows = append(rows, alone)
-	attacks := e.attacks()
-	for _, a := range attacks {
-		r, err := e.phase(ctx, a.name, []attack{a})
+	var every []int
+	for i, a := range e.attacks() {
+		r, err := e.phase(ctx, a.name, []int{i})
 		if err != nil {
 			return err
 		}
 		rows = append(rows, r)
+		every = append(every, i)
 	}
-	all, err := e.phase(ctx, "all at once", attacks)
+	all, err := e.phase(ctx, "all at once", every)
 	if err != nil {
 		return err
 	}
@@ -98,8 +112,8 @@ func run() error {
 	for _, f := range failures {
 		say("target missed: %s", f)
 	}
-	if len(failures) > 0 && *quick {
-		return fmt.Errorf("%d target(s) missed", len(failures))
+	if broken := rep.broken(); len(broken) > 0 {
+		return fmt.Errorf("%d target(s) that must hold on any machine missed", len(broken))
 	}
 	return nil
 }

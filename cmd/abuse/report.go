@@ -38,17 +38,18 @@ var (
 
 // phase runs the victim for -phase while attacks run (started a second
 // before, so they are in full swing), sampling the manager's memory.
-func (e *env) phase(ctx context.Context, name string, attacks []attack) (row, error) {
+func (e *env) phase(ctx context.Context, name string, attacks []int) (row, error) {
 	victimOnce.Do(func() { theVictim, victimErr = newVictim(ctx, e) })
 	if victimErr != nil {
 		return row{}, victimErr
 	}
 	say("phase %q", name)
-	actx, stopAttacks := context.WithCancel(ctx)
-	t := newTally()
-	var wg sync.WaitGroup
-	for _, a := range attacks {
-		wg.Go(func() { a.run(actx, t) })
+	stopAttacker := func() (*tally, error) { return newTally(), nil }
+	if len(attacks) > 0 {
+		var err error
+		if stopAttacker, err = e.startAttacker(attacks); err != nil {
+			return row{}, err
+		}
 	}
 	time.Sleep(time.Second)
 	vctx, stopVictim := context.WithTimeout(ctx, *phaseLen)
@@ -72,11 +73,13 @@ func (e *env) phase(ctx context.Context, name string, attacks []attack) (row, er
 	took := time.Since(start)
 	stopVictim()
 	<-done
-	stopAttacks()
-	wg.Wait()
+	t, err := stopAttacker()
+	if err != nil {
+		return row{}, err
+	}
 	r := row{Name: name, MBs: float64(s.bytes) / took.Seconds() / 1e6, P50: s.p(0.5), P99: s.p(0.99), VictimErrors: s.errors,
 		PeakRSS: peak, Attacker: t.byStatus, Served: t.served, NoRetryAfter: t.noRetryAfter}
-	if slices.ContainsFunc(attacks, func(a attack) bool { return strings.HasPrefix(a.name, "(f)") }) {
+	if slices.Contains(attacks, manifestAttack) {
 		r.Manifests = e.manifestPhases(ctx)
 	}
 	say("  victim %.1f MB/s, p99 %s, errors %v; peak RSS %d MiB; attacker %v (served %d)", r.MBs, r.P99.Round(time.Millisecond),
@@ -114,13 +117,15 @@ type report struct {
 	Generated time.Time
 }
 
-// failures lists the targets a row missed: the victim sees no error, keeps
-// ≥ 70 % of its throughput alone and a part p99 ≤ 3× alone; the manager's
-// RSS stays within its part budget + 64 MiB; every refusal of the attacker
-// that asks it to come back (429, 503) says when.
-func (r report) failures() []string {
+// failures lists the targets a row missed: broken lists what must hold on
+// any machine, and the rest what the victim's share of a quiet one is.
+func (r report) failures() []string { return append(r.broken(), r.slower()...) }
+
+// broken: the victim sees no error; the manager's RSS stays within its part
+// budget + 64 MiB; every refusal of the attacker that asks it to come back
+// (429, 503) says when. The short form in `make test` fails on these.
+func (r report) broken() []string {
 	var out []string
-	alone := r.Rows[0]
 	for _, x := range r.Rows {
 		if n := sum(x.VictimErrors); n > 0 {
 			out = append(out, fmt.Sprintf("%s: the victim got %d errors %v", x.Name, n, x.VictimErrors))
@@ -131,6 +136,18 @@ func (r report) failures() []string {
 		if x.NoRetryAfter > 0 {
 			out = append(out, fmt.Sprintf("%s: %d refusals without Retry-After", x.Name, x.NoRetryAfter))
 		}
+	}
+	return out
+}
+
+// slower: the victim keeps ≥ 70 % of its throughput alone and a part p99 ≤
+// 3× alone. Figures of time, reported by the full run, never failed on in
+// tests: on a shared 2-core machine they measure the machine as much as the
+// operator.
+func (r report) slower() []string {
+	var out []string
+	alone := r.Rows[0]
+	for _, x := range r.Rows {
 		if x.Name == alone.Name {
 			continue
 		}

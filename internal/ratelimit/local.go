@@ -39,13 +39,20 @@ type log struct {
 // Allow records an event for key if fewer than Limit happened in the last
 // Window; otherwise it returns how long until one may.
 func (l *Local) Allow(key string) (bool, time.Duration) {
-	return l.take(key, true)
+	return l.take(key, 1, true)
+}
+
+// AllowN records n events for key if they fit in Limit with those of the last
+// Window (a request that costs n times another); otherwise it returns how
+// long until they may. n above Limit never fits.
+func (l *Local) AllowN(key string, n int) (bool, time.Duration) {
+	return l.take(key, max(n, 1), true)
 }
 
 // Full reports, without recording anything, whether key has used its Limit
 // in the last Window, and how long until it has room again.
 func (l *Local) Full(key string) (bool, time.Duration) {
-	ok, wait := l.take(key, false)
+	ok, wait := l.take(key, 1, false)
 	return !ok, wait
 }
 
@@ -60,7 +67,7 @@ func (l *Local) Add(key string) {
 	lg.push(now)
 }
 
-func (l *Local) take(key string, record bool) (bool, time.Duration) {
+func (l *Local) take(key string, n int, record bool) (bool, time.Duration) {
 	if l.Limit <= 0 {
 		return true, 0
 	}
@@ -69,13 +76,19 @@ func (l *Local) take(key string, record bool) (bool, time.Duration) {
 	lg := l.logOf(key)
 	now := l.now()
 	lg.prune(now, l.Window)
-	if lg.n < l.Limit {
+	if n > l.Limit {
+		return false, l.Window
+	}
+	if lg.n+n <= l.Limit {
 		if record {
-			lg.push(now)
+			for range n {
+				lg.push(now)
+			}
 		}
 		return true, 0
 	}
-	return false, lg.at[lg.start].Add(l.Window).Sub(now)
+	// Room for n once the oldest lg.n+n−Limit events have left the window.
+	return false, lg.at[(lg.start+lg.n+n-l.Limit-1)%len(lg.at)].Add(l.Window).Sub(now)
 }
 
 func (l *Local) logOf(key string) *log {

@@ -149,3 +149,27 @@ func TestExhaustedRedisPoolDecidesLocally(t *testing.T) {
 		t.Fatal("no decision was made locally: Redis was never too slow (the test proves nothing)")
 	}
 }
+
+// A request that costs n takes n of the limit, and waits until n fit.
+func TestLocalLogChargesACostOfN(t *testing.T) {
+	t.Parallel()
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	l := &Local{Limit: 10, Window: time.Minute, Clock: clk}
+	if ok, _ := l.AllowN("erin", 4); !ok { // t=0: 4 used
+		t.Fatal("4 of 10 refused")
+	}
+	clk.SetTime(clk.Now().Add(10 * time.Second))
+	if ok, _ := l.AllowN("erin", 5); !ok { // t=10: 9 used
+		t.Fatal("5 more refused")
+	}
+	// 3 more need 2 to leave: the 4 of t=0 leave at t=60.
+	if ok, wait := l.AllowN("erin", 3); ok || wait != 50*time.Second {
+		t.Fatalf("3 more at 10s = %v, %s; want refused for 50s", ok, wait)
+	}
+	if ok, _ := l.AllowN("erin", 1); !ok {
+		t.Fatal("the 10th refused")
+	}
+	if ok, wait := l.AllowN("erin", 11); ok || wait != time.Minute {
+		t.Fatalf("more than the limit at once = %v, %s", ok, wait)
+	}
+}

@@ -381,6 +381,17 @@ func (s *Store) PendingRemovals(ctx context.Context, limit int) ([]uuid.UUID, er
 	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
 
+// FileCount is how many files a session has.
+func (s *Store) FileCount(ctx context.Context, sessionID uuid.UUID) (int, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var n int
+	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM upload_files WHERE session_id = $1`, sessionID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count files of session %s: %w", sessionID, err)
+	}
+	return n, nil
+}
+
 // ResourceRef names a session and the resource it is bound to.
 type ResourceRef struct {
 	ID                   uuid.UUID
