@@ -174,13 +174,14 @@ undeploy: $(KUSTOMIZE) ## Delete what `make deploy` created: the namespace (its 
 # `go vet` is not run here: `make lint` (golangci-lint, build tag failpoints)
 # runs govet, and .ci/run runs both.
 .PHONY: test
-test: tools ## Run every test (unit, envtest, end-to-end, fuzz, model, soak) against real services: what CI runs.
+test: tools ## Run every test (unit, envtest, end-to-end, fuzz, model, soak, noisy neighbour) against real services: what CI runs.
 	hack/ensure-services.sh
 	go test -race -tags failpoints -count=1 -timeout $(TEST_TIMEOUT) ./...
 	go test -race -count=1 ./internal/failpoint # the production build: no failpoints
 	hack/fuzz.sh $(FUZZ_COUNT)
 	hack/model/check.sh
 	go run ./cmd/soak -short -seed 1
+	go run ./cmd/abuse -quick
 
 # The inner loop: every package but the end-to-end suite, under the race
 # detector, fuzz targets on their seeds only; no model check, no soak.
