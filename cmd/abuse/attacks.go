@@ -82,18 +82,18 @@ func forEach(ctx context.Context, n int, job func(ctx context.Context, i int)) {
 // slowBodies: 5 accounts, 8 connections each (their in-flight limit), PUTs
 // declaring 64 MiB that send a byte a second.
 func (e *env) slowBodies(ctx context.Context, t *tally) {
-	sessions := make([]*session, 5)
+	sessions := make([]*session, slowAccounts)
 	for i := range sessions {
-		c := clientFrom(attackerAddr(i))
-		s, a := create(ctx, c, e.api, e.attackers[i].token, "proxy", 64<<20, 8*(64<<20))
+		c := clientFrom(attackerAddr(firstSlow + i))
+		s, a := create(ctx, c, e.api, e.attackers[firstSlow+i].token, "proxy", 64<<20, 8*(64<<20))
 		if s == nil {
 			t.add(a)
 			return
 		}
 		sessions[i] = s
 	}
-	forEach(ctx, 40, func(ctx context.Context, k int) {
-		i := k % 5
+	forEach(ctx, 8*slowAccounts, func(ctx context.Context, k int) {
+		i := k % slowAccounts
 		s := sessions[i]
 		pr, pw := io.Pipe()
 		go func() {
@@ -113,8 +113,8 @@ func (e *env) slowBodies(ctx context.Context, t *tally) {
 		}()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, s.partPath(e.api, 0, 1+k/5), pr)
 		req.ContentLength = 64 << 20
-		req.Header.Set("Authorization", "Bearer "+e.attackers[i].token)
-		resp, err := clientFrom(attackerAddr(i)).Do(req)
+		req.Header.Set("Authorization", "Bearer "+e.attackers[firstSlow+i].token)
+		resp, err := clientFrom(attackerAddr(firstSlow + i)).Do(req)
 		_ = pr.CloseWithError(io.EOF)
 		if ctx.Err() != nil {
 			return
@@ -132,7 +132,7 @@ func (e *env) slowBodies(ctx context.Context, t *tally) {
 // createFlood: 50 accounts create small sessions and finalize them at once,
 // as fast as they are answered.
 func (e *env) createFlood(ctx context.Context, t *tally) {
-	forEach(ctx, attackerAccounts, func(ctx context.Context, i int) {
+	forEach(ctx, floodAccounts, func(ctx context.Context, i int) {
 		c := clientFrom(attackerAddr(i))
 		s, a := create(ctx, c, e.api, e.attackers[i].token, "proxy", 0, 100)
 		if ctx.Err() != nil {
@@ -168,18 +168,19 @@ func (e *env) garbageTokens(ctx context.Context, t *tally) {
 // getFlood: one account GETs its direct session of 100 files with 16
 // connections.
 func (e *env) getFlood(ctx context.Context, t *tally) {
-	c := clientFrom(attackerAddr(100))
+	c := clientFrom(attackerAddr(getAccount))
 	sizes := make([]int64, 100)
 	for i := range sizes {
 		sizes[i] = 64 << 20
 	}
-	s, a := create(ctx, c, e.api, e.attackers[10].token, "direct", 0, sizes...)
+	tok := e.attackers[getAccount].token
+	s, a := create(ctx, c, e.api, tok, "direct", 0, sizes...)
 	if s == nil {
 		t.add(a)
 		return
 	}
 	forEach(ctx, 16, func(ctx context.Context, _ int) {
-		a := call(ctx, c, http.MethodGet, e.api+"/api/mocs/uploads/sessions/"+s.id, e.attackers[10].token, nil)
+		a := call(ctx, c, http.MethodGet, e.api+"/api/mocs/uploads/sessions/"+s.id, tok, nil)
 		if ctx.Err() == nil {
 			t.add(a)
 		}
@@ -189,25 +190,25 @@ func (e *env) getFlood(ctx context.Context, t *tally) {
 // slowFinalize: one account finalizes a session of 100 files of 1,024
 // parts each with nothing sent, and reads the answer a byte a second.
 func (e *env) slowFinalize(ctx context.Context, t *tally) {
-	c := clientFrom(attackerAddr(101))
+	c := clientFrom(attackerAddr(finalizeAccount))
 	sizes := make([]int64, 100)
 	for i := range sizes {
 		sizes[i] = 1024 * (5 << 20)
 	}
-	s, a := create(ctx, c, e.api, e.attackers[11].token, "proxy", 5<<20, sizes...)
+	s, a := create(ctx, c, e.api, e.attackers[finalizeAccount].token, "proxy", 5<<20, sizes...)
 	if s == nil {
 		t.add(a)
 		return
 	}
 	forEach(ctx, 4, func(ctx context.Context, _ int) {
-		conn, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(attackerAddr(101))}}).DialContext(ctx, "tcp", e.api[len("http://"):])
+		conn, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(attackerAddr(finalizeAccount))}}).DialContext(ctx, "tcp", e.api[len("http://"):])
 		if err != nil {
 			return
 		}
 		defer conn.Close()
 		body := fmt.Sprintf(`{"uploadSessionId":%q,"title":"Slow reader"}`, s.id)
 		fmt.Fprintf(conn, "POST /api/mocs/uploads/finalize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-			e.attackers[11].token, len(body), body)
+			e.attackers[finalizeAccount].token, len(body), body)
 		buf := make([]byte, 1)
 		status := ""
 		for ctx.Err() == nil {
@@ -253,7 +254,7 @@ func (e *env) manifestFlood(ctx context.Context, t *tally) {
 		}
 		us := &uploadsv1.UploadSession{
 			ObjectMeta: metav1.ObjectMeta{Namespace: attackerNS, Name: fmt.Sprintf("big-%s-%04d", time.Now().Format("150405"), i)},
-			Spec: uploadsv1.UploadSessionSpec{Owner: e.attackers[12].name, Transfer: "direct",
+			Spec: uploadsv1.UploadSessionSpec{Owner: e.attackers[manifestAccount].name, Transfer: "direct",
 				Files: []uploadsv1.FileSpec{{Name: "huge.pdf", ContentType: "application/pdf", SizeBytes: 5 << 30}}},
 		}
 		if err := e.k8s.Create(ctx, us); err != nil {

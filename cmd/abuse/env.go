@@ -31,8 +31,19 @@ import (
 const (
 	victimNS   = "victim"
 	attackerNS = "attacker"
-	// attackerAccounts is how many ServiceAccounts the attacker has.
-	attackerAccounts = 50
+	// floodAccounts is how many ServiceAccounts flood creations and finalizes;
+	// the attacker has more, one set per other attack, so that each attack
+	// has sessions of its own (the flood's accounts sit at their active-session
+	// cap, which would stop the other attacks before they began).
+	floodAccounts = 50
+	// slowAccounts send the slow bodies; getAccount, finalizeAccount and
+	// manifestAccount run attacks (d), (e) and (f).
+	slowAccounts     = 5
+	firstSlow        = floodAccounts
+	getAccount       = firstSlow + slowAccounts
+	finalizeAccount  = getAccount + 1
+	manifestAccount  = finalizeAccount + 1
+	attackerAccounts = manifestAccount + 1
 )
 
 type account struct {
@@ -76,7 +87,7 @@ func start(ctx context.Context, dir string) (*env, error) {
 			return nil, e.fail(err)
 		}
 	}
-	say("creating the victim's ServiceAccount and the attacker's %d", attackerAccounts)
+	say("creating the victim's ServiceAccount and the attacker's %d in one namespace", attackerAccounts)
 	if e.victim, err = e.account(ctx, victimNS, "builder"); err != nil {
 		return nil, e.fail(err)
 	}
