@@ -105,3 +105,14 @@ func TestDeclaredSessionsObeyTheSameRules(t *testing.T) {
 		h.reconcileTo(t, h.createOwned(t, name, admin), uploadsv1.PhaseActive)
 	}
 }
+
+// A tenant's ServiceAccounts share SESSION_CREATE_RATE_LIMIT_PER_TENANT for
+// declared sessions too.
+func TestDeclaredSessionsShareTheTenantsCreationRate(t *testing.T) {
+	h := newHarness(t, db)
+	h.r.Admission = &controllers.Admission{TenantCreateLimiter: localCreateLimiter{&ratelimit.Local{Limit: 1, Window: time.Hour}}}
+	sa := func(name string) string { return "system:serviceaccount:" + h.ns + "-bots:" + name }
+	h.reconcileTo(t, h.createOwned(t, "first", sa("bot-1")), uploadsv1.PhaseActive)
+	h.refusedWith(t, h.createOwned(t, "second", sa("bot-2")), uploadsv1.ReasonQuotaExceeded)
+	h.reconcileTo(t, h.createOwned(t, "elsewhere", "system:serviceaccount:"+h.ns+"-other:bot-1"), uploadsv1.PhaseActive)
+}

@@ -14,6 +14,7 @@ import (
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/ratelimit"
+	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -29,8 +30,9 @@ type Admission struct {
 	// MaxActive is MAX_ACTIVE_SESSIONS_PER_USER (0: no cap).
 	MaxActive int
 	// CreateLimiter is SESSION_CREATE_RATE_LIMIT's limiter, shared with the
-	// upload API (nil: no limit).
-	CreateLimiter CreateLimiter
+	// upload API (nil: no limit); TenantCreateLimiter is
+	// SESSION_CREATE_RATE_LIMIT_PER_TENANT's.
+	CreateLimiter, TenantCreateLimiter CreateLimiter
 }
 
 // CreateLimiter admits or refuses one creation by user.
@@ -97,6 +99,14 @@ func (r *UploadSessionReconciler) admitDeclared(ctx context.Context, s *sessionS
 		if d := a.CreateLimiter.Allow(ctx, s.us.Spec.Owner); !d.Allowed {
 			r.refuseQuota(s, fmt.Sprintf("owner %s created too many sessions (SESSION_CREATE_RATE_LIMIT); retrying in %s",
 				s.us.Spec.Owner, d.RetryAfter.Round(time.Second)))
+			return false, 0, ctrl.Result{RequeueAfter: max(d.RetryAfter, time.Second)}, nil
+		}
+	}
+	if a.TenantCreateLimiter != nil {
+		tenant := session.TenantOf(s.us.Spec.Owner)
+		if d := a.TenantCreateLimiter.Allow(ctx, tenant); !d.Allowed {
+			r.refuseQuota(s, fmt.Sprintf("tenant %s created too many sessions (SESSION_CREATE_RATE_LIMIT_PER_TENANT); retrying in %s",
+				strings.TrimPrefix(strings.TrimPrefix(tenant, "namespace:"), "user:"), d.RetryAfter.Round(time.Second)))
 			return false, 0, ctrl.Result{RequeueAfter: max(d.RetryAfter, time.Second)}, nil
 		}
 	}

@@ -60,6 +60,12 @@ type API struct {
 	// answered.
 	GetLimiter     *ratelimit.Local
 	GetLimitWindow string
+	// TenantCreateLimiter rate-limits session creation per tenant (a
+	// namespace's ServiceAccounts together; admins exempt): 50
+	// ServiceAccounts get one tenant's creations, not 50 users'. nil: no limit.
+	TenantCreateLimiter     RateLimiter
+	TenantCreateLimitCount  int
+	TenantCreateLimitWindow string
 	// MaxActiveSessions caps a user's sessions not finalized, expired or
 	// failed (admins exempt); 0: no cap.
 	MaxActiveSessions int

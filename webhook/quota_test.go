@@ -123,3 +123,39 @@ func TestUploadAllowListHoldsForPartsAndFinalize(t *testing.T) {
 		t.Fatalf("PUT as a member: %d %v %v", a.status, a.body, err)
 	}
 }
+
+// A tenant's ServiceAccounts share one creation budget
+// (SESSION_CREATE_RATE_LIMIT_PER_TENANT): 50 accounts of one namespace get
+// one tenant's creations, not 50 users'; another namespace is not affected.
+func TestSessionCreationIsLimitedPerTenant(t *testing.T) {
+	ctx := context.Background()
+	rdb, err := ratelimit.NewClient("redis://127.0.0.1:6379/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	limiter := &ratelimit.Limiter{Redis: rdb, Prefix: "mocupload:" + localenv.RandomName("tenant") + ":", Name: "create-tenant", Limit: 2, Window: time.Minute}
+	base := serveWith(t, func(a *API) {
+		a.TenantCreateLimiter, a.TenantCreateLimitCount, a.TenantCreateLimitWindow = ratelimit.HTTP{Limiter: limiter}, 2, "1m"
+	})
+	ns := "tenant-" + uuid.NewString()[:8]
+	post := func(token string) answer {
+		t.Helper()
+		a, err := send(ctx, t, http.MethodPost, base+"/api/mocs/uploads/sessions", token, createBody())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	for _, sa := range []string{"bot-1", "bot-2"} {
+		if a := post("system:serviceaccount:" + ns + ":" + sa); a.status == http.StatusTooManyRequests {
+			t.Fatalf("%s's first creation: %d %v", sa, a.status, a.body)
+		}
+	}
+	if a := post("system:serviceaccount:" + ns + ":bot-3"); a.status != http.StatusTooManyRequests || a.body["limit"] != float64(2) {
+		t.Fatalf("a third account of the tenant: %d %v; want 429 with the tenant's limit", a.status, a.body)
+	}
+	if a := post("system:serviceaccount:other-" + ns + ":bot-1"); a.status == http.StatusTooManyRequests {
+		t.Fatalf("another namespace: %d %v", a.status, a.body)
+	}
+}

@@ -57,6 +57,13 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 			return
 		}
 	}
+	if a.TenantCreateLimiter != nil && !u.Admin {
+		if ok, retry := a.TenantCreateLimiter.Allow(r, session.TenantOf(u.Name)); !ok {
+			metrics.RateLimitRefusals.Inc()
+			tooMany(w, retry, a.TenantCreateLimitCount, a.TenantCreateLimitWindow)
+			return
+		}
+	}
 	var body createSessionBody
 	if !a.readJSON(w, r, &body) {
 		return

@@ -179,6 +179,7 @@ func (b *bench) manager(extra map[string]string) (*manager, error) {
 	env["MAX_PARTS_IN_FLIGHT_PER_USER"] = "100000"
 	env["GET_RATE_LIMIT"] = "1000000/1m"
 	env["SESSION_CREATE_RATE_LIMIT"] = "100000/1m"
+	env["SESSION_CREATE_RATE_LIMIT_PER_TENANT"] = "1000000/1m"
 	env["SPILL_DIR"] = filepath.Join(b.dir, "spill")
 	if v := os.Getenv("BENCH_GOMEMLIMIT"); v != "" {
 		env["GOMEMLIMIT"] = v

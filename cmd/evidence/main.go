@@ -129,7 +129,7 @@ func (e *evidence) startReplica(root string) (func(), error) {
 		"S3_ENDPOINT": "http://" + e.s3.Addr, "UPLOAD_PART_TIMEOUT": "2s",
 		"WATCH_NAMESPACE": "mocupload-evidence-none", "ADMIN_GROUPS": "system:serviceaccounts:mocupload-admins",
 		// The plan creates many sessions as one user; the creation limits are not what it shows.
-		"SESSION_CREATE_RATE_LIMIT": "1000/1m", "MAX_ACTIVE_SESSIONS_PER_USER": "1000", "MAX_PARTS_IN_FLIGHT_PER_USER": "1000", "GET_RATE_LIMIT": "100000/1m",
+		"SESSION_CREATE_RATE_LIMIT": "1000/1m", "SESSION_CREATE_RATE_LIMIT_PER_TENANT": "100000/1m", "MAX_ACTIVE_SESSIONS_PER_USER": "1000", "MAX_PARTS_IN_FLIGHT_PER_USER": "1000", "GET_RATE_LIMIT": "100000/1m",
 	}
 	for _, k := range []string{"KUBECONFIG", "DATABASE_URL", "REDIS_URL", "S3_BUCKET", "AWS_ACCESS_KEY_ID",
 		"AWS_SECRET_ACCESS_KEY", "SESSION_NAMESPACE", "ALLOW_BROWSER_UPLOADS", "ALLOWED_UPLOAD_ORIGINS"} {

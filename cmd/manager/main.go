@@ -272,7 +272,7 @@ func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, l
 		Timeout:          cfg.ReconcileTimeout,
 		Clock:            clk,
 		Admission: &controllers.Admission{AdminGroups: cfg.AdminGroups, UploadGroups: cfg.UploadGroups,
-			MaxActive: cfg.MaxActiveSessions, CreateLimiter: lim.create},
+			MaxActive: cfg.MaxActiveSessions, CreateLimiter: lim.create, TenantCreateLimiter: lim.tenantCreate},
 	}).SetupWithManager(mgr, 8); err != nil {
 		return fmt.Errorf("set up reconciler: %w", err)
 	}
@@ -293,7 +293,7 @@ func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, l
 // replica, and the notifier it hands finalized sessions to.
 // limiters are the Redis rate limits, shared by the upload API and (for
 // creation) the reconciler's admission of declared sessions.
-type limiters struct{ finalize, create *ratelimit.Limiter }
+type limiters struct{ finalize, create, tenantCreate *ratelimit.Limiter }
 
 func newLimiters(cfg config.Config, st *stores) limiters {
 	// Without Redis, finalize fails open unless told otherwise (the story's
@@ -310,6 +310,9 @@ func newLimiters(cfg config.Config, st *stores) limiters {
 		create: &ratelimit.Limiter{Redis: st.redis, Prefix: cfg.RedisKeyPrefix, Name: "create", Limit: cfg.CreateLimit,
 			Window: cfg.CreateWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc, Unreachable: ratelimit.FailLocal,
 			OnLocal: metrics.RateLimitLocal.WithLabelValues("create").Inc},
+		tenantCreate: &ratelimit.Limiter{Redis: st.redis, Prefix: cfg.RedisKeyPrefix, Name: "create-tenant", Limit: cfg.TenantCreateLimit,
+			Window: cfg.TenantCreateWindow, OnFailOpen: metrics.RateLimitFailOpens.Inc, Unreachable: ratelimit.FailLocal,
+			OnLocal: metrics.RateLimitLocal.WithLabelValues("create-tenant").Inc},
 	}
 }
 
@@ -322,30 +325,33 @@ func addUploadAPI(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, lim
 		Auth: &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: reviews, Audiences: cfg.AuthAudiences}, AdminGroups: cfg.AdminGroups,
 			TTL: cfg.AuthCacheTTL, RequireJWT: cfg.AuthRequireJWT, Audiences: cfg.AuthAudiences, Issuers: cfg.AuthIssuers,
 			Failures: &ratelimit.Local{Limit: cfg.AuthFailureLimit, Window: cfg.AuthFailureWindow}},
-		PartsInFlight:     &webhook.InFlight{Limit: cfg.MaxPartsInFlightPerUser},
-		GetLimiter:        &ratelimit.Local{Limit: cfg.GetLimit, Window: cfg.GetWindow},
-		GetLimitWindow:    config.FormatWindow(cfg.GetWindow),
-		MinPartRate:       cfg.MinPartRate,
-		MinPartRateGrace:  cfg.MinPartRateGrace,
-		Uploads:           svc,
-		Kube:              mgr.GetClient(),
-		KubeReader:        mgr.GetAPIReader(),
-		FinalizeTimeout:   cfg.FinalizeTimeout,
-		SessionNamespace:  cfg.SessionNamespace,
-		PartTimeout:       cfg.UploadPartTimeout,
-		Notify:            notifier.Notify,
-		SlugStrategy:      cfg.SlugConflictStrategy,
-		CORS:              webhook.CORS{Enabled: cfg.AllowBrowserUploads, Origins: cfg.AllowedUploadOrigins},
-		Limiter:           ratelimit.HTTP{Limiter: limiter},
-		LimitCount:        cfg.FinalizeLimit,
-		LimitWindow:       config.FormatWindow(cfg.FinalizeWindow),
-		CreateLimiter:     ratelimit.HTTP{Limiter: createLimiter},
-		CreateLimitCount:  cfg.CreateLimit,
-		CreateLimitWindow: config.FormatWindow(cfg.CreateWindow),
-		MaxActiveSessions: cfg.MaxActiveSessions,
-		UploadGroups:      cfg.UploadGroups,
-		MaxJSONBody:       cfg.MaxJSONBodyBytes,
-		JSONBodyTimeout:   cfg.JSONBodyTimeout,
+		PartsInFlight:           &webhook.InFlight{Limit: cfg.MaxPartsInFlightPerUser},
+		GetLimiter:              &ratelimit.Local{Limit: cfg.GetLimit, Window: cfg.GetWindow},
+		GetLimitWindow:          config.FormatWindow(cfg.GetWindow),
+		MinPartRate:             cfg.MinPartRate,
+		MinPartRateGrace:        cfg.MinPartRateGrace,
+		Uploads:                 svc,
+		Kube:                    mgr.GetClient(),
+		KubeReader:              mgr.GetAPIReader(),
+		FinalizeTimeout:         cfg.FinalizeTimeout,
+		SessionNamespace:        cfg.SessionNamespace,
+		PartTimeout:             cfg.UploadPartTimeout,
+		Notify:                  notifier.Notify,
+		SlugStrategy:            cfg.SlugConflictStrategy,
+		CORS:                    webhook.CORS{Enabled: cfg.AllowBrowserUploads, Origins: cfg.AllowedUploadOrigins},
+		Limiter:                 ratelimit.HTTP{Limiter: limiter},
+		LimitCount:              cfg.FinalizeLimit,
+		LimitWindow:             config.FormatWindow(cfg.FinalizeWindow),
+		CreateLimiter:           ratelimit.HTTP{Limiter: createLimiter},
+		CreateLimitCount:        cfg.CreateLimit,
+		CreateLimitWindow:       config.FormatWindow(cfg.CreateWindow),
+		TenantCreateLimiter:     ratelimit.HTTP{Limiter: lim.tenantCreate},
+		TenantCreateLimitCount:  cfg.TenantCreateLimit,
+		TenantCreateLimitWindow: config.FormatWindow(cfg.TenantCreateWindow),
+		MaxActiveSessions:       cfg.MaxActiveSessions,
+		UploadGroups:            cfg.UploadGroups,
+		MaxJSONBody:             cfg.MaxJSONBodyBytes,
+		JSONBodyTimeout:         cfg.JSONBodyTimeout,
 	}
 	if err := mgr.Add(notifier); err != nil {
 		return nil, fmt.Errorf("set up the notifier: %w", err)

@@ -207,7 +207,7 @@ func (e *env) newReplica(i int) (*replica, error) {
 		"SESSION_TTL": e.settings.SessionTTL.String(), "STALE_LOCK_AFTER": e.settings.StaleLock.String(),
 		"RESYNC_INTERVAL": "2s", "EXPIRED_RETENTION": "1h",
 		"PART_BUFFER_BUDGET_BYTES": strconv.FormatInt(e.settings.BufferBudget, 10), "SPILL_DIR": filepath.Join(e.dir, name+"-spill"),
-		"FINALIZE_RATE_LIMIT": "100000/1m", "SESSION_CREATE_RATE_LIMIT": "100000/1m", "MAX_ACTIVE_SESSIONS_PER_USER": "1000",
+		"FINALIZE_RATE_LIMIT": "100000/1m", "SESSION_CREATE_RATE_LIMIT": "100000/1m", "SESSION_CREATE_RATE_LIMIT_PER_TENANT": "1000000/1m", "MAX_ACTIVE_SESSIONS_PER_USER": "1000",
 		// GETs are polled hard by the clients; their limit is tested elsewhere.
 		"GET_RATE_LIMIT": "1000000/1m",
 		"LOG_LEVEL":      "info",

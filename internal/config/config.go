@@ -63,6 +63,10 @@ type Config struct {
 	// client address; past it, 429 before any TokenReview.
 	AuthFailureLimit  int
 	AuthFailureWindow time.Duration
+	// TenantCreateLimit session creations per TenantCreateWindow per tenant
+	// (session.TenantOf), HTTP and manifests together.
+	TenantCreateLimit  int
+	TenantCreateWindow time.Duration
 	// GetLimit session GETs per GetWindow per user on a replica.
 	GetLimit  int
 	GetWindow time.Duration
@@ -235,6 +239,7 @@ func load(r *reader) (Config, error) {
 	c.CreateLimit, c.CreateWindow = r.rate("SESSION_CREATE_RATE_LIMIT", "30/1m")
 	c.AuthFailureLimit, c.AuthFailureWindow = r.rate("AUTH_FAILURE_LIMIT", "100/1m")
 	c.GetLimit, c.GetWindow = r.rate("GET_RATE_LIMIT", "600/1m")
+	c.TenantCreateLimit, c.TenantCreateWindow = r.rate("SESSION_CREATE_RATE_LIMIT_PER_TENANT", "120/1m")
 	if c.FinalizeLimitWithoutRedis != "none" && c.FinalizeLimitWithoutRedis != "local" {
 		r.fail("FINALIZE_LIMIT_WITHOUT_REDIS", c.FinalizeLimitWithoutRedis, "none or local")
 	}

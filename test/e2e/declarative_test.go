@@ -191,6 +191,7 @@ func startReplicaWith(t *testing.T, extra map[string]string, scheme string, clie
 	// are tested on replicas of their own.
 	env["FINALIZE_RATE_LIMIT"] = "1000/1m"
 	env["SESSION_CREATE_RATE_LIMIT"] = "1000/1m"
+	env["SESSION_CREATE_RATE_LIMIT_PER_TENANT"] = "100000/1m"
 	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
 	env["MAX_PARTS_IN_FLIGHT_PER_USER"] = "1000"
 	env["GET_RATE_LIMIT"] = "100000/1m"

@@ -131,6 +131,7 @@ func run(m *testing.M) (int, error) {
 	// Many tests finalize as the same user; the limit itself is tested on replicas of its own.
 	env["FINALIZE_RATE_LIMIT"] = "1000/1m"
 	env["SESSION_CREATE_RATE_LIMIT"] = "1000/1m"
+	env["SESSION_CREATE_RATE_LIMIT_PER_TENANT"] = "100000/1m"
 	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
 	env["MAX_PARTS_IN_FLIGHT_PER_USER"] = "1000"
 	env["GET_RATE_LIMIT"] = "100000/1m"
