@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
+	"k8s.io/utils/lru"
 
 	"github.com/mocs-dev/upload-operator/internal/logging"
 )
@@ -65,6 +66,12 @@ type Limiter struct {
 	failOpens atomic.Int64
 	localOnce sync.Once
 	local     *Local
+
+	// refused remembers, per key, until when Redis said no request can pass
+	// (the oldest admission leaving the window): a caller hammering past its
+	// limit is refused from memory until then, costing Redis nothing.
+	refusedMu sync.Mutex
+	refused   *lru.Cache
 }
 
 // FailMode is a Limiter's decision while Redis is unreachable.
@@ -123,6 +130,9 @@ func (l *Limiter) Key(user string) string {
 // Unreachable mode decides (logged WARN and counted); Redis too slow → the
 // local log decides.
 func (l *Limiter) Allow(ctx context.Context, user string) Decision {
+	if wait := l.refusedFor(user); wait > 0 {
+		return Decision{RetryAfter: wait}
+	}
 	suffix := make([]byte, 6)
 	_, _ = rand.Read(suffix)
 	ctx, cancel := context.WithTimeout(ctx, decisionTimeout)
@@ -135,7 +145,9 @@ func (l *Limiter) Allow(ctx context.Context, user string) Decision {
 			l.localLog().Add(user)
 			return Decision{Allowed: true}
 		}
-		return Decision{RetryAfter: time.Duration(res[1]) * time.Microsecond}
+		wait := time.Duration(res[1]) * time.Microsecond
+		l.refuseUntil(user, time.Now().Add(wait))
+		return Decision{RetryAfter: wait}
 	}
 	log := logr.FromContextOrDiscard(ctx).WithValues("user", user)
 	if l.Unreachable == FailLocal || !unreachable(err) {
@@ -165,6 +177,29 @@ func unreachable(err error) bool {
 	}
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// refusedFor is how long user is still known to be refused (0: ask Redis).
+func (l *Limiter) refusedFor(user string) time.Duration {
+	l.refusedMu.Lock()
+	defer l.refusedMu.Unlock()
+	if l.refused == nil {
+		return 0
+	}
+	v, ok := l.refused.Get(user)
+	if !ok {
+		return 0
+	}
+	return time.Until(v.(time.Time))
+}
+
+func (l *Limiter) refuseUntil(user string, t time.Time) {
+	l.refusedMu.Lock()
+	defer l.refusedMu.Unlock()
+	if l.refused == nil {
+		l.refused = lru.New(10000)
+	}
+	l.refused.Add(user, t)
 }
 
 func (l *Limiter) localLog() *Local {

@@ -178,7 +178,8 @@ func TestRedisDownFailsOpenQuickly(t *testing.T) {
 	// over a second for a bounded one.
 	for range 3 {
 		start := time.Now()
-		if d := l.Allow(ctx, "erin"); !d.Allowed || !d.FailedOpen {
+		// frank: erin is known refused for a minute, which needs no Redis.
+		if d := l.Allow(ctx, "frank"); !d.Allowed || !d.FailedOpen {
 			t.Fatalf("with Redis down: %+v, want allowed (fail open)", d)
 		}
 		if took := time.Since(start); took > 10*decisionTimeout {
@@ -189,8 +190,8 @@ func TestRedisDownFailsOpenQuickly(t *testing.T) {
 		t.Fatalf("fail-opens counted %d/%d, want 3", failOpens, l.FailOpens())
 	}
 	// Stalled instead of refused: still quick, and a stall (a timeout, which
-	// load provokes too) is decided by the local log, where erin's one
-	// request of the minute is already recorded.
+	// load provokes too) is decided by the local log: gina's first request
+	// passes, her second is refused there.
 	if err := px.Enable(); err != nil {
 		t.Fatal(err)
 	}
@@ -201,10 +202,39 @@ func TestRedisDownFailsOpenQuickly(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if d := l.Allow(ctx, "erin"); d.Allowed || !d.Local {
-		t.Fatalf("with Redis stalled: %+v, want refused by the local log", d)
+	if d := l.Allow(ctx, "gina"); !d.Allowed || !d.Local {
+		t.Fatalf("with Redis stalled: %+v, want allowed by the local log", d)
+	}
+	if d := l.Allow(ctx, "gina"); d.Allowed || !d.Local {
+		t.Fatalf("with Redis stalled, again: %+v, want refused by the local log", d)
 	}
 	if took := time.Since(start); took > 10*decisionTimeout {
 		t.Errorf("stalled Redis decision took %s", took)
+	}
+}
+
+// A caller refused by Redis is refused from memory until its window frees:
+// hammering costs Redis nothing (the Redis log is not touched), and the
+// answer names the same wait.
+func TestRefusalsAreRememberedUntilTheWindowFrees(t *testing.T) {
+	t.Parallel()
+	l := newLimiter(t, redisURL(), 1, time.Minute, "")
+	ctx := context.Background()
+	if !l.Allow(ctx, "hammer").Allowed {
+		t.Fatal("first refused")
+	}
+	first := l.Allow(ctx, "hammer")
+	if first.Allowed {
+		t.Fatal("second allowed")
+	}
+	// Redis gone: a refusal from memory needs no Redis at all.
+	if err := l.Redis.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		d := l.Allow(ctx, "hammer")
+		if d.Allowed || d.FailedOpen || d.Local || d.RetryAfter <= 0 || d.RetryAfter > first.RetryAfter {
+			t.Fatalf("hammering after a refusal: %+v; want refused from memory within %s", d, first.RetryAfter)
+		}
 	}
 }
