@@ -210,7 +210,7 @@ func load(r *reader) (Config, error) {
 		OrphanSweepInterval:       r.duration("ORPHAN_SWEEP_INTERVAL", 5*time.Minute),
 		OrphanUploadMinAge:        r.duration("ORPHAN_UPLOAD_MIN_AGE", 15*time.Minute),
 		ResourcelessSessionGrace:  r.duration("RESOURCELESS_SESSION_GRACE", 10*time.Minute),
-		KeptSessionsPerUser:       r.integer("KEPT_SESSIONS_PER_USER", 100),
+		KeptSessionsPerUser:       r.count("KEPT_SESSIONS_PER_USER", 100),
 		MaxActiveSessions:         r.integer("MAX_ACTIVE_SESSIONS_PER_USER", 20),
 		UploadGroups:              r.list("UPLOAD_ALLOWED_GROUPS", nil),
 		ResyncInterval:            r.duration("RESYNC_INTERVAL", 30*time.Second),
@@ -469,6 +469,19 @@ func (r *reader) integer(name string, def int) int {
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
 		r.fail(name, v, "a positive whole number")
+	}
+	return n
+}
+
+// count reads a whole number that may be 0 ("no bound").
+func (r *reader) count(name string, def int) int {
+	v := r.value(name, kindInt, strconv.Itoa(def))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		r.fail(name, v, "a whole number, 0 or more")
 	}
 	return n
 }

@@ -74,7 +74,7 @@ func TestOverridesAndErrors(t *testing.T) {
 		"ALLOW_BROWSER_UPLOADS": "maybe", "SLUG_CONFLICT_STRATEGY": "RANDOM",
 		"S3_PRESIGN_ENDPOINT": "s3.example.com", "S3_ENDPOINT": "ftp://s3.example.com",
 		"MIN_PART_RATE": "64KiB", "FINALIZE_LIMIT_WITHOUT_REDIS": "maybe", "MAX_PARTS_IN_FLIGHT_PER_USER": "0",
-		"AUTH_FAILURE_LIMIT": "lots", "GET_RATE_LIMIT": "0/1m",
+		"AUTH_FAILURE_LIMIT": "lots", "GET_RATE_LIMIT": "0/1m", "KEPT_SESSIONS_PER_USER": "-1",
 	} {
 		if _, err := Load(lookup(map[string]string{name: val})); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=%q: err = %v, want an error naming it", name, val, err)
@@ -138,5 +138,15 @@ func TestEmptyAudiencesMeansTheAPIServers(t *testing.T) {
 	c, err = Load(lookup(map[string]string{"AUTH_AUDIENCES": "a, b"}))
 	if err != nil || strings.Join(c.AuthAudiences, ",") != "a,b" {
 		t.Fatalf("= %v, %v", c.AuthAudiences, err)
+	}
+}
+
+// Settings whose 0 means "no bound" accept it (the e2e suite and the
+// benchmarks run with KEPT_SESSIONS_PER_USER=0).
+func TestZeroMeansNoBound(t *testing.T) {
+	t.Parallel()
+	c, err := Load(lookup(map[string]string{"KEPT_SESSIONS_PER_USER": "0"}))
+	if err != nil || c.KeptSessionsPerUser != 0 {
+		t.Fatalf("KEPT_SESSIONS_PER_USER=0: %v, %d", err, c.KeptSessionsPerUser)
 	}
 }
