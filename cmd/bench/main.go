@@ -133,6 +133,14 @@ func run() error {
 	res.Generated = time.Now().UTC()
 	if *quick || *only != "" {
 		say("partial run (-quick or -only): docs/benchmarks.md not rewritten")
+		if *only != "" { // the document needs every part: print what was measured
+			raw, err := json.MarshalIndent(res, "", "  ")
+			if err != nil {
+				return err
+			}
+			fmt.Println(string(raw))
+			return nil
+		}
 		fmt.Println(res.markdown())
 		return nil
 	}

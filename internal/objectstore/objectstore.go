@@ -145,8 +145,10 @@ func New(o Options) *Store {
 	// Presigning sends nothing, so it has no attempts to log (and the presign
 	// client removes the retry loop the attempt logger is placed after).
 	presigner := newPresigner(s3.NewFromConfig(cfg, base), o.PresignEndpoint)
-	secure := o.Endpoint == "" || strings.HasPrefix(strings.ToLower(o.Endpoint), "https://")
-	presignSecure := protectedEndpoint(o.Endpoint)
+	// An endpoint on loopback is as safe as https: no network path reaches
+	// it (make dev, the tests, a sidecar).
+	secure := protectedEndpoint(o.Endpoint)
+	presignSecure := secure
 	if o.PresignEndpoint != "" {
 		presignSecure = protectedEndpoint(o.PresignEndpoint)
 	}

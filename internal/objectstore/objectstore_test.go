@@ -9,12 +9,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 
@@ -78,14 +80,20 @@ func (p *payloadRecorder) last() string {
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Part bodies are never sent with neither TLS nor a signature: over plain
-// http they are hashed into the signature unless the client sent a digest S3
-// verifies that an attacker on the path cannot match (Content-MD5, SHA-256;
-// a CRC is not one); over https UNSIGNED-PAYLOAD is used. S3 accepts every
-// one.
+// http to another host they are hashed into the signature unless the client
+// sent a digest S3 verifies that an attacker on the path cannot match
+// (Content-MD5, SHA-256; a CRC is not one); over https, or to loopback (no
+// network path), UNSIGNED-PAYLOAD is used. S3 accepts every one.
 func TestUnsignedPayloadOnlyWhereTheBodyIsProtected(t *testing.T) {
 	rec := &payloadRecorder{}
 	plain := httptest.NewServer(rec.handler(t))
 	defer plain.Close()
+	// Another host over plain http: a name that is not loopback, dialled to
+	// the recorder.
+	remote := "http://s3.example.test:" + plain.URL[strings.LastIndex(plain.URL, ":")+1:]
+	toPlain := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, plain.Listener.Addr().String())
+	}}}
 	tlsSrv := httptest.NewTLSServer(rec.handler(t))
 	defer tlsSrv.Close()
 	body := bytes.Repeat([]byte("castle "), 1000)
@@ -99,10 +107,11 @@ func TestUnsignedPayloadOnlyWhereTheBodyIsProtected(t *testing.T) {
 		checksum objectstore.Checksums
 		unsigned bool
 	}{
-		{"http, no checksum: hashed", plain.URL, nil, objectstore.Checksums{}, false},
-		{"http with Content-MD5: unsigned", plain.URL, nil, objectstore.Checksums{ContentMD5: base64.StdEncoding.EncodeToString(sum[:])}, true},
-		{"http with a SHA-256: unsigned", plain.URL, nil, objectstore.Checksums{SHA256: base64.StdEncoding.EncodeToString(sha[:])}, true},
-		{"http with only a CRC32: hashed", plain.URL, nil, objectstore.Checksums{CRC32: base64.StdEncoding.EncodeToString(crc[:])}, false},
+		{"http, no checksum: hashed", remote, toPlain, objectstore.Checksums{}, false},
+		{"http with Content-MD5: unsigned", remote, toPlain, objectstore.Checksums{ContentMD5: base64.StdEncoding.EncodeToString(sum[:])}, true},
+		{"http with a SHA-256: unsigned", remote, toPlain, objectstore.Checksums{SHA256: base64.StdEncoding.EncodeToString(sha[:])}, true},
+		{"http with only a CRC32: hashed", remote, toPlain, objectstore.Checksums{CRC32: base64.StdEncoding.EncodeToString(crc[:])}, false},
+		{"http to loopback: unsigned", plain.URL, nil, objectstore.Checksums{}, true},
 		{"https: unsigned", tlsSrv.URL, tlsSrv.Client(), objectstore.Checksums{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
