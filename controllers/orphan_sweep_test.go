@@ -33,7 +33,7 @@ func TestResourcelessSessionsAreRemovedOnlyWhenTheirResourceIsGone(t *testing.T)
 		key := h.create(t, name)
 		h.reconcileTo(t, key, uploadsv1.PhaseActive)
 		id := uuid.MustParse(get(t, key).Status.SessionID)
-		if _, err := db.Pool.Exec(ctx, `UPDATE upload_sessions SET created_at = now() - interval '1 hour' WHERE id = $1`, id); err != nil {
+		if _, err := db.Pool.Exec(context.Background(), `UPDATE upload_sessions SET created_at = now() - interval '1 hour' WHERE id = $1`, id); err != nil {
 			t.Fatal(err)
 		}
 		return key, id
@@ -41,10 +41,10 @@ func TestResourcelessSessionsAreRemovedOnlyWhenTheirResourceIsGone(t *testing.T)
 	dropFinalizer := func(key client.ObjectKey) {
 		us := get(t, key)
 		us.Finalizers = nil
-		if err := k8s.Update(ctx, us); err != nil {
+		if err := k8s.Update(context.Background(), us); err != nil {
 			t.Fatal(err)
 		}
-		if err := k8s.Delete(ctx, us); err != nil {
+		if err := k8s.Delete(context.Background(), us); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -124,7 +124,7 @@ func (e *env) slowBodies(ctx context.Context, t *tally) {
 			return
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		t.add(answer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")})
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -188,6 +189,14 @@ type answer struct {
 	retryAfter string
 	body       map[string]any
 	err        error
+}
+
+// failure is the answer's transport error, or that it was refused.
+func (a answer) failure() error {
+	if a.err != nil {
+		return a.err
+	}
+	return errors.New("refused")
 }
 
 // call makes a JSON request (body nil: none) and reads the answer.

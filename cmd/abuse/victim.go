@@ -35,10 +35,10 @@ func newVictim(ctx context.Context, e *env) (*victim, error) {
 	_, _ = rand.Read(v.data)
 	var a answer
 	if v.proxy, a = create(ctx, v.c, e.api, e.victim.token, "proxy", partSize, victimFile); v.proxy == nil {
-		return nil, fmt.Errorf("victim's proxied session: %d %v %v", a.status, a.body, a.err)
+		return nil, fmt.Errorf("victim's proxied session: %d %v: %w", a.status, a.body, a.failure())
 	}
 	if v.direct, a = create(ctx, v.c, e.api, e.victim.token, "direct", partSize, victimFile); v.direct == nil {
-		return nil, fmt.Errorf("victim's direct session: %d %v %v", a.status, a.body, a.err)
+		return nil, fmt.Errorf("victim's direct session: %d %v: %w", a.status, a.body, a.failure())
 	}
 	return v, nil
 }
