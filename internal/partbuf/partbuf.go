@@ -106,6 +106,19 @@ func ownerOf(ctx context.Context) string {
 	return o
 }
 
+// OwnerHasRoom reports whether a part of size bytes of ctx's owner fits its
+// share of memory or of the spill budget now: a cheap look before any other
+// work for the part (the reservation itself is Fill's or Stream's, and may
+// still be refused if others took the room meanwhile).
+func (p *Pool) OwnerHasRoom(ctx context.Context, size int64) bool {
+	owner := ownerOf(ctx)
+	class := slabClass(size)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	mem, disk := p.share(p.budget), p.share(p.SpillBudget)
+	return mem == 0 || disk == 0 || p.memBy[owner]+class <= mem || p.diskBy[owner]+size <= disk
+}
+
 // share is an owner's bound within budget (0: none).
 func (p *Pool) share(budget int64) int64 {
 	if p.OwnerShare <= 0 || p.OwnerShare >= 1 || budget <= 0 {

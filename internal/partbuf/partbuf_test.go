@@ -236,3 +236,32 @@ func TestOwnersHoldAtMostTheirShare(t *testing.T) {
 		t.Fatalf("held after every close: %+v", st)
 	}
 }
+
+// OwnerHasRoom answers without reserving, as Fill would decide.
+func TestOwnerHasRoomLooksWithoutReserving(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	p := New(40*mib, t.TempDir())
+	p.SpillBudget, p.OwnerShare = 40*mib, 0.25
+	alice := WithOwner(context.Background(), "alice")
+	data := make([]byte, 8*mib)
+	var held []Buffer
+	for range 2 { // one in memory, one on disk: her share of both
+		b, err := p.Fill(alice, bytes.NewReader(data), 8*mib)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, b)
+	}
+	if p.OwnerHasRoom(alice, 8*mib) {
+		t.Fatal("room for alice with both her shares taken")
+	}
+	if !p.OwnerHasRoom(WithOwner(context.Background(), "bob"), 8*mib) {
+		t.Fatal("no room for bob")
+	}
+	_ = held[0].Close()
+	if !p.OwnerHasRoom(alice, 8*mib) {
+		t.Fatal("no room for alice once her memory part closed")
+	}
+	_ = held[1].Close()
+}
