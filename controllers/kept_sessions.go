@@ -34,7 +34,9 @@ func (k *KeptSessions) Trim(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	var list uploadsv1.UploadSessionList
-	if err := k.Kube.List(ctx, &list, client.InNamespace(k.Namespace)); err != nil {
+	// Read only: the cache's objects themselves, not a copy of each (with
+	// thousands kept, the copies would be the sweep's largest allocation).
+	if err := k.Kube.List(ctx, &list, client.InNamespace(k.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return 0, fmt.Errorf("list UploadSessions of %s: %w", k.Namespace, err)
 	}
 	byOwner := map[string][]*uploadsv1.UploadSession{}

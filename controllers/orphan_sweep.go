@@ -138,7 +138,7 @@ func (o *OrphanSweep) RemoveResourceless(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	var list uploadsv1.UploadSessionList
-	if err := o.Kube.List(ctx, &list); err != nil {
+	if err := o.Kube.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return 0, fmt.Errorf("list UploadSessions: %w", err)
 	}
 	cached := make(map[string]bool, len(list.Items))
@@ -220,7 +220,7 @@ func (o *OrphanSweep) finalizedByResource(ctx context.Context) (map[uuid.UUID]bo
 		return keep, nil
 	}
 	var list uploadsv1.UploadSessionList
-	if err := o.Kube.List(ctx, &list); err != nil {
+	if err := o.Kube.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list UploadSessions: %w", err)
 	}
 	for _, us := range list.Items {

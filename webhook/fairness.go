@@ -92,10 +92,3 @@ func (b *minRateBody) moveDeadline() {
 
 // TooSlow reports whether the body was cut for falling below the rate.
 func (b *minRateBody) TooSlow() bool { return b.tooSlow.Load() }
-
-func (f *InFlight) limitOrZero() int {
-	if f == nil {
-		return 0
-	}
-	return f.Limit
-}

@@ -197,7 +197,7 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 		// not read, so the connection goes.
 		metrics.PartsRefused.WithLabelValues("buffer_share").Inc()
 		w.Header().Set("Connection", "close")
-		tooMany(w, 1, a.PartsInFlight.limitOrZero(), "buffers")
+		tooMany(w, 1, int(a.Uploads.Buffers.OwnerShareBytes()), "buffers")
 		return
 	case errors.Is(err, partbuf.ErrSpillBudget):
 		metrics.PartsRefused.WithLabelValues("buffers").Inc()

@@ -64,6 +64,8 @@ type env struct {
 	// attackers are the attacker's ServiceAccounts; each connects from a
 	// loopback address of its own.
 	attackers []account
+	// v is the victim's workload, the same in every phase.
+	v *victim
 }
 
 func start(ctx context.Context, dir string) (*env, error) {

@@ -79,6 +79,9 @@ func run() error {
 	}
 	defer e.stop()
 
+	if e.v, err = newVictim(ctx, e); err != nil {
+		return err
+	}
 	var rows []row
 	alone, err := e.phase(ctx, "alone", nil)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,19 +32,9 @@ type row struct {
 	CPU map[string]float64
 }
 
-var (
-	victimOnce sync.Once
-	theVictim  *victim
-	victimErr  error
-)
-
 // phase runs the victim for -phase while attacks run (started a second
 // before, so they are in full swing), sampling the manager's memory.
 func (e *env) phase(ctx context.Context, name string, attacks []int) (row, error) {
-	victimOnce.Do(func() { theVictim, victimErr = newVictim(ctx, e) })
-	if victimErr != nil {
-		return row{}, victimErr
-	}
 	say("phase %q", name)
 	stopAttacker := func() (*tally, error) { return newTally(), nil }
 	if len(attacks) > 0 {
@@ -73,7 +62,7 @@ func (e *env) phase(ctx context.Context, name string, attacks []int) (row, error
 	}()
 	start := time.Now()
 	ticks := cpuTicks()
-	s := theVictim.run(vctx)
+	s := e.v.run(vctx)
 	took := time.Since(start)
 	cpu := cpuUse(ticks, cpuTicks(), took.Seconds())
 	stopVictim()

@@ -119,6 +119,9 @@ func (p *Pool) OwnerHasRoom(ctx context.Context, size int64) bool {
 	return mem == 0 || disk == 0 || p.memBy[owner]+class <= mem || p.diskBy[owner]+size <= disk
 }
 
+// OwnerShareBytes is an owner's bound in memory, in bytes (0: none).
+func (p *Pool) OwnerShareBytes() int64 { return p.share(p.budget) }
+
 // share is an owner's bound within budget (0: none).
 func (p *Pool) share(budget int64) int64 {
 	if p.OwnerShare <= 0 || p.OwnerShare >= 1 || budget <= 0 {
