@@ -83,6 +83,7 @@ func TestConfigFlagsBeatTheEnvironment(t *testing.T) {
 	ns := namespace(t, "flags")
 	env["WATCH_NAMESPACE"], env["SESSION_NAMESPACE"] = ns, ns
 	env["PROBE_ADDR"] = "0"
+	liftLimits(env) // it creates as the suite's shared user
 	logf, err := os.Create(filepath.Join(t.TempDir(), "replica.log"))
 	if err != nil {
 		t.Fatal(err)

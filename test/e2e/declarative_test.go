@@ -187,15 +187,7 @@ func startReplicaWith(t *testing.T, extra map[string]string, scheme string, clie
 	}
 	env := stack.ManagerEnv(addr)
 	env["ADMIN_GROUPS"] = "system:serviceaccounts:" + adminNamespace
-	// Many tests create and finalize as the same user; the limits themselves
-	// are tested on replicas of their own.
-	env["FINALIZE_RATE_LIMIT"] = "1000/1m"
-	env["SESSION_CREATE_RATE_LIMIT"] = "1000/1m"
-	env["SESSION_CREATE_RATE_LIMIT_PER_TENANT"] = "100000/1m"
-	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
-	env["MAX_PARTS_IN_FLIGHT_PER_USER"] = "1000"
-	env["GET_RATE_LIMIT"] = "100000/1m"
-	env["KEPT_SESSIONS_PER_USER"] = "0"
+	liftLimits(env)
 	// Replicas of one Deployment share the window, so the locks a replica
 	// holds are renewed well before the suite's manager would take them over.
 	env["STALE_LOCK_AFTER"] = suiteStaleLockAfter

@@ -128,15 +128,7 @@ func run(m *testing.M) (int, error) {
 	env["STALE_LOCK_AFTER"] = suiteStaleLockAfter
 	env["RESYNC_INTERVAL"] = "1s"
 	env["LOG_LEVEL"] = "debug"
-	// Many tests finalize as the same user; the limit itself is tested on replicas of its own.
-	env["FINALIZE_RATE_LIMIT"] = "1000/1m"
-	env["SESSION_CREATE_RATE_LIMIT"] = "1000/1m"
-	env["SESSION_CREATE_RATE_LIMIT_PER_TENANT"] = "100000/1m"
-	env["MAX_ACTIVE_SESSIONS_PER_USER"] = "1000"
-	env["MAX_PARTS_IN_FLIGHT_PER_USER"] = "1000"
-	env["GET_RATE_LIMIT"] = "100000/1m"
-	// Tests finalize hundreds of sessions as one user; the cap is tested in controllers.
-	env["KEPT_SESSIONS_PER_USER"] = "0"
+	liftLimits(env)
 	// The leader's sweep runs often enough for a test to see it remove a
 	// session whose resource lost its finalizer (the other steps leave
 	// anything younger than ORPHAN_UPLOAD_MIN_AGE alone).
@@ -218,4 +210,21 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// liftLimits raises the per-user and per-tenant limits of a manager's env:
+// many tests create, send and finalize as the same user at once (and their
+// Redis windows are shared by every replica of the suite), so a replica with
+// the defaults refuses them by the others' load. The limits themselves are
+// tested on replicas of their own and in the webhook and controllers tests.
+func liftLimits(env map[string]string) {
+	for k, v := range map[string]string{
+		"FINALIZE_RATE_LIMIT": "1000/1m", "SESSION_CREATE_RATE_LIMIT": "1000/1m",
+		"SESSION_CREATE_RATE_LIMIT_PER_TENANT": "100000/1m", "MAX_ACTIVE_SESSIONS_PER_USER": "1000",
+		"MAX_PARTS_IN_FLIGHT_PER_USER": "1000", "GET_RATE_LIMIT": "100000/1m",
+		// Tests finalize hundreds of sessions as one user.
+		"KEPT_SESSIONS_PER_USER": "0",
+	} {
+		env[k] = v
+	}
 }
