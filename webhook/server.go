@@ -34,6 +34,9 @@ type Server struct {
 	// CertReloadInterval is how often the files are re-read besides
 	// file-system events (default 10s).
 	CertReloadInterval time.Duration
+	// GetCertificate, when set, makes the server HTTPS with certificates the
+	// operator signs itself (servingcert); it takes precedence over the files.
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 
 	// admitted is called with each request the server admitted, before its
 	// handler runs (tests hold a request there to race it with a shutdown).
@@ -130,7 +133,10 @@ func (s *Server) Start(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	serve := func() error { return srv.Serve(ln) }
-	if s.TLSCertFile != "" {
+	if s.GetCertificate != nil {
+		srv.TLSConfig = &tls.Config{GetCertificate: s.GetCertificate, MinVersion: tls.VersionTLS12}
+		serve = func() error { return srv.ServeTLS(ln, "", "") }
+	} else if s.TLSCertFile != "" {
 		watcher, err := certwatcher.New(s.TLSCertFile, s.TLSKeyFile)
 		if err != nil {
 			_ = ln.Close()
@@ -149,7 +155,7 @@ func (s *Server) Start(ctx context.Context) error {
 		srv.TLSConfig = &tls.Config{GetCertificate: watcher.GetCertificate, MinVersion: tls.VersionTLS12}
 		serve = func() error { return srv.ServeTLS(ln, "", "") }
 	}
-	s.Log.Info("upload API listening", "addr", ln.Addr().String(), "tls", s.TLSCertFile != "")
+	s.Log.Info("upload API listening", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil)
 	errc := make(chan error, 1)
 	go func() { errc <- serve() }()
 	select {

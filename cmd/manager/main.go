@@ -4,10 +4,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -34,6 +36,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/ratelimit"
+	"github.com/mocs-dev/upload-operator/internal/servingcert"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
@@ -72,7 +75,7 @@ func run() error {
 	}
 	defer st.close()
 
-	mgr, reviews, err := newManager(cfg)
+	mgr, reviews, certs, err := newManager(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -84,7 +87,7 @@ func run() error {
 	if err := addControllers(mgr, cfg, svc, lim, logger, clk); err != nil {
 		return err
 	}
-	server, err := addUploadAPI(mgr, cfg, svc, lim, reviews, logger)
+	server, err := addUploadAPI(mgr, cfg, svc, lim, reviews, certs, logger)
 	if err != nil {
 		return err
 	}
@@ -151,16 +154,16 @@ func openStores(ctx context.Context, cfg config.Config, setupLog logr.Logger) (*
 	return s, nil
 }
 
-// newManager makes the controller-runtime manager, and the client TokenReviews
-// go through.
-func newManager(cfg config.Config) (ctrl.Manager, kubernetes.Interface, error) {
+// newManager makes the controller-runtime manager, the client TokenReviews
+// go through and, with TLS_CA_SECRET, the operator's own serving certificate.
+func newManager(ctx context.Context, cfg config.Config, logger logr.Logger) (ctrl.Manager, kubernetes.Interface, *servingcert.Source, error) {
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(uploadsv1.AddToScheme(scheme))
 
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
+		return nil, nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	// client-go's default 5 QPS / burst 10 caps reconcile throughput far below
 	// what a burst of sessions needs; raised deliberately.
@@ -172,7 +175,7 @@ func newManager(cfg config.Config) (ctrl.Manager, kubernetes.Interface, error) {
 	reviewCfg.QPS, reviewCfg.Burst = 50, 100
 	reviews, err := kubernetes.NewForConfig(reviewCfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("TokenReview client: %w", err)
+		return nil, nil, nil, fmt.Errorf("TokenReview client: %w", err)
 	}
 	// Scrapers' reviews have a client (and QPS) of their own again: a flood
 	// of logins that takes the upload API's review budget leaves the scrapes
@@ -181,13 +184,21 @@ func newManager(cfg config.Config) (ctrl.Manager, kubernetes.Interface, error) {
 	scrapeCfg.QPS, scrapeCfg.Burst = 5, 10
 	scrapeReviews, err := kubernetes.NewForConfig(scrapeCfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("metrics review client: %w", err)
+		return nil, nil, nil, fmt.Errorf("metrics review client: %w", err)
+	}
+	own, err := kubernetes.NewForConfig(restCfg) // the operator's own Secret and ConfigMap
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	certs, err := servingCertificates(ctx, cfg, own)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	scrapers := &auth.Authenticator{Reviewer: auth.TokenReviewer{Client: scrapeReviews}, TTL: time.Minute, RequireJWT: cfg.AuthRequireJWT,
 		Failures: &ratelimit.Local{Limit: cfg.AuthFailureLimit, Window: cfg.AuthFailureWindow}}
 	opts := ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsOptions(cfg, scrapers, scrapeReviews),
+		Metrics:                       metricsOptions(cfg, scrapers, scrapeReviews, certs),
 		HealthProbeBindAddress:        cfg.ProbeAddr,
 		PprofBindAddress:              cfg.PprofAddr, // off unless set (profiling, make bench -pprof)
 		LeaderElection:                cfg.LeaderElection,
@@ -209,9 +220,42 @@ func newManager(cfg config.Config) (ctrl.Manager, kubernetes.Interface, error) {
 	}
 	mgr, err := ctrl.NewManager(restCfg, opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create manager: %w", err)
+		return nil, nil, nil, fmt.Errorf("create manager: %w", err)
 	}
-	return mgr, reviews, nil
+	if cfg.TLSCAConfigMap != "" {
+		if err := mgr.Add(caPublisher(cfg, own, certs, logger)); err != nil {
+			return nil, nil, nil, fmt.Errorf("set up the CA publisher: %w", err)
+		}
+	}
+	return mgr, reviews, certs, nil
+}
+
+// servingCertificates loads (or, on a first start, creates) the CA of
+// TLS_CA_SECRET and gives the replica a serving certificate signed by it for
+// TLS_DNS_NAMES; nil without TLS_CA_SECRET.
+func servingCertificates(ctx context.Context, cfg config.Config, cs kubernetes.Interface) (*servingcert.Source, error) {
+	if cfg.TLSCASecret == "" {
+		return nil, nil
+	}
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ca, err := servingcert.EnsureAuthority(actx, cs, cfg.SessionNamespace, cfg.TLSCASecret, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Name("TLS_CA_SECRET"), err)
+	}
+	return &servingcert.Source{Authority: ca, Names: cfg.TLSDNSNames}, nil
+}
+
+// caPublisher keeps the CA certificate clients verify the operator with in
+// TLS_CA_CONFIGMAP: the operator's own CA, or the ca.crt mounted beside
+// TLS_CERT_FILE (cert-manager's Secret, which clients must not read).
+func caPublisher(cfg config.Config, cs kubernetes.Interface, certs *servingcert.Source, logger logr.Logger) *servingcert.Publisher {
+	read := servingcert.FileCA(filepath.Join(filepath.Dir(cfg.TLSCertFile), "ca.crt"))
+	if certs != nil {
+		read = func() ([]byte, error) { return certs.Authority.CertPEM, nil }
+	}
+	return &servingcert.Publisher{Client: cs, Namespace: cfg.SessionNamespace,
+		Name: cfg.TLSCAConfigMap, Read: read, Log: logger.WithName("ca-publisher")}
 }
 
 // newUploadService sets up what parts, sessions and finalizes go through,
@@ -317,7 +361,7 @@ func newLimiters(cfg config.Config, st *stores) limiters {
 }
 
 func addUploadAPI(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, lim limiters,
-	reviews kubernetes.Interface, logger logr.Logger) (*webhook.Server, error) {
+	reviews kubernetes.Interface, certs *servingcert.Source, logger logr.Logger) (*webhook.Server, error) {
 	limiter, createLimiter := lim.finalize, lim.create
 	notifier := &webhook.Notifier{Kube: mgr.GetClient(), Log: logger.WithName("notifier")}
 	api := &webhook.API{
@@ -359,6 +403,9 @@ func addUploadAPI(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, lim
 	server := &webhook.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), Log: logger.WithName("http"),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ShutdownGrace: cfg.ShutdownGrace,
 		TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile}
+	if certs != nil {
+		server.GetCertificate = certs.GetCertificate
+	}
 	if err := mgr.Add(server); err != nil {
 		return nil, fmt.Errorf("set up the upload API server: %w", err)
 	}
@@ -404,11 +451,15 @@ func addProbes(mgr ctrl.Manager, st *stores, server *webhook.Server) error {
 // the API server authenticates (TokenReview) and allows to `get` /metrics
 // (SubjectAccessReview). METRICS_SECURE=false serves plain HTTP to anyone, for
 // a mesh that authenticates scrapers itself or a machine of one's own.
-func metricsOptions(cfg config.Config, scrapers *auth.Authenticator, client kubernetes.Interface) metricsserver.Options {
+func metricsOptions(cfg config.Config, scrapers *auth.Authenticator, client kubernetes.Interface,
+	certs *servingcert.Source) metricsserver.Options {
 	o := metricsserver.Options{BindAddress: cfg.MetricsAddr}
 	if cfg.MetricsSecure {
 		o.SecureServing = true
-		o.CertDir = cfg.MetricsCertDir // empty: a self-signed certificate
+		o.CertDir = cfg.MetricsCertDir // empty: the operator's own or a self-signed certificate
+		if cfg.MetricsCertDir == "" && certs != nil {
+			o.TLSOpts = append(o.TLSOpts, func(c *tls.Config) { c.GetCertificate = certs.GetCertificate })
+		}
 		o.FilterProvider = func(*rest.Config, *http.Client) (metricsserver.Filter, error) {
 			return auth.MetricsFilter(scrapers, client), nil
 		}

@@ -36,9 +36,14 @@ type Config struct {
 
 	DatabaseStatementTimeout time.Duration
 
-	HTTPAddr         string
-	TLSCertFile      string
-	TLSKeyFile       string
+	HTTPAddr    string
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSCASecret, when set, is the Secret (in SessionNamespace) that keeps the
+	// CA the operator signs its own serving certificate with (TLSDNSNames).
+	TLSCASecret      string
+	TLSDNSNames      []string
+	TLSCAConfigMap   string
 	MetricsAddr      string
 	MetricsSecure    bool
 	MetricsCertDir   string
@@ -183,6 +188,9 @@ func load(r *reader) (Config, error) {
 		HTTPAddr:                  r.str("HTTP_ADDR", ":8082"),
 		TLSCertFile:               r.str("TLS_CERT_FILE", ""),
 		TLSKeyFile:                r.str("TLS_KEY_FILE", ""),
+		TLSCASecret:               r.str("TLS_CA_SECRET", ""),
+		TLSDNSNames:               r.list("TLS_DNS_NAMES", nil),
+		TLSCAConfigMap:            r.str("TLS_CA_CONFIGMAP", ""),
 		MetricsAddr:               r.str("METRICS_ADDR", ":8080"),
 		MetricsSecure:             r.boolean("METRICS_SECURE", true),
 		MetricsCertDir:            r.str("METRICS_CERT_DIR", ""),
@@ -258,6 +266,12 @@ func load(r *reader) (Config, error) {
 		r.fail("TLS_CERT_FILE", c.TLSCertFile, "set together with "+c.Name("TLS_KEY_FILE")+" (both or neither)")
 	case c.TLSCertFile == "" && c.TLSKeyFile != "":
 		r.fail("TLS_KEY_FILE", c.TLSKeyFile, "set together with "+c.Name("TLS_CERT_FILE")+" (both or neither)")
+	case c.TLSCertFile != "" && c.TLSCASecret != "":
+		r.fail("TLS_CA_SECRET", c.TLSCASecret, "unset while "+c.Name("TLS_CERT_FILE")+" is set (one source of certificates)")
+	case c.TLSCASecret != "" && len(c.TLSDNSNames) == 0:
+		r.fail("TLS_DNS_NAMES", "", "the names of the operator's Services, to sign with "+c.Name("TLS_CA_SECRET"))
+	case c.TLSCAConfigMap != "" && c.TLSCertFile == "" && c.TLSCASecret == "":
+		r.fail("TLS_CA_CONFIGMAP", c.TLSCAConfigMap, "set with "+c.Name("TLS_CA_SECRET")+" or "+c.Name("TLS_CERT_FILE")+" (a CA to publish)")
 	}
 	for _, name := range []string{"S3_ENDPOINT", "S3_PRESIGN_ENDPOINT"} {
 		v := c.S3Endpoint

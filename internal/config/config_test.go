@@ -150,3 +150,33 @@ func TestZeroMeansNoBound(t *testing.T) {
 		t.Fatalf("KEPT_SESSIONS_PER_USER=0: %v, %d", err, c.KeptSessionsPerUser)
 	}
 }
+
+// One source of certificates, and nothing to publish without one.
+func TestTLSSources(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		fail string // the setting the error names; empty: valid
+	}{
+		{map[string]string{"TLS_CA_SECRET": "ca", "TLS_DNS_NAMES": "a.svc", "TLS_CA_CONFIGMAP": "ca"}, ""},
+		{map[string]string{"TLS_CERT_FILE": "/c", "TLS_KEY_FILE": "/k", "TLS_CA_CONFIGMAP": "ca"}, ""},
+		{map[string]string{"TLS_CA_SECRET": "ca"}, "TLS_DNS_NAMES"},
+		{map[string]string{"TLS_CA_SECRET": "ca", "TLS_DNS_NAMES": "a.svc", "TLS_CERT_FILE": "/c", "TLS_KEY_FILE": "/k"}, "TLS_CA_SECRET"},
+		{map[string]string{"TLS_CA_CONFIGMAP": "ca"}, "TLS_CA_CONFIGMAP"},
+	} {
+		env := map[string]string{"DATABASE_URL": "postgres://x", "REDIS_URL": "redis://x", "S3_BUCKET": "b"}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		c, err := Load(lookup(env))
+		if err == nil {
+			err = c.Validate()
+		}
+		switch {
+		case tc.fail == "" && err != nil:
+			t.Errorf("%v: %v", tc.env, err)
+		case tc.fail != "" && (err == nil || !strings.Contains(err.Error(), tc.fail)):
+			t.Errorf("%v: Validate() = %v, want an error naming %s", tc.env, err, tc.fail)
+		}
+	}
+}

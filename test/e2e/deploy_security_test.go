@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,11 @@ func TestOperatorRoleIsLeastPrivilege(t *testing.T) {
 		{"create", "authorization.k8s.io", "subjectaccessreviews", "", "", true},
 		{"create", "", "events", "", "team-a", true},
 		{"get", "", "secrets", "", "upload-operator-system", false},
+		{"list", "", "secrets", "", "upload-operator-system", false},
+		{"get", "", "secrets", "", "team-a", false},
+		{"create", "", "secrets", "", "team-a", false},
+		{"update", "", "configmaps", "", "upload-operator-system", false},
+		{"create", "", "configmaps", "", "team-a", false},
 		{"list", "", "pods", "", "team-a", false},
 		{"create", "", "serviceaccounts", "token", "team-a", false},
 	} {
@@ -60,6 +66,29 @@ func TestOperatorRoleIsLeastPrivilege(t *testing.T) {
 			authzv1.ResourceAttributes{Verb: tc.verb, Group: tc.group, Resource: tc.resource, Subresource: tc.subresource, Namespace: tc.namespace})
 		if allowed != tc.allowed {
 			t.Errorf("%s %s/%s %s in %q: allowed=%v, want %v", tc.verb, tc.resource, tc.subresource, tc.group, tc.namespace, allowed, tc.allowed)
+		}
+	}
+
+	// Its own certificate: the CA's Secret and the published ConfigMap by
+	// name, in its own namespace; no other Secret.
+	for _, tc := range []struct {
+		verb, resource, namespace, name string
+		allowed                         bool
+	}{
+		{"get", "secrets", "upload-operator-system", "upload-operator-tls-ca", true},
+		{"update", "secrets", "upload-operator-system", "upload-operator-tls-ca", false},
+		{"get", "secrets", "upload-operator-system", "upload-operator-env", false},
+		{"get", "secrets", "team-a", "upload-operator-tls-ca", false},
+		{"create", "secrets", "upload-operator-system", "", true},
+		{"get", "configmaps", "upload-operator-system", "upload-operator-ca", true},
+		{"update", "configmaps", "upload-operator-system", "upload-operator-ca", true},
+		{"update", "configmaps", "upload-operator-system", "kube-root-ca.crt", false},
+		{"update", "configmaps", "team-a", "upload-operator-ca", false},
+	} {
+		allowed := accessAllowed(t, cs, operatorSA, []string{"system:serviceaccounts", "system:serviceaccounts:upload-operator-system"},
+			authzv1.ResourceAttributes{Verb: tc.verb, Resource: tc.resource, Namespace: tc.namespace, Name: tc.name})
+		if allowed != tc.allowed {
+			t.Errorf("%s %s %q in %q: allowed=%v, want %v", tc.verb, tc.resource, tc.name, tc.namespace, allowed, tc.allowed)
 		}
 	}
 
@@ -202,10 +231,16 @@ func policyTypes(np networkingv1.NetworkPolicy) []string {
 func TestTLSComponent(t *testing.T) {
 	out := mustKubectl(t, "kustomize", "config/tls")
 	for _, want := range []string{"kind: Certificate", "name: TLS_CERT_FILE", "secretName: upload-operator-upload-api-tls",
-		"upload-operator-upload-api.upload-operator-system.svc"} {
+		"upload-operator-upload-api.upload-operator-system.svc", "upload-operator-metrics.upload-operator-system.svc",
+		"name: METRICS_CERT_DIR", "name: TLS_CA_CONFIGMAP"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("config/tls lacks %q", want)
 		}
+	}
+	// One source of certificates: the operator refuses its own CA beside
+	// cert-manager's files.
+	if strings.Contains(out, "TLS_CA_SECRET") {
+		t.Error("config/tls keeps TLS_CA_SECRET beside TLS_CERT_FILE")
 	}
 	var deployment string
 	for _, doc := range strings.Split(out, "\n---\n") {
@@ -251,3 +286,36 @@ func TestImagesArePinned(t *testing.T) {
 }
 
 var digest = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
+
+// config/default serves TLS with the operator's own CA, for the names its
+// Services really have: every Service config/default renders is in
+// TLS_DNS_NAMES, so a client or Prometheus verifies by the name it dials.
+func TestDefaultTLSNamesTheServices(t *testing.T) {
+	var names, services []string
+	for _, m := range parseManifests(t, mustKubectl(t, "kustomize", "config/default")) {
+		switch m.kind() {
+		case "Service":
+			ns, _ := dig(m.obj, "metadata", "namespace").(string)
+			services = append(services, m.name()+"."+ns+".svc")
+		case "Deployment":
+			containers, _ := dig(m.obj, "spec", "template", "spec", "containers").([]any)
+			for _, c := range containers {
+				env, _ := dig(c, "env").([]any)
+				for _, e := range env {
+					if n, _ := dig(e, "name").(string); n == "TLS_DNS_NAMES" {
+						v, _ := dig(e, "value").(string)
+						names = strings.Split(v, ",")
+					}
+				}
+			}
+		}
+	}
+	if len(services) < 2 {
+		t.Fatalf("services %v", services)
+	}
+	for _, svc := range services {
+		if !slices.Contains(names, svc) || !slices.Contains(names, svc+".cluster.local") {
+			t.Errorf("Service %s is not in TLS_DNS_NAMES %v", svc, names)
+		}
+	}
+}

@@ -72,6 +72,7 @@ var chartCases = []struct {
 		want: []string{"deployment.apps/helm-dry-run-upload-operator-controller-manager", "networkpolicy.networking.k8s.io/",
 			"poddisruptionbudget.policy/", "validatingadmissionpolicy.admissionregistration.k8s.io/owner.uploads.mocs.dev",
 			"clusterrole.rbac.authorization.k8s.io/helm-dry-run-upload-operator-metrics-reader",
+			"role.rbac.authorization.k8s.io/helm-dry-run-upload-operator-tls-role",
 			"customresourcedefinition.apiextensions.k8s.io/uploadsessions.uploads.mocs.dev"},
 		wantNot: []string{"servicemonitor", "prometheusrule", "certificate", "issuer", "configmap"}},
 	{name: "existing secrets, no network policy",
@@ -82,7 +83,7 @@ var chartCases = []struct {
 		want:    []string{"deployment.apps/helm-dry-run-upload-operator-controller-manager"},
 		wantNot: []string{"networkpolicy", "poddisruptionbudget", "validatingadmissionpolicy"}},
 	{name: "everything on",
-		sets: []string{"tls.enabled=true", "serviceMonitor.enabled=true", "serviceMonitor.labels.release=prometheus",
+		sets: []string{"tls.provider=cert-manager", "serviceMonitor.enabled=true", "serviceMonitor.labels.release=prometheus",
 			"prometheusRule.enabled=true", "prometheusRule.labels.release=prometheus", "grafanaDashboard.enabled=true",
 			"database.existingSecret=upload-pg", "redis.existingSecret=upload-redis", "s3.existingSecret=upload-s3",
 			"s3.bucket=mocs", "s3.presignEndpoint=https://s3.example.internal", "database.statementTimeout=20s",
@@ -110,11 +111,11 @@ var chartCases = []struct {
 			"certificate.cert-manager.io/helm-dry-run-upload-operator-upload-api", "issuer.cert-manager.io/helm-dry-run-upload-operator-selfsigned",
 			"clusterrolebinding.rbac.authorization.k8s.io/helm-dry-run-upload-operator-metrics-reader", "networkpolicy.networking.k8s.io/"}},
 	{name: "TLS from a CA issuer",
-		sets:    []string{"tls.enabled=true", "tls.certManager.issuerRef.kind=ClusterIssuer", "tls.certManager.issuerRef.name=corp-ca"},
+		sets:    []string{"tls.provider=cert-manager", "tls.certManager.issuerRef.kind=ClusterIssuer", "tls.certManager.issuerRef.name=corp-ca"},
 		want:    []string{"certificate.cert-manager.io/helm-dry-run-upload-operator-upload-api"},
 		wantNot: []string{"issuer.cert-manager.io"}},
 	{name: "TLS from an existing Secret",
-		sets:    []string{"tls.enabled=true", "tls.certManager.enabled=false", "tls.secretName=upload-api-cert"},
+		sets:    []string{"tls.provider=secret", "tls.secretName=upload-api-cert"},
 		want:    []string{"deployment.apps/helm-dry-run-upload-operator-controller-manager"},
 		wantNot: []string{"certificate", "issuer"}},
 }
@@ -153,6 +154,10 @@ func TestHelmRefusesBadValues(t *testing.T) {
 		{"browser uploads from nowhere", "browserUploads.allowedOrigins", []string{"browserUploads.enabled=true"}},
 		{"a moving tag", "tag", []string{"image.tag=latest"}},
 		{"an unknown value", "additional properties", []string{"sesionTTL=2h"}},
+		{"an unknown TLS provider", "tls/provider", []string{"tls.provider=vault"}},
+		{"cert-manager's former switch", "additional properties", []string{"tls.certManager.enabled=false"}},
+		{"a ServiceMonitor with no CA to verify with", "serviceMonitor.enabled needs tls.enabled",
+			[]string{"tls.enabled=false", "serviceMonitor.enabled=true"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"template", "x", chartDir}
@@ -381,7 +386,7 @@ func TestHelmChartInStepWithConfig(t *testing.T) {
 		}
 	})
 
-	for _, c := range []struct{ dir, set string }{{"config/default", ""}, {"config/tls", "tls.enabled=true"}} {
+	for _, c := range []struct{ dir, set string }{{"config/default", ""}, {"config/tls", "tls.provider=cert-manager"}} {
 		t.Run(c.dir, func(t *testing.T) {
 			var sets []string
 			if c.set != "" {
@@ -630,4 +635,51 @@ func show(v any) string {
 		return fmt.Sprint(v)
 	}
 	return string(b)
+}
+
+// Prometheus verifies the operator: every ServiceMonitor shipped (config/'s
+// and the chart's with each TLS provider) trusts the CA certificate the
+// operator publishes in a ConfigMap, by the metrics Service's name, with no
+// insecureSkipVerify and no CA read from a Secret (which holds a key).
+func TestServiceMonitorVerifiesWithThePublishedCA(t *testing.T) {
+	monitors := map[string]string{}
+	b, err := os.ReadFile(filepath.Join(repo, "config", "prometheus", "monitor.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	monitors["config/prometheus"] = string(b)
+	for _, provider := range []string{"operator", "cert-manager", "secret"} {
+		monitors["chart, tls.provider="+provider] = helmTemplate(t, "upload-operator", "upload-operator-system",
+			[]string{"serviceMonitor.enabled=true", "tls.provider=" + provider}, nil)
+	}
+	for name, out := range monitors {
+		t.Run(name, func(t *testing.T) {
+			var found bool
+			for _, m := range parseManifests(t, out) {
+				if m.kind() != "ServiceMonitor" {
+					continue
+				}
+				found = true
+				endpoints, _ := dig(m.obj, "spec", "endpoints").([]any)
+				for _, e := range endpoints {
+					tlsConfig, _ := dig(e, "tlsConfig").(map[string]any)
+					if v, ok := tlsConfig["insecureSkipVerify"]; ok {
+						t.Errorf("insecureSkipVerify: %v", v)
+					}
+					if s := dig(tlsConfig, "ca", "secret"); s != nil {
+						t.Errorf("the CA is read from a Secret: %v", s)
+					}
+					if cm := dig(tlsConfig, "ca", "configMap", "name"); cm != "upload-operator-ca" {
+						t.Errorf("CA from ConfigMap %v, want upload-operator-ca (TLS_CA_CONFIGMAP)", cm)
+					}
+					if sn := tlsConfig["serverName"]; sn != "upload-operator-metrics.upload-operator-system.svc" {
+						t.Errorf("serverName %v, want the metrics Service's name", sn)
+					}
+				}
+			}
+			if !found {
+				t.Fatal("no ServiceMonitor rendered")
+			}
+		})
+	}
 }

@@ -49,6 +49,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- default (printf "%s-env" (include "upload-operator.fullname" .)) .Values.envSecret.name }}
 {{- end }}
 
+{{/*
+The names the operator's certificate is valid for: both Services, short and
+fully qualified.
+*/}}
+{{- define "upload-operator.tlsDNSNames" -}}
+{{- $f := include "upload-operator.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- printf "%s-upload-api.%s.svc,%s-upload-api.%s.svc.cluster.local,%s-metrics.%s.svc,%s-metrics.%s.svc.cluster.local" $f $ns $f $ns $f $ns $f $ns }}
+{{- end }}
+
+{{- define "upload-operator.caConfigMapName" -}}
+{{- default (printf "%s-ca" (include "upload-operator.fullname" .)) .Values.tls.caConfigMap }}
+{{- end }}
+
 {{- define "upload-operator.tlsSecretName" -}}
 {{- default (printf "%s-upload-api-tls" (include "upload-operator.fullname" .)) .Values.tls.secretName }}
 {{- end }}
