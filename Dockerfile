@@ -15,6 +15,10 @@ RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/manager
 
 FROM gcr.io/distroless/static:nonroot@sha256:f7f8f729987ad0fdf6b05eeeae94b26e6a0f613bdf46feea7fc40f7bd72953e6
 WORKDIR /
+LABEL org.opencontainers.image.title="upload-operator" \
+      org.opencontainers.image.description="Streams large uploads into S3 and finalizes them into a PostgreSQL catalog" \
+      org.opencontainers.image.source="https://github.com/mocs-dev/upload-operator" \
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/manager /manager
 USER 65532:65532
 EXPOSE 8080 8081 8082

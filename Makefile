@@ -137,6 +137,17 @@ dev: tools build ## Run the operator with a local control plane, PostgreSQL, Red
 
 # Both need a container engine with a running daemon (CONTAINER_TOOL=podman works too).
 .PHONY: docker-build docker-push
+# The image without a container engine or registry: the static binary and a
+# base assembled here (Debian's ca-certificates) as an OCI archive, for
+# `ctr images import` or `skopeo copy oci-archive:…`. hack/image is a module
+# of its own (go-containerregistry stays out of the operator's go.mod).
+IMAGE_ARCHIVE ?= $(BIN)/upload-operator-image.tar
+.PHONY: image
+image: ## Build the manager's OCI image IMG without pulling anything, as an archive: IMAGE_ARCHIVE (bin/upload-operator-image.tar).
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags="-s -w" -o $(BIN)/manager-linux-amd64 ./cmd/manager
+	cd hack/image && go run . -binary $(BIN)/manager-linux-amd64 -ref $(IMG) -out $(IMAGE_ARCHIVE)
+
 docker-build: ## Build the operator's image IMG with CONTAINER_TOOL (docker; needs a running engine).
 	$(CONTAINER_TOOL) build -t $(IMG) .
 docker-push: ## Push the image IMG with CONTAINER_TOOL.
