@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -200,7 +201,7 @@ func readOCIArchive(t *testing.T, path string) ociImage {
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -249,7 +250,7 @@ func readOCIArchive(t *testing.T, path string) ociImage {
 		lr := tar.NewReader(r)
 		for {
 			h, err := lr.Next()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {
