@@ -278,17 +278,23 @@ func newUploadService(cfg config.Config, st *stores, clk skewedClock) (*uploads.
 	// budget + 64 MiB: the mapped binary (text and read-only data, ~32 MiB
 	// resident) is outside what the Go runtime controls, and the soft limit can
 	// be overshot briefly under churn (the soak saw 126 MiB of a 128 MiB bound
-	// with budget + 32 MiB), so the soft limit for the runtime is budget +
-	// 24 MiB. What is live besides the buffers is a few MiB, and buffers are
-	// pointer-free and reused, so the GC this forces is cheap (make bench). An
-	// explicit GOMEMLIMIT, e.g. from the Deployment, wins.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(cfg.PartBufferBudget + 24<<20)
+	// with budget + 32 MiB), so process memory is held to budget + 24 MiB (an
+	// explicit GOMEMLIMIT, e.g. from the Deployment, instead). The part
+	// buffers are mapped outside the Go heap, so the runtime's soft limit is
+	// that bound less what they hold now: the heap gets all of it while few
+	// parts are in flight, instead of running the GC without pause at a limit
+	// the buffers nearly fill (make abuse's create flood: 41 % of the
+	// operator's CPU in GC marking, and the limiter let the heap past it).
+	bound := cfg.PartBufferBudget + 24<<20
+	if os.Getenv("GOMEMLIMIT") != "" {
+		bound = debug.SetMemoryLimit(-1)
 	}
+	debug.SetMemoryLimit(bound)
 	if err := os.MkdirAll(cfg.SpillDir, 0o700); err != nil {
 		return nil, fmt.Errorf("spill directory (%s): %w", cfg.Name("SPILL_DIR"), err)
 	}
 	buffers := partbuf.New(cfg.PartBufferBudget, cfg.SpillDir)
+	buffers.OnResident = func(resident int64) { debug.SetMemoryLimit(bound - resident) }
 	// Parts free their memory within about a transfer time on a busy replica;
 	// waiting that long beats spilling to disk (see internal/partbuf).
 	buffers.WaitForMemory = 2 * time.Second
@@ -401,7 +407,7 @@ func addUploadAPI(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, lim
 		return nil, fmt.Errorf("set up the notifier: %w", err)
 	}
 	server := &webhook.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), Log: logger.WithName("http"),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ShutdownGrace: cfg.ShutdownGrace,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ShutdownGrace: cfg.ShutdownGrace, MaxIdleConns: cfg.MaxIdleConnections,
 		TLSCertFile: cfg.TLSCertFile, TLSKeyFile: cfg.TLSKeyFile}
 	if certs != nil {
 		server.GetCertificate = certs.GetCertificate

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,11 @@ type Pool struct {
 	// ErrOwnerShare. One tenant's slow or large parts then cannot take the
 	// memory every other tenant's parts need.
 	OwnerShare float64
+	// OnResident, when set, is told the bytes the slabs hold in memory after
+	// each change (under the pool's lock: keep it quick). Slabs are mapped
+	// outside the Go heap, so the manager lowers the runtime's soft memory
+	// limit by as much and the process stays within budget + its margin.
+	OnResident func(bytes int64)
 
 	budget   int64
 	sem      *semaphore.Weighted
@@ -65,7 +71,11 @@ type Pool struct {
 	free      map[int64][]*[]byte
 	freeBytes int64
 	inUse     int64
-	allocated int64 // bytes of slabs ever made (for tests: reuse keeps it low)
+	// Cold slabs gave their pages back but keep their mapping (toCold).
+	cold      map[int64][]*[]byte
+	coldBytes int64
+	coldSince []coldSlab // oldest first
+	allocated int64      // bytes of slabs ever made (for tests: reuse keeps it low)
 }
 
 // New returns a pool with the given memory budget (bytes) and spill directory.
@@ -300,23 +310,30 @@ func slabClass(size int64) int64 {
 func (p *Pool) slab(size int64) *[]byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	defer p.residentChanged()
 	p.inUse += size
-	if list := p.free[size]; len(list) > 0 {
-		b := list[len(list)-1]
-		p.free[size] = list[:len(list)-1]
+	if b := pop(p.free, size); b != nil {
 		p.freeBytes -= size
+		return b
+	}
+	if b := pop(p.cold, size); b != nil {
+		p.coldBytes -= size
 		return b
 	}
 	// Make room: drop free slabs of other sizes until a new one fits the budget.
 	for sz, list := range p.free {
 		for len(list) > 0 && p.freeBytes+p.inUse > p.budget {
+			p.toCold(list[len(list)-1])
 			list = list[:len(list)-1]
 			p.freeBytes -= sz
 		}
 		p.free[sz] = list
 	}
 	p.allocated += size
-	b := make([]byte, size)
+	if b, ok := mapSlab(size); ok {
+		return b
+	}
+	b := make([]byte, size) // no mapping to be had: the heap still works
 	return &b
 }
 
@@ -324,15 +341,80 @@ func (p *Pool) putSlab(b *[]byte) {
 	size := int64(len(*b))
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	defer p.residentChanged()
 	p.inUse -= size
-	if p.freeBytes+size+p.inUse > p.budget {
-		return // let the GC have it
+	if p.freeBytes+size > p.retained() || p.freeBytes+size+p.inUse > p.budget {
+		p.toCold(b)
+		return
 	}
 	if p.free == nil {
 		p.free = map[int64][]*[]byte{}
 	}
 	p.free[size] = append(p.free[size], b)
 	p.freeBytes += size
+}
+
+// retained is how many bytes of free slabs stay resident for the next parts
+// (the rest give their pages back): a quarter of the budget, enough for a
+// steady stream of parts to reuse memory without faulting it in again, while
+// an idle replica or one past a burst holds little more than its parts in
+// flight.
+func (p *Pool) retained() int64 { return p.budget / 4 }
+
+// toCold gives a slab's pages back and keeps its mapping for a later part of
+// the same size. Past twice the budget of cold mappings (address space only)
+// the oldest are unmapped once nothing can still read them.
+func (p *Pool) toCold(b *[]byte) {
+	releasePages(*b)
+	size := int64(len(*b))
+	if p.cold == nil {
+		p.cold = map[int64][]*[]byte{}
+	}
+	p.cold[size] = append(p.cold[size], b)
+	p.coldBytes += size
+	p.coldSince = append(p.coldSince, coldSlab{b: b, at: time.Now()})
+	for len(p.coldSince) > 0 && p.coldBytes > 2*p.budget && time.Since(p.coldSince[0].at) > unmapAfter {
+		old := p.coldSince[0]
+		p.coldSince = p.coldSince[1:]
+		sz := int64(len(*old.b))
+		if i := slices.Index(p.cold[sz], old.b); i >= 0 {
+			p.cold[sz] = slices.Delete(p.cold[sz], i, i+1)
+			p.coldBytes -= sz
+			unmapSlab(*old.b)
+		}
+	}
+}
+
+// unmapAfter is how long a cold slab is kept mapped at least: longer than any
+// request body is read after the request returned.
+const unmapAfter = 5 * time.Minute
+
+type coldSlab struct {
+	b  *[]byte
+	at time.Time
+}
+
+func pop(m map[int64][]*[]byte, size int64) *[]byte {
+	list := m[size]
+	if len(list) == 0 {
+		return nil
+	}
+	b := list[len(list)-1]
+	m[size] = list[:len(list)-1]
+	return b
+}
+
+// ResidentBytes is the memory the slabs hold now: in use plus retained free.
+func (p *Pool) ResidentBytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inUse + p.freeBytes
+}
+
+func (p *Pool) residentChanged() {
+	if p.OnResident != nil {
+		p.OnResident(p.inUse + p.freeBytes)
+	}
 }
 
 type memBuffer struct {

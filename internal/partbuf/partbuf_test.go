@@ -7,7 +7,11 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -264,4 +268,83 @@ func TestOwnerHasRoomLooksWithoutReserving(t *testing.T) {
 		t.Fatal("no room for alice once her memory part closed")
 	}
 	_ = held[1].Close()
+}
+
+// Part buffers live outside the Go heap (the collector neither counts nor
+// scans them, so a full budget does not hold the heap at the soft memory
+// limit), the pool reports what they hold, and closed buffers beyond what is
+// retained give their pages back. Not parallel: it reads the process's heap
+// and RSS.
+func TestSlabsLiveOutsideTheGoHeap(t *testing.T) {
+	ctx := context.Background()
+	const budget, part = 256 * mib, 16 * mib
+	p := New(budget, t.TempDir())
+	var resident atomic.Int64
+	p.OnResident = resident.Store
+	data := make([]byte, part)
+	heapBefore := heapObjects()
+	var bufs []Buffer
+	for range 8 {
+		b, err := p.Fill(ctx, bytes.NewReader(data), part)
+		if err != nil || b.Spilled() {
+			t.Fatalf("fill: spilled=%v err=%v", b != nil && b.Spilled(), err)
+		}
+		bufs = append(bufs, b)
+	}
+	if grew := heapObjects() - heapBefore; grew > part {
+		t.Errorf("the Go heap grew by %d MiB for 128 MiB of parts: the buffers are on the heap", grew/mib)
+	}
+	if got := resident.Load(); got != 8*part {
+		t.Errorf("resident %d MiB, want 128", got/mib)
+	}
+	rssFull := rss(t)
+	for _, b := range bufs {
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := resident.Load(); got != budget/4 {
+		t.Errorf("resident after closing every part %d MiB, want the retained quarter of the budget (%d MiB)", got/mib, budget/4/mib)
+	}
+	if freed := rssFull - rss(t); freed < 48*mib {
+		t.Errorf("closing 128 MiB of parts, 64 MiB of them beyond what is retained, gave back %d MiB of RSS", freed/mib)
+	}
+	// The cold slabs are reused: no new memory is mapped for the same parts.
+	before := p.Stats().AllocatedBytes
+	for range 8 {
+		b, err := p.Fill(ctx, bytes.NewReader(data), part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+	}
+	if got := p.Stats().AllocatedBytes; got != before {
+		t.Errorf("mapped %d MiB more for parts that fit the slabs already mapped", (got-before)/mib)
+	}
+}
+
+func heapObjects() int64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
+}
+
+func rss(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
 }
