@@ -27,6 +27,9 @@ type Server struct {
 	ShutdownGrace time.Duration
 	// ReadHeaderTimeout: a client must send its headers within it (default 10s).
 	ReadHeaderTimeout time.Duration
+	// MaxIdleConns bounds keep-alive connections waiting for a request
+	// (default 512); past it the longest idle is closed (idleConns).
+	MaxIdleConns int
 	// TLSCertFile and TLSKeyFile, when set, make the server HTTPS. The files
 	// are watched: a renewed certificate (cert-manager rotating a Secret) is
 	// served from the next handshake on, without a restart.
@@ -37,6 +40,8 @@ type Server struct {
 	// GetCertificate, when set, makes the server HTTPS with certificates the
 	// operator signs itself (servingcert); it takes precedence over the files.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+
+	keepAlive *idleConns
 
 	// admitted is called with each request the server admitted, before its
 	// handler runs (tests hold a request there to race it with a shutdown).
@@ -122,8 +127,14 @@ func (s *Server) Start(ctx context.Context) error {
 	if rht == 0 {
 		rht = 10 * time.Second
 	}
+	maxIdle := s.MaxIdleConns
+	if maxIdle <= 0 {
+		maxIdle = 512
+	}
+	s.keepAlive = newIdleConns(maxIdle)
 	srv := &http.Server{
-		Handler: s.drain(s.Handler),
+		ConnState: s.keepAlive.track,
+		Handler:   s.drain(s.Handler),
 		// Slowloris defence: headers must arrive promptly and idle keep-alive
 		// connections are reaped; bodies are bounded per request by the part
 		// timeout instead of a global ReadTimeout, which would cut large parts.

@@ -1,8 +1,11 @@
 package webhook
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -89,5 +92,63 @@ func TestDrainWaitsForEveryAdmittedRequest(t *testing.T) {
 	done, end := <-handlerDone, <-stopped
 	if end.Before(done) {
 		t.Fatalf("the server stopped %s before its admitted request finished", done.Sub(end))
+	}
+}
+
+// A client that opens a connection per request and leaves each open holds
+// at most MaxIdleConns of the server's connections: the longest idle are
+// closed, the most recent kept.
+func TestIdleConnectionsAreBounded(t *testing.T) {
+	addr, err := localenv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {})
+	const limit, opened = 4, 12
+	s := &Server{Addr: addr, Handler: mux, Log: logr.Discard(), ShutdownGrace: time.Second, MaxIdleConns: limit}
+	ctx, stop := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = s.Start(ctx); close(stopped) }()
+	defer func() { stop(); <-stopped }()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for i := range opened {
+		var c net.Conn
+		for {
+			if c, err = net.Dial("tcp", addr); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		conns = append(conns, c)
+		if _, err := io.WriteString(c, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.keepAlive.idle() > limit && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := s.keepAlive.idle(); n != limit {
+		t.Fatalf("%d idle connections kept, want %d", n, limit)
+	}
+	// The server closed the oldest: reading from them ends at once.
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		closed := errors.Is(err, io.EOF)
+		if want := i < opened-limit; closed != want {
+			t.Errorf("connection %d (of %d, oldest first): closed=%v (%v), want %v", i, opened, closed, err, want)
+		}
 	}
 }

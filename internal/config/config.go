@@ -114,9 +114,11 @@ type Config struct {
 	SessionRetention    time.Duration
 	ResyncInterval      time.Duration
 	ReadHeaderTimeout   time.Duration
-	ShutdownGrace       time.Duration
-	FinalizeTimeout     time.Duration
-	ReconcileTimeout    time.Duration
+	// MaxIdleConnections bounds the upload API's idle keep-alive connections.
+	MaxIdleConnections int
+	ShutdownGrace      time.Duration
+	FinalizeTimeout    time.Duration
+	ReconcileTimeout   time.Duration
 
 	AllowedContentTypes []string
 	MaxFileSizeBytes    int64
@@ -223,6 +225,7 @@ func load(r *reader) (Config, error) {
 		UploadGroups:              r.list("UPLOAD_ALLOWED_GROUPS", nil),
 		ResyncInterval:            r.duration("RESYNC_INTERVAL", 30*time.Second),
 		ReadHeaderTimeout:         r.duration("HTTP_READ_HEADER_TIMEOUT", 10*time.Second),
+		MaxIdleConnections:        r.integer("MAX_IDLE_CONNECTIONS", 512),
 		ShutdownGrace:             r.duration("SHUTDOWN_GRACE", 30*time.Second),
 		FinalizeTimeout:           r.duration("FINALIZE_TIMEOUT", 5*time.Minute),
 		ReconcileTimeout:          r.duration("RECONCILE_TIMEOUT", 5*time.Minute),
@@ -256,6 +259,9 @@ func load(r *reader) (Config, error) {
 	}
 	if c.MaxPartsInFlightPerUser < 1 {
 		r.fail("MAX_PARTS_IN_FLIGHT_PER_USER", fmt.Sprint(c.MaxPartsInFlightPerUser), "at least 1")
+	}
+	if c.MaxIdleConnections < 1 {
+		r.fail("MAX_IDLE_CONNECTIONS", fmt.Sprint(c.MaxIdleConnections), "at least 1")
 	}
 	c.origins = r.origins
 	if c.MaxPartSizeBytes < session.MinPartSize || c.MaxPartSizeBytes > session.MaxPartSize {

@@ -83,6 +83,7 @@ var usage = map[string]string{ //nolint:gosec // G101: setting names, not creden
 	"UPLOAD_ALLOWED_GROUPS":                "only these groups (and admins) may create sessions, comma-separated; empty means everyone",
 	"RESYNC_INTERVAL":                      "how often Active and Finalizing sessions are re-read from PostgreSQL",
 	"HTTP_READ_HEADER_TIMEOUT":             "time within which request headers must arrive",
+	"MAX_IDLE_CONNECTIONS":                 "keep-alive connections of the upload API waiting for a request; past it the longest idle is closed",
 	"SHUTDOWN_GRACE":                       "time in-flight requests may take to finish on SIGTERM",
 	"FINALIZE_TIMEOUT":                     "bound of a finalize started over HTTP",
 	"RECONCILE_TIMEOUT":                    "bound of one reconcile",

@@ -57,6 +57,10 @@ var (
 	PartsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mocupload_parts_refused_total", Help: "Part requests refused for fairness, by reason (in_flight, too_slow, buffer_share, buffers)."},
 		[]string{"reason"})
+	// IdleConnectionsClosed counts keep-alive connections closed because too
+	// many waited for a request (MAX_IDLE_CONNECTIONS).
+	IdleConnectionsClosed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mocupload_http_idle_connections_closed_total", Help: "Idle keep-alive connections closed past MAX_IDLE_CONNECTIONS, longest idle first."})
 	// RequestsInFlight is the number of upload API requests being served.
 	RequestsInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "mocupload_http_requests_in_flight", Help: "Upload API requests being served."})
@@ -89,7 +93,7 @@ var (
 
 func init() {
 	crmetrics.Registry.MustRegister(PartsReceived, PartBytes, PartDuration, S3Retries, S3Exhaustions, Finalizes,
-		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, RateLimitLocal, PartsRefused, SessionsByPhase, RequestsInFlight, AuthRejections,
+		StaleLockRecoveries, RateLimitRefusals, RateLimitFailOpens, RateLimitLocal, PartsRefused, SessionsByPhase, RequestsInFlight, IdleConnectionsClosed, AuthRejections,
 		OrphanedUploadsAborted, OrphanedObjectsDeleted, RemovalsFinished, ResourcelessSessionsRemoved, KeptSessionsTrimmed)
 }
 
