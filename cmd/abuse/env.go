@@ -60,6 +60,7 @@ type env struct {
 	proc   *localenv.Process
 	api    string
 	budget int64
+	pprof  string // the manager's PPROF_ADDR, with -pprof
 	victim account
 	// attackers are the attacker's ServiceAccounts; each connects from a
 	// loopback address of its own.
@@ -109,6 +110,12 @@ func start(ctx context.Context, dir string) (*env, error) {
 	env["SESSION_NAMESPACE"] = "uploads"
 	env["SPILL_DIR"] = filepath.Join(dir, "spill")
 	env["LOG_LEVEL"] = "error"
+	if *pprofDir != "" {
+		if e.pprof, err = localenv.FreeAddr(); err != nil {
+			return nil, e.fail(err)
+		}
+		env["PPROF_ADDR"] = e.pprof
+	}
 	e.budget = 256 << 20 // PART_BUFFER_BUDGET_BYTES's default, which the run keeps
 	logf, err := os.Create(filepath.Join(dir, "manager.log"))
 	if err != nil {

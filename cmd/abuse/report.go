@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -60,6 +62,7 @@ func (e *env) phase(ctx context.Context, name string, attacks []int) (row, error
 			}
 		}
 	}()
+	profiled := e.profile(name)
 	start := time.Now()
 	ticks := cpuTicks()
 	s := e.v.run(vctx)
@@ -67,6 +70,9 @@ func (e *env) phase(ctx context.Context, name string, attacks []int) (row, error
 	cpu := cpuUse(ticks, cpuTicks(), took.Seconds())
 	stopVictim()
 	<-done
+	if err := <-profiled; err != nil {
+		return row{}, fmt.Errorf("profile of %s: %w", name, err)
+	}
 	t, err := stopAttacker()
 	if err != nil {
 		return row{}, err
@@ -247,4 +253,61 @@ func (r report) write(docs string) error {
 	}
 	s = s[:i+len(beginMarker)] + "\n" + r.markdown() + s[j:]
 	return os.WriteFile(p, []byte(s), 0o644) //nolint:gosec // a committed document
+}
+
+// profile fetches a CPU profile of the operator over most of the phase into
+// -pprof's directory (nothing without -pprof). The channel gets its outcome.
+func (e *env) profile(phase string) <-chan error {
+	res := make(chan error, 1)
+	if *pprofDir == "" {
+		res <- nil
+		return res
+	}
+	go func() {
+		secs := max(1, int((*phaseLen - time.Second).Seconds()))
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", e.pprof, secs))
+		if err != nil {
+			res <- err
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("pprof answered %d: %s", resp.StatusCode, b)
+		}
+		name := strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+				return r
+			}
+			return '-'
+		}, strings.ToLower(phase))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(*pprofDir, name+".pprof"), b, 0o600)
+		}
+		// The heap and the goroutines as the phase ends, beside the CPU.
+		for _, kind := range []string{"heap", "goroutine"} {
+			if err != nil {
+				break
+			}
+			err = e.fetchProfile(kind, filepath.Join(*pprofDir, name+"."+kind+".pprof"))
+		}
+		res <- err
+	}()
+	return res
+}
+
+func (e *env) fetchProfile(kind, path string) error {
+	resp, err := http.Get("http://" + e.pprof + "/debug/pprof/" + kind)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof %s answered %d", kind, resp.StatusCode)
+	}
+	return os.WriteFile(path, b, 0o600)
 }
