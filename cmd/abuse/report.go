@@ -152,7 +152,7 @@ func (r report) slower() []string {
 			continue
 		}
 		if x.MBs < 0.7*alone.MBs {
-			out = append(out, fmt.Sprintf("%s: victim throughput %.0f%% of alone", x.Name, 100*x.MBs/alone.MBs))
+			out = append(out, fmt.Sprintf("%s: victim throughput %.1f%% of alone", x.Name, 100*x.MBs/alone.MBs))
 		}
 		if x.P99 > 3*alone.P99 {
 			out = append(out, fmt.Sprintf("%s: victim part p99 %s > 3× alone (%s)", x.Name, x.P99.Round(time.Millisecond), alone.P99.Round(time.Millisecond)))
