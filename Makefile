@@ -89,8 +89,8 @@ build: ## Build the manager and dev environment binaries.
 tools: $(CONTROLLER_GEN) $(VERSITYGW) $(KUSTOMIZE) $(HELM) k8s ## Install every pinned tool into bin/.
 
 .PHONY: k8s
-k8s: ## Build etcd and kube-apiserver from Go modules into bin/k8s/ (once).
-	K8S_VERSION=$(K8S_VERSION) hack/build-k8s.sh >/dev/null
+k8s: ## Build etcd, kube-apiserver and a node's kube-controller-manager, kube-scheduler and kubelet from Go modules into bin/k8s/ (once).
+	BUILD_CLUSTER=1 K8S_VERSION=$(K8S_VERSION) hack/build-k8s.sh >/dev/null
 
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN)/.gobin go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
@@ -178,6 +178,11 @@ uninstall: ## Delete the CRD, and with it every UploadSession, from the cluster.
 deploy: $(KUSTOMIZE) ## Deploy config/default with the image IMG (create the upload-operator-env Secret too: docs/operations.md).
 	$(RENDER_DEFAULT) | $(KUBECTL) apply --server-side --force-conflicts -f -
 undeploy: $(KUSTOMIZE) ## Delete what `make deploy` created: the namespace (its Secret too), RBAC, the CRD and every session.
+	@# Sessions first, while the operator still runs to release their
+	@# finalizers: deleted together with it, they (and the namespace and the
+	@# CRD) would wait for ever (make test-cluster found that).
+	if $(KUBECTL) get crd uploadsessions.uploads.mocs.dev >/dev/null 2>&1; then \
+	  $(KUBECTL) delete uploadsessions.uploads.mocs.dev --all --all-namespaces --timeout=5m; fi
 	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
 
 ##@ Tests
@@ -199,7 +204,15 @@ test: tools ## Run every test (unit, envtest, end-to-end, fuzz, model, soak, noi
 .PHONY: test-fast
 test-fast: $(VERSITYGW) k8s ## Run the unit and envtest packages with the race detector (no e2e, fuzzing, model or soak; a few minutes).
 	hack/ensure-services.sh
-	go test -race -tags failpoints -count=1 -timeout $(TEST_TIMEOUT) $$(go list ./... | grep -v /test/e2e)
+	go test -race -tags failpoints -count=1 -timeout $(TEST_TIMEOUT) $$(go list ./... | grep -v -e /test/e2e -e /test/cluster)
+
+# The operator as users run it: its image (make image) as Pods of `make deploy`
+# on a single-node cluster in a network namespace of the test's own (kubelet,
+# containerd, runc, Debian's CNI plugins). Root only. make test runs it too.
+.PHONY: test-cluster
+test-cluster: tools ## Deploy the image with make deploy on a real single-node cluster here and check the Pods (root; a minute warm).
+	hack/ensure-services.sh
+	go test -count=1 -timeout 15m -v ./test/cluster
 
 .PHONY: abuse
 abuse: tools ## Noisy-neighbour run: what a victim tenant gets while another attacks; rewrites docs/security.md's table and docs/abuse.svg.

@@ -33,10 +33,11 @@ import (
 // What the Dockerfile's final stage declares; test/e2e's image test holds
 // the two in step.
 const (
-	user       = "65532:65532"
-	entrypoint = "/manager"
-	workdir    = "/"
+	user    = "65532:65532"
+	workdir = "/"
 )
+
+var entrypoint = "/manager"
 
 var (
 	ports  = []string{"8080/tcp", "8081/tcp", "8082/tcp"}
@@ -54,7 +55,9 @@ func main() {
 	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for the image (Debian's ca-certificates)")
 	ref := flag.String("ref", "ghcr.io/mocs-dev/upload-operator:dev", "the name the image is imported under")
 	out := flag.String("out", "bin/upload-operator-image.tar", "the OCI archive to write")
+	name := flag.String("name", "manager", "the binary's name in the image's root, its entrypoint (pause: the test cluster's sandbox image)")
 	flag.Parse()
+	entrypoint = "/" + *name
 	if err := build(*binary, *caBundle, *ref, *out); err != nil {
 		log.Fatal(err)
 	}
@@ -83,7 +86,7 @@ func build(binary, caBundle, ref, out string) error {
 	if err != nil {
 		return err
 	}
-	app, err := layer([]file{{name: "manager", mode: 0o755, body: bin}})
+	app, err := layer([]file{{name: strings.TrimPrefix(entrypoint, "/"), mode: 0o755, body: bin}})
 	if err != nil {
 		return err
 	}

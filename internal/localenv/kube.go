@@ -22,7 +22,18 @@ type Kube struct {
 
 // StartKube starts etcd and kube-apiserver from bin/k8s and installs the CRDs
 // in config/crd/bases.
-func StartKube(ctx context.Context) (*Kube, error) {
+func StartKube(ctx context.Context) (*Kube, error) { return StartKubeWith(ctx, KubeOptions{}) }
+
+// KubeOptions tune the control plane.
+type KubeOptions struct {
+	// ServiceAccountAdmission turns back on the admission plugin envtest
+	// disables: it gives Pods their ServiceAccount's projected token, which a
+	// real node (Cluster) needs and envtest alone does not.
+	ServiceAccountAdmission bool
+}
+
+// StartKubeWith is StartKube with options.
+func StartKubeWith(ctx context.Context, o KubeOptions) (*Kube, error) {
 	assets, err := K8sAssets()
 	if err != nil {
 		return nil, err
@@ -45,6 +56,9 @@ func StartKube(ctx context.Context) (*Kube, error) {
 	// Explicit paths: envtest would otherwise prefer $KUBEBUILDER_ASSETS.
 	env.ControlPlane.GetAPIServer().Path = filepath.Join(launchers, "kube-apiserver")
 	env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(launchers, "etcd")}
+	if o.ServiceAccountAdmission {
+		env.ControlPlane.GetAPIServer().Configure().Set("disable-admission-plugins", "")
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("start control plane from %s: %w", assets, err)

@@ -35,6 +35,8 @@ type StackOptions struct {
 	S3SecretKey  string
 	S3LogFile    string
 	RedisURL     string // default $TEST_REDIS_URL or redis://127.0.0.1:6379/0
+	// ServiceAccountAdmission: see KubeOptions (for a Cluster's Pods).
+	ServiceAccountAdmission bool
 }
 
 // StartStack starts a control plane, versitygw, and a database, and picks a
@@ -73,7 +75,7 @@ func StartStack(ctx context.Context, o StackOptions) (st *Stack, err error) {
 		AccessKey: o.S3AccessKey, SecretKey: o.S3SecretKey, LogFile: o.S3LogFile}); err != nil {
 		return st, err
 	}
-	if st.Kube, err = StartKube(ctx); err != nil {
+	if st.Kube, err = StartKubeWith(ctx, KubeOptions{ServiceAccountAdmission: o.ServiceAccountAdmission}); err != nil {
 		return st, err
 	}
 	kc, err := st.Kube.AdminKubeconfig()
