@@ -116,12 +116,12 @@ func (c *Cluster) startAll(ctx context.Context, assets string, o ClusterOptions)
 		return err
 	}
 
-	if err := c.start(ctx, "kube-controller-manager", nil, filepath.Join(assets, "kube-controller-manager"),
+	if err := c.start("kube-controller-manager", nil, filepath.Join(assets, "kube-controller-manager"),
 		"--kubeconfig="+adminPath, "--root-ca-file="+caPath, "--leader-elect=false", "--secure-port=0",
 		"--controllers=*,-serviceaccount-token,-nodeipam", "--use-service-account-credentials=false"); err != nil {
 		return err
 	}
-	if err := c.start(ctx, "kube-scheduler", nil, filepath.Join(assets, "kube-scheduler"),
+	if err := c.start("kube-scheduler", nil, filepath.Join(assets, "kube-scheduler"),
 		"--kubeconfig="+adminPath, "--leader-elect=false", "--secure-port=0", "-v=3"); err != nil {
 		return err
 	}
@@ -235,7 +235,7 @@ state = %q
 	if err := os.WriteFile(cfgPath, []byte(containerdConfig), 0o600); err != nil {
 		return err
 	}
-	if err := c.start(ctx, "containerd", c.NS, "containerd", "--config", cfgPath); err != nil {
+	if err := c.start("containerd", c.NS, "containerd", "--config", cfgPath); err != nil {
 		return err
 	}
 	if err := waitFile(ctx, c.socket, 30*time.Second); err != nil {
@@ -272,12 +272,12 @@ evictionHard: {}
 	if err := os.WriteFile(kcfg, []byte(kubeletConfig), 0o600); err != nil {
 		return err
 	}
-	return c.start(ctx, "kubelet", c.NS, filepath.Join(assets, "kubelet"), "--config="+kcfg, "--kubeconfig="+kubeconfig,
+	return c.start("kubelet", c.NS, filepath.Join(assets, "kubelet"), "--config="+kcfg, "--kubeconfig="+kubeconfig,
 		"--root-dir="+filepath.Join(dir, "kubelet"), "--hostname-override=node-0", "--node-ip="+c.NodeIP)
 }
 
 // start runs a component (in ns when given) with its log in Dir.
-func (c *Cluster) start(_ context.Context, name string, ns *NetNS, bin string, args ...string) error {
+func (c *Cluster) start(name string, ns *NetNS, bin string, args ...string) error {
 	logf, err := os.Create(filepath.Join(c.Dir, name+".log"))
 	if err != nil {
 		return err

@@ -1,61 +1,45 @@
 package localenv
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/mocs-dev/upload-operator/internal/servingcert"
 )
 
 // TLS is a certificate authority of the local environment's own and a server
 // certificate it signed, as PEM files: `make dev` serves the upload API with
-// them and points clients at the CA; tests do the same.
+// them and points clients at the CA; tests do the same. The certificates come
+// from servingcert, as the operator's own do.
 type TLS struct {
 	CAFile, CertFile, KeyFile string
 	// Serial is the serial number of the server certificate now on disk.
 	Serial *big.Int
 
-	ca    *x509.Certificate
-	caKey *ecdsa.PrivateKey
+	ca    *servingcert.Authority
 	hosts []string
 }
 
-// NewTLS writes ca.crt, tls.crt and tls.key into dir: a CA valid for a year and
-// a server certificate for hosts (names or IP addresses).
+// NewTLS writes ca.crt, tls.crt and tls.key into dir: a CA and a server
+// certificate for hosts (names or IP addresses).
 func NewTLS(dir string, hosts ...string) (*TLS, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: "upload-operator local CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := x509.ParseCertificate(der)
+	ca, _, err := servingcert.NewAuthority("upload-operator local CA", time.Now())
 	if err != nil {
 		return nil, err
 	}
 	t := &TLS{CAFile: filepath.Join(dir, "ca.crt"), CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"),
-		ca: ca, caKey: key, hosts: hosts}
-	if err := writeFileAtomic(t.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		ca: ca, hosts: hosts}
+	if err := writeFileAtomic(t.CAFile, ca.CertPEM, 0o644); err != nil {
 		return nil, err
 	}
 	return t, t.Issue()
@@ -64,46 +48,22 @@ func NewTLS(dir string, hosts ...string) (*TLS, error) {
 // Issue writes a new server certificate and key (a new serial number), as a
 // certificate rotation does.
 func (t *TLS) Issue() error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, err := t.ca.Issue(t.hosts, time.Now())
 	if err != nil {
 		return err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: t.hosts[0]},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(0, 3, 0),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range t.hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, t.ca, &key.PublicKey, t.caKey)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		return err
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
+	if err := writeFileAtomic(t.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(t.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := writeFileAtomic(t.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(t.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	t.Serial = tmpl.SerialNumber
+	t.Serial = cert.Leaf.SerialNumber
 	return nil
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		panic(fmt.Sprintf("random serial: %v", err))
-	}
-	return n
 }
 
 // writeFileAtomic writes via a temporary file and a rename: a reader (the

@@ -404,13 +404,6 @@ func pop(m map[int64][]*[]byte, size int64) *[]byte {
 	return b
 }
 
-// ResidentBytes is the memory the slabs hold now: in use plus retained free.
-func (p *Pool) ResidentBytes() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.inUse + p.freeBytes
-}
-
 func (p *Pool) residentChanged() {
 	if p.OnResident != nil {
 		p.OnResident(p.inUse + p.freeBytes)

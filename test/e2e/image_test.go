@@ -198,21 +198,7 @@ func readOCIArchive(t *testing.T, path string) ociImage {
 	}
 	defer f.Close()
 	entries := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries[strings.TrimPrefix(h.Name, "./")] = b
-	}
+	eachTarEntry(t, f, func(h *tar.Header, b []byte) { entries[strings.TrimPrefix(h.Name, "./")] = b })
 	blob := func(digest string) []byte {
 		b, ok := entries["blobs/"+strings.Replace(digest, ":", "/", 1)]
 		if !ok {
@@ -247,21 +233,29 @@ func readOCIArchive(t *testing.T, path string) ociImage {
 			}
 			r = gz
 		}
-		lr := tar.NewReader(r)
-		for {
-			h, err := lr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(lr)
-			if err != nil {
-				t.Fatal(err)
-			}
+		eachTarEntry(t, r, func(h *tar.Header, b []byte) {
 			img.files[strings.TrimSuffix(h.Name, "/")] = imageFile{mode: h.Mode, body: b}
-		}
+		})
 	}
 	return img
+}
+
+// eachTarEntry calls f with each entry of the tar stream r and its contents.
+func eachTarEntry(t *testing.T, r io.Reader, f func(*tar.Header, []byte)) {
+	t.Helper()
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(h, b)
+	}
 }

@@ -29,14 +29,7 @@ import (
 // sets it) uploads as over HTTP; a renewed certificate on disk is served from
 // the next handshake on, without a restart.
 func TestUploadAPIOverTLS(t *testing.T) {
-	certs, err := localenv.NewTLS(filepath.Join(t.TempDir(), "tls"), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	trusting, err := localenv.ClientTrusting(certs.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certs, trusting := loopbackTLS(t)
 	rep := startReplicaWith(t, map[string]string{"TLS_CERT_FILE": certs.CertFile, "TLS_KEY_FILE": certs.KeyFile,
 		"WATCH_NAMESPACE": "no-such-namespace"}, "https", trusting)
 	if !strings.HasPrefix(rep.url, "https://") {
@@ -148,14 +141,7 @@ func TestOperatorPublishesTheMountedCA(t *testing.T) {
 	if o, err := kubectl(t, "create", "namespace", ns); err != nil && !strings.Contains(o, "AlreadyExists") {
 		t.Fatal(o)
 	}
-	certs, err := localenv.NewTLS(filepath.Join(t.TempDir(), "tls"), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	trusting, err := localenv.ClientTrusting(certs.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certs, trusting := loopbackTLS(t)
 	rep := startReplicaWith(t, map[string]string{"SESSION_NAMESPACE": ns, "WATCH_NAMESPACE": ns,
 		"TLS_CERT_FILE": certs.CertFile, "TLS_KEY_FILE": certs.KeyFile, "TLS_CA_CONFIGMAP": "upload-operator-ca",
 		"METRICS_CERT_DIR": filepath.Dir(certs.CertFile)}, "https", trusting)
@@ -280,4 +266,19 @@ func TestReplicasStartingTogetherShareOneCA(t *testing.T) {
 	if stored[string(pem)] != replicas {
 		t.Fatal("the replicas' CA is not the stored one")
 	}
+}
+
+// loopbackTLS writes a CA and a certificate for 127.0.0.1, and returns them
+// with a client that trusts the CA.
+func loopbackTLS(t *testing.T) (*localenv.TLS, *http.Client) {
+	t.Helper()
+	certs, err := localenv.NewTLS(filepath.Join(t.TempDir(), "tls"), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusting, err := localenv.ClientTrusting(certs.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs, trusting
 }
