@@ -21,8 +21,9 @@ type idleConns struct {
 	max int
 
 	mu    sync.Mutex
-	order *list.List // net.Conn, longest idle first
-	at    map[net.Conn]*list.Element
+	order  *list.List // net.Conn, longest idle first
+	at     map[net.Conn]*list.Element
+	closed int
 }
 
 func newIdleConns(limit int) *idleConns {
@@ -44,6 +45,7 @@ func (c *idleConns) track(conn net.Conn, state http.ConnState) {
 			evict = e.Value.(net.Conn)
 			c.order.Remove(e)
 			delete(c.at, evict)
+			c.closed++
 		}
 	}
 	c.mu.Unlock()
@@ -53,9 +55,10 @@ func (c *idleConns) track(conn net.Conn, state http.ConnState) {
 	}
 }
 
-// idle is how many connections wait for a request now (for tests).
-func (c *idleConns) idle() int {
+// counts reports how many connections wait for a request now and how many
+// were closed for the bound so far (for tests).
+func (c *idleConns) counts() (idle, closed int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.order.Len()
+	return c.order.Len(), c.closed
 }

@@ -134,13 +134,20 @@ func TestIdleConnectionsAreBounded(t *testing.T) {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 		resp.Body.Close()
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.keepAlive.idle() > limit && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := s.keepAlive.idle(); n != limit {
-		t.Fatalf("%d idle connections kept, want %d", n, limit)
+		// The server marks a connection idle after the client may already
+		// have read its response: wait for it, so "oldest" means dial order.
+		wantIdle, wantClosed := min(i+1, limit), max(0, i+1-limit)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			idle, closed := s.keepAlive.counts()
+			if idle == wantIdle && closed == wantClosed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after connection %d: %d idle, %d closed; want %d, %d", i, idle, closed, wantIdle, wantClosed)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 	// The server closed the oldest: reading from them ends at once.
 	for i, c := range conns {
