@@ -20,7 +20,7 @@ import (
 type idleConns struct {
 	max int
 
-	mu    sync.Mutex
+	mu     sync.Mutex
 	order  *list.List // net.Conn, longest idle first
 	at     map[net.Conn]*list.Element
 	closed int
