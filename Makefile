@@ -207,10 +207,11 @@ test-fast: $(VERSITYGW) k8s ## Run the unit and envtest packages with the race d
 	go test -race -tags failpoints -count=1 -timeout $(TEST_TIMEOUT) $$(go list ./... | grep -v -e /test/e2e -e /test/cluster)
 
 # The operator as users run it: its image (make image) as Pods of `make deploy`
-# on a single-node cluster in a network namespace of the test's own (kubelet,
-# containerd, runc, Debian's CNI plugins). Root only. make test runs it too.
+# and of the Helm chart on a single-node cluster in a network namespace of the
+# test's own (kubelet, kube-proxy, containerd, runc, Debian's CNI plugins).
+# Root only. make test runs it too.
 .PHONY: test-cluster
-test-cluster: tools ## Deploy the image with make deploy on a real single-node cluster here and check the Pods (root; a minute warm).
+test-cluster: tools ## Install the image with make deploy and Helm on a single-node cluster here: Pods, leader kill, rollouts under uploads (root; ~3 min warm).
 	hack/ensure-services.sh
 	go test -count=1 -timeout 15m -v ./test/cluster
 

@@ -31,9 +31,9 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver -ldflags "$ldflags"
 # The rest of a node for `make test-cluster` (internal/localenv/cluster.go):
-# kube-controller-manager, kube-scheduler and kubelet, ~4 more minutes cold.
+# kube-controller-manager, kube-scheduler, kubelet and kube-proxy, ~5 more minutes cold.
 if [[ -n ${BUILD_CLUSTER:-} ]]; then
-  for c in kube-controller-manager kube-scheduler kubelet; do
+  for c in kube-controller-manager kube-scheduler kubelet kube-proxy; do
     build "$c" kube "k8s.io/kubernetes/cmd/$c" -ldflags "$ldflags"
   done
 fi

@@ -39,15 +39,17 @@ if ! redis_up; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_for Redis redis_up
 fi
-# The test cluster's node (make test-cluster): containerd, runc and the CNI
-# plugins from Debian's packages (no daemon is started here; the test runs its
-# own containerd).
+# The test cluster's node (make test-cluster): containerd, runc, the CNI
+# plugins, and iptables and conntrack for kube-proxy, from Debian's packages
+# (no daemon is started here; the test runs its own containerd).
 node_pkgs=()
 command -v containerd >/dev/null || node_pkgs+=(containerd)
 command -v runc >/dev/null || node_pkgs+=(runc)
 [[ -x /usr/lib/cni/bridge ]] || node_pkgs+=(containernetworking-plugins)
+command -v iptables >/dev/null || node_pkgs+=(iptables)
+command -v conntrack >/dev/null || node_pkgs+=(conntrack)
 if ((${#node_pkgs[@]})); then
   echo "ensure-services: installing ${node_pkgs[*]}" >&2
   apt_install "${node_pkgs[@]}"
 fi
-echo "ensure-services: PostgreSQL and Redis are up; containerd, runc and CNI plugins installed" >&2
+echo "ensure-services: PostgreSQL and Redis are up; containerd, runc, CNI plugins, iptables and conntrack installed" >&2

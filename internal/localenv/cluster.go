@@ -25,8 +25,8 @@ import (
 // Cluster is a single-node Kubernetes cluster on this machine: the control
 // plane of Kube (etcd, kube-apiserver) with kube-controller-manager and
 // kube-scheduler beside it, and a node — containerd, runc, Debian's CNI
-// plugins and kubelet — inside a network namespace of its own, where the Pods
-// get their addresses. Everything is built or installed here; no image is
+// plugins, kubelet and kube-proxy — inside a network namespace of its own,
+// where the Pods get their addresses and Services their cluster IPs. Everything is built or installed here; no image is
 // pulled (the pause image and the operator's come from OCI archives).
 type Cluster struct {
 	Kube *Kube
@@ -62,14 +62,14 @@ func StartCluster(ctx context.Context, k *Kube, o ClusterOptions) (*Cluster, err
 	if err != nil {
 		return nil, err
 	}
-	for _, bin := range []string{"kube-controller-manager", "kube-scheduler", "kubelet"} {
+	for _, bin := range []string{"kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
 		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
 			return nil, fmt.Errorf("%s not built (BUILD_CLUSTER=1 hack/build-k8s.sh, or make test-cluster): %w", bin, err)
 		}
 	}
-	for _, bin := range []string{"containerd", "runc", "ctr", "nsenter", "ip"} {
+	for _, bin := range []string{"containerd", "runc", "ctr", "nsenter", "ip", "iptables", "conntrack"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			return nil, fmt.Errorf("%s missing (hack/cluster-packages.sh installs Debian's containerd, runc and CNI plugins): %w", bin, err)
+			return nil, fmt.Errorf("%s missing (hack/ensure-services.sh installs Debian's containerd, runc, CNI plugins, iptables and conntrack): %w", bin, err)
 		}
 	}
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
@@ -131,7 +131,41 @@ func (c *Cluster) startAll(ctx context.Context, assets string, o ClusterOptions)
 	if err := c.waitNodeReady(ctx, 2*time.Minute); err != nil {
 		return err
 	}
+	if err := c.startProxy(assets, nodePath); err != nil {
+		return err
+	}
 	return c.setEphemeralStorage(ctx)
+}
+
+// startProxy runs kube-proxy in the node's namespace, so Services' cluster
+// IPs route there to Ready endpoints as in any cluster (iptables mode, the
+// default). masqueradeAll: the Pods share one bridge without br_netfilter,
+// so a reply from a Pod must go back through the node's conntrack.
+// conntrack.maxPerCore 0 leaves the machine's table size alone (a sysctl
+// outside the namespace).
+func (c *Cluster) startProxy(assets, kubeconfig string) error {
+	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: %q
+mode: iptables
+clusterCIDR: %q
+hostnameOverride: node-0
+iptables:
+  masqueradeAll: true
+  minSyncPeriod: 0s
+conntrack:
+  maxPerCore: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+`, kubeconfig, clusterPodCIDR)
+	path := filepath.Join(c.Dir, "kube-proxy.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	return c.start("kube-proxy", c.NS, filepath.Join(assets, "kube-proxy"), "--config="+path)
 }
 
 // setEphemeralStorage gives the node the ephemeral-storage capacity kubelet

@@ -18,231 +18,346 @@ import (
 	"testing"
 	"time"
 
-	authv1 "k8s.io/api/authentication/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/mocs-dev/upload-operator/internal/config"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
 	upclient "github.com/mocs-dev/upload-operator/pkg/client"
 )
 
 const (
-	ns       = "upload-operator-system"
 	image    = "example.test/upload-operator:cluster-test"
 	pauseRef = "example.test/pause:1"
-	apiName  = "upload-operator-upload-api.upload-operator-system.svc"
 )
 
-// The operator deployed with `make deploy` of config/default (the image built
-// by `make image`; a Secret with the addresses of PostgreSQL, Redis and S3;
-// a kubeconfig naming the API server at the node's address) runs two
-// replicas that kubelet finds Ready through their probes, elects one leader,
-// publishes its CA, and takes an upload through a Pod's address over TLS
-// verified against that CA.
+// The operator as users install it, on a single-node cluster whose kubelet,
+// containerd, runc and kube-proxy run its Pods in a network namespace of the
+// test's own: first `make deploy` of config/default with the image `make
+// image` builds (a Secret with the addresses of PostgreSQL, Redis and S3 and
+// a kubeconfig naming the API server at the node's address), then `helm
+// install` of dist/chart. Each must run two replicas Ready through kubelet's
+// probes with one leader, take uploads through its Service over TLS verified
+// against the CA it publishes, finish a finalize whose leader is deleted
+// under it, and keep every upload going through a rolling restart.
 func TestOperatorRunsAsPodsOfADeployment(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("a node needs root (network namespaces, containerd, runc)")
+		t.Skip("a node needs root (network namespaces, containerd, runc, iptables)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	root, err := localenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	images := buildImages(t, root, dir)
-
-	st, err := localenv.StartStack(ctx, localenv.StackOptions{Dir: filepath.Join(dir, "stack"), ServiceAccountAdmission: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Stop() })
-	c, err := localenv.StartCluster(ctx, st.Kube, localenv.ClusterOptions{Dir: filepath.Join(dir, "node"), Images: images, Pause: pauseRef})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, name := range []string{"kubelet", "containerd", "kube-controller-manager", "kube-scheduler"} {
-				b, _ := os.ReadFile(filepath.Join(dir, "node", name+".log"))
-				t.Logf("%s log (tail):\n%s", name, tail(string(b), 3000))
-			}
-		}
-		if err := c.Stop(); err != nil {
-			t.Errorf("stopping the cluster: %v", err)
-		}
-	})
-	// PostgreSQL, Redis and S3 stay where the suite runs them, on this
-	// machine's loopback; the Pods reach them at the node's address.
-	addrs := map[string]int{hostPort(t, st.DatabaseURL): 5432, hostPort(t, st.RedisURL): 6379, hostPort(t, st.S3.Endpoint): 7070}
-	for target, port := range addrs {
-		if err := c.Forward(port, target); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cs, err := kubernetes.NewForConfig(st.Kube.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubectl := func(args ...string) string {
-		t.Helper()
-		out, err := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", st.Kubeconfig}, args...)...).CombinedOutput() //nolint:gosec // the test's own commands
-		if err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-
-	// The Secrets a user creates before `make deploy` (docs/operations.md),
-	// with this cluster's addresses.
-	kubectl("create", "namespace", ns)
-	podKubeconfig, err := c.PodKubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := c.NodeIP
-	env := map[string]string{
-		"DATABASE_URL":          strings.Replace(st.DatabaseURL, hostPort(t, st.DatabaseURL), node+":5432", 1),
-		"REDIS_URL":             strings.Replace(st.RedisURL, hostPort(t, st.RedisURL), node+":6379", 1),
-		"REDIS_KEY_PREFIX":      st.RedisKeyPrefix,
-		"S3_ENDPOINT":           "http://" + node + ":7070",
-		"S3_BUCKET":             st.S3.Bucket,
-		"AWS_ACCESS_KEY_ID":     st.S3.AccessKey,
-		"AWS_SECRET_ACCESS_KEY": st.S3.SecretKey,
-		// ctrl.GetConfig reads it first: the API server at the node's
-		// address (no kube-proxy here for the kubernetes Service).
-		"KUBECONFIG": "/var/run/secrets/upload-operator-env/kubeconfig",
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "upload-operator-env", Namespace: ns},
-		StringData: env, Data: map[string][]byte{"kubeconfig": podKubeconfig}}
-	if _, err := cs.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	h := startHarness(ctx, t)
+	began := time.Now()
 
 	// make deploy, with the kubeconfig mounted where KUBECONFIG points.
-	deploy := exec.CommandContext(ctx, "make", "deploy", "IMG="+image, "KUBECTL=kubectl --kubeconfig "+st.Kubeconfig)
-	deploy.Dir = root
-	if out, err := deploy.CombinedOutput(); err != nil {
-		t.Fatalf("make deploy: %v\n%s", err, out)
-	}
-	kubectl("-n", ns, "patch", "deployment", "upload-operator-controller-manager", "--type=json", "-p",
+	kust := install{ns: "upload-operator-system", deployment: "upload-operator-controller-manager",
+		apiService: "upload-operator-upload-api", metricsService: "upload-operator-metrics", caConfigMap: "upload-operator-ca"}
+	h.kubectl("create", "namespace", kust.ns)
+	h.envSecret(kust.ns, "upload-operator-env")
+	h.make("deploy", "IMG="+image)
+	h.kubectl("-n", kust.ns, "patch", "deployment", kust.deployment, "--type=json", "-p",
 		`[{"op":"add","path":"/spec/template/spec/volumes/-","value":{"name":"env","secret":{"secretName":"upload-operator-env","items":[{"key":"kubeconfig","path":"kubeconfig"}]}}},`+
 			`{"op":"add","path":"/spec/template/spec/containers/0/volumeMounts/-","value":{"name":"env","mountPath":"/var/run/secrets/upload-operator-env","readOnly":true}}]`)
-
-	// Two replicas Ready through kubelet's readiness probes.
-	var pods []corev1.Pod
-	waitFor(t, 4*time.Minute, "2 Ready replicas", func() (bool, string) {
-		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=upload-operator"})
-		if err != nil {
-			return false, err.Error()
-		}
-		pods = nil
-		var states []string
-		for _, p := range list.Items {
-			if p.DeletionTimestamp == nil && ready(p) {
-				pods = append(pods, p)
-			}
-			states = append(states, p.Name+" "+string(p.Status.Phase)+" "+waiting(p))
-		}
-		return len(pods) == 2, strings.Join(states, "; ")
-	})
-	for _, p := range pods {
-		for _, s := range p.Status.ContainerStatuses {
-			if s.RestartCount != 0 {
-				t.Errorf("%s restarted %d times", p.Name, s.RestartCount)
-			}
-		}
-	}
-
-	// One leader, and it is one of them.
-	waitFor(t, time.Minute, "a leader", func() (bool, string) {
-		l, err := cs.CoordinationV1().Leases(ns).Get(ctx, "upload-operator.uploads.mocs.dev", metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		return holderIsOneOf(l, pods), fmt.Sprint(l.Spec.HolderIdentity)
-	})
-
-	// The CA, published by the leader; an upload through a Pod's address,
-	// verifying the certificate by the Service's name.
-	var caPEM string
-	waitFor(t, time.Minute, "the published CA", func() (bool, string) {
-		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "upload-operator-ca", metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		caPEM = cm.Data["ca.crt"]
-		return caPEM != "", ""
-	})
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
-		t.Fatalf("no certificate in the published CA: %q", caPEM)
-	}
-	uploader := uploaderToken(ctx, t, cs, kubectl)
-	client := upclient.New("https://"+pods[0].Status.PodIP+":8082", upclient.StaticToken(uploader))
-	client.HTTP = &http.Client{Transport: &http.Transport{DialContext: c.NS.DialContext,
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: apiName, MinVersion: tls.VersionTLS12}}}
-	file := filepath.Join(dir, "instructions.pdf")
-	if err := os.WriteFile(file, bytes.Repeat([]byte("%PDF-1.7 cluster "), 1<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, moc, err := client.UploadFiles(ctx, "Cluster Castle", "", []string{file}, upclient.ReturnConflict)
-	if err != nil || moc == nil || !moc.Created {
-		t.Fatalf("upload through %s: %+v, %v", pods[0].Name, moc, err)
-	}
+	pods := h.readyPods(kust, 2, nil, 4*time.Minute)
+	h.leader(kust, pods)
+	pool := h.caPool(kust)
+	t.Logf("make deploy: Pods %s Ready after %s", names(pods), time.Since(began).Round(time.Second))
 
 	// Metrics over HTTPS, verified by the metrics Service's name, for a
 	// ServiceAccount bound to config/rbac's metrics-reader role only.
-	kubectl("create", "namespace", "monitoring")
-	kubectl("-n", "monitoring", "create", "serviceaccount", "prometheus")
-	kubectl("create", "clusterrolebinding", "prometheus-metrics", "--clusterrole=upload-operator-metrics-reader",
+	h.kubectl("create", "namespace", "monitoring")
+	h.kubectl("-n", "monitoring", "create", "serviceaccount", "prometheus")
+	h.kubectl("create", "clusterrolebinding", "prometheus-metrics", "--clusterrole=upload-operator-metrics-reader",
 		"--serviceaccount=monitoring:prometheus")
-	scrape := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: c.NS.DialContext,
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "upload-operator-metrics." + ns + ".svc", MinVersion: tls.VersionTLS12}}}
-	for _, tc := range []struct {
-		sa     string
-		status int
-	}{{"monitoring/prometheus", http.StatusOK}, {"team-a/builder", http.StatusForbidden}} {
-		nsName, name, _ := strings.Cut(tc.sa, "/")
-		tok := token(ctx, t, cs, nsName, name, nil)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+pods[1].Status.PodIP+":8080/metrics", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := scrape.Do(req)
-		if err != nil {
-			t.Fatalf("scrape as %s: %v", tc.sa, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tc.status {
-			t.Errorf("scrape as %s = %d, want %d", tc.sa, resp.StatusCode, tc.status)
-		}
-	}
-	t.Logf("Pods %s and %s Ready; MOC %s through %s; metrics served to the metrics reader only", pods[0].Name, pods[1].Name, moc.Slug, pods[0].Status.PodIP)
+	scraper := h.token("monitoring", "prometheus", nil)
+	h.metricsForTheReaderOnly(kust, pool, pods[1], scraper)
+
+	h.uploadSpillsToTheEmptyDir(kust, pool, pods, scraper)
+	pods = h.leaderDeletedMidFinalize(kust, pool, pods, false)
+	pods = h.leaderDeletedMidFinalize(kust, pool, pods, true)
+	h.rolloutDuringUploads(kust, pool, pods, "kubectl rollout restart", func() {
+		h.kubectl("-n", kust.ns, "rollout", "restart", "deployment/"+kust.deployment)
+	})
 
 	// make undeploy removes everything it created, the Pods with the namespace.
-	undeploy := exec.CommandContext(ctx, "make", "undeploy", "KUBECTL=kubectl --kubeconfig "+st.Kubeconfig)
-	undeploy.Dir = root
-	if out, err := undeploy.CombinedOutput(); err != nil {
-		t.Fatalf("make undeploy: %v\n%s", err, out)
-	}
+	h.make("undeploy")
 	waitFor(t, 2*time.Minute, "the namespace and its Pods gone", func() (bool, string) {
-		_, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		_, err := h.cs.CoreV1().Namespaces().Get(ctx, kust.ns, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return true, ""
 		}
-		list, _ := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		list, _ := h.cs.CoreV1().Pods(kust.ns).List(ctx, metav1.ListOptions{})
 		return false, fmt.Sprintf("namespace still there (%v), %d Pods", err, len(list.Items))
 	})
 	for _, obj := range []string{"clusterrole/upload-operator-manager-role", "crd/uploadsessions.uploads.mocs.dev"} {
-		if out, err := exec.CommandContext(ctx, "kubectl", "--kubeconfig", st.Kubeconfig, "get", obj).CombinedOutput(); err == nil { //nolint:gosec // the test's own command
+		if out, err := exec.CommandContext(ctx, "kubectl", "--kubeconfig", h.st.Kubeconfig, "get", obj).CombinedOutput(); err == nil { //nolint:gosec // the test's own command
 			t.Errorf("%s still there after make undeploy:\n%s", obj, out)
 		}
+	}
+
+	// The Helm chart, TLS on (the operator's own CA, the default), then
+	// helm upgrade to a changed value while uploads run.
+	began = time.Now()
+	chart := install{ns: "mocs-uploads", deployment: "upload-operator-controller-manager",
+		apiService: "upload-operator-upload-api", metricsService: "upload-operator-metrics", caConfigMap: "upload-operator-ca"}
+	h.kubectl("create", "namespace", chart.ns)
+	h.envSecret(chart.ns, "upload-operator-env")
+	repo, tag, _ := strings.Cut(image, ":")
+	values := []string{"--set", "image.repository=" + repo, "--set", "image.tag=" + tag,
+		"--set", "envSecret.name=upload-operator-env", "--set", "tls.enabled=true",
+		"--set", "extraVolumes[0].name=env", "--set", "extraVolumes[0].secret.secretName=upload-operator-env",
+		"--set", "extraVolumes[0].secret.items[0].key=kubeconfig", "--set", "extraVolumes[0].secret.items[0].path=kubeconfig",
+		"--set", "extraVolumeMounts[0].name=env", "--set", "extraVolumeMounts[0].mountPath=/var/run/secrets/upload-operator-env",
+		"--set", "extraVolumeMounts[0].readOnly=true"}
+	h.helm(append([]string{"install", "upload-operator", "dist/chart", "-n", chart.ns}, values...)...)
+	pods = h.readyPods(chart, 2, nil, 4*time.Minute)
+	h.leader(chart, pods)
+	pool = h.caPool(chart)
+	t.Logf("helm install: Pods %s Ready after %s", names(pods), time.Since(began).Round(time.Second))
+	h.rolloutDuringUploads(chart, pool, pods, "helm upgrade", func() {
+		h.helm("upgrade", "upload-operator", "dist/chart", "-n", chart.ns, "--reuse-values", "--set", "settings.logLevel=debug")
+	})
+	h.helm("uninstall", "upload-operator", "-n", chart.ns, "--wait")
+	waitFor(t, 2*time.Minute, "the chart's Pods gone", func() (bool, string) {
+		list, err := h.cs.CoreV1().Pods(chart.ns).List(ctx, metav1.ListOptions{})
+		return err == nil && len(list.Items) == 0, fmt.Sprintf("%d Pods (%v)", len(list.Items), err)
+	})
+}
+
+// metricsForTheReaderOnly scrapes /metrics as the metrics reader (200) and
+// as a tenant (403).
+func (h *harness) metricsForTheReaderOnly(in install, pool *x509.CertPool, pod corev1.Pod, reader string) {
+	t := h.t
+	t.Helper()
+	scrape := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: h.c.NS.DialContext,
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: in.metricsService + "." + in.ns + ".svc", MinVersion: tls.VersionTLS12}}}
+	for _, tc := range []struct {
+		who, token string
+		status     int
+	}{{"monitoring/prometheus", reader, http.StatusOK}, {"team-a/builder", h.token("team-a", "builder", nil), http.StatusForbidden}} {
+		req, err := http.NewRequestWithContext(h.ctx, http.MethodGet, "https://"+pod.Status.PodIP+":8080/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		resp, err := scrape.Do(req)
+		if err != nil {
+			t.Fatalf("scrape as %s: %v", tc.who, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("scrape as %s = %d, want %d", tc.who, resp.StatusCode, tc.status)
+		}
+	}
+}
+
+// uploadSpillsToTheEmptyDir uploads through the Service a file whose parts in
+// flight exceed a tenant's share of part memory on a replica, so parts spill to SPILL_DIR,
+// the emptyDir under the read-only root (a spill elsewhere would fail).
+func (h *harness) uploadSpillsToTheEmptyDir(in install, pool *x509.CertPool, pods []corev1.Pod, scraper string) {
+	t := h.t
+	t.Helper()
+	spills := func() (n float64) {
+		for _, p := range pods {
+			n += h.metric(in, pool, p, scraper, "mocupload_part_buffer_spills_total")
+		}
+		return n
+	}
+	before := spills()
+	const size = 256 << 20
+	file := filepath.Join(h.dir, "model.ldr")
+	writeFile(t, file, size, 'A')
+	defer os.Remove(file)
+	c := h.client(in, pool, h.serviceIP(in))
+	c.Concurrency = 8
+	began := time.Now()
+	// 32 MiB parts: three in flight on a replica pass a tenant's share
+	// (a quarter of 256 MiB), and the per-user cap on parts in flight
+	// (8) does not stop them first as it does for the default 8 MiB.
+	specs, err := upclient.SpecsFor([]string{file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := c.CreateSession(h.ctx, specs, 32<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sess.SessionID
+	if _, err := c.Upload(h.ctx, id, []string{file}); err != nil {
+		t.Fatalf("upload through the Service: %v", err)
+	}
+	moc, err := c.Finalize(h.ctx, id, "Spilled Castle", "", upclient.ReturnConflict)
+	if err != nil || !moc.Created {
+		t.Fatalf("finalize through the Service: %+v, %v", moc, err)
+	}
+	took := time.Since(began)
+	var stored int64
+	if err := h.db.QueryRow(h.ctx, `SELECT f.size_bytes FROM moc_files f JOIN moc_instructions m ON m.id = f.moc_id WHERE m.upload_session_id = $1`, id).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	spilled := spills() - before
+	if spilled <= 0 || stored != size {
+		t.Fatalf("256 MiB through the Service in 32 MiB parts, 8 in flight: %v parts spilled, %d bytes in the catalog; want some spilled, %d", spilled, stored, size)
+	}
+	t.Logf("spill: 256 MiB through the Service in %s (%.0f MB/s), %v parts spilled to the emptyDir", took.Round(time.Millisecond), float64(size)/took.Seconds()/1e6, spilled)
+}
+
+// leaderDeletedMidFinalize deletes the leader while a finalize it serves is
+// in flight (S3 slowed down to catch it there). Deleted gracefully, the
+// leader finishes it before it exits (SIGTERM lets requests in flight
+// finish); forced (SIGKILL after kubelet's minimum grace), the finalize dies
+// with it and another replica finishes it once the lock is stale. Either way
+// one MOC, a new leader, and the Deployment back to two Ready Pods.
+func (h *harness) leaderDeletedMidFinalize(in install, pool *x509.CertPool, pods []corev1.Pod, force bool) []corev1.Pod {
+	t := h.t
+	t.Helper()
+	leader := h.leader(in, pods)
+	svc := h.client(in, pool, h.serviceIP(in))
+	var paths []string
+	for i := range 6 {
+		p := filepath.Join(h.dir, fmt.Sprintf("page-%d.png", i))
+		writeFile(t, p, 64<<10, byte('a'+i))
+		paths = append(paths, p)
+	}
+	specs, err := upclient.SpecsFor(paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := svc.CreateSession(h.ctx, specs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Upload(h.ctx, sess.SessionID, paths); err != nil {
+		t.Fatal(err)
+	}
+	// Every S3 answer a second late: completing 6 files takes ≥ 6 s.
+	if err := h.s3.AddToxic("slow", "latency", "downstream", `{"latency":1000}`); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.s3.RemoveToxic("slow") }()
+	title := fmt.Sprintf("Leader Castle %v", force)
+	direct := h.client(in, pool, leader.Status.PodIP)
+	direct.MaxRetries = -1 // its Pod is going: no retry there
+	type answer struct {
+		moc *upclient.MOC
+		err error
+	}
+	answers := make(chan answer, 1)
+	began := time.Now()
+	go func() {
+		m, err := direct.Finalize(h.ctx, sess.SessionID, title, "", upclient.ReturnConflict)
+		answers <- answer{m, err}
+	}()
+	waitFor(t, 30*time.Second, "the finalize in flight", func() (bool, string) {
+		s := h.sessionStatus(sess.SessionID)
+		return s == "finalizing", s
+	})
+	del := []string{"-n", in.ns, "delete", "pod", leader.Name, "--wait=false"}
+	how := "deleted"
+	if force {
+		del = append(del, "--grace-period=0", "--force")
+		how = "force-deleted"
+	}
+	h.kubectl(del...)
+	var a answer
+	select {
+	case a = <-answers:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("no answer to the finalize within 2 min of deleting %s", leader.Name)
+	}
+	_ = h.s3.RemoveToxic("slow")
+	finishedBy := leader.Name + " before it exited"
+	switch {
+	case a.err == nil && force:
+		t.Fatalf("%s was force-deleted, yet its finalize answered %+v: the test did not catch the finalize in flight", leader.Name, a.moc)
+	case a.err == nil:
+	case !force:
+		t.Fatalf("%s was deleted gracefully, yet its finalize failed: %v (SIGTERM must let it finish)", leader.Name, a.err)
+	default:
+		// The killed finalize's lock goes stale; the next finalize (or the
+		// leader) finishes it.
+		if a.moc, a.err = svc.Finalize(h.ctx, sess.SessionID, title, "", upclient.ReturnConflict); a.err != nil {
+			t.Fatalf("finalize after %s was killed: %v", leader.Name, a.err)
+		}
+		finishedBy = "another replica after the lock went stale"
+	}
+	took := time.Since(began)
+	if n := h.mocs(sess.SessionID); n != 1 || a.moc == nil || a.moc.Slug == "" {
+		t.Fatalf("session %s: %d MOCs, answer %+v; want exactly one", sess.SessionID, n, a.moc)
+	}
+	next := h.readyPods(in, 2, []corev1.Pod{leader}, 3*time.Minute)
+	newLeader := h.leader(in, next)
+	t.Logf("leader %s %s mid-finalize: finished by %s in %s, 1 MOC (%s); leader now %s; Pods %s, no restarts",
+		leader.Name, how, finishedBy, took.Round(100*time.Millisecond), a.moc.Slug, newLeader.Name, names(next))
+	return next
+}
+
+// rolloutDuringUploads keeps four tenants uploading through the Service while
+// change rolls the Deployment: every upload succeeds, each is one MOC, the
+// new Pods replace the old with no restart.
+func (h *harness) rolloutDuringUploads(in install, pool *x509.CertPool, pods []corev1.Pod, what string, change func()) {
+	t := h.t
+	t.Helper()
+	var files []string
+	for i := range 4 {
+		p := filepath.Join(h.dir, fmt.Sprintf("rolling-%d.pdf", i))
+		writeFile(t, p, 24<<20+i*4096, byte('0'+i))
+		files = append(files, p)
+	}
+	var clients []*upclient.Client
+	for _, tok := range h.tenants {
+		clients = append(clients, h.clientAs(tok, in, pool, h.serviceIP(in)))
+	}
+	stop := make(chan struct{})
+	run := runUploads(h.ctx, what, clients, files, stop)
+	stopped := false
+	defer func() {
+		if !stopped {
+			close(stop)
+			run.wait()
+		}
+	}()
+	waitFor(t, time.Minute, "uploads under way", func() (bool, string) { return run.count() >= 2, "" })
+	began := time.Now()
+	change()
+	h.kubectl("-n", in.ns, "rollout", "status", "deployment/"+in.deployment, "--timeout=4m")
+	next := h.readyPods(in, 2, pods, 3*time.Minute)
+	rolled := time.Since(began)
+	// A few more on the new Pods alone.
+	after := run.count()
+	waitFor(t, time.Minute, "uploads after the rollout", func() (bool, string) { return run.count() >= after+4, "" })
+	close(stop)
+	stopped = true
+	ok, failures := run.wait()
+	for _, err := range failures {
+		t.Errorf("%s: an upload failed: %v", what, err)
+	}
+	for _, id := range ok {
+		if n := h.mocs(id); n != 1 {
+			t.Errorf("%s: session %s has %d MOCs, want 1", what, id, n)
+		}
+	}
+	t.Logf("%s during uploads: rolled in %s; %d uploads of 24 MiB by 4 tenants, %d failed, %d MOCs; Pods %s → %s, no restarts",
+		what, rolled.Round(time.Second), len(ok)+len(failures), len(failures), len(ok), names(pods), names(next))
+}
+
+// helm runs the pinned Helm against this cluster from the repository.
+func (h *harness) helm(args ...string) {
+	h.t.Helper()
+	bins, _ := filepath.Glob(filepath.Join(h.root, "bin", "helm-*"))
+	if len(bins) == 0 {
+		h.t.Fatal("helm not in bin/ (make tools)")
+	}
+	cmd := exec.CommandContext(h.ctx, bins[0], append(args, "--kubeconfig", h.st.Kubeconfig)...) //nolint:gosec // the pinned helm
+	cmd.Dir = h.root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		h.t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func writeFile(t *testing.T, path string, size int, fill byte) {
+	t.Helper()
+	if err := os.WriteFile(path, bytes.Repeat([]byte{fill}, size), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -269,28 +384,6 @@ func buildImages(t *testing.T, root, dir string) []string {
 	return []string{pause, operator}
 }
 
-// uploaderToken is a token of a tenant's ServiceAccount for the upload API.
-func uploaderToken(ctx context.Context, t *testing.T, cs kubernetes.Interface, kubectl func(...string) string) string {
-	t.Helper()
-	kubectl("create", "namespace", "team-a")
-	if _, err := cs.CoreV1().ServiceAccounts("team-a").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "builder"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return token(ctx, t, cs, "team-a", "builder", []string{config.DefaultAudience})
-}
-
-// token is a token of the ServiceAccount ns/name (audiences nil: the API
-// server's, as Prometheus mounts).
-func token(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name string, audiences []string) string {
-	t.Helper()
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{
-		Spec: authv1.TokenRequestSpec{Audiences: audiences}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tr.Status.Token
-}
-
 func ready(p corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
@@ -307,18 +400,6 @@ func waiting(p corev1.Pod) string {
 		}
 	}
 	return ""
-}
-
-func holderIsOneOf(l *coordinationv1.Lease, pods []corev1.Pod) bool {
-	if l.Spec.HolderIdentity == nil {
-		return false
-	}
-	for _, p := range pods {
-		if strings.HasPrefix(*l.Spec.HolderIdentity, p.Name+"_") {
-			return true
-		}
-	}
-	return false
 }
 
 func hostPort(t *testing.T, url string) string {
