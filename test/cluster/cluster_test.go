@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -150,7 +151,7 @@ func (h *harness) metricsForTheReaderOnly(in install, pool *x509.CertPool, pod c
 	}
 }
 
-// uploadSpillsToTheEmptyDir uploads through the Service a file whose parts in
+// uploadSpillsToTheEmptyDir uploads with mocupload through the Service a file whose parts in
 // flight exceed a tenant's share of part memory on a replica, so parts spill to SPILL_DIR,
 // the emptyDir under the read-only root (a spill elsewhere would fail).
 func (h *harness) uploadSpillsToTheEmptyDir(in install, pool *x509.CertPool, pods []corev1.Pod, scraper string) {
@@ -167,27 +168,15 @@ func (h *harness) uploadSpillsToTheEmptyDir(in install, pool *x509.CertPool, pod
 	file := filepath.Join(h.dir, "model.ldr")
 	writeFile(t, file, size, 'A')
 	defer os.Remove(file)
-	c := h.client(in, pool, h.serviceIP(in))
-	c.Concurrency = 8
+	h.mocuploadBin()
 	began := time.Now()
 	// 32 MiB parts: three in flight on a replica pass a tenant's share
 	// (a quarter of 256 MiB), and the per-user cap on parts in flight
 	// (8) does not stop them first as it does for the default 8 MiB.
-	specs, err := upclient.SpecsFor([]string{file})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := c.CreateSession(h.ctx, specs, 32<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := sess.SessionID
-	if _, err := c.Upload(h.ctx, id, []string{file}); err != nil {
-		t.Fatalf("upload through the Service: %v", err)
-	}
-	moc, err := c.Finalize(h.ctx, id, "Spilled Castle", "", upclient.ReturnConflict)
-	if err != nil || !moc.Created {
-		t.Fatalf("finalize through the Service: %+v, %v", moc, err)
+	out := h.mocupload(in, h.uploader, "--concurrency", "8", "upload", "--title", "Spilled Castle", "--part-size", strconv.Itoa(32<<20), file)
+	var id string
+	if err := h.db.QueryRow(h.ctx, `SELECT upload_session_id FROM moc_instructions WHERE title = 'Spilled Castle'`).Scan(&id); err != nil {
+		t.Fatalf("no MOC after mocupload upload: %v\n%s", err, out)
 	}
 	took := time.Since(began)
 	var stored int64
@@ -198,7 +187,7 @@ func (h *harness) uploadSpillsToTheEmptyDir(in install, pool *x509.CertPool, pod
 	if spilled <= 0 || stored != size {
 		t.Fatalf("256 MiB through the Service in 32 MiB parts, 8 in flight: %v parts spilled, %d bytes in the catalog; want some spilled, %d", spilled, stored, size)
 	}
-	t.Logf("spill: 256 MiB through the Service in %s (%.0f MB/s), %v parts spilled to the emptyDir", took.Round(time.Millisecond), float64(size)/took.Seconds()/1e6, spilled)
+	t.Logf("spill: mocupload sent 256 MiB through the Service in %s (%.0f MB/s), %v parts spilled to the emptyDir", took.Round(time.Millisecond), float64(size)/took.Seconds()/1e6, spilled)
 }
 
 // leaderDeletedMidFinalize deletes the leader while a finalize it serves is

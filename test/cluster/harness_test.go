@@ -410,3 +410,50 @@ func (r *uploadRun) count() int {
 	defer r.mu.Unlock()
 	return len(r.ok) + len(r.failures)
 }
+
+// mocupload runs the CLI as a user in the cluster would: inside the node's
+// network namespace, with the upload Service's name resolving to its
+// cluster IP (a private mount namespace's /etc/hosts: the node has no DNS),
+// verifying the certificate with the CA file the operator published.
+func (h *harness) mocupload(in install, token string, args ...string) string {
+	h.t.Helper()
+	bin := h.mocuploadBin()
+	host := in.apiService + "." + in.ns + ".svc"
+	hosts := filepath.Join(h.dir, "hosts-"+in.ns)
+	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"+h.serviceIP(in)+" "+host+"\n"), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	cm, err := h.cs.CoreV1().ConfigMaps(in.ns).Get(h.ctx, in.caConfigMap, metav1.GetOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ca := filepath.Join(h.dir, "ca-"+in.ns+".crt")
+	if err := os.WriteFile(ca, []byte(cm.Data["ca.crt"]), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	script := `mount --bind "$1" /etc/hosts && shift && exec nsenter --net="$NODE_NETNS" -- "$@"`
+	argv := append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh", hosts, bin,
+		"--api", "https://" + host + ":8082", "--ca-file", ca}, args...)
+	cmd := exec.CommandContext(h.ctx, "unshare", argv...) //nolint:gosec // our own CLI and files
+	cmd.Env = append(os.Environ(), "NODE_NETNS="+h.c.NS.Path, "MOCUPLOAD_TOKEN="+token)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		h.t.Fatalf("mocupload %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// mocuploadBin builds the CLI once.
+func (h *harness) mocuploadBin() string {
+	h.t.Helper()
+	bin := filepath.Join(h.dir, "mocupload")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	build := exec.CommandContext(h.ctx, "go", "build", "-o", bin, "./cmd/mocupload") //nolint:gosec // our own CLI
+	build.Dir = h.root
+	if out, err := build.CombinedOutput(); err != nil {
+		h.t.Fatalf("build mocupload: %v\n%s", err, out)
+	}
+	return bin
+}
