@@ -7,7 +7,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net/http"
@@ -129,8 +128,7 @@ func TestOperatorRunsAsPodsOfADeployment(t *testing.T) {
 func (h *harness) metricsForTheReaderOnly(in install, pool *x509.CertPool, pod corev1.Pod, reader string) {
 	t := h.t
 	t.Helper()
-	scrape := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: h.c.NS.DialContext,
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: in.metricsService + "." + in.ns + ".svc", MinVersion: tls.VersionTLS12}}}
+	scrape := h.scrapeClient(in, pool)
 	for _, tc := range []struct {
 		who, token string
 		status     int

@@ -232,7 +232,8 @@ func (h *harness) leader(in install, pods []corev1.Pod) corev1.Pod {
 	return found
 }
 
-// caPool is the CA the operator published in its ConfigMap.
+// caPool is the CA the operator published in its ConfigMap; it is also
+// written to caFile(in) for mocupload's --ca-file.
 func (h *harness) caPool(in install) *x509.CertPool {
 	h.t.Helper()
 	var caPEM string
@@ -248,7 +249,18 @@ func (h *harness) caPool(in install) *x509.CertPool {
 	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
 		h.t.Fatalf("no certificate in the published CA: %q", caPEM)
 	}
+	if err := os.WriteFile(h.caFile(in), []byte(caPEM), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
 	return pool
+}
+
+func (h *harness) caFile(in install) string { return filepath.Join(h.dir, "ca-"+in.ns+".crt") }
+
+// scrapeClient reaches the Pods' /metrics verifying the metrics Service's name.
+func (h *harness) scrapeClient(in install, pool *x509.CertPool) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: h.c.NS.DialContext,
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: in.metricsService + "." + in.ns + ".svc", MinVersion: tls.VersionTLS12}}}
 }
 
 // client is team-a's upload client for host (a Pod's address, or the
@@ -294,8 +306,7 @@ func (h *harness) sessionStatus(sessionID string) string {
 // metric sums a counter's samples on a Pod's /metrics, scraped with token.
 func (h *harness) metric(in install, pool *x509.CertPool, pod corev1.Pod, token, name string) float64 {
 	h.t.Helper()
-	scrape := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: h.c.NS.DialContext,
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: in.metricsService + "." + in.ns + ".svc", MinVersion: tls.VersionTLS12}}}
+	scrape := h.scrapeClient(in, pool)
 	req, err := http.NewRequestWithContext(h.ctx, http.MethodGet, "https://"+pod.Status.PodIP+":8080/metrics", nil)
 	if err != nil {
 		h.t.Fatal(err)
@@ -414,7 +425,8 @@ func (r *uploadRun) count() int {
 // mocupload runs the CLI as a user in the cluster would: inside the node's
 // network namespace, with the upload Service's name resolving to its
 // cluster IP (a private mount namespace's /etc/hosts: the node has no DNS),
-// verifying the certificate with the CA file the operator published.
+// verifying the certificate with the CA file the operator published (caPool
+// must have run for in).
 func (h *harness) mocupload(in install, token string, args ...string) string {
 	h.t.Helper()
 	bin := h.mocuploadBin()
@@ -423,14 +435,7 @@ func (h *harness) mocupload(in install, token string, args ...string) string {
 	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"+h.serviceIP(in)+" "+host+"\n"), 0o600); err != nil {
 		h.t.Fatal(err)
 	}
-	cm, err := h.cs.CoreV1().ConfigMaps(in.ns).Get(h.ctx, in.caConfigMap, metav1.GetOptions{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ca := filepath.Join(h.dir, "ca-"+in.ns+".crt")
-	if err := os.WriteFile(ca, []byte(cm.Data["ca.crt"]), 0o600); err != nil {
-		h.t.Fatal(err)
-	}
+	ca := h.caFile(in) // written by caPool
 	script := `mount --bind "$1" /etc/hosts && shift && exec nsenter --net="$NODE_NETNS" -- "$@"`
 	argv := append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh", hosts, bin,
 		"--api", "https://" + host + ":8082", "--ca-file", ca}, args...)
