@@ -14,8 +14,10 @@ import (
 // failed authentications (which must cost nothing remote to count).
 //
 // Keys are held in an LRU of MaxKeys (default 10,000): an attacker cycling
-// through more keys than that only forgets its own oldest history, and the
-// memory stays bounded at MaxKeys × Limit timestamps.
+// through more keys than that only forgets its own oldest history. A key's log
+// grows with the events it holds (up to Limit), so memory follows the traffic
+// in the window, never MaxKeys × Limit up front: a limit of a million per
+// minute costs an idle key a few timestamps.
 type Local struct {
 	Limit  int
 	Window time.Duration
@@ -29,12 +31,17 @@ type Local struct {
 	logs *lru.Cache
 }
 
-// log is one key's admitted events, oldest first, as a ring of Limit slots.
+// log is one key's admitted events, oldest first, as a ring that grows (by
+// doubling) up to limit slots.
 type log struct {
 	at    []time.Time
 	start int
 	n     int
+	limit int
 }
+
+// initialLogSlots is the ring a new key starts with.
+const initialLogSlots = 4
 
 // Allow records an event for key if fewer than Limit happened in the last
 // Window; otherwise it returns how long until one may.
@@ -102,7 +109,8 @@ func (l *Local) logOf(key string) *log {
 	if v, ok := l.logs.Get(key); ok {
 		return v.(*log)
 	}
-	lg := &log{at: make([]time.Time, max(l.Limit, 1))}
+	limit := max(l.Limit, 1)
+	lg := &log{at: make([]time.Time, min(limit, initialLogSlots)), limit: limit}
 	l.logs.Add(key, lg)
 	return lg
 }
@@ -115,6 +123,12 @@ func (g *log) prune(now time.Time, window time.Duration) {
 }
 
 func (g *log) push(t time.Time) {
+	if g.n == len(g.at) && len(g.at) < g.limit {
+		grown := make([]time.Time, min(2*len(g.at), g.limit))
+		k := copy(grown, g.at[g.start:])
+		copy(grown[k:], g.at[:g.start])
+		g.at, g.start = grown, 0
+	}
 	if g.n == len(g.at) {
 		g.start = (g.start + 1) % len(g.at)
 		g.n--

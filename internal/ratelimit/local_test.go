@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -171,5 +172,44 @@ func TestLocalLogChargesACostOfN(t *testing.T) {
 	}
 	if ok, wait := l.AllowN("erin", 11); ok || wait != time.Minute {
 		t.Fatalf("more than the limit at once = %v, %s", ok, wait)
+	}
+}
+
+// A key's log grows with the events it holds: a generous limit costs an idle
+// key a few timestamps, not Limit of them (a limit of 1<<30 once asked the
+// runtime for 24 GiB at the first event), and the window stays exact across
+// the growth.
+func TestLocalLogGrowsWithItsEvents(t *testing.T) {
+	t.Parallel()
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	huge := &Local{Limit: 1 << 30, Window: time.Minute, Clock: clk}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range 1000 {
+		huge.Add(fmt.Sprintf("key-%d", i))
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Errorf("1,000 keys with one event each allocated %d bytes, want under 1 MiB", grew)
+	}
+
+	l := &Local{Limit: 10, Window: time.Minute, Clock: clk}
+	start := clk.Now()
+	for i := range 10 {
+		clk.SetTime(start.Add(time.Duration(i) * time.Second))
+		if ok, _ := l.Allow("erin"); !ok {
+			t.Fatalf("event %d of 10 refused", i+1)
+		}
+	}
+	// At 9 s the 11th waits for the first (t = 0) to leave the window.
+	if ok, wait := l.Allow("erin"); ok || wait != 51*time.Second {
+		t.Fatalf("11th at 9s = %v, %s; want refused for 51s", ok, wait)
+	}
+	clk.SetTime(start.Add(60 * time.Second))
+	if ok, _ := l.Allow("erin"); !ok {
+		t.Fatal("refused after the first event left the window")
+	}
+	if ok, wait := l.Allow("erin"); ok || wait != time.Second {
+		t.Fatalf("next at 60s = %v, %s; want refused for 1s (the event at 1 s leaves at 61 s)", ok, wait)
 	}
 }
