@@ -147,10 +147,14 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, s *sessionScope,
 		lost       *uploads.UploadLostError
 		notActive  *uploads.NotActiveError
 		wrongSize  *uploads.PartSizeError
+		mismatch   *uploads.ChecksumMismatchError
 	)
 	switch {
 	case err == nil:
 		return r.markFinalized(ctx, s)
+	case errors.As(err, &mismatch):
+		r.blockFinalize(ctx, s, uploadsv1.ReasonChecksumMismatch, checksumMessage(mismatch), "")
+		return ctrl.Result{RequeueAfter: r.resync()}, nil
 	case errors.As(err, &incomplete):
 		r.blockFinalize(ctx, s, uploadsv1.ReasonIncompleteUpload, session.SummarizeMissing(incomplete.Missing), "")
 		return ctrl.Result{RequeueAfter: r.resync()}, nil
@@ -185,6 +189,16 @@ func (r *UploadSessionReconciler) finalize(ctx context.Context, s *sessionScope,
 		s.event(corev1.EventTypeWarning, uploadsv1.ReasonFinalizeFailed, "Finalize", "%s", msgRetrying)
 		return ctrl.Result{}, err
 	}
+}
+
+// checksumMessage tells the tenant which file is not the one declared and
+// what to send again.
+func checksumMessage(e *uploads.ChecksumMismatchError) string {
+	resend := "send its wrong parts again"
+	if e.ResendAll {
+		resend = "its upload started over: send every part of it again"
+	}
+	return fmt.Sprintf("file %s: its %s is %s, not the %s declared; %s", e.FileID, e.Algorithm, e.Actual, e.Expected, resend)
 }
 
 // followLostUpload shows Failed, a terminal phase, only once PostgreSQL says

@@ -401,6 +401,9 @@ func requestOf(us *uploadsv1.UploadSession, id uuid.UUID) uploads.Request {
 	files := make([]session.File, len(us.Spec.Files))
 	for i, f := range us.Spec.Files {
 		files[i] = session.File{Name: f.Name, ContentType: f.ContentType, SizeBytes: f.SizeBytes}
+		if f.Checksum != nil {
+			files[i].Checksum = &session.FileChecksum{CRC64NVME: f.Checksum.CRC64NVME, SHA256: f.Checksum.SHA256}
+		}
 	}
 	return uploads.Request{
 		SessionID: id, Owner: us.Spec.Owner, Files: files, PartSizeBytes: us.Spec.PartSizeBytes,

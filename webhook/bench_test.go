@@ -99,9 +99,9 @@ func BenchmarkPutPart(b *testing.B) {
 	}
 }
 
-func benchAPI(b *testing.B, db *store.Store, sink *s3Sink, budget int64) *API {
+func benchAPI(b testing.TB, db *store.Store, sink *s3Sink, budget int64) *API {
 	s3 := objectstore.New(objectstore.Options{
-		Endpoint: "http://s3.invalid", Bucket: "mocs", AccessKeyID: "k", SecretAccessKey: "s",
+		Endpoint: "https://s3.invalid", Bucket: "mocs", AccessKeyID: "k", SecretAccessKey: "s",
 		UnsignedPayload: true, HTTPClient: sink,
 	})
 	return &API{
@@ -115,7 +115,7 @@ func benchAPI(b *testing.B, db *store.Store, sink *s3Sink, budget int64) *API {
 }
 
 // benchSession is an active session of one 10,000-part file owned by "bench".
-func benchSession(b *testing.B, db *store.Store, partSize int64) (uuid.UUID, uuid.UUID) {
+func benchSession(b testing.TB, db *store.Store, partSize int64) (uuid.UUID, uuid.UUID) {
 	ctx := context.Background()
 	id, fileID := uuid.New(), uuid.New()
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO upload_sessions (id, user_id, status, part_size_bytes, expires_at)

@@ -110,8 +110,18 @@ func (a *API) finalizeFailed(w http.ResponseWriter, r *http.Request, err error) 
 		notActive  *uploads.NotActiveError
 		lost       *uploads.UploadLostError
 		wrongSize  *uploads.PartSizeError
+		mismatch   *uploads.ChecksumMismatchError
 	)
 	switch {
+	case errors.As(err, &mismatch):
+		resend := "changed-parts"
+		if mismatch.ResendAll {
+			resend = "all-parts"
+		}
+		writeError(w, http.StatusBadRequest, "CHECKSUM_MISMATCH", map[string]any{
+			"fileId": mismatch.FileID, "algorithm": mismatch.Algorithm, "expected": mismatch.Expected,
+			"actual": mismatch.Actual, "resend": resend,
+		})
 	case errors.Is(err, uploads.ErrSessionNotFound):
 		writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", nil)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -159,12 +169,17 @@ type mocFileJSON struct {
 	S3Key     string `json:"s3Key"`
 	SizeBytes int64  `json:"sizeBytes"`
 	ETag      string `json:"etag"`
+	// Checksum is what finalize verified: the CRC64NVME always (files of
+	// direct sessions and of S3 stores that keep none aside), the SHA-256
+	// when declared.
+	Checksum *session.FileChecksum `json:"checksum,omitempty"`
 }
 
 func mocJSON(m store.MOC) map[string]any {
 	files := make([]mocFileJSON, len(m.Files))
 	for i, f := range m.Files {
-		files[i] = mocFileJSON{FileID: f.FileID.String(), Name: f.Name, S3Key: f.S3Key, SizeBytes: f.SizeBytes, ETag: f.ETag}
+		files[i] = mocFileJSON{FileID: f.FileID.String(), Name: f.Name, S3Key: f.S3Key, SizeBytes: f.SizeBytes, ETag: f.ETag,
+			Checksum: session.NormalizeChecksum(&session.FileChecksum{CRC64NVME: f.ChecksumCRC64NVME, SHA256: f.ChecksumSHA256})}
 	}
 	return map[string]any{"mocId": m.ID.String(), "slug": m.Slug, "title": m.Title, "files": files}
 }

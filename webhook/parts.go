@@ -174,8 +174,13 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 		pe        *uploads.PartError
 		notActive *uploads.NotActiveError
 		busy      *uploads.PartBusyError
+		mismatch  *uploads.PartChecksumError
 	)
 	switch {
+	case errors.As(err, &mismatch):
+		// Checked by the operator as the bytes arrived; nothing was stored.
+		writeError(w, http.StatusBadRequest, "CHECKSUM_MISMATCH", map[string]any{"header": mismatch.Header, "malformed": mismatch.Malformed})
+		return
 	case errors.As(err, &busy):
 		// As many PUTs of this part are in flight as it has S3 part numbers
 		// for: a client racing itself. Nothing was read or sent.

@@ -38,6 +38,15 @@ type fileJSON struct {
 	SizeBytes int64        `json:"sizeBytes"`
 	PartCount int          `json:"partCount"`
 	Parts     []store.Part `json:"parts,omitempty"`
+	// Checksum echoes the declared whole-file checksum.
+	Checksum *session.FileChecksum `json:"checksum,omitempty"`
+}
+
+// declared is a file's whole-file checksum as GET shows it: the declared one,
+// and once the file is completed the CRC64NVME of its object (the declared
+// one, verified, or S3's own when none was declared).
+func declared(f store.File) *session.FileChecksum {
+	return session.NormalizeChecksum(&session.FileChecksum{CRC64NVME: cmp.Or(f.CompletedCRC64NVME, f.DeclaredCRC64NVME), SHA256: f.DeclaredSHA256})
 }
 
 // createSession: POST /api/mocs/uploads/sessions. The custom resource exists
@@ -103,7 +112,11 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 			Transfer: uploadsv1.TransferMode(cmp.Or(body.Transfer, store.TransferProxy))},
 	}
 	for _, f := range body.Files {
-		us.Spec.Files = append(us.Spec.Files, uploadsv1.FileSpec{Name: f.Name, ContentType: session.MediaType(f.ContentType), SizeBytes: f.SizeBytes})
+		spec := uploadsv1.FileSpec{Name: f.Name, ContentType: session.MediaType(f.ContentType), SizeBytes: f.SizeBytes}
+		if c := session.NormalizeChecksum(f.Checksum); c != nil {
+			spec.Checksum = &uploadsv1.FileChecksum{CRC64NVME: c.CRC64NVME, SHA256: c.SHA256}
+		}
+		us.Spec.Files = append(us.Spec.Files, spec)
 	}
 	// Activation is bounded (the reconciler's delete waits at most
 	// ActivationWindow for it) and does not stop half way if the client goes.
@@ -149,7 +162,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 	log.Info("session created", "sessionId", id.String(), "fileCount", len(act.Files), "partSizeBytes", act.Session.PartSizeBytes)
 	files := make([]fileJSON, len(act.Files))
 	for i, f := range act.Files {
-		files[i] = fileJSON{FileID: f.ID.String(), Name: f.Name, SizeBytes: f.SizeBytes, PartCount: f.PartCount}
+		files[i] = fileJSON{FileID: f.ID.String(), Name: f.Name, SizeBytes: f.SizeBytes, PartCount: f.PartCount, Checksum: declared(f)}
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"sessionId": id.String(), "status": act.Session.Status, "partSizeBytes": act.Session.PartSizeBytes,
@@ -289,7 +302,7 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request, u auth.User) {
 		if p == nil {
 			p = []store.Part{}
 		}
-		out[i] = fileJSON{FileID: f.ID.String(), Name: f.Name, SizeBytes: f.SizeBytes, PartCount: f.PartCount, Parts: p}
+		out[i] = fileJSON{FileID: f.ID.String(), Name: f.Name, SizeBytes: f.SizeBytes, PartCount: f.PartCount, Parts: p, Checksum: declared(f)}
 	}
 	status := sess.Status
 	if sess.Expired(a.now()) {

@@ -17,15 +17,18 @@ const (
 
 // Condition reasons (also used as Event reasons).
 const (
-	ReasonCreatingUploads    = "CreatingUploads"
-	ReasonUploadsCreated     = "UploadsCreated"
-	ReasonUploadLost         = "MultipartUploadLost"
-	ReasonInvalidSpec        = "InvalidSpec"
-	ReasonNotRequested       = "NotRequested"
-	ReasonFinalizing         = "Finalizing"
-	ReasonFinalizeSucceeded  = "FinalizeSucceeded"
-	ReasonSlugConflict       = "SlugConflict"
-	ReasonIncompleteUpload   = "IncompleteUpload"
+	ReasonCreatingUploads   = "CreatingUploads"
+	ReasonUploadsCreated    = "UploadsCreated"
+	ReasonUploadLost        = "MultipartUploadLost"
+	ReasonInvalidSpec       = "InvalidSpec"
+	ReasonNotRequested      = "NotRequested"
+	ReasonFinalizing        = "Finalizing"
+	ReasonFinalizeSucceeded = "FinalizeSucceeded"
+	ReasonSlugConflict      = "SlugConflict"
+	ReasonIncompleteUpload  = "IncompleteUpload"
+	// ReasonChecksumMismatch: a file is not the one its declared whole-file
+	// checksum describes; the message names the file and what to send again.
+	ReasonChecksumMismatch   = "ChecksumMismatch"
 	ReasonFinalizeInProgress = "FinalizeInProgress"
 	ReasonS3Unavailable      = "S3Unavailable"
 	ReasonFinalizeFailed     = "FinalizeFailed"

@@ -130,6 +130,23 @@ type FileSpec struct {
 	// SizeBytes is the exact size of the file; it fixes the number and size of its parts.
 	// +kubebuilder:validation:Minimum=1
 	SizeBytes int64 `json:"sizeBytes"`
+
+	// Checksum is the whole file's checksum, verified at finalize (proxied
+	// sessions only): a file whose bytes do not match is not finalized.
+	// +optional
+	Checksum *FileChecksum `json:"checksum,omitempty"`
+}
+
+// FileChecksum is a whole-file checksum declared for a file.
+type FileChecksum struct {
+	// CRC64NVME as S3 writes it: the base64 of its 8 big-endian bytes.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]{11}=$`
+	// +optional
+	CRC64NVME string `json:"crc64nvme,omitempty"`
+	// SHA256 in hexadecimal (64 digits).
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{64}$`
+	// +optional
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // FinalizeSpec is the MOC to create from the session.

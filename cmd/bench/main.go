@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -41,6 +43,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/ratelimit"
 	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/pkg/client"
 )
 
 var (
@@ -60,6 +63,9 @@ type bench struct {
 	token string
 	owner string
 	k8s   ctrlclient.Client
+	// tls is the certificate the operator (and tusd) serve, as `make dev`
+	// serves the upload API; httpClient trusts its CA.
+	tls *localenv.TLS
 }
 
 func main() {
@@ -96,6 +102,12 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 	b := &bench{ctx: ctx, dir: dir}
+	if b.tls, err = localenv.NewTLS(filepath.Join(dir, "tls"), "127.0.0.1", "localhost"); err != nil {
+		return err
+	}
+	if err := trustBenchCA(b.tls.CAFile); err != nil {
+		return err
+	}
 	say("building the manager")
 	if b.bin, err = localenv.BuildManager(ctx, dir, localenv.Build{}); err != nil {
 		return err
@@ -174,7 +186,15 @@ type manager struct {
 	proc              *localenv.Process
 }
 
+// manager runs the manager serving the upload API over TLS, as `make dev`
+// does.
 func (b *bench) manager(extra map[string]string) (*manager, error) {
+	return b.startManager(extra, true)
+}
+
+// startManager runs the manager with the upload API over TLS or, for what TLS
+// costs, plain HTTP.
+func (b *bench) startManager(extra map[string]string, tls bool) (*manager, error) {
 	addr, _ := localenv.FreeAddr()
 	maddr, _ := localenv.FreeAddr()
 	env := b.st.ManagerEnv(addr)
@@ -195,7 +215,12 @@ func (b *bench) manager(extra map[string]string) (*manager, error) {
 	for k, v := range extra {
 		env[k] = v
 	}
-	m := &manager{url: "http://" + addr, metrics: "http://" + maddr + "/metrics", log: filepath.Join(b.dir, fmt.Sprintf("manager-%d.log", time.Now().UnixNano()))}
+	scheme := "http://"
+	if tls {
+		env["TLS_CERT_FILE"], env["TLS_KEY_FILE"] = b.tls.CertFile, b.tls.KeyFile
+		scheme = "https://"
+	}
+	m := &manager{url: scheme + addr, metrics: "http://" + maddr + "/metrics", log: filepath.Join(b.dir, fmt.Sprintf("manager-%d.log", time.Now().UnixNano()))}
 	f, err := os.Create(m.log)
 	if err != nil {
 		return nil, err
@@ -203,7 +228,7 @@ func (b *bench) manager(extra map[string]string) (*manager, error) {
 	if m.proc, err = localenv.StartProcess(b.bin, env, f); err != nil {
 		return nil, err
 	}
-	return m, m.proc.WaitHTTP(b.ctx, m.url+"/healthz", time.Minute)
+	return m, m.proc.WaitHTTPWith(b.ctx, httpClient, m.url+"/healthz", time.Minute)
 }
 
 func (m *manager) stop() { _ = m.proc.Stop(20 * time.Second) }
@@ -265,6 +290,11 @@ func (b *bench) createSession(api string, sizes []int64, partSize int64, transfe
 	for i, s := range sizes {
 		files = append(files, map[string]any{"name": fmt.Sprintf("f%d.pdf", i), "contentType": "application/pdf", "sizeBytes": s})
 	}
+	return b.createSessionOf(api, files, partSize, transfer...)
+}
+
+// createSessionOf creates a session of files as the API takes them.
+func (b *bench) createSessionOf(api string, files []map[string]any, partSize int64, transfer ...string) (*created, error) {
 	req := map[string]any{"files": files}
 	if partSize > 0 {
 		req["partSizeBytes"] = partSize
@@ -329,6 +359,14 @@ type tpRun struct {
 	// PresignedMBs is the same presigned PUTs, signed by the client itself.
 	PresignedMBs []float64
 	PresignedCPU []cpuTimes
+	// PlainMBs is the operator's part endpoint over plain HTTP (the rest is
+	// over TLS, as `make dev` serves it): the difference is what TLS costs.
+	PlainMBs []float64
+	PlainCPU []cpuTimes
+	// ClientMBs is pkg/client uploading a file of the same bytes from disk
+	// (at concurrency 1 only): what a service using the client gets.
+	ClientMBs []float64
+	ClientCPU []cpuTimes
 }
 
 // cpuTimes is CPU time (user + system) of the processes in a run, seconds.
@@ -358,6 +396,62 @@ func procCPU(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ
+}
+
+// proxyRun sends n parts of data through m's part endpoint with conc in
+// flight and returns MB/s and the CPU each process spent.
+func (b *bench) proxyRun(m *manager, conc, n int, part int64, data []byte, sum string) (float64, cpuTimes, error) {
+	total := part * int64(n)
+	c, err := b.createSession(m.url, []int64{total}, part)
+	if err != nil {
+		return 0, cpuTimes{}, err
+	}
+	defer func() { _, _ = b.st.S3.Client().AbortAll(b.ctx, session.SessionPrefix(uuid.MustParse(c.SessionID))) }()
+	cpu0 := b.cpuNow(m)
+	start := time.Now()
+	err = parallel(conc, n, func(i int) error {
+		url := fmt.Sprintf("%s/api/mocs/uploads/sessions/%s/files/%s/parts/%d", m.url, c.SessionID, c.Files[0].FileID, i+1)
+		return b.putPart(url, data, sum)
+	})
+	if err != nil {
+		return 0, cpuTimes{}, err
+	}
+	return float64(total) / 1e6 / time.Since(start).Seconds(), b.cpuNow(m).sub(cpu0), nil
+}
+
+// clientRun uploads file (total bytes) with pkg/client at concurrency conc:
+// a session created, every part read from disk with its CRC32, as a service
+// using the client does.
+func (b *bench) clientRun(m *manager, conc int, total, part int64, file string) (float64, cpuTimes, error) {
+	c := client.New(m.url, client.StaticToken(b.token))
+	c.HTTP, c.Concurrency = httpClient, conc
+	cpu0 := b.cpuNow(m)
+	start := time.Now()
+	s, err := c.CreateSession(b.ctx, []client.FileSpec{{Name: "bench.pdf", ContentType: "application/pdf", SizeBytes: total}}, part)
+	if err != nil {
+		return 0, cpuTimes{}, err
+	}
+	defer func() { _, _ = b.st.S3.Client().AbortAll(b.ctx, session.SessionPrefix(uuid.MustParse(s.SessionID))) }()
+	if _, err := c.Upload(b.ctx, s.SessionID, []string{file}); err != nil {
+		return 0, cpuTimes{}, err
+	}
+	return float64(total) / 1e6 / time.Since(start).Seconds(), b.cpuNow(m).sub(cpu0), nil
+}
+
+// dataFile writes n copies of data to a file for pkg/client to read (from
+// the page cache, as a file just written or read is).
+func (b *bench) dataFile(data []byte, n int) (string, error) {
+	f, err := os.CreateTemp(b.dir, "bench-file-")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	for range n {
+		if _, err := f.Write(data); err != nil {
+			return "", err
+		}
+	}
+	return f.Name(), f.Close()
 }
 
 // limit is the direct-to-S3 limit: the faster direct variant's median.
@@ -399,12 +493,18 @@ func (b *bench) throughput(res *results) error {
 			return err
 		}
 		run.IdleRSS = m.rss()
-		for r := 0; r < reps; r++ {
-			// Operator.
-			c, err := b.createSession(m.url, []int64{total}, part)
-			if err != nil {
+		plain, err := b.startManager(nil, false)
+		if err != nil {
+			return err
+		}
+		var file string
+		if cfg.conc == 1 {
+			if file, err = b.dataFile(data, n); err != nil {
 				return err
 			}
+		}
+		for r := 0; r < reps; r++ {
+			// Through the operator, over TLS.
 			if *pprofOut != "" {
 				go func() {
 					time.Sleep(500 * time.Millisecond)
@@ -419,18 +519,24 @@ func (b *bench) throughput(res *results) error {
 					_ = f.Close()
 				}()
 			}
-			cpu0 := b.cpuNow(m)
-			start := time.Now()
-			err = parallel(cfg.conc, n, func(i int) error {
-				url := fmt.Sprintf("%s/api/mocs/uploads/sessions/%s/files/%s/parts/%d", m.url, c.SessionID, c.Files[0].FileID, i+1)
-				return b.putPart(url, data, sum)
-			})
+			mbs, cpu, err := b.proxyRun(m, cfg.conc, n, part, data, sum)
 			if err != nil {
 				return err
 			}
-			run.OperatorMBs = append(run.OperatorMBs, float64(total)/1e6/time.Since(start).Seconds())
-			run.OperatorCPU = append(run.OperatorCPU, b.cpuNow(m).sub(cpu0))
-			_, _ = s3c.AbortAll(b.ctx, session.SessionPrefix(uuid.MustParse(c.SessionID)))
+			run.OperatorMBs, run.OperatorCPU = append(run.OperatorMBs, mbs), append(run.OperatorCPU, cpu)
+
+			// The same over plain HTTP: what TLS costs.
+			mbs, cpu, err = b.proxyRun(plain, cfg.conc, n, part, data, sum)
+			if err != nil {
+				return fmt.Errorf("plain HTTP: %w", err)
+			}
+			run.PlainMBs, run.PlainCPU = append(run.PlainMBs, mbs), append(run.PlainCPU, cpu)
+			if file != "" {
+				if mbs, cpu, err = b.clientRun(m, cfg.conc, total, part, file); err != nil {
+					return fmt.Errorf("pkg/client: %w", err)
+				}
+				run.ClientMBs, run.ClientCPU = append(run.ClientMBs, mbs), append(run.ClientCPU, cpu)
+			}
 
 			// Direct, with the SDK's defaults and with UNSIGNED-PAYLOAD.
 			for _, unsigned := range []bool{false, true} {
@@ -447,7 +553,7 @@ func (b *bench) throughput(res *results) error {
 				}
 			}
 			// The peer: tusd, the same bytes as parallel tus uploads.
-			mbs, cpu, err := b.tusdRun(peer, cfg.conc, total, data)
+			mbs, cpu, err = b.tusdRun(peer, cfg.conc, total, data)
 			if err != nil {
 				return fmt.Errorf("tusd: %w", err)
 			}
@@ -466,11 +572,15 @@ func (b *bench) throughput(res *results) error {
 			}
 			run.PresignedMBs, run.PresignedCPU = append(run.PresignedMBs, mbs), append(run.PresignedCPU, cpu)
 			_, _ = s3c.AbortAll(b.ctx, "sessions/")
-			say("throughput %d MiB × c%d run %d: operator %.0f MB/s, direct %.0f MB/s (SHA-256) / %.0f MB/s (unsigned), tusd %.0f MB/s, direct mode %.0f MB/s, presigned %.0f MB/s; CPU s through the operator %+v, direct %+v, tusd %+v, direct mode %+v",
-				cfg.partMiB, cfg.conc, r+1, run.OperatorMBs[r], run.DirectMBs[r], run.DirectUnsignedMBs[r], run.TusdMBs[r], run.DirectModeMBs[r], run.PresignedMBs[r],
+			say("throughput %d MiB × c%d run %d: operator %.0f MB/s (plain HTTP %.0f MB/s, operator CPU %.2f s), direct %.0f MB/s (SHA-256) / %.0f MB/s (unsigned), tusd %.0f MB/s, direct mode %.0f MB/s, presigned %.0f MB/s; CPU s through the operator %+v, direct %+v, tusd %+v, direct mode %+v",
+				cfg.partMiB, cfg.conc, r+1, run.OperatorMBs[r], run.PlainMBs[r], run.PlainCPU[r].Operator, run.DirectMBs[r], run.DirectUnsignedMBs[r], run.TusdMBs[r], run.DirectModeMBs[r], run.PresignedMBs[r],
 				run.OperatorCPU[r], run.DirectCPU[r], run.TusdCPU[r], run.DirectModeCPU[r])
 		}
 		_ = peer.proc.Stop(10 * time.Second)
+		plain.stop()
+		if file != "" {
+			_ = os.Remove(file)
+		}
 		run.PeakRSS = m.peakRSS()
 		run.Waited = metricSum(m.metrics, "mocupload_part_buffer_waits_total ")
 		run.Spilled = metricSum(m.metrics, "mocupload_part_buffer_spills_total ")
@@ -543,6 +653,11 @@ type latency struct {
 	TotalMs     []float64
 	S3Ms, TxMs  []float64
 	Files, Part int
+	// SHA256: each file declared its SHA-256, which finalize checks by
+	// reading the object back; OperatorCPU is the operator's CPU seconds
+	// over each finalize call.
+	SHA256      bool
+	OperatorCPU []float64
 }
 
 // finalizeLatency: 20 files × 3 parts, and 1 file × 200 parts (5 MiB parts),
@@ -558,22 +673,34 @@ func (b *bench) finalizeLatency(res *results) error {
 	cases := []struct {
 		name         string
 		files, parts int
-	}{{"20 files × 3 parts", 20, 3}, {"1 file × 200 parts", 1, 200}}
+		sha          bool
+	}{{"20 files × 3 parts", 20, 3, false}, {"1 file × 200 parts", 1, 200, false}, {"1 file × 200 parts, SHA-256 declared", 1, 200, true}}
 	if *quick {
-		cases[1].parts = 20
+		cases[1].parts, cases[2].parts = 20, 20
 		runs = 2
 	}
 	data := make([]byte, part)
 	_, _ = rand.Read(data)
 	sum := crc32Header(data)
 	for _, cs := range cases {
-		l := latency{Name: cs.name, Files: cs.files, Part: cs.parts}
-		for r := 0; r < runs; r++ {
-			sizes := make([]int64, cs.files)
-			for i := range sizes {
-				sizes[i] = int64(cs.parts) * part
+		l := latency{Name: cs.name, Files: cs.files, Part: cs.parts, SHA256: cs.sha}
+		fileSHA := ""
+		if cs.sha {
+			h := sha256.New()
+			for range cs.parts {
+				h.Write(data)
 			}
-			c, err := b.createSession(m.url, sizes, part)
+			fileSHA = hex.EncodeToString(h.Sum(nil))
+		}
+		for r := 0; r < runs; r++ {
+			files := make([]map[string]any, cs.files)
+			for i := range files {
+				files[i] = map[string]any{"name": fmt.Sprintf("f%d.pdf", i), "contentType": "application/pdf", "sizeBytes": int64(cs.parts) * part}
+				if fileSHA != "" {
+					files[i]["checksum"] = map[string]any{"sha256": fileSHA}
+				}
+			}
+			c, err := b.createSessionOf(m.url, files, part)
 			if err != nil {
 				return err
 			}
@@ -592,8 +719,11 @@ func (b *bench) finalizeLatency(res *results) error {
 				return err
 			}
 			body := fmt.Sprintf(`{"uploadSessionId":%q,"title":"bench %s"}`, c.SessionID, uuid.NewString())
+			cpu0 := b.cpuNow(m)
 			start := time.Now()
-			if _, err := b.call("POST", m.url+"/api/mocs/uploads/finalize", strings.NewReader(body), int64(len(body)), nil); err != nil {
+			_, err = b.call("POST", m.url+"/api/mocs/uploads/finalize", strings.NewReader(body), int64(len(body)), nil)
+			l.OperatorCPU = append(l.OperatorCPU, b.cpuNow(m).sub(cpu0).Operator)
+			if err != nil {
 				return err
 			}
 			l.TotalMs = append(l.TotalMs, float64(time.Since(start).Microseconds())/1000)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -28,6 +29,24 @@ var httpClient = &http.Client{Transport: func() *http.Transport {
 	t.MaxIdleConns, t.MaxIdleConnsPerHost = 512, 256
 	return t
 }()}
+
+// trustBenchCA makes httpClient verify the servers' certificates against the
+// benchmark's own CA.
+func trustBenchCA(caFile string) error {
+	c, err := localenv.ClientTrusting(caFile)
+	if err != nil {
+		return err
+	}
+	t := httpClient.Transport.(*http.Transport)
+	t.TLSClientConfig = c.Transport.(*http.Transport).TLSClientConfig
+	if os.Getenv("BENCH_HTTP2") != "true" {
+		// HTTP/1.1, as pkg/client speaks to the upload API: a connection per
+		// part in flight (see docs/benchmarks.md for what HTTP/2 costs).
+		t.ForceAttemptHTTP2 = false
+		t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	return nil
+}
 
 // crc32Header is the base64 CRC32 a client sends with a part
 // (x-amz-checksum-crc32): S3 verifies it, and it lets the operator sign its
@@ -101,12 +120,14 @@ func (b *bench) startTusd(partSize int64) (*tusd, error) {
 	}
 	p, err := localenv.StartProcess(bin, env, log, "-host", host, "-port", port, "-s3-bucket", b.st.S3.Bucket,
 		"-s3-endpoint", b.st.S3.Endpoint, "-s3-object-prefix", "bench-tusd/", "-s3-part-size", strconv.FormatInt(partSize, 10),
-		"-s3-disable-content-hashes", "-s3-disable-ssl", "-verbose=false", "-show-greeting=false")
+		"-s3-disable-content-hashes", "-s3-disable-ssl", "-verbose=false", "-show-greeting=false",
+		// Served over TLS like the operator: both pay for it.
+		"-tls-certificate", b.tls.CertFile, "-tls-key", b.tls.KeyFile)
 	if err != nil {
 		return nil, err
 	}
-	t := &tusd{proc: p, url: "http://" + addr + "/files/"}
-	if err := p.WaitHTTP(b.ctx, "http://"+addr+"/metrics", time.Minute); err != nil {
+	t := &tusd{proc: p, url: "https://" + addr + "/files/"}
+	if err := p.WaitHTTPWith(b.ctx, httpClient, "https://"+addr+"/metrics", time.Minute); err != nil {
 		p.Kill()
 		return nil, fmt.Errorf("tusd did not start: %w", err)
 	}

@@ -37,6 +37,7 @@ const (
 	exitSlug        = 3
 	exitIncomplete  = 4
 	exitExpired     = 5
+	exitDiffers     = 6
 	exitInterrupted = 130
 )
 
@@ -60,13 +61,16 @@ commands:
   resume SESSION_ID FILE... [--title TITLE]   send the missing parts (and finalize with --title)
   status SESSION_ID                           what the server has received
   finalize SESSION_ID --title TITLE [--description D] [--slug auto|prompt]
+  verify SESSION_ID FILE...                   compare local files with the session's checksums
+                                              (once finalized: those verified and kept in the catalog)
 
 The API URL comes from --api or UPLOAD_API (https://… is verified against the system's
 CAs, or --ca-file / UPLOAD_API_CA_FILE; plain http:// only to loopback unless
 --insecure-http); the token from --token, MOCUPLOAD_TOKEN,
 DEV_USER_TOKEN (make dev), or --service-account NS/NAME (a token requested through
 the current kubeconfig for --audience, UPLOAD_TOKEN_AUDIENCE or uploads.mocs.dev).
-exit codes: 0 done, 1 usage, 2 API error, 3 slug conflict, 4 parts missing, 5 expired, 130 interrupted
+exit codes: 0 done, 1 usage, 2 API error, 3 slug conflict, 4 parts missing, 5 expired,
+6 a file is not the one declared (verify, resume, finalize), 130 interrupted
 `)
 }
 
@@ -118,6 +122,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return o.status(ctx, c, cmdArgs)
 	case "finalize":
 		return o.finalize(ctx, c, cmdArgs)
+	case "verify":
+		return o.verify(ctx, c, cmdArgs)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return exitOK
@@ -220,13 +226,13 @@ func (o *options) upload(ctx context.Context, c *client.Client, args []string) i
 		fmt.Fprintln(o.stderr, "mocupload upload: --title and at least one FILE are required")
 		return exitUsage
 	}
-	specs, err := client.SpecsFor(files)
+	if *direct {
+		c.Transfer = "direct"
+	}
+	specs, err := c.Specs(files) // with each file's CRC64NVME, verified at finalize
 	if err != nil {
 		fmt.Fprintln(o.stderr, "mocupload:", err)
 		return exitUsage
-	}
-	if *direct {
-		c.Transfer = "direct"
 	}
 	s, err := c.CreateSession(ctx, specs, *partSize)
 	if err != nil {
@@ -291,6 +297,65 @@ func (o *options) status(ctx context.Context, c *client.Client, args []string) i
 		fmt.Fprintf(o.stdout, "  %s  %s/%s  %d/%d parts  (file id %s)\n", f.Name, units.Bytes(got, " "), units.Bytes(f.SizeBytes, " "), len(f.Parts), f.PartCount, f.FileID)
 	}
 	return exitOK
+}
+
+// verify compares local files with what the session declared or, once
+// finalized, what finalize verified and the catalog keeps: CRC64NVME, and
+// SHA-256 where declared.
+func (o *options) verify(ctx context.Context, c *client.Client, args []string) int {
+	if len(args) < 2 {
+		fmt.Fprintln(o.stderr, "mocupload verify: SESSION_ID and the session's FILEs, in order, are required")
+		return exitUsage
+	}
+	s, err := c.GetSession(ctx, args[0])
+	if err != nil {
+		return o.fail(err, args[0], nil)
+	}
+	files := args[1:]
+	if len(files) != len(s.Files) {
+		fmt.Fprintf(o.stderr, "mocupload verify: the session has %d file(s), %d given\n", len(s.Files), len(files))
+		return exitUsage
+	}
+	type verdict struct {
+		File, Name, Result string
+		Expected, Actual   client.Checksum
+	}
+	var out []verdict
+	code := exitOK
+	for i, f := range s.Files {
+		v := verdict{File: files[i], Name: f.Name, Result: "same"}
+		if f.Checksum == nil {
+			v.Result = "unknown (the session keeps no checksum of it)"
+			out = append(out, v)
+			continue
+		}
+		v.Expected = *f.Checksum
+		got, err := client.LocalChecksum(files[i], f.Checksum.SHA256 != "")
+		if err != nil {
+			fmt.Fprintln(o.stderr, "mocupload:", err)
+			return exitUsage
+		}
+		v.Actual = got
+		if (f.Checksum.CRC64NVME != "" && got.CRC64NVME != f.Checksum.CRC64NVME) || (f.Checksum.SHA256 != "" && got.SHA256 != f.Checksum.SHA256) {
+			v.Result, code = "DIFFERENT", exitDiffers
+		}
+		out = append(out, v)
+	}
+	if o.output == "json" {
+		_ = json.NewEncoder(o.stdout).Encode(map[string]any{"sessionId": s.SessionID, "status": s.Status, "files": out})
+		return code
+	}
+	for _, v := range out {
+		fmt.Fprintf(o.stdout, "%s  %s (%s)", v.Result, v.File, v.Name)
+		if v.Result == "DIFFERENT" {
+			fmt.Fprintf(o.stdout, ": crc64nvme %s, expected %s", v.Actual.CRC64NVME, v.Expected.CRC64NVME)
+			if v.Expected.SHA256 != "" {
+				fmt.Fprintf(o.stdout, "; sha256 %s, expected %s", v.Actual.SHA256, v.Expected.SHA256)
+			}
+		}
+		fmt.Fprintln(o.stdout)
+	}
+	return code
 }
 
 func (o *options) finalize(ctx context.Context, c *client.Client, args []string) int {
@@ -358,6 +423,8 @@ func (o *options) fail(err error, sessionID string, files []string) int {
 		code = exitIncomplete
 	case errors.As(err, &ae) && ae.Code == "SESSION_EXPIRED":
 		code = exitExpired
+	case errors.As(err, &ae) && ae.Code == "CHECKSUM_MISMATCH", errors.Is(err, client.ErrFileChanged):
+		code = exitDiffers
 	case !errors.As(err, &ae):
 		code = exitUsage
 		if sessionID != "" {

@@ -34,7 +34,7 @@ var (
 		Name: "mocupload_s3_exhaustions_total", Help: "S3 calls that failed after every attempt."}, []string{"operation"})
 	// Finalizes counts finalize outcomes.
 	Finalizes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "mocupload_finalize_total", Help: "Finalize outcomes (created, replayed, in_progress, incomplete, slug_conflict, s3_unavailable, expired, error)."},
+		Name: "mocupload_finalize_total", Help: "Finalize outcomes (created, replayed, in_progress, incomplete, checksum_mismatch, slug_conflict, s3_unavailable, expired, not_found, error)."},
 		[]string{"result"})
 	// StaleLockRecoveries counts finalize locks taken over after going stale.
 	StaleLockRecoveries = prometheus.NewCounter(prometheus.CounterOpts{

@@ -49,7 +49,7 @@ func (s *Store) UploadPart(ctx context.Context, key, uploadID string, n int32, b
 			o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 		})
 	}
-	out, err := s.Client.UploadPart(ctx, in, opts...)
+	out, err := s.Client.UploadPart(withWireBody(ctx, body), in, opts...)
 	if err != nil {
 		return "", fmt.Errorf("upload part %d of %s: %w", n, key, err)
 	}
@@ -76,6 +76,9 @@ type PartInfo struct {
 	PartNumber int32
 	ETag       string
 	Size       int64
+	// CRC64NVME is the part's CRC64NVME (base64) in an upload created by
+	// CreateCheckedMultipartUpload ("" in others).
+	CRC64NVME string
 }
 
 // ListParts lists the parts S3 holds for an upload: the truth at finalize
@@ -90,7 +93,8 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]PartInfo
 			return nil, fmt.Errorf("list parts of %s: %w", key, err)
 		}
 		for _, p := range page.Parts {
-			out = append(out, PartInfo{PartNumber: aws.ToInt32(p.PartNumber), ETag: aws.ToString(p.ETag), Size: aws.ToInt64(p.Size)})
+			out = append(out, PartInfo{PartNumber: aws.ToInt32(p.PartNumber), ETag: aws.ToString(p.ETag), Size: aws.ToInt64(p.Size),
+				CRC64NVME: aws.ToString(p.ChecksumCRC64NVME)})
 		}
 		if !aws.ToBool(page.IsTruncated) {
 			break
@@ -124,22 +128,32 @@ func (s *Store) listPartsPage(ctx context.Context, in *s3.ListPartsInput) (*s3.L
 	return s.Client.ListParts(ctx, in)
 }
 
-// CompleteMultipartUpload assembles the object from parts and returns its ETag.
-func (s *Store) CompleteMultipartUpload(ctx context.Context, key, uploadID string, parts []PartInfo) (string, error) {
+// CompleteMultipartUpload assembles the object from parts and returns its ETag
+// and, for an upload created by CreateCheckedMultipartUpload, its CRC64NVME.
+// Such an upload needs each part's CRC64NVME (as ListParts gave it), and S3
+// then checks the whole file's against crc64nvme (base64) when it is given.
+func (s *Store) CompleteMultipartUpload(ctx context.Context, key, uploadID string, parts []PartInfo, crc64nvme string) (string, string, error) {
 	ctx, cancel := s.bound(ctx, 10)
 	defer cancel()
 	cp := make([]types.CompletedPart, len(parts))
 	for i, p := range parts {
 		cp[i] = types.CompletedPart{PartNumber: aws.Int32(p.PartNumber), ETag: aws.String(p.ETag)}
+		if p.CRC64NVME != "" {
+			cp[i].ChecksumCRC64NVME = aws.String(p.CRC64NVME)
+		}
 	}
-	out, err := s.Client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	in := &s3.CompleteMultipartUploadInput{
 		Bucket: &s.Bucket, Key: &key, UploadId: &uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: cp},
-	})
-	if err != nil {
-		return "", fmt.Errorf("complete multipart upload %s: %w", key, err)
 	}
-	return aws.ToString(out.ETag), nil
+	if crc64nvme != "" {
+		in.ChecksumCRC64NVME, in.ChecksumType = aws.String(crc64nvme), types.ChecksumTypeFullObject
+	}
+	out, err := s.Client.CompleteMultipartUpload(ctx, in)
+	if err != nil {
+		return "", "", fmt.Errorf("complete multipart upload %s: %w", key, err)
+	}
+	return aws.ToString(out.ETag), aws.ToString(out.ChecksumCRC64NVME), nil
 }
 
 // Object is what HeadObject tells of an object.
@@ -148,13 +162,15 @@ type Object struct {
 	Size               int64
 	ContentType        string
 	ContentDisposition string
+	// CRC64NVME is the object's full-object CRC64NVME, when S3 keeps one.
+	CRC64NVME string
 }
 
 // HeadObject reads an object's ETag and size; ok is false when it does not exist.
 func (s *Store) HeadObject(ctx context.Context, key string) (Object, bool, error) {
 	ctx, cancel := s.bound(ctx, 1)
 	defer cancel()
-	out, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.Bucket, Key: &key})
+	out, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.Bucket, Key: &key, ChecksumMode: types.ChecksumModeEnabled})
 	if err != nil {
 		var nf *types.NotFound
 		var nsk *types.NoSuchKey
@@ -164,7 +180,8 @@ func (s *Store) HeadObject(ctx context.Context, key string) (Object, bool, error
 		return Object{}, false, fmt.Errorf("head object %s: %w", key, err)
 	}
 	return Object{ETag: aws.ToString(out.ETag), Size: aws.ToInt64(out.ContentLength),
-		ContentType: aws.ToString(out.ContentType), ContentDisposition: aws.ToString(out.ContentDisposition)}, true, nil
+		ContentType: aws.ToString(out.ContentType), ContentDisposition: aws.ToString(out.ContentDisposition),
+		CRC64NVME: aws.ToString(out.ChecksumCRC64NVME)}, true, nil
 }
 
 // GetObject opens an object for reading (tests and tools check bytes with it).

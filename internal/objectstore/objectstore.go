@@ -104,10 +104,14 @@ func New(o Options) *Store {
 	}).WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConnsPerHost = 256
 		t.ResponseHeaderTimeout = 0 // bounded by each call's context instead
+		if t.DialContext != nil {
+			t.DialContext = wireDial(t.DialContext)
+		}
 	})
 	if o.HTTPClient != nil {
 		httpClient = o.HTTPClient
 	}
+	httpClient = wireClient{next: httpClient}
 	cfg := aws.Config{
 		Region:     o.Region,
 		HTTPClient: httpClient,
@@ -208,11 +212,26 @@ func (s *Store) HeadBucket(ctx context.Context) error {
 // CreateMultipartUpload starts a multipart upload and returns its id; the
 // object will carry contentType and contentDisposition.
 func (s *Store) CreateMultipartUpload(ctx context.Context, key, contentType, contentDisposition string) (string, error) {
+	return s.createMultipartUpload(ctx, key, contentType, contentDisposition, false)
+}
+
+// CreateCheckedMultipartUpload is CreateMultipartUpload for an object S3
+// keeps a full-object CRC64NVME of: it computes each part's (or checks the one
+// sent with it, which must then be a CRC64NVME), and at completion checks the
+// whole file's against the value given (CompleteMultipartUpload's crc64nvme).
+func (s *Store) CreateCheckedMultipartUpload(ctx context.Context, key, contentType, contentDisposition string) (string, error) {
+	return s.createMultipartUpload(ctx, key, contentType, contentDisposition, true)
+}
+
+func (s *Store) createMultipartUpload(ctx context.Context, key, contentType, contentDisposition string, checked bool) (string, error) {
 	ctx, cancel := s.bound(ctx, 1)
 	defer cancel()
 	in := &s3.CreateMultipartUploadInput{Bucket: &s.Bucket, Key: &key, ContentType: &contentType}
 	if contentDisposition != "" {
 		in.ContentDisposition = &contentDisposition
+	}
+	if checked {
+		in.ChecksumAlgorithm, in.ChecksumType = types.ChecksumAlgorithmCrc64nvme, types.ChecksumTypeFullObject
 	}
 	out, err := s.Client.CreateMultipartUpload(ctx, in)
 	if err != nil {

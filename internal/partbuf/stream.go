@@ -128,6 +128,79 @@ func (s *streamBuffer) Read(p []byte) (int, error) {
 	return 0, io.ErrUnexpectedEOF
 }
 
+// WireReader reads the part from its start for one attempt to send it, with
+// a position of its own (an earlier attempt the transport is still writing
+// out cannot move it), and can write the slab straight to a connection
+// (WriteTo: no copy through a 32 KiB buffer, one write per run of arrived
+// bytes). Once the stream is closed it reads nothing more: the slab may hold
+// another part by then.
+func (s *streamBuffer) WireReader() io.Reader { return &wireReader{s: s} }
+
+var errStreamClosed = errors.New("partbuf: the part's stream is closed")
+
+type wireReader struct {
+	s   *streamBuffer
+	off int64
+}
+
+// next waits for bytes past the reader's position and returns at most limit of
+// them (nil at the end).
+func (r *wireReader) next(limit int64) ([]byte, error) {
+	s := r.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for r.off >= s.arrived && s.arrived < s.size && s.err == nil && !s.isDone() && !s.closed {
+		s.cond.Wait()
+	}
+	switch {
+	case s.closed:
+		return nil, errStreamClosed
+	case r.off < s.arrived:
+		end := min(s.arrived, r.off+limit)
+		return (*s.slab)[r.off:end], nil
+	case r.off >= s.size:
+		return nil, io.EOF
+	case s.err != nil:
+		return nil, s.err
+	}
+	return nil, io.ErrUnexpectedEOF
+}
+
+func (r *wireReader) Read(p []byte) (int, error) {
+	b, err := r.next(int64(len(p)))
+	n := copy(p, b)
+	r.off += int64(n)
+	return n, err
+}
+
+// WriteTo writes what has arrived in runs of up to wireRun bytes, each
+// straight from the slab.
+func (r *wireReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		b, err := r.next(wireRun)
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		n, err := w.Write(b)
+		r.off += int64(n)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// Remaining is how many bytes the reader has yet to give.
+func (r *wireReader) Remaining() int64 { return r.s.size - r.off }
+
+// wireRun bounds one write from the slab, so a closed stream is noticed
+// between writes.
+const wireRun = 4 << 20
+
 func (s *streamBuffer) isDone() bool {
 	select {
 	case <-s.done:
@@ -168,6 +241,7 @@ func (s *streamBuffer) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.cond.Broadcast()
 	s.pool.putSlab(s.slab)
 	s.pool.releaseMem(s.owner, s.class)
 	return nil

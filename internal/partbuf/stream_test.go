@@ -125,3 +125,47 @@ func TestStreamWithoutMemorySpillsTheWholePart(t *testing.T) {
 		t.Fatalf("read back %d bytes: %v", len(got), err)
 	}
 }
+
+// Each wire reader (one per attempt to send the part) starts at the part's
+// start whatever the others and the stream's own position did, writes the
+// bytes straight from the slab as they arrive, and reads nothing once the
+// stream is closed (its slab may hold another part by then).
+func TestWireReadersAreIndependentAndEndAtClose(t *testing.T) {
+	t.Parallel()
+	p := New(16<<20, t.TempDir())
+	data := make([]byte, 5<<20)
+	_, _ = rand.Read(data)
+	pr, pw := io.Pipe()
+	st, err := p.Stream(context.Background(), pr, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := st.(interface{ WireReader() io.Reader })
+	first := s.WireReader()
+	go func() {
+		for off := 0; off < len(data); off += 256 << 10 {
+			_, _ = pw.Write(data[off : off+256<<10])
+		}
+		_ = pw.Close()
+	}()
+	head := make([]byte, 1<<20)
+	if _, err := io.ReadFull(first, head); err != nil || !bytes.Equal(head, data[:1<<20]) {
+		t.Fatalf("the first attempt's first MiB: %v", err)
+	}
+	second := s.WireReader() // a retry: from the start again
+	var out bytes.Buffer
+	n, err := second.(io.WriterTo).WriteTo(&out)
+	if err != nil || n != int64(len(data)) || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("the second attempt wrote %d bytes (%v), want the %d of the part", n, err, len(data))
+	}
+	if rest, err := io.ReadAll(first); err != nil || !bytes.Equal(rest, data[1<<20:]) {
+		t.Fatalf("the first attempt went on from the second's position: %d bytes, %v", len(rest), err)
+	}
+	late := s.WireReader()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := late.Read(make([]byte, 10)); n != 0 || !errors.Is(err, errStreamClosed) {
+		t.Fatalf("a read after Close: %d bytes, %v; want none and errStreamClosed", n, err)
+	}
+}

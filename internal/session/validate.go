@@ -3,10 +3,13 @@ package session
 import (
 	"fmt"
 	"mime"
+	"regexp"
 	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mocs-dev/upload-operator/internal/checksum"
 )
 
 // File is one file of a session request.
@@ -14,6 +17,17 @@ type File struct {
 	Name        string `json:"name"`
 	ContentType string `json:"contentType"`
 	SizeBytes   int64  `json:"sizeBytes"`
+	// Checksum is the whole file's, declared by the client and verified at
+	// finalize (nil: none declared).
+	Checksum *FileChecksum `json:"checksum,omitempty"`
+}
+
+// FileChecksum is a file's declared whole-file checksum: CRC64NVME as S3
+// writes it (base64 of 8 big-endian bytes) and/or SHA-256 (64 hex digits,
+// kept in lower case).
+type FileChecksum struct {
+	CRC64NVME string `json:"crc64nvme,omitempty"`
+	SHA256    string `json:"sha256,omitempty"`
 }
 
 // Limits are the configurable validation rules.
@@ -96,6 +110,16 @@ func ValidateFiles(files []File, lim Limits) []FieldError {
 			errs = append(errs, FieldError{Field: p + ".contentType",
 				Message: fmt.Sprintf("content type %q is not allowed (allowed: %s)", f.ContentType, strings.Join(lim.AllowedContentTypes, ", "))})
 		}
+		if f.Checksum != nil {
+			if f.Checksum.CRC64NVME != "" {
+				if _, err := checksum.DecodeCRC64(f.Checksum.CRC64NVME); err != nil {
+					errs = append(errs, FieldError{Field: p + ".checksum.crc64nvme", Message: "must be the base64 of 8 bytes (a CRC64NVME, as S3 writes it)"})
+				}
+			}
+			if f.Checksum.SHA256 != "" && !sha256Hex.MatchString(f.Checksum.SHA256) {
+				errs = append(errs, FieldError{Field: p + ".checksum.sha256", Message: "must be 64 hexadecimal digits (a SHA-256)"})
+			}
+		}
 		switch {
 		case f.SizeBytes <= 0:
 			errs = append(errs, FieldError{Field: p + ".sizeBytes", Message: "must be greater than 0"})
@@ -104,6 +128,21 @@ func ValidateFiles(files []File, lim Limits) []FieldError {
 		}
 	}
 	return errs
+}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+// NormalizeChecksum is c as stored and echoed: the SHA-256 in lower case; nil
+// when nothing is declared.
+func NormalizeChecksum(c *FileChecksum) *FileChecksum {
+	if c == nil || (c.CRC64NVME == "" && c.SHA256 == "") {
+		return nil
+	}
+	out := &FileChecksum{CRC64NVME: c.CRC64NVME, SHA256: strings.ToLower(c.SHA256)}
+	if crc, err := checksum.DecodeCRC64(c.CRC64NVME); err == nil {
+		out.CRC64NVME = checksum.EncodeCRC64(crc) // one spelling of the 8 bytes
+	}
+	return out
 }
 
 // checkName keeps names safe as the last element of an S3 key and in a

@@ -31,6 +31,9 @@ type MOCFile struct {
 	S3Key       string
 	SizeBytes   int64
 	ETag        string
+	// ChecksumCRC64NVME (base64; "" for an upload S3 kept no checksum of) and
+	// ChecksumSHA256 (hex; only when declared) were verified at finalize.
+	ChecksumCRC64NVME, ChecksumSHA256 string
 }
 
 // Lock is the outcome of trying to take a session's finalize lock.
@@ -138,11 +141,13 @@ func (s *Store) FinalizeRequest(ctx context.Context, id uuid.UUID) (title, descr
 	return title, description, err
 }
 
-// SetCompletedETag records that S3 completed a file's multipart upload.
-func (s *Store) SetCompletedETag(ctx context.Context, fileID uuid.UUID, etag string) error {
+// SetCompletedETag records that S3 completed a file's multipart upload, with
+// the object's CRC64NVME ("" when S3 keeps none).
+func (s *Store) SetCompletedETag(ctx context.Context, fileID uuid.UUID, etag, crc64nvme string) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	_, err := s.Pool.Exec(ctx, `UPDATE upload_files SET completed_etag = $2 WHERE id = $1`, fileID, etag)
+	_, err := s.Pool.Exec(ctx, `UPDATE upload_files SET completed_etag = $2, completed_crc64nvme = $3 WHERE id = $1`,
+		fileID, etag, nullable(crc64nvme))
 	if err != nil {
 		return fmt.Errorf("record completion of file %s: %w", fileID, err)
 	}
@@ -237,15 +242,17 @@ func (s *Store) CommitMOC(ctx context.Context, moc MOC, token uuid.UUID, hook Tx
 		ids, fileIDs := make([]uuid.UUID, n), make([]uuid.UUID, n)
 		names, types, keys, etags := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		sizes := make([]int64, n)
+		crcs, shas := make([]*string, n), make([]*string, n)
 		for i, f := range moc.Files {
 			ids[i], fileIDs[i], names[i], types[i], keys[i], sizes[i], etags[i] = f.ID, f.FileID, f.Name, f.ContentType, f.S3Key, f.SizeBytes, f.ETag
+			crcs[i], shas[i] = optional(f.ChecksumCRC64NVME), optional(f.ChecksumSHA256)
 		}
 		if _, err := tx.Exec(ctx, `
-			INSERT INTO moc_files (id, moc_id, file_id, name, content_type, s3_key, size_bytes, etag)
-			SELECT u.id, $1, u.file_id, u.name, u.content_type, u.s3_key, u.size_bytes, u.etag
-			FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[])
-			  AS u(id, file_id, name, content_type, s3_key, size_bytes, etag)`,
-			moc.ID, ids, fileIDs, names, types, keys, sizes, etags); err != nil {
+			INSERT INTO moc_files (id, moc_id, file_id, name, content_type, s3_key, size_bytes, etag, checksum_crc64nvme, checksum_sha256)
+			SELECT u.id, $1, u.file_id, u.name, u.content_type, u.s3_key, u.size_bytes, u.etag, u.crc, u.sha
+			FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[])
+			  AS u(id, file_id, name, content_type, s3_key, size_bytes, etag, crc, sha)`,
+			moc.ID, ids, fileIDs, names, types, keys, sizes, etags, crcs, shas); err != nil {
 			return classifyInsert("moc_files", err)
 		}
 		tag, err := tx.Exec(ctx, `
@@ -299,7 +306,8 @@ func (s *Store) MOCBySession(ctx context.Context, sessionID uuid.UUID) (MOC, err
 		return m, fmt.Errorf("read MOC of session %s: %w", sessionID, err)
 	}
 	rows, err := s.Pool.Query(ctx, `
-		SELECT f.id, f.file_id, f.name, f.content_type, f.s3_key, f.size_bytes, f.etag
+		SELECT f.id, f.file_id, f.name, f.content_type, f.s3_key, f.size_bytes, f.etag,
+		  coalesce(f.checksum_crc64nvme, ''), coalesce(f.checksum_sha256, '')
 		FROM moc_files f LEFT JOIN upload_files u ON u.id = f.file_id
 		WHERE f.moc_id = $1 ORDER BY u.ordinal NULLS LAST, f.name`, m.ID)
 	if err != nil {
@@ -307,8 +315,30 @@ func (s *Store) MOCBySession(ctx context.Context, sessionID uuid.UUID) (MOC, err
 	}
 	m.Files, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (MOCFile, error) {
 		var f MOCFile
-		err := r.Scan(&f.ID, &f.FileID, &f.Name, &f.ContentType, &f.S3Key, &f.SizeBytes, &f.ETag)
+		err := r.Scan(&f.ID, &f.FileID, &f.Name, &f.ContentType, &f.S3Key, &f.SizeBytes, &f.ETag, &f.ChecksumCRC64NVME, &f.ChecksumSHA256)
 		return f, err
 	})
 	return m, err
+}
+
+// ResetFileUpload starts a file over with the new S3 upload uploadID: no
+// completion recorded, no parts, no PUTs registered. Finalize does it, under
+// its lock, when the completed object is not the file declared.
+func (s *Store) ResetFileUpload(ctx context.Context, fileID uuid.UUID, uploadID string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM part_writes WHERE file_id = $1`, fileID); err != nil {
+			return fmt.Errorf("reset part_writes of %s: %w", fileID, err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM upload_parts WHERE file_id = $1`, fileID); err != nil {
+			return fmt.Errorf("reset upload_parts of %s: %w", fileID, err)
+		}
+		_, err := tx.Exec(ctx, `UPDATE upload_files SET s3_upload_id = $2, completed_etag = NULL, completed_crc64nvme = NULL
+			WHERE id = $1`, fileID, uploadID)
+		if err != nil {
+			return fmt.Errorf("reset upload_files %s: %w", fileID, err)
+		}
+		return nil
+	})
 }

@@ -100,6 +100,12 @@ type File struct {
 	// SlotsPerPart is how many S3 part numbers each part may use
 	// (session.SlotsPerPart; 1 for direct sessions and older files).
 	SlotsPerPart int
+	// DeclaredCRC64NVME (base64) and DeclaredSHA256 (lowercase hex) are the
+	// whole-file checksums the client declared ("" when it did not).
+	DeclaredCRC64NVME, DeclaredSHA256 string
+	// CompletedCRC64NVME is the completed object's CRC64NVME (base64), set
+	// with CompletedETag ("" for an upload S3 keeps no checksum of).
+	CompletedCRC64NVME string
 }
 
 // Session statuses as stored (the phase in lower case, and deleting).
@@ -155,14 +161,16 @@ func (s *Store) EnsureSession(ctx context.Context, sess Session, files []File, m
 		}
 		for _, f := range files {
 			_, err := tx.Exec(ctx, `
-				INSERT INTO upload_files (id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key, slots_per_part)
-				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $13
+				INSERT INTO upload_files (id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key, slots_per_part,
+				  declared_crc64nvme, declared_sha256)
+				SELECT $1, $2, $3, $4, $5, $6, $7, $8, $13, $14, $15
 				WHERE EXISTS (SELECT 1 FROM upload_sessions WHERE id = $2 AND status = 'pending'
 				  AND user_id = $9 AND k8s_namespace IS NOT DISTINCT FROM $10 AND k8s_name IS NOT DISTINCT FROM $11
 				  AND k8s_uid IS NOT DISTINCT FROM $12)
 				ON CONFLICT (id) DO NOTHING`,
 				f.ID, sess.ID, f.Ordinal, f.Name, f.ContentType, f.SizeBytes, f.PartCount, f.S3Key,
-				sess.UserID, nullable(sess.Namespace), nullable(sess.Name), nullable(sess.UID), max(f.SlotsPerPart, 1))
+				sess.UserID, nullable(sess.Namespace), nullable(sess.Name), nullable(sess.UID), max(f.SlotsPerPart, 1),
+				nullable(f.DeclaredCRC64NVME), nullable(f.DeclaredSHA256))
 			if err != nil {
 				return fmt.Errorf("insert upload_files %s: %w", f.ID, err)
 			}
@@ -239,12 +247,13 @@ func (s *Store) GetSession(ctx context.Context, id uuid.UUID) (Session, error) {
 }
 
 const fileCols = `id, session_id, ordinal, name, content_type, size_bytes, part_count, s3_key,
-	coalesce(s3_upload_id, ''), coalesce(completed_etag, ''), slots_per_part`
+	coalesce(s3_upload_id, ''), coalesce(completed_etag, ''), slots_per_part,
+	coalesce(declared_crc64nvme, ''), coalesce(declared_sha256, ''), coalesce(completed_crc64nvme, '')`
 
 func scanFile(row pgx.Row) (File, error) {
 	var f File
 	err := row.Scan(&f.ID, &f.SessionID, &f.Ordinal, &f.Name, &f.ContentType, &f.SizeBytes, &f.PartCount,
-		&f.S3Key, &f.S3UploadID, &f.CompletedETag, &f.SlotsPerPart)
+		&f.S3Key, &f.S3UploadID, &f.CompletedETag, &f.SlotsPerPart, &f.DeclaredCRC64NVME, &f.DeclaredSHA256, &f.CompletedCRC64NVME)
 	return f, err
 }
 
@@ -499,6 +508,14 @@ func nullable(s string) any {
 		return nil
 	}
 	return s
+}
+
+// optional is nullable for an array element.
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // DeleteClaimedSession removes a session a delete claimed, with its files and

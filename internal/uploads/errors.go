@@ -88,3 +88,18 @@ type PartBusyError struct {
 func (e *PartBusyError) Error() string {
 	return fmt.Sprintf("%d PUTs of this part are in flight already; retry after %s", e.InFlight, e.RetryAfter)
 }
+
+// ChecksumMismatchError: a file's bytes do not match the whole-file checksum
+// declared for it. Nothing is committed and the session stays active. For a
+// CRC64NVME the parts are still open: the client re-sends the wrong ones
+// (ResendAll false). A SHA-256 can only be read from the completed object, so
+// on a mismatch the file starts over with an empty upload and every part of
+// it must be sent again (ResendAll true).
+type ChecksumMismatchError struct {
+	FileID, Algorithm, Expected, Actual string
+	ResendAll                           bool
+}
+
+func (e *ChecksumMismatchError) Error() string {
+	return fmt.Sprintf("file %s: its %s is %s, not the %s declared", e.FileID, e.Algorithm, e.Actual, e.Expected)
+}

@@ -3,15 +3,21 @@ package uploads
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/mocs-dev/upload-operator/internal/checksum"
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/logging"
 	"github.com/mocs-dev/upload-operator/internal/metrics"
@@ -220,6 +226,9 @@ func (s *Service) finalizeLocked(l *lease, log logr.Logger, req FinalizeRequest)
 	if err != nil {
 		return store.MOC{}, timing, err
 	}
+	if err := s.verifySHA256(ctx, log, plans); err != nil {
+		return store.MOC{}, timing, err
+	}
 	timing.s3 += time.Since(completeStart)
 
 	moc := store.MOC{
@@ -230,6 +239,7 @@ func (s *Service) finalizeLocked(l *lease, log logr.Logger, req FinalizeRequest)
 		moc.Files = append(moc.Files, store.MOCFile{
 			ID: uuid.NewSHA1(p.file.ID, []byte("moc-file")), FileID: p.file.ID, Name: p.file.Name,
 			ContentType: p.file.ContentType, S3Key: p.file.S3Key, SizeBytes: p.file.SizeBytes, ETag: p.file.CompletedETag,
+			ChecksumCRC64NVME: p.file.CompletedCRC64NVME, ChecksumSHA256: p.file.DeclaredSHA256,
 		})
 	}
 	if err := failpoint.Inject("finalize/before-commit"); err != nil {
@@ -460,6 +470,9 @@ const maxCompletionAttempts = 3
 type filePlan struct {
 	file  store.File
 	parts []objectstore.PartInfo
+	// crc is the file's CRC64NVME (base64) combined from its parts' before
+	// the completion ("" when S3 keeps no part checksums, or completed).
+	crc string
 }
 
 // planCompletion reads each unfinished file's parts from S3 and checks that
@@ -555,12 +568,134 @@ func (s *Service) planCompletion(ctx context.Context, log logr.Logger, sess stor
 	if len(missing) > 0 {
 		return nil, &IncompleteError{Missing: missing}
 	}
+	for _, p := range plans {
+		if err := s.checkCRC(ctx, p); err != nil {
+			return nil, err
+		}
+	}
 	if direct {
 		if err := s.recordListed(ctx, plans); err != nil {
 			return nil, err
 		}
 	}
 	return plans, nil
+}
+
+// checkCRC combines the CRC64NVMEs S3 computed of a file's parts, in the
+// file's order, into the file's, and holds it against the declared one before
+// anything is completed: a mismatch leaves every part open for the client to
+// send again. A file completed by an earlier finalize has its CRC recorded
+// (or, from before that was recorded, read from the object).
+func (s *Service) checkCRC(ctx context.Context, p *filePlan) error {
+	f := &p.file
+	if f.CompletedETag != "" {
+		if f.CompletedCRC64NVME != "" {
+			return nil
+		}
+		obj, ok, err := s.S3.HeadObject(ctx, f.S3Key)
+		if err != nil {
+			return &S3Error{Err: err}
+		}
+		if ok && obj.CRC64NVME != "" {
+			if err := s.DB.SetCompletedETag(ctx, f.ID, f.CompletedETag, obj.CRC64NVME); err != nil {
+				return &InternalError{Err: err}
+			}
+			f.CompletedCRC64NVME = obj.CRC64NVME
+		}
+		return nil
+	}
+	var crc uint64
+	for _, part := range p.parts {
+		c, err := checksum.DecodeCRC64(part.CRC64NVME)
+		if err != nil {
+			if f.DeclaredCRC64NVME != "" {
+				return &InternalError{Err: fmt.Errorf("S3 keeps no CRC64NVME of part %d of file %s: its declared checksum cannot be verified", part.PartNumber, f.ID)}
+			}
+			return nil // an upload S3 keeps no checksums of
+		}
+		crc = checksum.CombineCRC64NVME(crc, c, part.Size)
+	}
+	p.crc = checksum.EncodeCRC64(crc)
+	if f.DeclaredCRC64NVME != "" && f.DeclaredCRC64NVME != p.crc {
+		return &ChecksumMismatchError{FileID: f.ID.String(), Algorithm: "crc64nvme", Expected: f.DeclaredCRC64NVME, Actual: p.crc}
+	}
+	return nil
+}
+
+// verifySHA256 reads back every completed file with a declared SHA-256, at
+// most two at a time, and holds it against the declaration. A mismatch starts
+// the file over (its object deleted, a new upload): S3 keeps no SHA-256 of a
+// multipart object, so nothing short of the whole file can be checked again.
+func (s *Service) verifySHA256(ctx context.Context, log logr.Logger, plans []*filePlan) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(2)
+	var mu sync.Mutex
+	var first *ChecksumMismatchError
+	for _, p := range plans {
+		if p.file.DeclaredSHA256 == "" {
+			continue
+		}
+		g.Go(func() error {
+			actual, err := s.objectSHA256(gctx, p.file.S3Key)
+			if err != nil {
+				return &S3Error{Err: err}
+			}
+			if actual == p.file.DeclaredSHA256 {
+				return nil
+			}
+			logging.Warn(log, "a completed file is not the one declared: it starts over", "fileId", p.file.ID.String(),
+				"algorithm", "sha256", "expected", p.file.DeclaredSHA256, "actual", actual)
+			if err := s.restartFile(gctx, p); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if first == nil {
+				first = &ChecksumMismatchError{FileID: p.file.ID.String(), Algorithm: "sha256", Expected: p.file.DeclaredSHA256,
+					Actual: actual, ResendAll: true}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if first != nil {
+		return first
+	}
+	return nil
+}
+
+// objectSHA256 is the hex SHA-256 of an object's bytes.
+func (s *Service) objectSHA256(ctx context.Context, key string) (string, error) {
+	body, err := s.S3.GetObject(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	defer body.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, body); err != nil {
+		return "", fmt.Errorf("read %s: %w", key, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// restartFile gives a file a new, empty upload in place of its completed
+// object: a new upload is created first, then recorded (parts and PUT
+// registrations dropped), then the object deleted.
+func (s *Service) restartFile(ctx context.Context, p *filePlan) error {
+	uploadID, err := s.S3.CreateCheckedMultipartUpload(ctx, p.file.S3Key, session.MediaType(p.file.ContentType), session.ContentDisposition(p.file.Name))
+	if err != nil {
+		return &S3Error{Err: err}
+	}
+	if err := s.DB.ResetFileUpload(ctx, p.file.ID, uploadID); err != nil {
+		_ = s.S3.AbortMultipartUpload(context.WithoutCancel(ctx), p.file.S3Key, uploadID)
+		return &InternalError{Err: err}
+	}
+	if _, err := s.S3.DeleteObjects(ctx, p.file.S3Key); err != nil {
+		return &S3Error{Err: err}
+	}
+	return nil
 }
 
 // recordListed records the parts a direct session's files are about to be
@@ -663,10 +798,10 @@ func (s *Service) recognizeCompleted(ctx context.Context, log logr.Logger, p *fi
 		logging.Warn(log, "unexpected ETag format from S3", "fileId", p.file.ID.String(), "etag", obj.ETag,
 			"expected", `"<hex>-`+strconv.Itoa(p.file.PartCount)+`"`)
 	}
-	if err := s.DB.SetCompletedETag(ctx, p.file.ID, obj.ETag); err != nil {
+	if err := s.DB.SetCompletedETag(ctx, p.file.ID, obj.ETag, obj.CRC64NVME); err != nil {
 		return false, &InternalError{Err: err}
 	}
-	p.file.CompletedETag = obj.ETag
+	p.file.CompletedETag, p.file.CompletedCRC64NVME = obj.ETag, obj.CRC64NVME
 	log.Info("recognised an S3 upload completed by an interrupted finalize", "fileId", p.file.ID.String(), "etag", obj.ETag)
 	return true, nil
 }
@@ -704,7 +839,7 @@ func (s *Service) completeUploads(ctx context.Context, log logr.Logger, l *lease
 		if err := failpoint.Inject("finalize/before-s3-complete"); err != nil {
 			return err
 		}
-		etag, err := s.S3.CompleteMultipartUpload(ctx, p.file.S3Key, p.file.S3UploadID, p.parts)
+		etag, crc, err := s.S3.CompleteMultipartUpload(ctx, p.file.S3Key, p.file.S3UploadID, p.parts, p.crc)
 		if err != nil && (objectstore.IsNoSuchUpload(err) || objectstore.IsInvalidPart(err)) {
 			if ok, rerr := s.recognizeCompleted(ctx, log, p); rerr != nil || ok {
 				if rerr != nil {
@@ -729,10 +864,11 @@ func (s *Service) completeUploads(ctx context.Context, log logr.Logger, l *lease
 		if err := failpoint.Inject("finalize/after-s3-complete"); err != nil {
 			return &InternalError{Err: err}
 		}
-		if err := s.DB.SetCompletedETag(ctx, p.file.ID, etag); err != nil {
+		crc = cmp.Or(crc, p.crc)
+		if err := s.DB.SetCompletedETag(ctx, p.file.ID, etag, crc); err != nil {
 			return &InternalError{Err: err}
 		}
-		p.file.CompletedETag = etag
+		p.file.CompletedETag, p.file.CompletedCRC64NVME = etag, crc
 		if err := failpoint.Inject("finalize/after-file-complete"); err != nil {
 			return &InternalError{Err: err}
 		}
@@ -772,6 +908,7 @@ func outcome(res FinalizeResult, err error) string {
 		inc *IncompleteError
 		sc  *SlugConflictError
 		s3e *S3Error
+		cm  *ChecksumMismatchError
 	)
 	switch {
 	case err == nil && res.Created:
@@ -786,6 +923,8 @@ func outcome(res FinalizeResult, err error) string {
 		return "slug_conflict"
 	case errors.As(err, &s3e):
 		return "s3_unavailable"
+	case errors.As(err, &cm):
+		return "checksum_mismatch"
 	case errors.Is(err, ErrExpired):
 		return "expired"
 	case errors.Is(err, ErrSessionNotFound):

@@ -88,6 +88,14 @@ func (e *PartError) Unwrap() error { return e.Err }
 // nothing points at.
 func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, error) {
 	start := s.now()
+	forward, checks, err := splitChecksums(p.Checksums)
+	if err != nil {
+		return store.Part{}, err
+	}
+	p.Checksums = forward
+	if len(checks) > 0 {
+		p.Body = &verifyingReader{r: p.Body, size: p.Size, checks: checks}
+	}
 	// The tenant's share of the part buffers bounds what its parts hold
 	// (partbuf.Pool.OwnerShare): all ServiceAccounts of a namespace together.
 	ctx = partbuf.WithOwner(ctx, session.TenantOf(p.Session.UserID))

@@ -88,6 +88,16 @@ func (s *Service) Validate(req Request) (int64, error) {
 	if req.Transfer != "" && req.Transfer != store.TransferProxy && req.Transfer != store.TransferDirect {
 		details = append(details, session.FieldError{Field: "transfer", Message: `must be "proxy" or "direct"`})
 	}
+	if req.Transfer == store.TransferDirect {
+		for i, f := range req.Files {
+			if session.NormalizeChecksum(f.Checksum) != nil {
+				// Part URLs are signed for the client's own part checksums,
+				// which an upload that S3 checks as a whole refuses.
+				details = append(details, session.FieldError{Field: fmt.Sprintf("files[%d].checksum", i),
+					Message: `whole-file checksums are verified for proxied sessions only; declare none with "transfer":"direct"`})
+			}
+		}
+	}
 	if len(details) > 0 {
 		return 0, &ValidationError{Details: details}
 	}
@@ -120,6 +130,9 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 			ID: id, SessionID: req.SessionID, Ordinal: i, Name: f.Name, ContentType: session.MediaType(f.ContentType),
 			SizeBytes: f.SizeBytes, PartCount: count, S3Key: session.ObjectKey(req.SessionID, id, f.Name),
 			SlotsPerPart: session.SlotsPerPart(count),
+		}
+		if c := session.NormalizeChecksum(f.Checksum); c != nil {
+			files[i].DeclaredCRC64NVME, files[i].DeclaredSHA256 = c.CRC64NVME, c.SHA256
 		}
 		if req.Transfer == store.TransferDirect {
 			// A direct session's client writes S3 part number n itself.
@@ -155,7 +168,7 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 		if f.S3UploadID != "" {
 			continue
 		}
-		if err := s.createUpload(ctx, f); err != nil {
+		if err := s.createUpload(ctx, f, sess.Transfer != store.TransferDirect); err != nil {
 			return Active{}, err
 		}
 	}
@@ -202,14 +215,23 @@ func (s *Service) claimedForDelete(ctx context.Context, id uuid.UUID) (bool, err
 // unknown (the UPDATE may have committed and only its reply been lost), what
 // is recorded is read back before anything is aborted: aborting the recorded
 // upload would leave the session pointing at nothing.
-func (s *Service) createUpload(ctx context.Context, f store.File) error {
+//
+// A proxied file's upload is created for a full-object CRC64NVME: S3 computes
+// each part's and checks the whole file's at completion (finalize combines
+// them first, to name a mismatch). A direct session's is not: its clients sign
+// part URLs for checksums of their own, which such an upload refuses.
+func (s *Service) createUpload(ctx context.Context, f store.File, wholeFileCRC bool) error {
 	// Once S3 may have created the upload, finish recording or aborting it even
 	// if the caller gives up (a reconcile cut short by shutdown, a client gone):
 	// an upload whose id nobody learned is left for the orphan sweep. Each call
 	// is bounded by its own deadline, and the whole step by UploadStepTimeout.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmp.Or(s.UploadStepTimeout, DefaultUploadStepTimeout))
 	defer cancel()
-	uploadID, err := s.S3.CreateMultipartUpload(ctx, f.S3Key, session.MediaType(f.ContentType), session.ContentDisposition(f.Name))
+	create := s.S3.CreateMultipartUpload
+	if wholeFileCRC {
+		create = s.S3.CreateCheckedMultipartUpload
+	}
+	uploadID, err := create(ctx, f.S3Key, session.MediaType(f.ContentType), session.ContentDisposition(f.Name))
 	if err != nil {
 		return &S3Error{Err: err}
 	}

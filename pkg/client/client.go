@@ -23,6 +23,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -65,14 +66,19 @@ type Client struct {
 	// token is fetched or sent: anyone on the path could replay the token.
 	AllowInsecureHTTP bool
 
-	caErr error // UPLOAD_API_CA_FILE could not be used: every request says so
+	// NoChecksums: Specs declares no whole-file checksums (each costs a read
+	// of the file before the session is created).
+	NoChecksums bool
+
+	caErr error    // UPLOAD_API_CA_FILE could not be used: every request says so
+	crcs  sync.Map // FileCRC64NVME by path, size and modification time
 }
 
 // New returns a client with the defaults of the client guide. When
 // UPLOAD_API_CA_FILE is set, the API's certificate is verified against that PEM
 // bundle (as for the self-signed CA of `make dev`).
 func New(baseURL string, token TokenSource) *Client {
-	c := &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{}}
+	c := &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{Transport: newTransport(nil)}}
 	if f := os.Getenv("UPLOAD_API_CA_FILE"); f != "" {
 		c.caErr = c.UseCAFile(f)
 	}
@@ -90,11 +96,26 @@ func (c *Client) UseCAFile(path string) error {
 	if !pool.AppendCertsFromPEM(pem) {
 		return fmt.Errorf("upload API CA file %s: no PEM certificate in it", path)
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	c.HTTP = &http.Client{Transport: t}
+	c.HTTP = &http.Client{Transport: newTransport(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})}
 	c.caErr = nil
 	return nil
+}
+
+// newTransport speaks HTTP/1.1 only and keeps a connection per part in
+// flight. Over HTTP/2 every part shares one connection and its flow-control
+// window, and the server copies each body twice more on its way (frames into
+// a stream buffer, then out of it): `make bench` measured 1.48 CPU s per GiB
+// at the operator over HTTP/2 against 1.30 over HTTP/1.1, and 314 against
+// 402 MB/s (docs/benchmarks.md).
+func newTransport(tlsConfig *tls.Config) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = tlsConfig
+	t.ForceAttemptHTTP2 = false
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	// The default keeps two idle connections per host: at a higher
+	// concurrency every other part would pay a new TLS handshake.
+	t.MaxIdleConnsPerHost = 64
+	return t
 }
 
 func (c *Client) concurrency() int { return def(c.Concurrency, 4) }

@@ -20,19 +20,47 @@ import (
 // (direct) with a SHA-256, signed into the URL: over plain http a CRC would
 // not keep the bytes from being changed on the way, and the upload API
 // refuses a URL without one there.
-func (c *Client) sendPart(ctx context.Context, transfer, path string, part io.ReadSeeker, size int64) error {
+//
+// sent is called once the request has read the part's last byte (the
+// transport wrote it out; the answer may still be on its way).
+func (c *Client) sendPart(ctx context.Context, transfer, path string, part io.ReadSeeker, size int64, sent func()) error {
 	if transfer != "direct" {
 		sum, err := digestOf(part, crc32.NewIEEE())
 		if err != nil {
 			return err
 		}
-		return c.partPUT(ctx, path, part, size, sum)
+		return c.partPUT(ctx, path, &sentSignal{ReadSeeker: part, size: size, sent: sent}, size, sum)
 	}
 	sum, err := digestOf(part, sha256.New())
 	if err != nil {
 		return err
 	}
-	return c.directPart(ctx, path, part, size, sum)
+	return c.directPart(ctx, path, &sentSignal{ReadSeeker: part, size: size, sent: sent}, size, sum)
+}
+
+// sentSignal calls sent when its reader reaches size: the transport stops
+// reading a body at its Content-Length, so no EOF is ever seen.
+type sentSignal struct {
+	io.ReadSeeker
+	size, pos int64
+	sent      func()
+}
+
+func (s *sentSignal) Read(p []byte) (int, error) {
+	n, err := s.ReadSeeker.Read(p)
+	s.pos += int64(n)
+	if s.pos >= s.size && s.sent != nil {
+		s.sent()
+	}
+	return n, err
+}
+
+func (s *sentSignal) Seek(offset int64, whence int) (int64, error) {
+	pos, err := s.ReadSeeker.Seek(offset, whence)
+	if err == nil {
+		s.pos = pos
+	}
+	return pos, err
 }
 
 func (c *Client) partPUT(ctx context.Context, path string, part io.ReadSeeker, size int64, sum string) error {

@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/mocs-dev/upload-operator/internal/checksum"
 )
 
 // FileSpec is one file of a new session.
@@ -23,6 +27,16 @@ type FileSpec struct {
 	Name        string `json:"name"`
 	ContentType string `json:"contentType"`
 	SizeBytes   int64  `json:"sizeBytes"`
+	// Checksum is the whole file's, verified at finalize (Specs declares
+	// the CRC64NVME).
+	Checksum *Checksum `json:"checksum,omitempty"`
+}
+
+// Checksum is a whole-file checksum: CRC64NVME (base64 of 8 bytes) and/or
+// SHA-256 (hex).
+type Checksum struct {
+	CRC64NVME string `json:"crc64nvme,omitempty"`
+	SHA256    string `json:"sha256,omitempty"`
 }
 
 // Part is a part the server holds.
@@ -39,6 +53,8 @@ type File struct {
 	SizeBytes int64  `json:"sizeBytes"`
 	PartCount int    `json:"partCount"`
 	Parts     []Part `json:"parts,omitempty"`
+	// Checksum is the declared checksum (once finalized: the verified one).
+	Checksum *Checksum `json:"checksum,omitempty"`
 }
 
 // Session is what the API tells of a session.
@@ -59,11 +75,12 @@ type MOC struct {
 	Slug  string `json:"slug"`
 	Title string `json:"title"`
 	Files []struct {
-		FileID    string `json:"fileId"`
-		Name      string `json:"name"`
-		S3Key     string `json:"s3Key"`
-		SizeBytes int64  `json:"sizeBytes"`
-		ETag      string `json:"etag"`
+		FileID    string    `json:"fileId"`
+		Name      string    `json:"name"`
+		S3Key     string    `json:"s3Key"`
+		SizeBytes int64     `json:"sizeBytes"`
+		ETag      string    `json:"etag"`
+		Checksum  *Checksum `json:"checksum,omitempty"`
 	} `json:"files"`
 	// Created is false when the session had been finalized before (200).
 	Created bool `json:"-"`
@@ -110,6 +127,81 @@ func SpecsFor(paths []string) ([]FileSpec, error) {
 	}
 	return specs, nil
 }
+
+// Specs is SpecsFor with each file's CRC64NVME declared (read from disk
+// once, and remembered, so Upload does not read the file again to check it),
+// unless the client makes direct sessions, which take no declared checksums,
+// or NoChecksums is set.
+func (c *Client) Specs(paths []string) ([]FileSpec, error) {
+	specs, err := SpecsFor(paths)
+	if err != nil || c.NoChecksums || c.Transfer == "direct" {
+		return specs, err
+	}
+	for i, p := range paths {
+		crc, err := c.fileCRC(p)
+		if err != nil {
+			return nil, err
+		}
+		specs[i].Checksum = &Checksum{CRC64NVME: crc}
+	}
+	return specs, nil
+}
+
+// FileCRC64NVME is the CRC64NVME of the file at path (base64, as the API
+// takes it).
+func FileCRC64NVME(path string) (string, error) {
+	f, err := os.Open(path) //nolint:gosec // the caller's own file
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := checksum.NewCRC64NVME()
+	// Large reads: hash/crc64 builds its fast tables per call for a
+	// polynomial other than ISO and ECMA.
+	if _, err := io.CopyBuffer(h, f, make([]byte, 4<<20)); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return checksum.EncodeCRC64(h.Sum64()), nil
+}
+
+// LocalChecksum is the CRC64NVME of the file at path and, with sha, its
+// SHA-256, in one read.
+func LocalChecksum(path string, sha bool) (Checksum, error) {
+	if !sha {
+		crc, err := FileCRC64NVME(path)
+		return Checksum{CRC64NVME: crc}, err
+	}
+	f, err := os.Open(path) //nolint:gosec // the caller's own file
+	if err != nil {
+		return Checksum{}, err
+	}
+	defer f.Close()
+	crc, sum := checksum.NewCRC64NVME(), sha256.New()
+	if _, err := io.CopyBuffer(io.MultiWriter(crc, sum), f, make([]byte, 4<<20)); err != nil {
+		return Checksum{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return Checksum{CRC64NVME: checksum.EncodeCRC64(crc.Sum64()), SHA256: hex.EncodeToString(sum.Sum(nil))}, nil
+}
+
+// fileCRC is FileCRC64NVME, remembered per path, size and modification time.
+func (c *Client) fileCRC(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d", path, st.Size(), st.ModTime().UnixNano())
+	if v, ok := c.crcs.Load(key); ok {
+		return v.(string), nil
+	}
+	crc, err := FileCRC64NVME(path)
+	if err == nil {
+		c.crcs.Store(key, crc)
+	}
+	return crc, err
+}
+
+// ErrFileChanged: a local file is not the one its session declared.
+var ErrFileChanged = errors.New("the file is not the one the session declared (changed since the session was created?)")
 
 // ContentType guesses a file's media type, knowing the building-instruction formats.
 func ContentType(path string) string {
@@ -163,6 +255,17 @@ func (c *Client) Upload(ctx context.Context, sessionID string, paths []string) (
 		if st.Size() != f.SizeBytes {
 			return 0, fmt.Errorf("%s is %d bytes; the session expects %d for %s", paths[i], st.Size(), f.SizeBytes, f.Name)
 		}
+		if f.Checksum != nil && f.Checksum.CRC64NVME != "" && len(f.Parts) < f.PartCount {
+			// A resume from a file that changed would end in a finalize
+			// that names it; say so before sending a byte.
+			crc, err := c.fileCRC(paths[i])
+			if err != nil {
+				return 0, err
+			}
+			if crc != f.Checksum.CRC64NVME {
+				return 0, fmt.Errorf("%s: its CRC64NVME is %s, the session declared %s for %s: %w", paths[i], crc, f.Checksum.CRC64NVME, f.Name, ErrFileChanged)
+			}
+		}
 		totalSize += f.SizeBytes
 		for _, p := range f.Parts {
 			done.Add(p.SizeBytes)
@@ -181,7 +284,13 @@ func (c *Client) Upload(ctx context.Context, sessionID string, paths []string) (
 			TotalBytes: done.Load(), TotalSize: totalSize, PartsSent: int(sentN.Load()), Skipped: skipped})
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.concurrency())
+	// Concurrency bounds the parts whose bytes are being sent. A part whose
+	// last byte is out waits for its answer (the server finishes the part in
+	// S3 and records it) without holding its turn: the next part starts
+	// sending meanwhile, so even one part at a time keeps the connection busy.
+	// At most twice Concurrency requests are open.
+	g.SetLimit(2 * c.concurrency())
+	sending := make(chan struct{}, c.concurrency())
 	for i, f := range s.Files {
 		have := map[int]bool{}
 		for _, p := range f.Parts {
@@ -199,10 +308,22 @@ func (c *Client) Upload(ctx context.Context, sessionID string, paths []string) (
 			}
 			off := int64(n-1) * s.PartSizeBytes
 			size := min(s.PartSizeBytes, f.SizeBytes-off)
+			select {
+			case sending <- struct{}{}:
+			case <-gctx.Done():
+				// A part failed (its error wins) or ctx ended.
+				if err := g.Wait(); err != nil {
+					return int(sentN.Load()), err
+				}
+				return int(sentN.Load()), ctx.Err()
+			}
 			g.Go(func() error {
+				var once sync.Once
+				turnDone := func() { once.Do(func() { <-sending }) }
+				defer turnDone()
 				sec := io.NewSectionReader(fh, off, size) // rewound for each retry
 				path := fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", s.SessionID, f.FileID, n)
-				if err := c.sendPart(gctx, s.Transfer, path, sec, size); err != nil {
+				if err := c.sendPart(gctx, s.Transfer, path, sec, size, turnDone); err != nil {
 					return fmt.Errorf("part %d of %s: %w", n, f.Name, err)
 				}
 				done.Add(size)
@@ -300,7 +421,7 @@ func stripSuffix(title string) string { return suffixN.ReplaceAllString(title, "
 // On error the session id (if one was created) is returned so the caller can
 // resume.
 func (c *Client) UploadFiles(ctx context.Context, title, description string, paths []string, policy SlugPolicy) (string, *MOC, error) {
-	specs, err := SpecsFor(paths)
+	specs, err := c.Specs(paths)
 	if err != nil {
 		return "", nil, err
 	}

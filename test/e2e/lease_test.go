@@ -266,7 +266,20 @@ func TestFailedSessionIsRemovedAfterItsReplicaDies(t *testing.T) {
 		}
 		parts = append(parts, p)
 	}
-	etag, err := stack.S3.Client().CompleteMultipartUpload(ctx, a.key, a.uploadID, parts)
+	// The upload keeps a full-object CRC64NVME: completing it names each
+	// part's, as S3 lists them.
+	listed, err := stack.S3.Client().ListParts(ctx, a.key, a.uploadID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range parts {
+		for _, l := range listed {
+			if l.PartNumber == parts[i].PartNumber {
+				parts[i].CRC64NVME = l.CRC64NVME
+			}
+		}
+	}
+	etag, _, err := stack.S3.Client().CompleteMultipartUpload(ctx, a.key, a.uploadID, parts, "")
 	if err != nil {
 		t.Fatal(err)
 	}
