@@ -212,6 +212,11 @@ func (b *bench) startManager(extra map[string]string, tls bool) (*manager, error
 	if v := os.Getenv("BENCH_GOMEMLIMIT"); v != "" {
 		env["GOMEMLIMIT"] = v
 	}
+	if v := os.Getenv("BENCH_TENANT_SHARE"); v != "" {
+		// One tenant sends every part here: at the default 25 % its parts
+		// beyond 64 MiB spill (docs/performance.md, item 13).
+		env["PART_BUFFER_SHARE_PER_TENANT"] = v
+	}
 	for k, v := range extra {
 		env[k] = v
 	}

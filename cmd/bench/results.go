@@ -67,9 +67,9 @@ The operator is the real manager binary with default settings (PART_BUFFER_BUDGE
 	fmt.Fprintf(&b, "## (a) Upload throughput: part endpoint vs. UploadPart straight to S3 vs. tusd\n\n")
 	fmt.Fprintf(&b, "%d MiB per run, the same generated part bytes, the same versitygw, part size and concurrency on both sides; ", *totalMiB)
 	fmt.Fprintf(&b, "median of %d runs (min–max).\n\n", len(r.Throughput[0].OperatorMBs))
-	b.WriteString("The client sends each part with its CRC32 (`x-amz-checksum-crc32`, as `pkg/client` does), which S3 verifies and which " +
-		"lets the operator sign its part uploads with UNSIGNED-PAYLOAD over plain http. Direct is measured twice: with the SDK's " +
-		"defaults (SigV4 over a SHA-256 of every part) and with UNSIGNED-PAYLOAD and the same CRC32, as the operator sends. The " +
+	b.WriteString("The client sends each part with its CRC32 (`x-amz-checksum-crc32`, as `pkg/client` does), which the operator checks as " +
+		"the bytes pass; the operator signs its part uploads with UNSIGNED-PAYLOAD (S3 on loopback). Direct is measured twice: with the SDK's " +
+		"defaults (SigV4 over a SHA-256 of every part) and with UNSIGNED-PAYLOAD and the same CRC32 (which S3 checks there). The " +
 		"ratios are judged against the faster of the two, the direct-to-S3 limit. The peer is tusd " + tusdVersion + " (its S3 store, " +
 		"content hashes off, S3 parts of the same size, served over TLS with the same certificate) on the same versitygw, sent the same bytes as as many parallel tus uploads " +
 		"(one creation and one PATCH each) as the operator's concurrency.\n\n")
@@ -204,7 +204,7 @@ func (r *results) cpuSection(b *strings.Builder) {
 	b.WriteString("## CPU per GiB: what proxying costs the operator\n\n" +
 		"CPU seconds (user + system, from /proc/PID/stat) each process spends per GiB uploaded, median of the runs: MB/s move ±20 % between runs on a " +
 		"shared machine, CPU per byte does not, and it is what a cluster pays for. \"Operator\" is the part endpoint over TLS, as `make dev` serves it " +
-		"(the client sends each part with its CRC32; the operator passes it on, and S3 verifies it); \"plain HTTP\" is the same without TLS, so the " +
+		"(the client sends each part with its CRC32, which the operator checks as the bytes pass: S3 computes the part's CRC64NVME itself for the whole-file checksum); \"plain HTTP\" is the same without TLS, so the " +
 		"difference is what TLS costs; \"direct mode\" is what the part URL calls of a direct session cost the operator per GiB the client sends to S3. " +
 		"tusd is the peer's process on the same bytes.\n\n")
 	b.WriteString("| part size | concurrency | operator (TLS) | target | plain HTTP | TLS | direct mode | client | versitygw | tusd | peak RSS | target |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
