@@ -138,57 +138,91 @@ func (r *UploadSessionReconciler) followDatabase(ctx context.Context, s *session
 
 // finalize runs the one finalize implementation and records its outcome.
 func (r *UploadSessionReconciler) finalize(ctx context.Context, s *sessionScope, req uploads.FinalizeRequest) (ctrl.Result, error) {
-	_, err := r.Uploads.Finalize(ctx, req)
-	var (
-		incomplete *uploads.IncompleteError
-		conflict   *uploads.SlugConflictError
-		inProgress *uploads.InProgressError
-		s3e        *uploads.S3Error
-		lost       *uploads.UploadLostError
-		notActive  *uploads.NotActiveError
-		wrongSize  *uploads.PartSizeError
-		mismatch   *uploads.ChecksumMismatchError
-	)
-	switch {
-	case err == nil:
+	res, err := r.Uploads.Finalize(ctx, req)
+	if err == nil {
 		return r.markFinalized(ctx, s)
-	case errors.As(err, &mismatch):
-		r.blockFinalize(ctx, s, uploadsv1.ReasonChecksumMismatch, checksumMessage(mismatch), "")
+	}
+	step, ok := finalizeSteps[uploads.ClassifyFinalize(res, err)]
+	if !ok { // a test holds every Outcome to a row
+		step = finalizeRetry
+	}
+	return step(ctx, r, s, err)
+}
+
+// finalizeStep is what the reconciler does after a finalize ended in one
+// outcome.
+type finalizeStep func(ctx context.Context, r *UploadSessionReconciler, s *sessionScope, err error) (ctrl.Result, error)
+
+// finalizeSteps is the reconciler's answer to each failed finalize: a
+// condition the tenant can act on and a requeue, or the error for the
+// controller's backoff. (Success marks the resource Finalized.)
+var finalizeSteps = map[uploads.Outcome]finalizeStep{
+	uploads.OutcomeCreated:  finalizeRetry, // not an error: handled before the table
+	uploads.OutcomeReplayed: finalizeRetry,
+	uploads.OutcomeIncomplete: func(ctx context.Context, r *UploadSessionReconciler, s *sessionScope, err error) (ctrl.Result, error) {
+		var e *uploads.IncompleteError
+		errors.As(err, &e)
+		r.blockFinalize(ctx, s, uploadsv1.ReasonIncompleteUpload, session.SummarizeMissing(e.Missing), "")
 		return ctrl.Result{RequeueAfter: r.resync()}, nil
-	case errors.As(err, &incomplete):
-		r.blockFinalize(ctx, s, uploadsv1.ReasonIncompleteUpload, session.SummarizeMissing(incomplete.Missing), "")
-		return ctrl.Result{RequeueAfter: r.resync()}, nil
-	case errors.As(err, &wrongSize):
+	},
+	uploads.OutcomeWrongPartSize: func(ctx context.Context, r *UploadSessionReconciler, s *sessionScope, err error) (ctrl.Result, error) {
 		// A direct session's part in S3 has the wrong size: it counts as
 		// missing until the client sends it again.
-		r.blockFinalize(ctx, s, uploadsv1.ReasonIncompleteUpload, wrongSize.Error(), "")
+		var e *uploads.PartSizeError
+		errors.As(err, &e)
+		r.blockFinalize(ctx, s, uploadsv1.ReasonIncompleteUpload, e.Error(), "")
 		return ctrl.Result{RequeueAfter: r.resync()}, nil
-	case errors.As(err, &conflict):
-		msg := fmt.Sprintf("slug %q is taken for %s; %q is free (retitle, e.g. %q)", conflict.Slug, s.us.Spec.Owner,
-			conflict.Suggested, s.us.Spec.Finalize.Title+" (1)")
-		r.blockFinalize(ctx, s, uploadsv1.ReasonSlugConflict, msg, conflict.Suggested)
+	},
+	uploads.OutcomeChecksumMismatch: func(ctx context.Context, r *UploadSessionReconciler, s *sessionScope, err error) (ctrl.Result, error) {
+		var e *uploads.ChecksumMismatchError
+		errors.As(err, &e)
+		r.blockFinalize(ctx, s, uploadsv1.ReasonChecksumMismatch, checksumMessage(e), "")
 		return ctrl.Result{RequeueAfter: r.resync()}, nil
-	case errors.As(err, &inProgress):
-		return ctrl.Result{RequeueAfter: inProgress.RetryAfter}, nil
-	case errors.Is(err, uploads.ErrExpired):
+	},
+	uploads.OutcomeSlugConflict: func(ctx context.Context, r *UploadSessionReconciler, s *sessionScope, err error) (ctrl.Result, error) {
+		var e *uploads.SlugConflictError
+		errors.As(err, &e)
+		msg := fmt.Sprintf("slug %q is taken for %s; %q is free (retitle, e.g. %q)", e.Slug, s.us.Spec.Owner,
+			e.Suggested, s.us.Spec.Finalize.Title+" (1)")
+		r.blockFinalize(ctx, s, uploadsv1.ReasonSlugConflict, msg, e.Suggested)
+		return ctrl.Result{RequeueAfter: r.resync()}, nil
+	},
+	uploads.OutcomeInProgress: func(_ context.Context, _ *UploadSessionReconciler, _ *sessionScope, err error) (ctrl.Result, error) {
+		var e *uploads.InProgressError
+		errors.As(err, &e)
+		return ctrl.Result{RequeueAfter: e.RetryAfter}, nil
+	},
+	uploads.OutcomeExpired: func(ctx context.Context, r *UploadSessionReconciler, s *sessionScope, _ error) (ctrl.Result, error) {
 		return r.expire(ctx, s)
-	case errors.As(err, &lost):
-		return r.followLostUpload(ctx, s, lost)
-	case errors.As(err, &s3e):
+	},
+	uploads.OutcomeUploadLost: func(ctx context.Context, r *UploadSessionReconciler, s *sessionScope, err error) (ctrl.Result, error) {
+		var e *uploads.UploadLostError
+		errors.As(err, &e)
+		return r.followLostUpload(ctx, s, e)
+	},
+	uploads.OutcomeS3Unavailable: func(ctx context.Context, r *UploadSessionReconciler, s *sessionScope, err error) (ctrl.Result, error) {
 		// What S3 said stays in the operator's log (the returned error);
 		// the tenant's resource gets a stable message.
 		r.blockFinalize(ctx, s, uploadsv1.ReasonS3Unavailable, msgS3Unavailable, "")
 		return ctrl.Result{}, err
-	case errors.As(err, &notActive):
+	},
+	uploads.OutcomeNotActive: func(_ context.Context, _ *UploadSessionReconciler, _ *sessionScope, _ error) (ctrl.Result, error) {
 		// Another finalize or an expiry moved the session on between the
 		// reads; the next reconcile follows PostgreSQL. Nothing else may
 		// wake this resource (the other party's replica may have died), so
 		// it asks for that reconcile itself.
 		return ctrl.Result{RequeueAfter: time.Second}, nil
-	default:
-		s.event(corev1.EventTypeWarning, uploadsv1.ReasonFinalizeFailed, "Finalize", "%s", msgRetrying)
-		return ctrl.Result{}, err
-	}
+	},
+	uploads.OutcomeTimedOut: finalizeRetry,
+	uploads.OutcomeNotFound: finalizeRetry,
+	uploads.OutcomeInternal: finalizeRetry,
+}
+
+// finalizeRetry records that the step failed and hands the error to the
+// controller's backoff.
+func finalizeRetry(_ context.Context, _ *UploadSessionReconciler, s *sessionScope, err error) (ctrl.Result, error) {
+	s.event(corev1.EventTypeWarning, uploadsv1.ReasonFinalizeFailed, "Finalize", "%s", msgRetrying)
+	return ctrl.Result{}, err
 }
 
 // checksumMessage tells the tenant which file is not the one declared and

@@ -102,65 +102,89 @@ func validateFinalize(b finalizeBody) []session.FieldError {
 }
 
 func (a *API) finalizeFailed(w http.ResponseWriter, r *http.Request, err error) {
-	var (
-		inProgress *uploads.InProgressError
-		incomplete *uploads.IncompleteError
-		conflict   *uploads.SlugConflictError
-		s3e        *uploads.S3Error
-		notActive  *uploads.NotActiveError
-		lost       *uploads.UploadLostError
-		wrongSize  *uploads.PartSizeError
-		mismatch   *uploads.ChecksumMismatchError
-	)
-	switch {
-	case errors.As(err, &mismatch):
-		resend := "changed-parts"
-		if mismatch.ResendAll {
-			resend = "all-parts"
-		}
-		writeError(w, http.StatusBadRequest, "CHECKSUM_MISMATCH", map[string]any{
-			"fileId": mismatch.FileID, "algorithm": mismatch.Algorithm, "expected": mismatch.Expected,
-			"actual": mismatch.Actual, "resend": resend,
-		})
-	case errors.Is(err, uploads.ErrSessionNotFound):
+	answer, ok := finalizeAnswers[uploads.ClassifyFinalize(uploads.FinalizeResult{}, err)]
+	if !ok { // a test holds every Outcome to a row
+		a.internal(w, r, err)
+		return
+	}
+	answer(a, w, r, err)
+}
+
+// finalizeAnswers is the HTTP answer to each finalize outcome (docs/api.md,
+// "Finalize" and "Error codes"). The successes are answered by finalize
+// itself.
+var finalizeAnswers = map[uploads.Outcome]func(a *API, w http.ResponseWriter, r *http.Request, err error){
+	uploads.OutcomeCreated:  func(a *API, w http.ResponseWriter, r *http.Request, err error) { a.internal(w, r, err) },
+	uploads.OutcomeReplayed: func(a *API, w http.ResponseWriter, r *http.Request, err error) { a.internal(w, r, err) },
+	uploads.OutcomeNotFound: func(_ *API, w http.ResponseWriter, _ *http.Request, _ error) {
 		writeError(w, http.StatusNotFound, "SESSION_NOT_FOUND", nil)
-	case errors.Is(err, context.DeadlineExceeded):
+	},
+	uploads.OutcomeTimedOut: func(_ *API, w http.ResponseWriter, r *http.Request, err error) {
 		// The finalize ran out of FINALIZE_TIMEOUT; what it completed is
 		// recorded and the next finalize carries on from there.
 		logr.FromContextOrDiscard(r.Context()).Error(err, "finalize timed out")
 		setRetryAfter(w, s3RetryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable, "S3_UNAVAILABLE", map[string]any{"retryable": true})
-	case errors.Is(err, uploads.ErrExpired):
+	},
+	uploads.OutcomeExpired: func(_ *API, w http.ResponseWriter, _ *http.Request, _ error) {
 		writeError(w, http.StatusGone, "SESSION_EXPIRED", nil)
-	case errors.As(err, &inProgress):
-		secs := retryAfterSeconds(inProgress.RetryAfter)
+	},
+	uploads.OutcomeInProgress: func(_ *API, w http.ResponseWriter, _ *http.Request, err error) {
+		var e *uploads.InProgressError
+		errors.As(err, &e)
+		secs := retryAfterSeconds(e.RetryAfter)
 		setRetryAfter(w, secs)
 		writeError(w, http.StatusConflict, "FINALIZE_IN_PROGRESS", map[string]any{"retryAfter": secs})
-	case errors.As(err, &wrongSize):
+	},
+	uploads.OutcomeWrongPartSize: func(_ *API, w http.ResponseWriter, _ *http.Request, err error) {
+		var e *uploads.PartSizeError
+		errors.As(err, &e)
 		writeError(w, http.StatusBadRequest, "INVALID_PART_SIZE", map[string]any{
-			"fileId": wrongSize.FileID, "partNumber": wrongSize.PartNumber,
-			"expectedBytes": wrongSize.Expected, "receivedBytes": wrongSize.Size,
+			"fileId": e.FileID, "partNumber": e.PartNumber, "expectedBytes": e.Expected, "receivedBytes": e.Size,
 		})
-	case errors.As(err, &incomplete):
+	},
+	uploads.OutcomeIncomplete: func(_ *API, w http.ResponseWriter, _ *http.Request, err error) {
+		var e *uploads.IncompleteError
+		errors.As(err, &e)
 		// Bounded: the first part numbers of each file, with each file's count.
-		listed, counts, truncated := session.TruncateMissing(incomplete.Missing, session.MaxMissingPerFile)
+		listed, counts, truncated := session.TruncateMissing(e.Missing, session.MaxMissingPerFile)
 		writeError(w, http.StatusBadRequest, "INCOMPLETE_UPLOAD", map[string]any{
 			"missingParts": listed, "missingPartCounts": counts, "truncated": truncated,
 		})
-	case errors.As(err, &conflict):
-		writeError(w, http.StatusConflict, "SLUG_CONFLICT", map[string]any{
-			"slug": conflict.Slug, "suggestedSlug": conflict.Suggested, "retryStrategy": a.SlugStrategy,
+	},
+	uploads.OutcomeChecksumMismatch: func(_ *API, w http.ResponseWriter, _ *http.Request, err error) {
+		var e *uploads.ChecksumMismatchError
+		errors.As(err, &e)
+		resend := "changed-parts"
+		if e.ResendAll {
+			resend = "all-parts"
+		}
+		writeError(w, http.StatusBadRequest, "CHECKSUM_MISMATCH", map[string]any{
+			"fileId": e.FileID, "algorithm": e.Algorithm, "expected": e.Expected, "actual": e.Actual, "resend": resend,
 		})
-	case errors.As(err, &s3e):
+	},
+	uploads.OutcomeSlugConflict: func(a *API, w http.ResponseWriter, _ *http.Request, err error) {
+		var e *uploads.SlugConflictError
+		errors.As(err, &e)
+		writeError(w, http.StatusConflict, "SLUG_CONFLICT", map[string]any{
+			"slug": e.Slug, "suggestedSlug": e.Suggested, "retryStrategy": a.SlugStrategy,
+		})
+	},
+	uploads.OutcomeS3Unavailable: func(_ *API, w http.ResponseWriter, _ *http.Request, _ error) {
 		setRetryAfter(w, s3RetryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable, "S3_UNAVAILABLE", map[string]any{"retryable": true})
-	case errors.As(err, &notActive):
-		writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", map[string]any{"status": notActive.Status})
-	case errors.As(err, &lost):
-		writeError(w, http.StatusConflict, "UPLOAD_LOST", map[string]any{"fileId": lost.FileID})
-	default:
-		a.internal(w, r, err)
-	}
+	},
+	uploads.OutcomeNotActive: func(_ *API, w http.ResponseWriter, _ *http.Request, err error) {
+		var e *uploads.NotActiveError
+		errors.As(err, &e)
+		writeError(w, http.StatusConflict, "SESSION_NOT_ACTIVE", map[string]any{"status": e.Status})
+	},
+	uploads.OutcomeUploadLost: func(_ *API, w http.ResponseWriter, _ *http.Request, err error) {
+		var e *uploads.UploadLostError
+		errors.As(err, &e)
+		writeError(w, http.StatusConflict, "UPLOAD_LOST", map[string]any{"fileId": e.FileID})
+	},
+	uploads.OutcomeInternal: func(a *API, w http.ResponseWriter, r *http.Request, err error) { a.internal(w, r, err) },
 }
 
 type mocFileJSON struct {

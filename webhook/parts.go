@@ -212,11 +212,11 @@ func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arri
 		setRetryAfter(w, s3RetryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable, "SERVER_BUSY", map[string]any{"retryable": true})
 		return
-	case errors.As(err, &pe) && pe.Stage == "read":
+	case errors.As(err, &pe) && pe.Stage == uploads.StageRead:
 		log.Error(err, "part body not received")
 		writeError(w, http.StatusBadRequest, "INCOMPLETE_BODY", nil)
 		return
-	case errors.As(err, &pe) && pe.Stage == "s3":
+	case errors.As(err, &pe) && pe.Stage == uploads.StageS3:
 		switch {
 		case objectstore.IsChecksumMismatch(err):
 			writeError(w, http.StatusBadRequest, "CHECKSUM_MISMATCH", nil)

@@ -903,32 +903,14 @@ func (s *Service) commit(ctx context.Context, log logr.Logger, moc store.MOC, to
 
 // outcome names a finalize result for mocupload_finalize_total.
 func outcome(res FinalizeResult, err error) string {
-	var (
-		ip  *InProgressError
-		inc *IncompleteError
-		sc  *SlugConflictError
-		s3e *S3Error
-		cm  *ChecksumMismatchError
-	)
-	switch {
-	case err == nil && res.Created:
-		return "created"
-	case err == nil:
-		return "replayed"
-	case errors.As(err, &ip):
-		return "in_progress"
-	case errors.As(err, &inc):
-		return "incomplete"
-	case errors.As(err, &sc):
-		return "slug_conflict"
-	case errors.As(err, &s3e):
-		return "s3_unavailable"
-	case errors.As(err, &cm):
-		return "checksum_mismatch"
-	case errors.Is(err, ErrExpired):
-		return "expired"
-	case errors.Is(err, ErrSessionNotFound):
-		return "not_found"
-	}
-	return "error"
+	return finalizeLabels[ClassifyFinalize(res, err)]
+}
+
+// finalizeLabels are mocupload_finalize_total's result labels (docs/operations.md).
+var finalizeLabels = map[Outcome]string{
+	OutcomeCreated: "created", OutcomeReplayed: "replayed", OutcomeInProgress: "in_progress",
+	OutcomeIncomplete: "incomplete", OutcomeWrongPartSize: "error", OutcomeChecksumMismatch: "checksum_mismatch",
+	OutcomeSlugConflict: "slug_conflict", OutcomeS3Unavailable: "s3_unavailable", OutcomeTimedOut: "error",
+	OutcomeExpired: "expired", OutcomeNotFound: "not_found", OutcomeNotActive: "error", OutcomeUploadLost: "error",
+	OutcomeInternal: "error",
 }

@@ -66,12 +66,22 @@ type PartUpload struct {
 
 // PartError wraps a failure with where it happened, for the HTTP answer.
 type PartError struct {
-	// Stage is "read" (the client's body) or "s3".
-	Stage string
+	Stage PartStage
 	Err   error
 }
 
-func (e *PartError) Error() string { return e.Stage + ": " + e.Err.Error() }
+// PartStage is where a part failed.
+type PartStage string
+
+// The stages of a part.
+const (
+	// StageRead: receiving the client's body.
+	StageRead PartStage = "read"
+	// StageS3: storing it in S3.
+	StageS3 PartStage = "s3"
+)
+
+func (e *PartError) Error() string { return string(e.Stage) + ": " + e.Err.Error() }
 func (e *PartError) Unwrap() error { return e.Err }
 
 // StorePart registers the PUT, buffers the body (memory within the budget,
@@ -102,7 +112,7 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 	if !s.Buffers.OwnerHasRoom(ctx, p.Size) {
 		// Refused before the registration: a tenant hammering past its share
 		// costs PostgreSQL nothing (make abuse saw 0.2 cores spent on it).
-		return store.Part{}, &PartError{Stage: "read", Err: partbuf.ErrOwnerShare}
+		return store.Part{}, &PartError{Stage: StageRead, Err: partbuf.ErrOwnerShare}
 	}
 	w, ok, err := s.DB.BeginPartWrite(ctx, p.File.ID, p.PartNumber, s.StaleAfter(), writeLifetime(ctx))
 	if errors.Is(err, store.ErrPartBusy) {
@@ -151,7 +161,7 @@ func writeLifetime(ctx context.Context) time.Duration {
 func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.PartWrite, start time.Time) (store.Part, time.Duration, error) {
 	buf, err := s.Buffers.Stream(ctx, p.Body, p.Size)
 	if err != nil {
-		return store.Part{}, 0, &PartError{Stage: "read", Err: err}
+		return store.Part{}, 0, &PartError{Stage: StageRead, Err: err}
 	}
 	defer buf.Close()
 	if err := failpoint.Inject("part/before-s3"); err != nil {
@@ -161,7 +171,7 @@ func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.Par
 	if rerr := buf.Err(); rerr != nil {
 		// The client's body failed: S3 cannot store a part it did not get
 		// every byte of, whatever it did with those that arrived.
-		return store.Part{}, 0, &PartError{Stage: "read", Err: rerr}
+		return store.Part{}, 0, &PartError{Stage: StageRead, Err: rerr}
 	}
 	if err != nil {
 		// The upload may have been completed or aborted while the part was on
@@ -179,7 +189,7 @@ func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.Par
 		}
 		// Even a refusal at the last attempt leaves earlier attempts that may
 		// still land: the slot is quarantined.
-		return store.Part{}, PartQuarantine, &PartError{Stage: "s3", Err: err}
+		return store.Part{}, PartQuarantine, &PartError{Stage: StageS3, Err: err}
 	}
 	log := logr.FromContextOrDiscard(ctx)
 	if !objectstore.ETagShapeOK(etag, 0) {
