@@ -47,7 +47,19 @@ func (a *API) partURL(w http.ResponseWriter, r *http.Request, u auth.User) {
 	cs := objectstore.Checksums{ContentMD5: body.ContentMD5, CRC32: body.ChecksumCRC32, CRC32C: body.ChecksumCRC32C,
 		CRC64NVME: body.ChecksumCRC64NVME, SHA1: body.ChecksumSHA1, SHA256: body.ChecksumSHA256}
 	details := checksumErrors(body)
-	if body.ChecksumSHA256 == "" && !a.Uploads.S3.PresignSecure() {
+	if file.Declared() {
+		// The file's upload is checked as a whole (a declared checksum): S3
+		// takes a CRC64NVME for each part (or computes it), nothing else.
+		for _, c := range []struct{ field, value string }{
+			{"checksumCRC32", body.ChecksumCRC32}, {"checksumCRC32C", body.ChecksumCRC32C},
+			{"checksumSHA1", body.ChecksumSHA1}, {"checksumSHA256", body.ChecksumSHA256},
+		} {
+			if c.value != "" {
+				details = append(details, session.FieldError{Field: c.field,
+					Message: "this file's upload is checked as a whole (it declared a checksum): send checksumCRC64NVME, or no part checksum"})
+			}
+		}
+	} else if body.ChecksumSHA256 == "" && !a.Uploads.S3.PresignSecure() {
 		// The URL is plain http: the body travels unprotected and a CRC
 		// signed into the URL is no defence (bytes that give any CRC are easy
 		// to make). Only a SHA-256 S3 checks keeps the part what the client sent.

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/session"
@@ -367,6 +369,14 @@ func TestPlainHTTPPartURLsNeedASHA256(t *testing.T) {
 	a, p := s.partURL(t, srv.URL, s.owner, 1, map[string]string{"checksumSHA256": base64.StdEncoding.EncodeToString(sum[:])})
 	if a.status != http.StatusOK || !strings.HasPrefix(p.URL, "http://s3.example.test:9000/") {
 		t.Fatalf("part URL with a SHA-256: %d %v", a.status, a.body)
+	}
+	// A whole-file checksum would make the file's upload take no part
+	// checksum but a CRC64NVME: refused with such URLs.
+	_, err := svc.Activate(context.Background(), uploads.Request{SessionID: uuid.New(), Owner: s.owner, Transfer: store.TransferDirect,
+		Files: []session.File{{Name: "a.pdf", ContentType: "application/pdf", SizeBytes: 10, Checksum: &session.FileChecksum{CRC64NVME: "AAAAAAAAAAA="}}}})
+	var ve *uploads.ValidationError
+	if !errors.As(err, &ve) || !strings.Contains(fmt.Sprint(ve.Details), "files[0].checksum") {
+		t.Fatalf("a declared checksum on a direct session with plain http part URLs: %v; want a validation error naming files[0].checksum", err)
 	}
 	// The suite's own S3 is plain http on loopback: no digest needed.
 	local := newSessionWith(t, testService(t, nil), 5*session.MiB, store.TransferDirect)

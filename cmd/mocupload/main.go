@@ -57,7 +57,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: mocupload [--api URL] [--token T | --service-account NS/NAME] [--output text|json] COMMAND
 
 commands:
-  upload --title TITLE [--description D] [--part-size BYTES] [--slug auto|prompt] [--direct] FILE...
+  upload --title TITLE [--description D] [--part-size BYTES] [--slug auto|prompt] [--direct] [--no-checksum] FILE...
   resume SESSION_ID FILE... [--title TITLE]   send the missing parts (and finalize with --title)
   status SESSION_ID                           what the server has received
   finalize SESSION_ID --title TITLE [--description D] [--slug auto|prompt]
@@ -217,6 +217,7 @@ func (o *options) upload(ctx context.Context, c *client.Client, args []string) i
 	partSize := fs.Int64("part-size", 0, "part size in bytes (default: the server's)")
 	slug := fs.String("slug", "", "on a slug conflict: auto (append \" (N)\"), prompt (stop), or the server's strategy")
 	direct := fs.Bool("direct", false, "send parts straight to S3 with presigned URLs (a direct session)")
+	noChecksum := fs.Bool("no-checksum", false, "declare no whole-file CRC64NVME (it costs a read of each file first)")
 	files, err := parseCmd(fs, args)
 	if err != nil {
 		return exitUsage
@@ -229,6 +230,7 @@ func (o *options) upload(ctx context.Context, c *client.Client, args []string) i
 	if *direct {
 		c.Transfer = "direct"
 	}
+	c.NoChecksums = *noChecksum
 	specs, err := c.Specs(files) // with each file's CRC64NVME, verified at finalize
 	if err != nil {
 		fmt.Fprintln(o.stderr, "mocupload:", err)

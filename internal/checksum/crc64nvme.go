@@ -15,14 +15,53 @@ import (
 // nvmePoly is the CRC64NVME polynomial, bit-reversed as hash/crc64 takes it.
 const nvmePoly = 0x9a6c9329ac4bc9b5
 
-var nvmeTable = crc64.MakeTable(nvmePoly)
+// slicing8 is the polynomial's slicing-by-8 table, built once: hash/crc64
+// keeps such tables only for ISO and ECMA, and for any other polynomial builds
+// one (16 KiB) on every call of 2 KiB or more.
+var slicing8 = func() *[8][256]uint64 {
+	var t [8][256]uint64
+	t[0] = *crc64.MakeTable(nvmePoly)
+	for i := range 256 {
+		crc := t[0][i]
+		for j := 1; j < 8; j++ {
+			crc = t[0][crc&0xff] ^ crc>>8
+			t[j][i] = crc
+		}
+	}
+	return &t
+}()
+
+// update is the CRC register after p, as hash/crc64 computes it.
+func update(crc uint64, p []byte) uint64 {
+	t := slicing8
+	crc = ^crc
+	for len(p) >= 8 {
+		crc ^= binary.LittleEndian.Uint64(p)
+		crc = t[7][crc&0xff] ^ t[6][crc>>8&0xff] ^ t[5][crc>>16&0xff] ^ t[4][crc>>24&0xff] ^
+			t[3][crc>>32&0xff] ^ t[2][crc>>40&0xff] ^ t[1][crc>>48&0xff] ^ t[0][crc>>56]
+		p = p[8:]
+	}
+	for _, b := range p {
+		crc = t[0][(crc^uint64(b))&0xff] ^ crc>>8
+	}
+	return ^crc
+}
 
 // NewCRC64NVME is a CRC64NVME hash; Sum gives the 8 big-endian bytes S3's
 // x-amz-checksum-crc64nvme carries (base64).
-func NewCRC64NVME() hash.Hash64 { return crc64.New(nvmeTable) }
+func NewCRC64NVME() hash.Hash64 { return &digest{} }
 
 // CRC64NVME of b.
-func CRC64NVME(b []byte) uint64 { return crc64.Checksum(b, nvmeTable) }
+func CRC64NVME(b []byte) uint64 { return update(0, b) }
+
+type digest struct{ crc uint64 }
+
+func (d *digest) Write(p []byte) (int, error) { d.crc = update(d.crc, p); return len(p), nil }
+func (d *digest) Sum(b []byte) []byte         { return binary.BigEndian.AppendUint64(b, d.crc) }
+func (d *digest) Sum64() uint64               { return d.crc }
+func (d *digest) Reset()                      { d.crc = 0 }
+func (d *digest) Size() int                   { return 8 }
+func (d *digest) BlockSize() int              { return 1 }
 
 // EncodeCRC64 is the base64 of crc's 8 big-endian bytes.
 func EncodeCRC64(crc uint64) string {

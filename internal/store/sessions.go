@@ -108,6 +108,9 @@ type File struct {
 	CompletedCRC64NVME string
 }
 
+// Declared reports whether the client declared a whole-file checksum.
+func (f File) Declared() bool { return f.DeclaredCRC64NVME != "" || f.DeclaredSHA256 != "" }
+
 // Session statuses as stored (the phase in lower case, and deleting).
 const (
 	StatusPending    = "pending"

@@ -2,7 +2,7 @@ package uploads
 
 import (
 	"bytes"
-	"crypto/md5" //nolint:gosec // not for security: the Content-MD5 S3 defines
+	"crypto/md5"  //nolint:gosec // not for security: the Content-MD5 S3 defines
 	"crypto/sha1" //nolint:gosec // not for security: the x-amz-checksum-sha1 S3 defines
 	"crypto/sha256"
 	"encoding/base64"
@@ -97,4 +97,3 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-

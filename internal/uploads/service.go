@@ -88,13 +88,15 @@ func (s *Service) Validate(req Request) (int64, error) {
 	if req.Transfer != "" && req.Transfer != store.TransferProxy && req.Transfer != store.TransferDirect {
 		details = append(details, session.FieldError{Field: "transfer", Message: `must be "proxy" or "direct"`})
 	}
-	if req.Transfer == store.TransferDirect {
+	if req.Transfer == store.TransferDirect && (s.S3 == nil || !s.S3.PresignSecure()) {
 		for i, f := range req.Files {
 			if session.NormalizeChecksum(f.Checksum) != nil {
-				// Part URLs are signed for the client's own part checksums,
-				// which an upload that S3 checks as a whole refuses.
+				// Such a file's upload is checked as a whole and takes no
+				// part checksum but a CRC64NVME, while part URLs to plain
+				// http:// S3 need a SHA-256 to keep a part from being changed
+				// on the way.
 				details = append(details, session.FieldError{Field: fmt.Sprintf("files[%d].checksum", i),
-					Message: `whole-file checksums are verified for proxied sessions only; declare none with "transfer":"direct"`})
+					Message: "whole-file checksums on a direct session need part URLs over https:// (S3_PRESIGN_ENDPOINT)"})
 			}
 		}
 	}
@@ -168,7 +170,7 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 		if f.S3UploadID != "" {
 			continue
 		}
-		if err := s.createUpload(ctx, f, sess.Transfer != store.TransferDirect); err != nil {
+		if err := s.createUpload(ctx, f, sess.Transfer != store.TransferDirect || f.Declared()); err != nil {
 			return Active{}, err
 		}
 	}
@@ -218,8 +220,10 @@ func (s *Service) claimedForDelete(ctx context.Context, id uuid.UUID) (bool, err
 //
 // A proxied file's upload is created for a full-object CRC64NVME: S3 computes
 // each part's and checks the whole file's at completion (finalize combines
-// them first, to name a mismatch). A direct session's is not: its clients sign
-// part URLs for checksums of their own, which such an upload refuses.
+// them first, to name a mismatch). So is a direct session's file with a
+// declared checksum (its part URLs then take only a CRC64NVME); other direct
+// files' are not: their clients sign part URLs for checksums of their own,
+// which such an upload refuses.
 func (s *Service) createUpload(ctx context.Context, f store.File, wholeFileCRC bool) error {
 	// Once S3 may have created the upload, finish recording or aborting it even
 	// if the caller gives up (a reconcile cut short by shutdown, a client gone):

@@ -12,6 +12,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/mocs-dev/upload-operator/internal/checksum"
 )
 
 // sendPart sends one part the session's way, with a checksum of its bytes
@@ -23,19 +25,31 @@ import (
 //
 // sent is called once the request has read the part's last byte (the
 // transport wrote it out; the answer may still be on its way).
-func (c *Client) sendPart(ctx context.Context, transfer, path string, part io.ReadSeeker, size int64, sent func()) error {
-	if transfer != "direct" {
+//
+// A direct session's file that declared a whole-file checksum has an upload S3
+// checks as a whole, which takes no part checksum but a CRC64NVME: its parts'
+// URLs are signed for that (checked).
+func (c *Client) sendPart(ctx context.Context, transfer, path string, part io.ReadSeeker, size int64, checked bool, sent func()) error {
+	body := &sentSignal{ReadSeeker: part, size: size, sent: sent}
+	switch {
+	case transfer != "direct":
 		sum, err := digestOf(part, crc32.NewIEEE())
 		if err != nil {
 			return err
 		}
-		return c.partPUT(ctx, path, &sentSignal{ReadSeeker: part, size: size, sent: sent}, size, sum)
+		return c.partPUT(ctx, path, body, size, sum)
+	case checked:
+		sum, err := digestOf(part, checksum.NewCRC64NVME())
+		if err != nil {
+			return err
+		}
+		return c.directPart(ctx, path, body, size, "checksumCRC64NVME", sum)
 	}
 	sum, err := digestOf(part, sha256.New())
 	if err != nil {
 		return err
 	}
-	return c.directPart(ctx, path, &sentSignal{ReadSeeker: part, size: size, sent: sent}, size, sum)
+	return c.directPart(ctx, path, body, size, "checksumSHA256", sum)
 }
 
 // sentSignal calls sent when its reader reaches size: the transport stops
@@ -124,7 +138,7 @@ func (e *S3Error) Error() string { return fmt.Sprintf("S3 answered %d: %s", e.St
 // takes (403: expired, or the clocks disagree) is asked for again; S3's 5xx
 // and dropped connections are retried with the API's backoff; any other
 // refusal (the bytes do not match their checksum or length) is returned.
-func (c *Client) directPart(ctx context.Context, path string, part io.ReadSeeker, size int64, sum string) error {
+func (c *Client) directPart(ctx context.Context, path string, part io.ReadSeeker, size int64, field, sum string) error {
 	var last error
 	for attempt := 0; attempt <= c.maxRetries(); attempt++ {
 		if attempt > 0 {
@@ -136,7 +150,7 @@ func (c *Client) directPart(ctx context.Context, path string, part io.ReadSeeker
 			case <-time.After(wait):
 			}
 		}
-		u, err := c.partURL(ctx, path, "checksumSHA256", sum)
+		u, err := c.partURL(ctx, path, field, sum)
 		if err != nil {
 			return err // the API's own answers were retried already
 		}

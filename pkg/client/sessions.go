@@ -130,11 +130,11 @@ func SpecsFor(paths []string) ([]FileSpec, error) {
 
 // Specs is SpecsFor with each file's CRC64NVME declared (read from disk
 // once, and remembered, so Upload does not read the file again to check it),
-// unless the client makes direct sessions, which take no declared checksums,
-// or NoChecksums is set.
+// unless NoChecksums is set. (An upload API whose part URLs are plain http://
+// refuses declared checksums on direct sessions.)
 func (c *Client) Specs(paths []string) ([]FileSpec, error) {
 	specs, err := SpecsFor(paths)
-	if err != nil || c.NoChecksums || c.Transfer == "direct" {
+	if err != nil || c.NoChecksums {
 		return specs, err
 	}
 	for i, p := range paths {
@@ -200,6 +200,31 @@ func (c *Client) fileCRC(path string) (string, error) {
 	return crc, err
 }
 
+// checkLocal checks that the file at path is f as the session knows it: its
+// size and, when a CRC64NVME was declared and parts remain to be sent, its
+// CRC (a resume from a file that changed would end in a finalize that names
+// it: say so before sending a byte).
+func (c *Client) checkLocal(path string, f File) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.Size() != f.SizeBytes {
+		return fmt.Errorf("%s is %d bytes; the session expects %d for %s", path, st.Size(), f.SizeBytes, f.Name)
+	}
+	if f.Checksum == nil || f.Checksum.CRC64NVME == "" || len(f.Parts) >= f.PartCount {
+		return nil
+	}
+	crc, err := c.fileCRC(path)
+	if err != nil {
+		return err
+	}
+	if crc != f.Checksum.CRC64NVME {
+		return fmt.Errorf("%s: its CRC64NVME is %s, the session declared %s for %s: %w", path, crc, f.Checksum.CRC64NVME, f.Name, ErrFileChanged)
+	}
+	return nil
+}
+
 // ErrFileChanged: a local file is not the one its session declared.
 var ErrFileChanged = errors.New("the file is not the one the session declared (changed since the session was created?)")
 
@@ -248,23 +273,8 @@ func (c *Client) Upload(ctx context.Context, sessionID string, paths []string) (
 	var done atomic.Int64
 	fileDone := make([]atomic.Int64, len(s.Files))
 	for i, f := range s.Files {
-		st, err := os.Stat(paths[i])
-		if err != nil {
+		if err := c.checkLocal(paths[i], f); err != nil { //nolint:gosec // as many paths as files: checked above
 			return 0, err
-		}
-		if st.Size() != f.SizeBytes {
-			return 0, fmt.Errorf("%s is %d bytes; the session expects %d for %s", paths[i], st.Size(), f.SizeBytes, f.Name)
-		}
-		if f.Checksum != nil && f.Checksum.CRC64NVME != "" && len(f.Parts) < f.PartCount {
-			// A resume from a file that changed would end in a finalize
-			// that names it; say so before sending a byte.
-			crc, err := c.fileCRC(paths[i])
-			if err != nil {
-				return 0, err
-			}
-			if crc != f.Checksum.CRC64NVME {
-				return 0, fmt.Errorf("%s: its CRC64NVME is %s, the session declared %s for %s: %w", paths[i], crc, f.Checksum.CRC64NVME, f.Name, ErrFileChanged)
-			}
 		}
 		totalSize += f.SizeBytes
 		for _, p := range f.Parts {
@@ -323,7 +333,7 @@ func (c *Client) Upload(ctx context.Context, sessionID string, paths []string) (
 				defer turnDone()
 				sec := io.NewSectionReader(fh, off, size) // rewound for each retry
 				path := fmt.Sprintf("/api/mocs/uploads/sessions/%s/files/%s/parts/%d", s.SessionID, f.FileID, n)
-				if err := c.sendPart(gctx, s.Transfer, path, sec, size, turnDone); err != nil {
+				if err := c.sendPart(gctx, s.Transfer, path, sec, size, f.Checksum != nil, turnDone); err != nil {
 					return fmt.Errorf("part %d of %s: %w", n, f.Name, err)
 				}
 				done.Add(size)
