@@ -104,6 +104,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("POST /api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}/url", a.CORS.actual(a.authed(a.partURL)))
 	mux.HandleFunc("OPTIONS /api/mocs/uploads/sessions/{sessionId}/files/{fileId}/parts/{partNumber}/url", a.CORS.preflightFor("POST, OPTIONS"))
 	mux.HandleFunc("POST /api/mocs/uploads/finalize", a.authed(a.finalize))
+	mux.HandleFunc("GET /api/mocs/uploads/mocs/{mocId}", a.authed(a.getMOC))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", nil)
 	})

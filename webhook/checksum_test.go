@@ -208,6 +208,18 @@ func TestAFlippedByteIsCaughtAtFinalizeAndTheRightPartFixesIt(t *testing.T) {
 	if g := s.get(t, base); fmt.Sprint(g.body["files"].([]any)[0].(map[string]any)["checksum"]) != fmt.Sprint(map[string]any{"crc64nvme": want}) {
 		t.Fatalf("GET of the finalized session: %v, want its checksum", g.body["files"])
 	}
+	// The MOC by its id: its owner sees the verified checksum; anyone else,
+	// and an id that is not one, gets 404.
+	mocPath := base + "/api/mocs/uploads/mocs/" + a.body["mocId"].(string)
+	m, err := send(context.Background(), t, http.MethodGet, mocPath, s.owner, nil)
+	if err != nil || m.status != http.StatusOK || m.body["sessionId"] != s.act.Session.ID.String() || finalizedChecksum(t, m)["crc64nvme"] != want {
+		t.Fatalf("GET of the MOC: %d %v (%v); want 200 with its session and checksum", m.status, m.body, err)
+	}
+	for _, tc := range []struct{ path, token string }{{mocPath, "someone-else"}, {base + "/api/mocs/uploads/mocs/not-a-uuid", s.owner}} {
+		if m, err := send(context.Background(), t, http.MethodGet, tc.path, tc.token, nil); err != nil || m.status != http.StatusNotFound || m.code() != "MOC_NOT_FOUND" {
+			t.Fatalf("GET %s as %s: %d %v (%v); want 404 MOC_NOT_FOUND", tc.path, tc.token, m.status, m.body, err)
+		}
+	}
 }
 
 // A file with no declared checksum still gets S3's CRC64NVME in the answer

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/go-logr/logr"
+	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
 	"github.com/mocs-dev/upload-operator/internal/metrics"
@@ -206,4 +207,34 @@ func mocJSON(m store.MOC) map[string]any {
 			Checksum: session.NormalizeChecksum(&session.FileChecksum{CRC64NVME: f.ChecksumCRC64NVME, SHA256: f.ChecksumSHA256})}
 	}
 	return map[string]any{"mocId": m.ID.String(), "slug": m.Slug, "title": m.Title, "files": files}
+}
+
+// getMOC: GET /api/mocs/uploads/mocs/{mocId}, the MOC as finalize answered it
+// (with the verified checksums), for its owner (or an admin); anything else
+// is 404. It counts against GET_RATE_LIMIT like a session's GET.
+func (a *API) getMOC(w http.ResponseWriter, r *http.Request, u auth.User) {
+	if a.GetLimiter != nil {
+		if ok, wait := a.GetLimiter.Allow(u.Name); !ok {
+			metrics.RateLimitRefusals.Inc()
+			tooMany(w, retryAfterSeconds(wait), a.GetLimiter.Limit, a.GetLimitWindow)
+			return
+		}
+	}
+	id, err := uuid.Parse(r.PathValue("mocId"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, "MOC_NOT_FOUND", nil)
+		return
+	}
+	m, err := a.Uploads.DB.MOCByID(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !u.CanAccess(m.UserID)) {
+		writeError(w, http.StatusNotFound, "MOC_NOT_FOUND", nil)
+		return
+	}
+	if err != nil {
+		a.internal(w, r, err)
+		return
+	}
+	out := mocJSON(m)
+	out["sessionId"] = m.UploadSessionID.String()
+	writeJSON(w, http.StatusOK, out)
 }

@@ -61,7 +61,7 @@ commands:
   resume SESSION_ID FILE... [--title TITLE]   send the missing parts (and finalize with --title)
   status SESSION_ID                           what the server has received
   finalize SESSION_ID --title TITLE [--description D] [--slug auto|prompt]
-  verify SESSION_ID FILE...                   compare local files with the session's checksums
+  verify SESSION_ID|MOC_ID FILE...            compare local files with the session's checksums
                                               (once finalized: those verified and kept in the catalog)
 
 The API URL comes from --api or UPLOAD_API (https://… is verified against the system's
@@ -301,21 +301,43 @@ func (o *options) status(ctx context.Context, c *client.Client, args []string) i
 	return exitOK
 }
 
-// verify compares local files with what the session declared or, once
-// finalized, what finalize verified and the catalog keeps: CRC64NVME, and
-// SHA-256 where declared.
+// verify compares local files with what a session declared or, once
+// finalized, what finalize verified and the catalog keeps (by session id or
+// MOC id): CRC64NVME, and SHA-256 where declared.
 func (o *options) verify(ctx context.Context, c *client.Client, args []string) int {
 	if len(args) < 2 {
-		fmt.Fprintln(o.stderr, "mocupload verify: SESSION_ID and the session's FILEs, in order, are required")
+		fmt.Fprintln(o.stderr, "mocupload verify: a SESSION_ID or MOC_ID and its FILEs, in order, are required")
 		return exitUsage
 	}
-	s, err := c.GetSession(ctx, args[0])
-	if err != nil {
-		return o.fail(err, args[0], nil)
+	type known struct {
+		name string
+		sum  *client.Checksum
+	}
+	var kept []known
+	id, status := args[0], ""
+	s, err := c.GetSession(ctx, id)
+	var ae *client.APIError
+	switch {
+	case err == nil:
+		status = s.Status
+		for _, f := range s.Files {
+			kept = append(kept, known{f.Name, f.Checksum})
+		}
+	case errors.As(err, &ae) && ae.Code == "SESSION_NOT_FOUND":
+		m, merr := c.GetMOC(ctx, id)
+		if merr != nil {
+			return o.fail(merr, "", nil)
+		}
+		status = "finalized (MOC " + m.Slug + ")"
+		for _, f := range m.Files {
+			kept = append(kept, known{f.Name, f.Checksum})
+		}
+	default:
+		return o.fail(err, id, nil)
 	}
 	files := args[1:]
-	if len(files) != len(s.Files) {
-		fmt.Fprintf(o.stderr, "mocupload verify: the session has %d file(s), %d given\n", len(s.Files), len(files))
+	if len(files) != len(kept) {
+		fmt.Fprintf(o.stderr, "mocupload verify: %s has %d file(s), %d given\n", id, len(kept), len(files))
 		return exitUsage
 	}
 	type verdict struct {
@@ -324,27 +346,27 @@ func (o *options) verify(ctx context.Context, c *client.Client, args []string) i
 	}
 	var out []verdict
 	code := exitOK
-	for i, f := range s.Files {
-		v := verdict{File: files[i], Name: f.Name, Result: "same"}
-		if f.Checksum == nil {
-			v.Result = "unknown (the session keeps no checksum of it)"
+	for i, k := range kept {
+		v := verdict{File: files[i], Name: k.name, Result: "same"}
+		if k.sum == nil {
+			v.Result = "unknown (no checksum of it is kept)"
 			out = append(out, v)
 			continue
 		}
-		v.Expected = *f.Checksum
-		got, err := client.LocalChecksum(files[i], f.Checksum.SHA256 != "")
+		v.Expected = *k.sum
+		got, err := client.LocalChecksum(files[i], k.sum.SHA256 != "")
 		if err != nil {
 			fmt.Fprintln(o.stderr, "mocupload:", err)
 			return exitUsage
 		}
 		v.Actual = got
-		if (f.Checksum.CRC64NVME != "" && got.CRC64NVME != f.Checksum.CRC64NVME) || (f.Checksum.SHA256 != "" && got.SHA256 != f.Checksum.SHA256) {
+		if (k.sum.CRC64NVME != "" && got.CRC64NVME != k.sum.CRC64NVME) || (k.sum.SHA256 != "" && got.SHA256 != k.sum.SHA256) {
 			v.Result, code = "DIFFERENT", exitDiffers
 		}
 		out = append(out, v)
 	}
 	if o.output == "json" {
-		_ = json.NewEncoder(o.stdout).Encode(map[string]any{"sessionId": s.SessionID, "status": s.Status, "files": out})
+		_ = json.NewEncoder(o.stdout).Encode(map[string]any{"id": id, "status": status, "files": out})
 		return code
 	}
 	for _, v := range out {

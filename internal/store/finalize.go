@@ -292,18 +292,28 @@ func Retryable(err error) bool {
 
 // MOCBySession reads the MOC of a finalized session.
 func (s *Store) MOCBySession(ctx context.Context, sessionID uuid.UUID) (MOC, error) {
+	return s.readMOC(ctx, "upload_session_id", sessionID)
+}
+
+// MOCByID reads a MOC by its id.
+func (s *Store) MOCByID(ctx context.Context, id uuid.UUID) (MOC, error) {
+	return s.readMOC(ctx, "id", id)
+}
+
+// readMOC reads the MOC whose column (id or upload_session_id) is id.
+func (s *Store) readMOC(ctx context.Context, column string, id uuid.UUID) (MOC, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var m MOC
 	err := s.Pool.QueryRow(ctx, `
 		SELECT id, user_id, upload_session_id, title, slug, coalesce(description, '')
-		FROM moc_instructions WHERE upload_session_id = $1`, sessionID).
+		FROM moc_instructions WHERE `+column+` = $1`, id).
 		Scan(&m.ID, &m.UserID, &m.UploadSessionID, &m.Title, &m.Slug, &m.Description)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return m, ErrNotFound
 	}
 	if err != nil {
-		return m, fmt.Errorf("read MOC of session %s: %w", sessionID, err)
+		return m, fmt.Errorf("read MOC (%s %s): %w", column, id, err)
 	}
 	rows, err := s.Pool.Query(ctx, `
 		SELECT f.id, f.file_id, f.name, f.content_type, f.s3_key, f.size_bytes, f.etag,

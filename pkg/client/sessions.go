@@ -72,9 +72,11 @@ type Session struct {
 // MOC is a finalized session.
 type MOC struct {
 	MocID string `json:"mocId"`
-	Slug  string `json:"slug"`
-	Title string `json:"title"`
-	Files []struct {
+	// SessionID is set by GetMOC.
+	SessionID string `json:"sessionId,omitempty"`
+	Slug      string `json:"slug"`
+	Title     string `json:"title"`
+	Files     []struct {
 		FileID    string    `json:"fileId"`
 		Name      string    `json:"name"`
 		S3Key     string    `json:"s3Key"`
@@ -110,6 +112,16 @@ func (c *Client) GetSession(ctx context.Context, id string) (*Session, error) {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// GetMOC reads a MOC by its id (its owner's, or any for an admin), with the
+// checksums finalize verified.
+func (c *Client) GetMOC(ctx context.Context, id string) (*MOC, error) {
+	var m MOC
+	if err := c.do(ctx, http.MethodGet, "/api/mocs/uploads/mocs/"+id, nil, 0, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 // SpecsFor describes files on disk (name, size, content type from the extension).

@@ -119,8 +119,10 @@ func TestCLIDeclaresAndVerifiesChecksums(t *testing.T) {
 	if got := g.body["files"].([]any)[0].(map[string]any)["checksum"]; fmt.Sprint(got) != fmt.Sprint(map[string]any{"crc64nvme": want}) {
 		t.Fatalf("the CLI declared %v, want crc64nvme %s", got, want)
 	}
-	if out, err := cliCmd(t, apiURL, token, "verify", id, path).CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "same") {
-		t.Fatalf("verify of the same file: %v %s", err, out)
+	for _, by := range []string{id, res["mocId"].(string)} { // by session id and by MOC id
+		if out, err := cliCmd(t, apiURL, token, "verify", by, path).CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "same") {
+			t.Fatalf("verify %s of the same file: %v %s", by, err, out)
+		}
 	}
 	other := writeFile(t, dir, "other.pdf", 6<<20)
 	if out, err := cliCmd(t, apiURL, token, "verify", id, other).CombinedOutput(); exitCode(err) != 6 || !strings.HasPrefix(string(out), "DIFFERENT") {
