@@ -272,19 +272,16 @@ func watchedNamespaces(cfg config.Config) []string {
 }
 
 func newUploadService(cfg config.Config, st *stores, clk skewedClock) (*uploads.Service, error) {
-	// Part buffers are the bulk of the heap; without a limit the GC lets the
-	// heap grow to twice what is live (GOGC=100), so RSS would reach about twice
-	// the buffer budget under load. The process is meant to stay within the
-	// budget + 64 MiB: the mapped binary (text and read-only data, ~32 MiB
-	// resident) is outside what the Go runtime controls, and the soft limit can
-	// be overshot briefly under churn (the soak saw 126 MiB of a 128 MiB bound
-	// with budget + 32 MiB), so process memory is held to budget + 24 MiB (an
-	// explicit GOMEMLIMIT, e.g. from the Deployment, instead). The part
-	// buffers are mapped outside the Go heap, so the runtime's soft limit is
-	// that bound less what they hold now: the heap gets all of it while few
-	// parts are in flight, instead of running the GC without pause at a limit
-	// the buffers nearly fill (make abuse's create flood: 41 % of the
-	// operator's CPU in GC marking, and the limiter let the heap past it).
+	// The process is meant to stay within the part buffer budget + 64 MiB.
+	// The mapped binary (text and read-only data, ~32 MiB resident) is outside
+	// what the Go runtime controls, and a soft limit can be overshot briefly
+	// under churn, so process memory is held to budget + 24 MiB (or an
+	// explicit GOMEMLIMIT, e.g. from the Deployment). The part buffers are
+	// mapped outside the Go heap, so the runtime's soft limit is that bound
+	// less what they hold now: the heap gets all of it while few parts are in
+	// flight, and the collector does not run without pause at a limit the
+	// buffers nearly fill (docs/performance.md, items 4 and 7, has the
+	// measurements behind these figures).
 	bound := cfg.PartBufferBudget + 24<<20
 	if os.Getenv("GOMEMLIMIT") != "" {
 		bound = debug.SetMemoryLimit(-1)

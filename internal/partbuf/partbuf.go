@@ -292,9 +292,9 @@ func readErr(err error, n int, size int64) error {
 // slabClass is the size of the slab that holds a part of size bytes: a whole
 // number of MiB (a power of two below 1 MiB, at least 4 KiB). Parts of nearby
 // sizes (the last parts of files) then reuse each other's slabs instead of
-// each dropping one for the GC: the soak showed that churn, not live data,
-// pushing the heap past the soft memory limit. The budget counts classes, so
-// memory stays within it.
+// each mapping one of its own: memory grows with churn of odd sizes more than
+// with the parts in flight. The budget counts classes, so memory stays within
+// it.
 func slabClass(size int64) int64 {
 	const mib = 1 << 20
 	if size >= mib {

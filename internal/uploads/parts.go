@@ -111,7 +111,7 @@ func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, erro
 	ctx = partbuf.WithOwner(ctx, session.TenantOf(p.Session.UserID))
 	if !s.Buffers.OwnerHasRoom(ctx, p.Size) {
 		// Refused before the registration: a tenant hammering past its share
-		// costs PostgreSQL nothing (make abuse saw 0.2 cores spent on it).
+		// costs PostgreSQL nothing.
 		return store.Part{}, &PartError{Stage: StageRead, Err: partbuf.ErrOwnerShare}
 	}
 	w, ok, err := s.DB.BeginPartWrite(ctx, p.File.ID, p.PartNumber, s.StaleAfter(), writeLifetime(ctx))
