@@ -26,20 +26,6 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
-// declaredDirectSession is declaredSession for a direct session.
-func declaredDirectSession(t *testing.T, svc *uploads.Service, sum *session.FileChecksum, data []byte) *activeSession {
-	t.Helper()
-	owner := "system:serviceaccount:webhook-test:" + uuid.NewString()[:8]
-	act, err := svc.Activate(context.Background(), uploads.Request{
-		SessionID: uuid.New(), Owner: owner, PartSizeBytes: ptr.To(5 * session.MiB), Transfer: store.TransferDirect,
-		Files: []session.File{{Name: "castle.pdf", ContentType: "application/pdf", SizeBytes: int64(len(data)), Checksum: sum}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &activeSession{owner: owner, act: act, data: data}
-}
-
 // The direct mode the same: a part flipped on its way to S3 (its URL signed
 // for the flipped bytes' CRC64NVME, so S3 takes it) is caught at finalize
 // before anything is completed; the right part sent again with a new URL
@@ -82,13 +68,24 @@ func TestDirectFlippedByteIsCaughtAtFinalize(t *testing.T) {
 	}
 }
 
-// declaredSession activates a proxied session of one 12 MiB file (three
-// parts of 5 MiB, the last 2 MiB) with the whole-file checksum sum declared.
+// declaredSession activates a proxied session of one file of data (parts of
+// 5 MiB) with the whole-file checksum sum declared.
 func declaredSession(t *testing.T, svc *uploads.Service, sum *session.FileChecksum, data []byte) *activeSession {
+	t.Helper()
+	return declaredSessionWith(t, svc, store.TransferProxy, sum, data)
+}
+
+// declaredDirectSession is declaredSession for a direct session.
+func declaredDirectSession(t *testing.T, svc *uploads.Service, sum *session.FileChecksum, data []byte) *activeSession {
+	t.Helper()
+	return declaredSessionWith(t, svc, store.TransferDirect, sum, data)
+}
+
+func declaredSessionWith(t *testing.T, svc *uploads.Service, transfer string, sum *session.FileChecksum, data []byte) *activeSession {
 	t.Helper()
 	owner := "system:serviceaccount:webhook-test:" + uuid.NewString()[:8]
 	act, err := svc.Activate(context.Background(), uploads.Request{
-		SessionID: uuid.New(), Owner: owner, PartSizeBytes: ptr.To(5 * session.MiB),
+		SessionID: uuid.New(), Owner: owner, PartSizeBytes: ptr.To(5 * session.MiB), Transfer: transfer,
 		Files: []session.File{{Name: "castle.pdf", ContentType: "application/pdf", SizeBytes: int64(len(data)), Checksum: sum}},
 	})
 	if err != nil {
@@ -140,11 +137,7 @@ func mocCount(t *testing.T, id uuid.UUID) int {
 // finalizedChecksum is files[0].checksum of a finalize answer.
 func finalizedChecksum(t *testing.T, a answer) map[string]any {
 	t.Helper()
-	files, _ := a.body["files"].([]any)
-	if len(files) != 1 {
-		t.Fatalf("finalize answered %d files: %v", len(files), a.body)
-	}
-	c, _ := files[0].(map[string]any)["checksum"].(map[string]any)
+	c, _ := onlyFile(t, a)["checksum"].(map[string]any)
 	return c
 }
 
@@ -205,7 +198,7 @@ func TestAFlippedByteIsCaughtAtFinalizeAndTheRightPartFixesIt(t *testing.T) {
 	if got, _ := io.ReadAll(body); !bytes.Equal(got, data) {
 		t.Fatal("the object's bytes are not the file's")
 	}
-	if g := s.get(t, base); fmt.Sprint(g.body["files"].([]any)[0].(map[string]any)["checksum"]) != fmt.Sprint(map[string]any{"crc64nvme": want}) {
+	if g := s.get(t, base); fmt.Sprint(onlyFile(t, g)["checksum"]) != fmt.Sprint(map[string]any{"crc64nvme": want}) {
 		t.Fatalf("GET of the finalized session: %v, want its checksum", g.body["files"])
 	}
 	// The MOC by its id: its owner sees the verified checksum; anyone else,

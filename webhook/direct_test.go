@@ -104,15 +104,22 @@ func (s *activeSession) get(t *testing.T, base string) answer {
 	return a
 }
 
-// listedParts is the part numbers and sizes GET lists for the session's file.
-func listedParts(t *testing.T, a answer) map[int]int64 {
+// onlyFile is files[0] of an answer about a session (or MOC) of one file.
+func onlyFile(t *testing.T, a answer) map[string]any {
 	t.Helper()
 	files, _ := a.body["files"].([]any)
 	if len(files) != 1 {
-		t.Fatalf("GET lists %d files, want 1: %v", len(files), a.body)
+		t.Fatalf("%d files in the answer, want 1: %d %v", len(files), a.status, a.body)
 	}
+	f, _ := files[0].(map[string]any)
+	return f
+}
+
+// listedParts is the part numbers and sizes GET lists for the session's file.
+func listedParts(t *testing.T, a answer) map[int]int64 {
+	t.Helper()
 	out := map[int]int64{}
-	parts, _ := files[0].(map[string]any)["parts"].([]any)
+	parts, _ := onlyFile(t, a)["parts"].([]any)
 	for _, p := range parts {
 		m := p.(map[string]any)
 		out[int(m["partNumber"].(float64))] = int64(m["sizeBytes"].(float64))
