@@ -174,11 +174,15 @@ func renderDoc(root string) error {
 		}
 	}
 	sort.Slice(runs, func(i, j int) bool { return runs[i].Seed < runs[j].Seed })
+	intro, err := os.ReadFile(filepath.Join(savedDir(root), "intro.md"))
+	if err != nil {
+		return err
+	}
 	findings, err := os.ReadFile(filepath.Join(savedDir(root), "findings.md"))
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	return os.WriteFile(filepath.Join(root, "docs", "reliability.md"), []byte(markdown(runs, string(findings))), 0o600)
+	return os.WriteFile(filepath.Join(root, "docs", "reliability.md"), []byte(markdown(string(intro), runs, string(findings))), 0o600)
 }
 
 // lanes of the plot: what a fault hit, each drawn in a band of its own above
