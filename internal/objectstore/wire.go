@@ -32,8 +32,8 @@ func withWireBody(ctx context.Context, body io.Reader) context.Context {
 // payload hash) and rewound its own copy; the bytes are the same. net/http
 // then hands that reader, under its Content-Length limit, to the
 // connection's ReadFrom, and wireConn writes the part from where it lies.
-// `make bench` measured the copy through net/http's 32 KiB buffer at a sixth
-// of the operator's CPU per GiB (docs/benchmarks.md).
+// Through net/http's own 32 KiB copy buffer every byte would be copied once
+// more and sent with a system call per 32 KiB (docs/performance.md, item 11).
 type wireClient struct{ next aws.HTTPClient }
 
 func (c wireClient) Do(req *http.Request) (*http.Response, error) {

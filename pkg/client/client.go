@@ -104,9 +104,8 @@ func (c *Client) UseCAFile(path string) error {
 // newTransport speaks HTTP/1.1 only and keeps a connection per part in
 // flight. Over HTTP/2 every part shares one connection and its flow-control
 // window, and the server copies each body twice more on its way (frames into
-// a stream buffer, then out of it): `make bench` measured 1.48 CPU s per GiB
-// at the operator over HTTP/2 against 1.30 over HTTP/1.1, and 314 against
-// 402 MB/s (docs/benchmarks.md).
+// a stream buffer, then out of it): more CPU per byte at the operator and
+// fewer MB/s (docs/performance.md, item 10).
 func newTransport(tlsConfig *tls.Config) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = tlsConfig
