@@ -3,10 +3,7 @@ package webhook
 import (
 	"bytes"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
-	"strconv"
 	"testing"
 
 	"github.com/mocs-dev/upload-operator/internal/session"
@@ -43,13 +40,7 @@ func TestPartPathAllocations(t *testing.T) {
 	n := 0
 	put := func() {
 		n++
-		req := httptest.NewRequest(http.MethodPut, path+strconv.Itoa(n), bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer bench-token")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			t.Fatalf("part %d: %d %s", n, rec.Code, rec.Body)
-		}
+		serveBenchPart(t, h, path, n, body)
 	}
 	const runs = 50
 	put() // warm: the auth cache, the pool's connections, the first slab

@@ -84,18 +84,24 @@ func BenchmarkPutPart(b *testing.B) {
 			n := 0
 			for b.Loop() {
 				n = n%10000 + 1
-				req := httptest.NewRequest(http.MethodPut, path+strconv.Itoa(n), bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer bench-token")
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
-				if rec.Code != http.StatusOK {
-					b.Fatalf("part %d: %d %s", n, rec.Code, rec.Body)
-				}
+				serveBenchPart(b, h, path, n, body)
 			}
 			if got := sink.received.Load(); got < c.partSize {
 				b.Fatalf("the sink received %d bytes", got)
 			}
 		})
+	}
+}
+
+// serveBenchPart PUTs body as part n through h, as the bench user, and fails
+// on anything but 200.
+func serveBenchPart(tb testing.TB, h http.Handler, path string, n int, body []byte) {
+	req := httptest.NewRequest(http.MethodPut, path+strconv.Itoa(n), bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer bench-token")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		tb.Fatalf("part %d: %d %s", n, rec.Code, rec.Body)
 	}
 }
 

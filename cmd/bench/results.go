@@ -276,14 +276,20 @@ func maxf(xs []float64) float64 {
 	return m
 }
 
-// plot draws throughput against concurrency for the operator and direct S3.
-func (r *results) plot(path string) error {
+// concurrencyPlot is an empty plot of something against concurrency (log scale).
+func concurrencyPlot(title, yLabel string) *plot.Plot {
 	p := plot.New()
-	p.Title.Text = "Upload throughput (1 GiB; 16 MiB parts, 8 MiB at c=64)"
+	p.Title.Text = title
 	p.X.Label.Text = "concurrency"
-	p.Y.Label.Text = "MB/s (median)"
+	p.Y.Label.Text = yLabel
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	return p
+}
+
+// plot draws throughput against concurrency for the operator and direct S3.
+func (r *results) plot(path string) error {
+	p := concurrencyPlot("Upload throughput (1 GiB; 16 MiB parts, 8 MiB at c=64)", "MB/s (median)")
 	n := len(r.Throughput)
 	op, direct, unsigned := make(plotter.XYs, n), make(plotter.XYs, n), make(plotter.XYs, n)
 	peer, directMode := make(plotter.XYs, n), make(plotter.XYs, n)
@@ -308,12 +314,7 @@ func (r *results) plot(path string) error {
 
 // plotCPU draws the operator's CPU per GiB against concurrency.
 func (r *results) plotCPU(path string) error {
-	p := plot.New()
-	p.Title.Text = "CPU seconds per GiB uploaded (median; 16 MiB parts, 8 MiB at c=64)"
-	p.X.Label.Text = "concurrency"
-	p.Y.Label.Text = "CPU s per GiB"
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	p := concurrencyPlot("CPU seconds per GiB uploaded (median; 16 MiB parts, 8 MiB at c=64)", "CPU s per GiB")
 	gib := float64(*totalMiB) / 1024
 	n := len(r.Throughput)
 	op, plain, peer, s3 := make(plotter.XYs, n), make(plotter.XYs, n), make(plotter.XYs, n), make(plotter.XYs, n)

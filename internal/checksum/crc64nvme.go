@@ -89,10 +89,10 @@ func CombineCRC64NVME(crcA, crcB uint64, lenB int64) uint64 {
 	return mulMod(crcA, xPow8n(lenB)) ^ crcB
 }
 
-// In the reflected representation hash/crc64 uses, bit 63 is the coefficient
-// of x^0 and bit 0 that of x^63; the CRC register (after the final inversion
-// is undone by the xor of the two CRCs' inversions cancelling) is a
-// polynomial in that form.
+// Polynomials below are in the reflected form hash/crc64 uses: bit 63 is the
+// coefficient of x^0, bit 0 that of x^63. The pre- and post-inversions of the
+// two CRCs cancel in the xor, so CombineCRC64NVME works on the CRCs as they
+// are.
 
 // mulMod multiplies a and b (reflected) modulo the polynomial.
 func mulMod(a, b uint64) uint64 {

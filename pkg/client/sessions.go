@@ -162,37 +162,32 @@ func (c *Client) Specs(paths []string) ([]FileSpec, error) {
 // FileCRC64NVME is the CRC64NVME of the file at path (base64, as the API
 // takes it).
 func FileCRC64NVME(path string) (string, error) {
-	f, err := os.Open(path) //nolint:gosec // the caller's own file
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := checksum.NewCRC64NVME()
-	// Large reads: hash/crc64 builds its fast tables per call for a
-	// polynomial other than ISO and ECMA.
-	if _, err := io.CopyBuffer(h, f, make([]byte, 4<<20)); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	return checksum.EncodeCRC64(h.Sum64()), nil
+	c, err := LocalChecksum(path, false)
+	return c.CRC64NVME, err
 }
 
 // LocalChecksum is the CRC64NVME of the file at path and, with sha, its
 // SHA-256, in one read.
 func LocalChecksum(path string, sha bool) (Checksum, error) {
-	if !sha {
-		crc, err := FileCRC64NVME(path)
-		return Checksum{CRC64NVME: crc}, err
-	}
 	f, err := os.Open(path) //nolint:gosec // the caller's own file
 	if err != nil {
 		return Checksum{}, err
 	}
 	defer f.Close()
-	crc, sum := checksum.NewCRC64NVME(), sha256.New()
-	if _, err := io.CopyBuffer(io.MultiWriter(crc, sum), f, make([]byte, 4<<20)); err != nil {
+	crc := checksum.NewCRC64NVME()
+	var w io.Writer = crc
+	sum := sha256.New()
+	if sha {
+		w = io.MultiWriter(crc, sum)
+	}
+	if _, err := io.CopyBuffer(w, f, make([]byte, 4<<20)); err != nil {
 		return Checksum{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return Checksum{CRC64NVME: checksum.EncodeCRC64(crc.Sum64()), SHA256: hex.EncodeToString(sum.Sum(nil))}, nil
+	out := Checksum{CRC64NVME: checksum.EncodeCRC64(crc.Sum64())}
+	if sha {
+		out.SHA256 = hex.EncodeToString(sum.Sum(nil))
+	}
+	return out, nil
 }
 
 // fileCRC is FileCRC64NVME, remembered per path, size and modification time.
