@@ -25,7 +25,7 @@ import (
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/logging"
-	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/sessionspec"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -331,7 +331,7 @@ func (r *UploadSessionReconciler) reconcilePending(ctx context.Context, s *sessi
 	if !admitted || err != nil {
 		return res, err
 	}
-	req := requestOf(s.us, s.id)
+	req := sessionspec.Request(s.us, s.id)
 	req.MaxActive = maxActive
 	act, err := r.Uploads.Activate(ctx, req)
 	if errors.Is(err, uploads.ErrTooManyActive) {
@@ -395,20 +395,6 @@ func (r *UploadSessionReconciler) removeFinalizer(ctx context.Context, us *uploa
 
 func refOf(us *uploadsv1.UploadSession) uploads.ResourceRef {
 	return uploads.ResourceRef{Namespace: us.Namespace, Name: us.Name, UID: string(us.UID), Owner: us.Spec.Owner}
-}
-
-func requestOf(us *uploadsv1.UploadSession, id uuid.UUID) uploads.Request {
-	files := make([]session.File, len(us.Spec.Files))
-	for i, f := range us.Spec.Files {
-		files[i] = session.File{Name: f.Name, ContentType: f.ContentType, SizeBytes: f.SizeBytes}
-		if f.Checksum != nil {
-			files[i].Checksum = &session.FileChecksum{CRC64NVME: f.Checksum.CRC64NVME, SHA256: f.Checksum.SHA256}
-		}
-	}
-	return uploads.Request{
-		SessionID: id, Owner: us.Spec.Owner, Files: files, PartSizeBytes: us.Spec.PartSizeBytes,
-		Transfer: string(us.Spec.Transfer), Namespace: us.Namespace, Name: us.Name, UID: string(us.UID),
-	}
 }
 
 // SetupWithManager registers the reconciler.

@@ -13,7 +13,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/metrics"
 	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/sessionspec"
 	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
@@ -100,24 +100,7 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 		a.internal(w, r, err)
 		return
 	}
-	// The resource carries the finalizer from the start: a delete that comes
-	// before the first reconcile still goes through the reconciler, which
-	// removes whatever this activation creates.
-	us := &uploadsv1.UploadSession{
-		ObjectMeta: metav1.ObjectMeta{Name: id.String(), Namespace: a.SessionNamespace,
-			Labels:      map[string]string{uploadsv1.SessionIDLabel: id.String()},
-			Annotations: map[string]string{uploadsv1.CreatedByAPIAnnotation: "true"},
-			Finalizers:  []string{uploadsv1.Finalizer}},
-		Spec: uploadsv1.UploadSessionSpec{Owner: u.Name, PartSizeBytes: body.PartSizeBytes,
-			Transfer: uploadsv1.TransferMode(cmp.Or(body.Transfer, store.TransferProxy))},
-	}
-	for _, f := range body.Files {
-		spec := uploadsv1.FileSpec{Name: f.Name, ContentType: session.MediaType(f.ContentType), SizeBytes: f.SizeBytes}
-		if c := session.NormalizeChecksum(f.Checksum); c != nil {
-			spec.Checksum = &uploadsv1.FileChecksum{CRC64NVME: c.CRC64NVME, SHA256: c.SHA256}
-		}
-		us.Spec.Files = append(us.Spec.Files, spec)
-	}
+	us := sessionspec.Resource(req)
 	// Activation is bounded (the reconciler's delete waits at most
 	// ActivationWindow for it) and does not stop half way if the client goes.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CreateTimeout)
@@ -138,7 +121,10 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 		a.internal(w, r, err)
 		return
 	}
-	req.UID = string(us.UID)
+	// Activated from the resource, as the reconciler would activate it.
+	maxActive := req.MaxActive
+	req = sessionspec.Request(us, id)
+	req.MaxActive = maxActive
 	act, err := a.Uploads.Activate(actx, req)
 	if err == nil {
 		err = a.stillWanted(actx, us)
