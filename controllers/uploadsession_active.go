@@ -25,14 +25,17 @@ import (
 func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, s *sessionScope) (ctrl.Result, error) {
 	sess, err := r.Uploads.Session(ctx, s.id)
 	if errors.Is(err, uploads.ErrSessionNotFound) {
-		// Rows gone while the resource says Active: activate again (idempotent).
-		return r.reconcilePending(ctx, s)
+		// Rows gone while the resource says Active: back to Pending, whose
+		// step activates again (idempotent).
+		s.setPhase(uploadsv1.PhasePending, "the session's rows are gone from PostgreSQL; creating them again")
+		return ctrl.Result{}, nil
 	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if res, done, err := r.followDatabase(ctx, s, sess); done {
-		return res, err
+	switch sess.Status {
+	case store.StatusFinalizing, store.StatusFinalized, store.StatusExpired, store.StatusFailed:
+		return r.followDatabase(ctx, s, sess)
 	}
 	if sess.Expired(r.now()) {
 		return r.expire(ctx, s)
@@ -79,10 +82,7 @@ func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, s *se
 		return ctrl.Result{}, err
 	}
 	if sess.Status != store.StatusFinalizing {
-		if res, done, err := r.followDatabase(ctx, s, sess); done {
-			return res, err
-		}
-		return ctrl.Result{RequeueAfter: r.resync()}, nil
+		return r.followDatabase(ctx, s, sess)
 	}
 	// The lock's age is PostgreSQL's: a live holder keeps renewing it, so this
 	// only goes on once the holder has stopped.
@@ -100,40 +100,39 @@ func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, s *se
 	return r.finalize(ctx, s, uploads.FinalizeRequest{SessionID: s.id, Resume: true})
 }
 
-// followDatabase mirrors a session state that PostgreSQL has and the resource
-// does not show yet; done is false when the resource is up to date.
-func (r *UploadSessionReconciler) followDatabase(ctx context.Context, s *sessionScope, sess store.Session) (ctrl.Result, bool, error) {
+// followDatabase moves the resource to the phase PostgreSQL has for its
+// session (another replica's HTTP finalize, an expiry or a lost upload moved
+// it on); the reconcile loop then runs that phase's step.
+func (r *UploadSessionReconciler) followDatabase(ctx context.Context, s *sessionScope, sess store.Session) (ctrl.Result, error) {
 	switch sess.Status {
 	case store.StatusFinalized:
-		res, err := r.markFinalized(ctx, s)
-		return res, true, err
+		return r.markFinalized(ctx, s)
 	case store.StatusExpired:
-		res, err := r.expire(ctx, s)
-		return res, true, err
+		return r.expire(ctx, s)
 	case store.StatusFailed:
 		if s.us.Status.Phase != uploadsv1.PhaseFailed {
 			r.markFailed(s, "an S3 multipart upload of the session is lost; what it held was removed")
 		}
-		return ctrl.Result{}, true, nil
+		return ctrl.Result{}, nil
 	case store.StatusFinalizing:
 		if s.us.Status.Phase != uploadsv1.PhaseFinalizing {
 			s.setPhase(uploadsv1.PhaseFinalizing, "a finalize holds the lock")
 			s.us.Status.FinalizingAt = timePtr(sess.FinalizingAt)
 			s.setCondition(uploadsv1.ConditionFinalized, false, uploadsv1.ReasonFinalizing, "finalize in progress")
 			s.event(corev1.EventTypeNormal, uploadsv1.ReasonFinalizing, "Finalize", "Finalize lock taken")
-			return ctrl.Result{RequeueAfter: time.Second}, true, nil
 		}
-		res, err := r.reconcileFinalizing(ctx, s)
-		return res, true, err
+		return ctrl.Result{}, nil
 	case store.StatusActive:
 		if s.us.Status.Phase == uploadsv1.PhaseFinalizing {
 			// The finalize failed and released its lock.
 			s.setPhase(uploadsv1.PhaseActive, "finalize did not complete; lock released")
 			s.us.Status.FinalizingAt = nil
-			return ctrl.Result{RequeueAfter: time.Second}, true, nil
 		}
+		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{}, false, nil
+	// Pending or deleting: nothing for the resource to show; a delete in
+	// progress ends with the resource's own deletion.
+	return ctrl.Result{RequeueAfter: r.resync()}, nil
 }
 
 // finalize runs the one finalize implementation and records its outcome.

@@ -247,34 +247,45 @@ func (r *UploadSessionReconciler) reconcileResource(ctx context.Context, us *upl
 	return r.withStatus(ctx, us, id, r.reconcilePhase)
 }
 
-// reconcilePhase runs the step for the resource's phase and, when a step moved
-// the phase on, the next phase's step too (it decides its own timing: expiry,
-// a declared finalize, retention), so a transition needs neither its own
-// status write nor an event to be picked up. The bound only guards against a
-// pair of steps that hand the resource back and forth.
+// reconcilePhase is the state machine's dispatcher: it runs the step for the
+// resource's phase and, when the step moved the phase on, the new phase's step
+// (each decides its own timing: expiry, a declared finalize, retention), so a
+// transition needs neither its own status write nor an event to be picked up.
+// Steps never call each other; this loop alone decides what runs next. Its
+// bound only guards against steps that hand the resource back and forth.
 func (r *UploadSessionReconciler) reconcilePhase(ctx context.Context, s *sessionScope) (res ctrl.Result, err error) {
 	for range maxStepsPerReconcile {
 		before := s.us.Status.Phase
-		switch before {
-		case "", uploadsv1.PhasePending:
-			res, err = r.reconcilePending(ctx, s)
-		case uploadsv1.PhaseActive:
-			res, err = r.reconcileActive(ctx, s)
-		case uploadsv1.PhaseFinalizing:
-			res, err = r.reconcileFinalizing(ctx, s)
-		default: // Finalized, Expired, Failed: terminal
-			res, err = r.reconcileRetention(ctx, s)
-		}
+		res, err = r.stepFor(before)(ctx, s)
 		if err != nil || s.released || s.us.Status.Phase == before {
 			return res, err
 		}
 	}
-	return res, err
+	// The phase moved at every step: the last one's successor runs in a
+	// reconcile of its own (a status write alone wakes nobody).
+	if res.RequeueAfter <= 0 || res.RequeueAfter > time.Second {
+		res.RequeueAfter = time.Second
+	}
+	return res, nil
 }
 
-// maxStepsPerReconcile: Pending → Active → Finalized → retention is the
-// longest useful chain.
-const maxStepsPerReconcile = 4
+// stepFor is the step that reconciles a resource in the given phase.
+func (r *UploadSessionReconciler) stepFor(phase uploadsv1.Phase) func(context.Context, *sessionScope) (ctrl.Result, error) {
+	switch phase {
+	case "", uploadsv1.PhasePending:
+		return r.reconcilePending
+	case uploadsv1.PhaseActive:
+		return r.reconcileActive
+	case uploadsv1.PhaseFinalizing:
+		return r.reconcileFinalizing
+	default: // Finalized, Expired, Failed: terminal
+		return r.reconcileRetention
+	}
+}
+
+// maxStepsPerReconcile: Active with its rows gone → Pending → Active →
+// Finalized → retention is the longest useful chain.
+const maxStepsPerReconcile = 5
 
 // sessionID is the session a resource stands for. Once the reconciler has
 // recorded it in the status (which only the operator writes), that is the

@@ -236,3 +236,26 @@ func TestTerminalPhaseIsWrittenBeforeRetentionDeletes(t *testing.T) {
 		t.Fatalf("after its retention: %v; want the resource gone", err)
 	}
 }
+
+// An Active resource whose rows PostgreSQL lost goes back to Pending and is
+// activated again within the same reconcile: the dispatcher runs Pending's
+// step after Active's moved the phase, and the result is an Active resource
+// with its rows back.
+func TestActiveResourceWithoutRowsIsActivatedAgain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, db)
+	key := h.create(t, "rows-lost")
+	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
+	id := uuid.MustParse(us.Status.SessionID)
+	if _, err := db.Pool.Exec(context.Background(), `DELETE FROM upload_sessions WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile(t, key)
+	if us := get(t, key); us.Status.Phase != uploadsv1.PhaseActive {
+		t.Fatalf("after one reconcile: phase %s (%s); want Active", us.Status.Phase, us.Status.PhaseReason)
+	}
+	sess, err := h.svc.Session(context.Background(), id)
+	if err != nil || sess.Status != "active" {
+		t.Fatalf("session %s in PostgreSQL: %+v, %v; want active", id, sess, err)
+	}
+}
