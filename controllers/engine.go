@@ -32,6 +32,9 @@ type Engine interface {
 	Progress(ctx context.Context, sess store.Session) (map[uuid.UUID]store.FileProgress, error)
 	// Finalize runs the one finalize implementation (the HTTP API's too).
 	Finalize(ctx context.Context, req uploads.FinalizeRequest) (uploads.FinalizeResult, error)
+	// Now is the session clock (expiry, retention); tests step a fake one.
+	// Finalize locks are aged on PostgreSQL's clock instead.
+	Now() time.Time
 	// StaleAfter is how old a finalize lock must be to be taken over.
 	StaleAfter() time.Duration
 	// RestoreMOC makes sure the MOC a resource reports is in PostgreSQL,

@@ -44,8 +44,6 @@ type OrphanSweep struct {
 	// bound there are judged, since only those are in the cache (and other
 	// namespaces may be another installation's).
 	Namespaces []string
-	// Clock is the real clock when nil.
-	Clock func() time.Time
 	// Kept bounds the finished resources each HTTP caller keeps (nil: no
 	// bound).
 	Kept *KeptSessions
@@ -63,6 +61,8 @@ type OrphanSweeper interface {
 	FinishRemovals(ctx context.Context, log logr.Logger, limit int) (int, error)
 	BoundUnfinalized(ctx context.Context, olderThan time.Duration, namespaces []string, limit int) ([]store.ResourceRef, error)
 	Discard(ctx context.Context, log logr.Logger, id uuid.UUID) error
+	// Now is the session clock (Engine.Now).
+	Now() time.Time
 }
 
 var _ OrphanSweeper = (*uploads.Service)(nil)
@@ -206,12 +206,8 @@ func (o *OrphanSweep) resourceGone(ctx context.Context, ref store.ResourceRef) (
 	return string(us.UID) != ref.UID, nil
 }
 
-func (o *OrphanSweep) now() time.Time {
-	if o.Clock != nil {
-		return o.Clock()
-	}
-	return time.Now()
-}
+// now is the engine's session clock, as the reconciler's is.
+func (o *OrphanSweep) now() time.Time { return o.Uploads.Now() }
 
 // finalizedByResource names the sessions some resource reports Finalized.
 func (o *OrphanSweep) finalizedByResource(ctx context.Context) (map[uuid.UUID]bool, error) {

@@ -26,9 +26,8 @@ func (laggingCache) List(context.Context, client.ObjectList, ...client.ListOptio
 func TestResourcelessSessionsAreRemovedOnlyWhenTheirResourceIsGone(t *testing.T) {
 	h := newHarness(t, db)
 	ctx := context.Background()
-	now := time.Now()
 	sweep := &controllers.OrphanSweep{Uploads: h.svc, Log: logr.Discard(), Kube: laggingCache{k8s}, Live: k8s,
-		ResourceGrace: time.Minute, Namespaces: []string{h.ns}, Clock: func() time.Time { return now }}
+		ResourceGrace: time.Minute, Namespaces: []string{h.ns}}
 	active := func(name string) (client.ObjectKey, uuid.UUID) {
 		key := h.create(t, name)
 		h.reconcileTo(t, key, uploadsv1.PhaseActive)
@@ -62,18 +61,18 @@ func TestResourcelessSessionsAreRemovedOnlyWhenTheirResourceIsGone(t *testing.T)
 	if n, err := sweep.RemoveResourceless(ctx); err != nil || n != 0 {
 		t.Fatalf("first sweep removed %d (%v); want none before the grace", n, err)
 	}
-	now = now.Add(59 * time.Second)
+	h.clk.Step(59 * time.Second)
 	if n, err := sweep.RemoveResourceless(ctx); err != nil || n != 0 || !exists(goneID) {
 		t.Fatalf("sweep within the grace removed %d (%v)", n, err)
 	}
 	// A manager that watches another namespace does not judge these.
 	other := &controllers.OrphanSweep{Uploads: h.svc, Log: logr.Discard(), Kube: laggingCache{k8s}, Live: k8s,
-		ResourceGrace: time.Minute, Namespaces: []string{"another-namespace"}, Clock: func() time.Time { return now }}
+		ResourceGrace: time.Minute, Namespaces: []string{"another-namespace"}}
 	for range 2 {
 		if n, err := other.RemoveResourceless(ctx); err != nil || n != 0 {
 			t.Fatalf("a manager watching another namespace removed %d (%v)", n, err)
 		}
-		now = now.Add(time.Minute)
+		h.clk.Step(time.Minute)
 	}
 	if n, err := sweep.RemoveResourceless(ctx); err != nil || n != 2 {
 		t.Fatalf("sweep after the grace removed %d (%v); want the two sessions whose resource is gone", n, err)

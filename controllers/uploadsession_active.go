@@ -87,7 +87,7 @@ func (r *UploadSessionReconciler) reconcileFinalizing(ctx context.Context, s *se
 	// The lock's age is PostgreSQL's: a live holder keeps renewing it, so this
 	// only goes on once the holder has stopped.
 	if sess.LockHeld(r.Uploads.StaleAfter()) {
-		wait := sess.LockWindow(r.Uploads.StaleAfter()) - *sess.LockAge + 100*time.Millisecond
+		wait := sess.LockStaleIn(r.Uploads.StaleAfter()) + 100*time.Millisecond
 		return ctrl.Result{RequeueAfter: min(wait, r.resync())}, nil
 	}
 	if sess.PastExpiry {
@@ -350,12 +350,9 @@ func (r *UploadSessionReconciler) refreshProgress(ctx context.Context, s *sessio
 	return nil
 }
 
-func (r *UploadSessionReconciler) now() time.Time {
-	if r.Clock != nil {
-		return r.Clock.Now()
-	}
-	return time.Now()
-}
+// now is the engine's session clock (uploads.Service.Now): one clock for
+// expiry and retention on the HTTP and the reconciler's side alike.
+func (r *UploadSessionReconciler) now() time.Time { return r.Uploads.Now() }
 
 func timePtr(t *time.Time) *metav1.Time {
 	if t == nil {

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -43,9 +42,6 @@ type UploadSessionReconciler struct {
 	Scheme   *runtime.Scheme
 	Recorder recorder.EventRecorder
 	Uploads  Engine
-	// Clock tells expiry and retention time (nil: the real clock); tests
-	// step a fake one. Finalize locks are aged on PostgreSQL's clock instead.
-	Clock clock.PassiveClock
 	// Resync is how often an Active or Finalizing session is looked at again
 	// even without events: a replica that died after committing (or while
 	// holding the lock) sends no event, and PostgreSQL is the truth.

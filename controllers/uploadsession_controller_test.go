@@ -50,7 +50,7 @@ func newHarness(t *testing.T, st *store.Store) *harness {
 		Buffers: partbuf.New(64*session.MiB, t.TempDir()),
 	}
 	return &harness{ns: ns, clk: clk, svc: svc, r: &controllers.UploadSessionReconciler{
-		Client: k8s, Scheme: scheme, Recorder: recorder{events.NewFakeRecorder(1000)}, Uploads: svc, Clock: clk,
+		Client: k8s, Scheme: scheme, Recorder: recorder{events.NewFakeRecorder(1000)}, Uploads: svc,
 		Resync: resync, Retention: retention, ExpiredRetention: expiredRetention,
 	}}
 }

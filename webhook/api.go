@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"k8s.io/utils/clock"
 	"net"
 	"net/http"
 	"strings"
@@ -41,8 +40,6 @@ type API struct {
 	// runs detached from the request, so a client that gives up does not
 	// cancel it half way.
 	FinalizeTimeout time.Duration
-	// Clock tells expiry and request durations (nil: the real clock).
-	Clock clock.PassiveClock
 	// Notify pokes a session's custom resource so the reconciler refreshes its
 	// status (progress, finalize); nil in tests that do not need it.
 	Notify func(namespace, name, correlationID string)
@@ -121,7 +118,7 @@ const arrivalKey ctxKey = iota
 // part timeouts count from there.
 func (a *API) withCorrelation(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrival := a.now()
+		arrival := time.Now()
 		id := r.Header.Get(CorrelationHeader)
 		if id == "" {
 			id = r.Header.Get("X-Request-ID")
@@ -186,12 +183,6 @@ func (a *API) reader() client.Reader {
 	return a.Kube
 }
 
-func (a *API) now() time.Time {
-	if a.Clock != nil {
-		return a.Clock.Now()
-	}
-	return time.Now()
-}
 
 // sourceOf is the client's address without its port.
 func sourceOf(r *http.Request) string {

@@ -112,7 +112,7 @@ func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 	var paced *minRateBody
 	if a.MinPartRate > 0 {
 		paced = &minRateBody{ReadCloser: r.Body, rc: rc, rate: a.MinPartRate, grace: a.MinPartRateGrace,
-			hardDeadline: timeoutAt, now: a.now}
+			hardDeadline: timeoutAt, now: time.Now}
 		body = paced
 	}
 	part, err := a.Uploads.StorePart(pctx, uploads.PartUpload{
@@ -122,10 +122,10 @@ func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 		// Cut for falling below MIN_PART_RATE: nothing of it was kept, and
 		// its buffer is free again.
 		metrics.PartsRefused.WithLabelValues("too_slow").Inc()
-		metrics.PartDuration.WithLabelValues("error").Observe(a.now().Sub(arrival).Seconds())
+		metrics.PartDuration.WithLabelValues("error").Observe(time.Now().Sub(arrival).Seconds())
 		w.Header().Set("Connection", "close")
 		// timeoutAt is the deadline the body missed: when it fell behind.
-		now := a.now()
+		now := time.Now()
 		writeError(w, http.StatusRequestTimeout, "REQUEST_TIMEOUT", map[string]any{
 			"elapsedMs": now.Sub(arrival).Milliseconds(), "timeoutAt": now.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
 			"receivedBytes": paced.got, "minBytesPerSecond": a.MinPartRate,
@@ -134,12 +134,12 @@ func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 	}
 	if err != nil {
 		a.partFailed(w, r, err, arrival, timeoutAt)
-		metrics.PartDuration.WithLabelValues("error").Observe(a.now().Sub(arrival).Seconds())
+		metrics.PartDuration.WithLabelValues("error").Observe(time.Now().Sub(arrival).Seconds())
 		return
 	}
 	metrics.PartsReceived.Inc()
 	metrics.PartBytes.Add(float64(part.SizeBytes))
-	metrics.PartDuration.WithLabelValues("ok").Observe(a.now().Sub(arrival).Seconds())
+	metrics.PartDuration.WithLabelValues("ok").Observe(time.Now().Sub(arrival).Seconds())
 	if a.Notify != nil && sess.Namespace != "" {
 		a.Notify(sess.Namespace, sess.Name, w.Header().Get(CorrelationHeader))
 	}
@@ -161,7 +161,7 @@ func checksumsOf(r *http.Request) objectstore.Checksums {
 // spent) is 503, however its errors describe themselves.
 func (a *API) partFailed(w http.ResponseWriter, r *http.Request, err error, arrival, timeoutAt time.Time) {
 	log := logr.FromContextOrDiscard(r.Context())
-	now := a.now()
+	now := time.Now()
 	if !now.Before(timeoutAt) {
 		log.Error(err, "part upload timed out", "elapsedMs", now.Sub(arrival).Milliseconds())
 		writeError(w, http.StatusRequestTimeout, "REQUEST_TIMEOUT", map[string]any{

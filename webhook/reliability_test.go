@@ -298,3 +298,26 @@ func TestTooManyPutsOfOnePartAnswerInFlight(t *testing.T) {
 		t.Fatalf("the refused PUT sent again: %d %v", a.status, a.body)
 	}
 }
+
+// The upload API answers about a session on the engine's session clock, the
+// one the reconciler and the part path read: past expiresAt by that clock a
+// GET says expired (the reconciler catches up) and a part is refused, though
+// PostgreSQL's clock has not got there.
+func TestTheAPIAsksTheEnginesClock(t *testing.T) {
+	t.Parallel()
+	svc := testService(t, nil)
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	svc.Clock = clk
+	srv := serve(t, svc, 25*time.Second)
+	s := newSession(t, svc, 6*session.MiB)
+	if a := s.get(t, srv.URL); a.status != http.StatusOK || a.body["status"] != "active" {
+		t.Fatalf("before expiresAt: %d %v; want 200 active", a.status, a.body)
+	}
+	clk.SetTime(s.act.Session.ExpiresAt.Add(time.Second))
+	if a := s.get(t, srv.URL); a.status != http.StatusOK || a.body["status"] != "expired" {
+		t.Fatalf("past expiresAt on the engine's clock: %d %v; want 200 expired", a.status, a.body)
+	}
+	if a := await(t, s.putPartAsync(srv.URL, 1)); a.status != http.StatusGone || a.code() != "SESSION_EXPIRED" {
+		t.Fatalf("a part past expiresAt: %d %v; want 410 SESSION_EXPIRED", a.status, a.body)
+	}
+}

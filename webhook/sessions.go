@@ -291,7 +291,7 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request, u auth.User) {
 		out[i] = fileJSON{FileID: f.ID.String(), Name: f.Name, SizeBytes: f.SizeBytes, PartCount: f.PartCount, Parts: p, Checksum: declared(f)}
 	}
 	status := sess.Status
-	if sess.Expired(a.now()) {
+	if sess.Expired(a.Uploads.Now()) {
 		status = store.StatusExpired // the reconciler will catch up
 	}
 	writeJSON(w, http.StatusOK, map[string]any{

@@ -84,7 +84,7 @@ func run() error {
 		return err
 	}
 	lim := newLimiters(cfg, st)
-	if err := addControllers(mgr, cfg, svc, lim, logger, clk); err != nil {
+	if err := addControllers(mgr, cfg, svc, lim, logger); err != nil {
 		return err
 	}
 	server, err := addUploadAPI(mgr, cfg, svc, lim, reviews, certs, logger)
@@ -307,7 +307,7 @@ func newUploadService(cfg config.Config, st *stores, clk skewedClock) (*uploads.
 }
 
 // addControllers adds the reconciler and the leader's background loops.
-func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, lim limiters, logger logr.Logger, clk skewedClock) error {
+func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, lim limiters, logger logr.Logger) error {
 	if err := (&controllers.UploadSessionReconciler{
 		Client:           mgr.GetClient(),
 		Scheme:           mgr.GetScheme(),
@@ -317,7 +317,6 @@ func addControllers(mgr ctrl.Manager, cfg config.Config, svc *uploads.Service, l
 		Retention:        cfg.SessionRetention,
 		ExpiredRetention: cfg.ExpiredRetention,
 		Timeout:          cfg.ReconcileTimeout,
-		Clock:            clk,
 		Admission: &controllers.Admission{AdminGroups: cfg.AdminGroups, UploadGroups: cfg.UploadGroups,
 			MaxActive: cfg.MaxActiveSessions, CreateLimiter: lim.create, TenantCreateLimiter: lim.tenantCreate},
 	}).SetupWithManager(mgr, 8); err != nil {

@@ -68,6 +68,15 @@ func (x Session) LockHeld(def time.Duration) bool {
 	return x.LockAge != nil && !session.LockStale(*x.LockAge, x.LockWindow(def))
 }
 
+// LockStaleIn is how long a live lock has left before it is stale, by its
+// age on PostgreSQL's clock (0 when none is held).
+func (x Session) LockStaleIn(def time.Duration) time.Duration {
+	if !x.LockHeld(def) {
+		return 0
+	}
+	return x.LockWindow(def) - *x.LockAge
+}
+
 // Expired reports whether the session is past its expiry: marked expired, or
 // an active one whose expires_at has passed on PostgreSQL's clock or on now
 // (a replica's clock may only answer so earlier; it never expires anything:

@@ -39,7 +39,7 @@ func CheckTransfer(sess store.Session, want string) error {
 // URL lifetime but never past the session's expiry (the upload is aborted
 // then anyway). The caller has checked that the session takes parts.
 func (s *Service) PartURL(ctx context.Context, sess store.Session, f store.File, n int, cs objectstore.Checksums) (PartURL, error) {
-	now := s.now()
+	now := s.Now()
 	ttl := min(s.partURLTTL(), sess.ExpiresAt.Sub(now))
 	if ttl < time.Second {
 		return PartURL{}, ErrExpired

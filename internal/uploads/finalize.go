@@ -287,7 +287,7 @@ func (s *Service) checkFinalizable(sess store.Session) error {
 	switch {
 	case sess.Status == store.StatusDeleting:
 		return ErrSessionNotFound
-	case sess.Expired(s.now()):
+	case sess.Expired(s.Now()):
 		return ErrExpired
 	case sess.Status != store.StatusActive && sess.Status != store.StatusFinalizing:
 		return &NotActiveError{Status: sess.Status}
@@ -361,7 +361,7 @@ func (s *Service) notLocked(ctx context.Context, id uuid.UUID) (FinalizeResult, 
 // pollAfter is the wait to suggest while sess's lock is held: the poll
 // interval, or until the lock would go stale if that is sooner.
 func (s *Service) pollAfter(sess store.Session) time.Duration {
-	return max(min(lockPoll, sess.LockWindow(s.StaleAfter())-*sess.LockAge), time.Second)
+	return max(min(lockPoll, sess.LockStaleIn(s.StaleAfter())), time.Second)
 }
 
 // afterLockLost answers a finalize that lost its lock while it worked: the

@@ -39,7 +39,7 @@ func (s *Service) File(ctx context.Context, sessionID, fileID uuid.UUID) (store.
 // CheckAcceptsParts answers whether a session takes parts now.
 func (s *Service) CheckAcceptsParts(sess store.Session, f store.File) error {
 	switch {
-	case sess.Expired(s.now()):
+	case sess.Expired(s.Now()):
 		return ErrExpired
 	case sess.Status == store.StatusDeleting:
 		return ErrSessionNotFound
@@ -97,7 +97,7 @@ func (e *PartError) Unwrap() error { return e.Err }
 // (ErrExpired, ErrSessionNotFound, NotActiveError); its bytes sit in a slot
 // nothing points at.
 func (s *Service) StorePart(ctx context.Context, p PartUpload) (store.Part, error) {
-	start := s.now()
+	start := time.Now()
 	forward, checks, err := splitChecksums(p.Checksums)
 	if err != nil {
 		return store.Part{}, err
@@ -210,7 +210,7 @@ func (s *Service) storeRegistered(ctx context.Context, p PartUpload, w store.Par
 	}
 	log.Info("part uploaded", "sessionId", p.Session.ID.String(), "fileId", p.File.ID.String(),
 		"partNumber", p.PartNumber, "s3PartNumber", w.S3PartNumber, "sizeBytes", p.Size, "etag", etag,
-		"durationMs", s.now().Sub(start).Milliseconds(), "spilled", buf.Spilled())
+		"durationMs", time.Since(start).Milliseconds(), "spilled", buf.Spilled())
 	return store.Part{FileID: p.File.ID, PartNumber: p.PartNumber, ETag: etag, SizeBytes: p.Size, S3PartNumber: w.S3PartNumber}, 0, nil
 }
 
@@ -276,7 +276,7 @@ func (s *Service) whyRefused(ctx context.Context, id uuid.UUID, cause error) err
 		return ErrSessionNotFound
 	case err != nil:
 		return fmt.Errorf("%w; reading the session: %w", cause, err)
-	case sess.Expired(s.now()):
+	case sess.Expired(s.Now()):
 		return ErrExpired
 	case sess.Status == store.StatusActive && s.lockHeld(sess):
 		return &NotActiveError{Status: store.StatusFinalizing}

@@ -143,7 +143,7 @@ func (s *Service) Activate(ctx context.Context, req Request) (Active, error) {
 	}
 	sess, err := s.DB.EnsureSession(ctx, store.Session{
 		ID: req.SessionID, UserID: req.Owner, PartSizeBytes: partSize,
-		ExpiresAt: s.now().Add(s.SessionTTL), Namespace: req.Namespace, Name: req.Name, UID: req.UID,
+		ExpiresAt: s.Now().Add(s.SessionTTL), Namespace: req.Namespace, Name: req.Name, UID: req.UID,
 		Transfer: req.Transfer,
 	}, files, req.MaxActive)
 	if errors.Is(err, store.ErrTooManyActive) {
@@ -282,7 +282,7 @@ func (s *Service) SweepOrphanedUploads(ctx context.Context, log logr.Logger, min
 	if err != nil {
 		return 0, &S3Error{Err: err}
 	}
-	cutoff := s.now().Add(-minAge)
+	cutoff := s.Now().Add(-minAge)
 	var old []objectstore.Upload
 	var keys, ids []string
 	for _, u := range ups {
@@ -509,7 +509,7 @@ func (s *Service) SweepOrphanedObjects(ctx context.Context, log logr.Logger, min
 	if err != nil {
 		return 0, &S3Error{Err: err}
 	}
-	cutoff := s.now().Add(-minAge)
+	cutoff := s.Now().Add(-minAge)
 	deleted := 0
 	for batch := range slices.Chunk(prefixes, 1000) {
 		ids := make([]uuid.UUID, 0, len(batch))
@@ -546,7 +546,12 @@ func (s *Service) SweepOrphanedObjects(ctx context.Context, log logr.Logger, min
 	return deleted, nil
 }
 
-func (s *Service) now() time.Time {
+// Now is the session clock: expiry, ages and cutoffs as replicas see them
+// (Clock; the real clock when nil), the one the reconciler, the sweep and the
+// upload API ask. Where replicas must agree, PostgreSQL's clock judges instead
+// (store.Session's PastExpiry and LockAge). Deadlines and durations are
+// measured on the process's monotonic clock (time.Now), never on this one.
+func (s *Service) Now() time.Time {
 	if s.Clock != nil {
 		return s.Clock.Now()
 	}
