@@ -183,7 +183,6 @@ func (a *API) reader() client.Reader {
 	return a.Kube
 }
 
-
 // sourceOf is the client's address without its port.
 func sourceOf(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
