@@ -521,7 +521,10 @@ func (r *reader) bytes(name string, def int64) int64 {
 // byteRate parses a byte count per second ("64KiB/s"; "0" for none).
 func (r *reader) byteRate(name string, def int64) int64 {
 	v := r.value(name, kindByteRate, FormatBytes(def)+"/s")
-	if v == "" || v == "0" {
+	switch v {
+	case "":
+		return def
+	case "0":
 		return 0
 	}
 	n, err := ParseBytes(strings.TrimSuffix(v, "/s"))

@@ -45,6 +45,10 @@ func TestDefaultsMatchTheContract(t *testing.T) {
 		{"SESSION_CREATE_RATE_LIMIT count", c.CreateLimit, 30},
 		{"SESSION_CREATE_RATE_LIMIT window", c.CreateWindow, time.Minute},
 		{"S3_CALL_TIMEOUT", c.S3CallTimeout, 30 * time.Second},
+		{"MIN_PART_RATE", c.MinPartRate, int64(64 << 10)},
+		{"MIN_PART_RATE_GRACE", c.MinPartRateGrace, 10 * time.Second},
+		{"MAX_PARTS_IN_FLIGHT_PER_USER", c.MaxPartsInFlightPerUser, 8},
+		{"PART_BUFFER_SHARE_PER_TENANT", c.PartBufferSharePerTenant, 25},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
