@@ -4,15 +4,14 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/mocs-dev/upload-operator/internal/session"
 )
 
 // Config is the whole operator configuration.
@@ -173,100 +172,11 @@ func (c Config) Name(v string) string {
 }
 
 func load(r *reader) (Config, error) {
-	c := Config{
-		DatabaseURL:               r.str("DATABASE_URL", ""),
-		RedisURL:                  r.str("REDIS_URL", ""),
-		S3Endpoint:                r.str("S3_ENDPOINT", ""),
-		S3PresignEndpoint:         r.str("S3_PRESIGN_ENDPOINT", ""),
-		PartURLTTL:                r.duration("PART_URL_TTL", 15*time.Minute),
-		S3Region:                  r.str("S3_REGION", "us-east-1"),
-		S3Bucket:                  r.str("S3_BUCKET", ""),
-		S3AccessKeyID:             r.str("AWS_ACCESS_KEY_ID", ""),
-		S3SecretAccessKey:         r.str("AWS_SECRET_ACCESS_KEY", ""),
-		S3UnsignedPayload:         r.boolean("S3_UNSIGNED_PAYLOAD", true),
-		S3CallTimeout:             r.duration("S3_CALL_TIMEOUT", 30*time.Second),
-		S3DialTimeout:             r.duration("S3_DIAL_TIMEOUT", 5*time.Second),
-		DatabaseStatementTimeout:  r.duration("DATABASE_STATEMENT_TIMEOUT", 30*time.Second),
-		HTTPAddr:                  r.str("HTTP_ADDR", ":8082"),
-		TLSCertFile:               r.str("TLS_CERT_FILE", ""),
-		TLSKeyFile:                r.str("TLS_KEY_FILE", ""),
-		TLSCASecret:               r.str("TLS_CA_SECRET", ""),
-		TLSDNSNames:               r.list("TLS_DNS_NAMES", nil),
-		TLSCAConfigMap:            r.str("TLS_CA_CONFIGMAP", ""),
-		MetricsAddr:               r.str("METRICS_ADDR", ":8080"),
-		MetricsSecure:             r.boolean("METRICS_SECURE", true),
-		MetricsCertDir:            r.str("METRICS_CERT_DIR", ""),
-		ProbeAddr:                 r.str("PROBE_ADDR", ":8081"),
-		SessionNamespace:          r.str("SESSION_NAMESPACE", "default"),
-		WatchNamespace:            r.str("WATCH_NAMESPACE", ""),
-		LeaderElection:            r.boolean("LEADER_ELECTION", false),
-		LeaderElectionNamespace:   r.str("LEADER_ELECTION_NAMESPACE", ""),
-		LeaseDuration:             r.duration("LEASE_DURATION", 15*time.Second),
-		AdminGroups:               r.list("ADMIN_GROUPS", nil),
-		AuthCacheTTL:              r.duration("AUTH_CACHE_TTL", 30*time.Second),
-		AuthRequireJWT:            r.boolean("AUTH_REQUIRE_JWT", true),
-		AuthAudiences:             r.listOrEmpty("AUTH_AUDIENCES", []string{DefaultAudience}),
-		AuthIssuers:               r.list("AUTH_ISSUERS", nil),
-		FinalizeLimitWithoutRedis: r.str("FINALIZE_LIMIT_WITHOUT_REDIS", "none"),
-		MaxPartsInFlightPerUser:   r.integer("MAX_PARTS_IN_FLIGHT_PER_USER", 8),
-		PartBufferSharePerTenant:  r.integer("PART_BUFFER_SHARE_PER_TENANT", 25),
-		MinPartRate:               r.byteRate("MIN_PART_RATE", 64<<10),
-		MinPartRateGrace:          r.duration("MIN_PART_RATE_GRACE", 10*time.Second),
-		UploadPartTimeout:         r.duration("UPLOAD_PART_TIMEOUT", 25*time.Second),
-		StaleLockAfter:            r.duration("STALE_LOCK_AFTER", session.DefaultStaleLockAfter),
-		SessionTTL:                r.duration("SESSION_TTL", time.Hour),
-		SessionRetention:          r.duration("SESSION_RETENTION", 168*time.Hour),
-		ExpiredRetention:          r.duration("EXPIRED_RETENTION", 10*time.Minute),
-		OrphanSweepInterval:       r.duration("ORPHAN_SWEEP_INTERVAL", 5*time.Minute),
-		OrphanUploadMinAge:        r.duration("ORPHAN_UPLOAD_MIN_AGE", 15*time.Minute),
-		ResourcelessSessionGrace:  r.duration("RESOURCELESS_SESSION_GRACE", 10*time.Minute),
-		KeptSessionsPerUser:       r.count("KEPT_SESSIONS_PER_USER", 100),
-		MaxActiveSessions:         r.integer("MAX_ACTIVE_SESSIONS_PER_USER", 20),
-		UploadGroups:              r.list("UPLOAD_ALLOWED_GROUPS", nil),
-		ResyncInterval:            r.duration("RESYNC_INTERVAL", 30*time.Second),
-		ReadHeaderTimeout:         r.duration("HTTP_READ_HEADER_TIMEOUT", 10*time.Second),
-		MaxIdleConnections:        r.integer("MAX_IDLE_CONNECTIONS", 512),
-		ShutdownGrace:             r.duration("SHUTDOWN_GRACE", 30*time.Second),
-		FinalizeTimeout:           r.duration("FINALIZE_TIMEOUT", 5*time.Minute),
-		ReconcileTimeout:          r.duration("RECONCILE_TIMEOUT", 5*time.Minute),
-		AllowedContentTypes:       r.list("ALLOWED_CONTENT_TYPES", session.DefaultContentTypes),
-		MaxFileSizeBytes:          r.bytes("MAX_FILE_SIZE_BYTES", 5*session.GiB),
-		MaxFilesPerSession:        r.integer("MAX_FILES_PER_SESSION", session.DefaultMaxFiles),
-		MaxPartSizeBytes:          r.bytes("MAX_PART_SIZE_BYTES", session.DefaultMaxPartSize),
-		MaxJSONBodyBytes:          r.bytes("MAX_JSON_BODY_BYTES", 64<<10),
-		JSONBodyTimeout:           r.duration("JSON_BODY_TIMEOUT", 10*time.Second),
-		PartBufferBudget:          r.bytes("PART_BUFFER_BUDGET_BYTES", 256*session.MiB),
-		SpillBudget:               r.bytes("SPILL_BUDGET_BYTES", 2*session.GiB),
-		SpillDir:                  r.str("SPILL_DIR", os.TempDir()),
-		SlugConflictStrategy:      r.str("SLUG_CONFLICT_STRATEGY", "AUTO_APPEND"),
-		RedisKeyPrefix:            r.str("REDIS_KEY_PREFIX", "mocupload:"),
-		AllowBrowserUploads:       r.boolean("ALLOW_BROWSER_UPLOADS", false),
-		AllowedUploadOrigins:      r.list("ALLOWED_UPLOAD_ORIGINS", nil),
-		LogLevel:                  r.str("LOG_LEVEL", "info"),
-		LogFormat:                 r.str("LOG_FORMAT", "json"),
-		PprofAddr:                 r.str("PPROF_ADDR", ""),
-	}
-	c.FinalizeLimit, c.FinalizeWindow = r.rate("FINALIZE_RATE_LIMIT", "10/1m")
-	c.CreateLimit, c.CreateWindow = r.rate("SESSION_CREATE_RATE_LIMIT", "30/1m")
-	c.AuthFailureLimit, c.AuthFailureWindow = r.rate("AUTH_FAILURE_LIMIT", "100/1m")
-	c.GetLimit, c.GetWindow = r.rate("GET_RATE_LIMIT", "600/1m")
-	c.TenantCreateLimit, c.TenantCreateWindow = r.rate("SESSION_CREATE_RATE_LIMIT_PER_TENANT", "120/1m")
-	if c.FinalizeLimitWithoutRedis != "none" && c.FinalizeLimitWithoutRedis != "local" {
-		r.fail("FINALIZE_LIMIT_WITHOUT_REDIS", c.FinalizeLimitWithoutRedis, "none or local")
-	}
-	if c.PartBufferSharePerTenant < 1 || c.PartBufferSharePerTenant > 100 {
-		r.fail("PART_BUFFER_SHARE_PER_TENANT", fmt.Sprint(c.PartBufferSharePerTenant), "a percentage from 1 to 100")
-	}
-	if c.MaxPartsInFlightPerUser < 1 {
-		r.fail("MAX_PARTS_IN_FLIGHT_PER_USER", fmt.Sprint(c.MaxPartsInFlightPerUser), "at least 1")
-	}
-	if c.MaxIdleConnections < 1 {
-		r.fail("MAX_IDLE_CONNECTIONS", fmt.Sprint(c.MaxIdleConnections), "at least 1")
+	var c Config
+	for _, st := range settings {
+		r.read(&c, st)
 	}
 	c.origins = r.origins
-	if c.MaxPartSizeBytes < session.MinPartSize || c.MaxPartSizeBytes > session.MaxPartSize {
-		r.fail("MAX_PART_SIZE_BYTES", fmt.Sprint(c.MaxPartSizeBytes), "between 5MiB and 5GiB")
-	}
 	switch {
 	case c.TLSCertFile != "" && c.TLSKeyFile == "":
 		r.fail("TLS_CERT_FILE", c.TLSCertFile, "set together with "+c.Name("TLS_KEY_FILE")+" (both or neither)")
@@ -278,18 +188,6 @@ func load(r *reader) (Config, error) {
 		r.fail("TLS_DNS_NAMES", "", "the names of the operator's Services, to sign with "+c.Name("TLS_CA_SECRET"))
 	case c.TLSCAConfigMap != "" && c.TLSCertFile == "" && c.TLSCASecret == "":
 		r.fail("TLS_CA_CONFIGMAP", c.TLSCAConfigMap, "set with "+c.Name("TLS_CA_SECRET")+" or "+c.Name("TLS_CERT_FILE")+" (a CA to publish)")
-	}
-	for _, name := range []string{"S3_ENDPOINT", "S3_PRESIGN_ENDPOINT"} {
-		v := c.S3Endpoint
-		if name == "S3_PRESIGN_ENDPOINT" {
-			v = c.S3PresignEndpoint
-		}
-		if err := validEndpoint(v); err != nil {
-			r.fail(name, v, "an http(s) URL of a host, such as https://s3.example.com")
-		}
-	}
-	if c.SlugConflictStrategy != "AUTO_APPEND" && c.SlugConflictStrategy != "PROMPT_USER" {
-		r.fail("SLUG_CONFLICT_STRATEGY", c.SlugConflictStrategy, "AUTO_APPEND or PROMPT_USER")
 	}
 	return c, r.err
 }
@@ -325,9 +223,6 @@ func (c Config) UploadStepTimeout() time.Duration { return 2*c.S3CallTimeout + 3
 
 // Validate checks what the manager needs before it starts.
 func (c Config) Validate() error {
-	if c.PartURLTTL < time.Second || c.PartURLTTL > 15*time.Minute {
-		return fmt.Errorf("%s (%s) must be between 1s and 15m", c.Name("PART_URL_TTL"), c.PartURLTTL)
-	}
 	if c.OrphanUploadMinAge <= c.UploadStepTimeout() {
 		return fmt.Errorf("%s (%s) must exceed 2 × %s + 30s (%s): an upload younger than that may still be recorded by its creator",
 			c.Name("ORPHAN_UPLOAD_MIN_AGE"), c.OrphanUploadMinAge, c.Name("S3_CALL_TIMEOUT"), c.UploadStepTimeout())
@@ -339,11 +234,9 @@ func (c Config) Validate() error {
 		}
 	}
 	var missing []string
-	for _, req := range []struct{ name, val string }{
-		{"DATABASE_URL", c.DatabaseURL}, {"REDIS_URL", c.RedisURL}, {"S3_BUCKET", c.S3Bucket},
-	} {
-		if req.val == "" {
-			missing = append(missing, c.Name(req.name))
+	for _, st := range settings {
+		if st.isReq && st.text(&c) == "" {
+			missing = append(missing, c.Name(st.env))
 		}
 	}
 	if len(missing) > 0 {
@@ -356,9 +249,7 @@ type reader struct {
 	lookup func(string) (string, bool)
 	// flag returns the value a command-line flag gave the variable and that
 	// flag's name ("--session-ttl"); nil when there are no flags.
-	flag func(string) (val, from string, ok bool)
-	// record, when set, is told of every variable read, with its default.
-	record  func(name string, k kind, def string)
+	flag    func(string) (val, from string, ok bool)
 	origins map[string]string
 	err     error
 }
@@ -377,6 +268,36 @@ const (
 	kindByteRate kind = "bytes/s"
 )
 
+// read sets one setting of c: from its flag when one was given, else from
+// its variable, else (also when given empty) from its default.
+func (r *reader) read(c *Config, st setting) {
+	var v, from string
+	var ok bool
+	if r.flag != nil {
+		v, from, ok = r.flag(st.env)
+	}
+	if !ok {
+		v, ok = r.lookup(st.env)
+		from = st.env
+	}
+	blank := v == "" || st.kind == kindList && strings.TrimSpace(v) == ""
+	switch {
+	case ok && blank && st.emptyIsValue:
+		r.origin(st.env, from)
+	case !ok || blank:
+		v = st.def
+	default:
+		r.origin(st.env, from)
+	}
+	if err := st.apply(c, v); err != nil {
+		want := st.want
+		if !errors.Is(err, errUnacceptable) {
+			want += " (" + err.Error() + ")"
+		}
+		r.fail(st.env, v, want)
+	}
+}
+
 func (r *reader) fail(name, val, want string) {
 	if r.err == nil {
 		r.err = fmt.Errorf("config: %s=%q: want %s", r.source(name), val, want)
@@ -391,25 +312,6 @@ func (r *reader) source(name string) string {
 	return name
 }
 
-// get returns the variable's value: the flag's when one was given, else the
-// environment's.
-func (r *reader) get(name string, k kind, def string) (v, from string, ok bool) {
-	if r.record != nil {
-		r.record(name, k, def)
-	}
-	if r.flag != nil {
-		v, from, ok = r.flag(name)
-	}
-	if !ok {
-		v, ok = r.lookup(name)
-		from = name
-	}
-	if ok && v != "" {
-		r.origin(name, from)
-	}
-	return v, from, ok
-}
-
 func (r *reader) origin(name, from string) {
 	if r.origins == nil {
 		r.origins = map[string]string{}
@@ -417,26 +319,8 @@ func (r *reader) origin(name, from string) {
 	r.origins[name] = from
 }
 
-func (r *reader) value(name string, k kind, def string) string {
-	v, _, _ := r.get(name, k, def)
-	return v
-}
-
-func (r *reader) str(name, def string) string {
-	if v := r.value(name, kindString, def); v != "" {
-		return v
-	}
-	return def
-}
-
-func (r *reader) list(name string, def []string) []string {
-	return splitList(r.value(name, kindList, strings.Join(def, ",")), def)
-}
-
-func splitList(v string, def []string) []string {
-	if strings.TrimSpace(v) == "" {
-		return def
-	}
+// splitList splits a comma-separated list, dropping blanks ("" is none).
+func splitList(v string) []string {
 	var out []string
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -444,111 +328,6 @@ func splitList(v string, def []string) []string {
 		}
 	}
 	return out
-}
-
-// listOrEmpty is list, except that a variable set to "" means an empty list
-// rather than the default.
-func (r *reader) listOrEmpty(name string, def []string) []string {
-	v, from, ok := r.get(name, kindList, strings.Join(def, ","))
-	if ok && strings.TrimSpace(v) == "" {
-		r.origin(name, from)
-		return nil
-	}
-	return splitList(v, def)
-}
-
-func (r *reader) boolean(name string, def bool) bool {
-	v := r.value(name, kindBool, strconv.FormatBool(def))
-	if v == "" {
-		return def
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		r.fail(name, v, "true or false")
-	}
-	return b
-}
-
-func (r *reader) duration(name string, def time.Duration) time.Duration {
-	v := r.value(name, kindDuration, formatDuration(def))
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		r.fail(name, v, "a positive Go duration such as 30s or 5m")
-	}
-	return d
-}
-
-func (r *reader) integer(name string, def int) int {
-	v := r.value(name, kindInt, strconv.Itoa(def))
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		r.fail(name, v, "a positive whole number")
-	}
-	return n
-}
-
-// count reads a whole number that may be 0 ("no bound").
-func (r *reader) count(name string, def int) int {
-	v := r.value(name, kindInt, strconv.Itoa(def))
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		r.fail(name, v, "a whole number, 0 or more")
-	}
-	return n
-}
-
-func (r *reader) bytes(name string, def int64) int64 {
-	v := r.value(name, kindBytes, FormatBytes(def))
-	if v == "" {
-		return def
-	}
-	n, err := ParseBytes(v)
-	if err != nil {
-		r.fail(name, v, "a byte count such as 268435456, 256MiB or 256Mi ("+err.Error()+")")
-	}
-	return n
-}
-
-// byteRate parses a byte count per second ("64KiB/s"; "0" for none).
-func (r *reader) byteRate(name string, def int64) int64 {
-	v := r.value(name, kindByteRate, FormatBytes(def)+"/s")
-	switch v {
-	case "":
-		return def
-	case "0":
-		return 0
-	}
-	n, err := ParseBytes(strings.TrimSuffix(v, "/s"))
-	if err != nil || !strings.HasSuffix(v, "/s") || n < 0 {
-		r.fail(name, v, "bytes per second such as 64KiB/s, or 0 for none")
-		return def
-	}
-	return n
-}
-
-// rate parses "10/1m" (a count per window).
-func (r *reader) rate(name, def string) (int, time.Duration) {
-	v := r.value(name, kindRate, def)
-	if v == "" {
-		v = def
-	}
-	count, window, ok := strings.Cut(v, "/")
-	n, err1 := strconv.Atoi(count)
-	d, err2 := time.ParseDuration(window)
-	if !ok || err1 != nil || err2 != nil || n <= 0 || d <= 0 {
-		r.fail(name, v, "COUNT/WINDOW such as 10/1m")
-		return 10, time.Minute
-	}
-	return n, d
 }
 
 // formatDuration renders a default the way the documentation writes it

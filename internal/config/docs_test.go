@@ -1,0 +1,60 @@
+package config
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite docs/operations.md's settings table from the settings table")
+
+const operationsDoc = "../../docs/operations.md"
+
+// docs/operations.md shows the settings table as Load reads it: a setting
+// added, renamed or given another default in settings.go and not in the docs
+// fails here (-update writes it).
+func TestTheDocsShowTheSettingsTable(t *testing.T) {
+	raw, err := os.ReadFile(operationsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	begin, end := strings.Index(doc, TableBegin), strings.Index(doc, TableEnd)
+	if begin < 0 || end < begin {
+		t.Fatalf("%s has no settings table between its markers", operationsDoc)
+	}
+	got, want := doc[begin+len(TableBegin):end], SettingsTable()
+	if got == want {
+		return
+	}
+	if *update {
+		if err := os.WriteFile(operationsDoc, []byte(doc[:begin+len(TableBegin)]+want+doc[end:]), 0o644); err != nil { //nolint:gosec // a document
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("%s's settings table is not the settings table; run go test ./internal/config -run %s -update", operationsDoc, t.Name())
+}
+
+// Every row is whole: a description, a default its own parser accepts, and
+// what a wrong value is told to be.
+func TestEverySettingIsComplete(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, st := range settings {
+		if seen[st.env] {
+			t.Errorf("%s is declared twice", st.env)
+		}
+		seen[st.env] = true
+		if st.usage == "" || st.want == "" || st.apply == nil {
+			t.Errorf("%s: usage %q, want %q", st.env, st.usage, st.want)
+		}
+		if err := st.apply(&Config{}, st.def); err != nil && !(st.def == "" && st.kind != kindString && st.kind != kindList) {
+			t.Errorf("%s: its default %q is refused: %v", st.env, st.def, err)
+		}
+		if st.isReq && st.text == nil {
+			t.Errorf("%s is required but cannot be read back", st.env)
+		}
+	}
+}
