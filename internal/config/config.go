@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
 )
 
 // Config is the whole operator configuration.

@@ -202,7 +202,7 @@ func verdict(ok bool) error {
 	return errUnacceptable
 }
 
-func (s setting) alias(names ...string) setting { s.aliases = names; return s }
+func (s setting) alias(names ...string) setting  { s.aliases = names; return s }
 func (s setting) doc(markdown string) setting    { s.docText = markdown; return s }
 func (s setting) docDefault(text string) setting { s.shown = text; return s }
 func (s setting) required() setting              { s.isReq = true; return s }
