@@ -13,7 +13,9 @@ import (
 	"time"
 )
 
-// Config is the whole operator configuration.
+// Config is the whole operator configuration. Each field is filled by its row
+// of the settings table (settings.go), which holds its variable, default and
+// bounds.
 type Config struct {
 	DatabaseURL string
 	RedisURL    string
