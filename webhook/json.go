@@ -59,7 +59,7 @@ func (a *API) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	case isTimeout(err):
 		writeError(w, http.StatusRequestTimeout, "REQUEST_TIMEOUT", map[string]any{
-			"elapsedMs": time.Now().Sub(arrivalOf(r.Context())).Milliseconds()})
+			"elapsedMs": time.Since(arrivalOf(r.Context())).Milliseconds()})
 		return false
 	case errors.Is(err, io.EOF):
 		details = []session.FieldError{{Field: "body", Message: "is required"}}

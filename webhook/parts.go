@@ -122,7 +122,7 @@ func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 		// Cut for falling below MIN_PART_RATE: nothing of it was kept, and
 		// its buffer is free again.
 		metrics.PartsRefused.WithLabelValues("too_slow").Inc()
-		metrics.PartDuration.WithLabelValues("error").Observe(time.Now().Sub(arrival).Seconds())
+		metrics.PartDuration.WithLabelValues("error").Observe(time.Since(arrival).Seconds())
 		w.Header().Set("Connection", "close")
 		// timeoutAt is the deadline the body missed: when it fell behind.
 		now := time.Now()
@@ -134,12 +134,12 @@ func (a *API) putPart(w http.ResponseWriter, r *http.Request, u auth.User) {
 	}
 	if err != nil {
 		a.partFailed(w, r, err, arrival, timeoutAt)
-		metrics.PartDuration.WithLabelValues("error").Observe(time.Now().Sub(arrival).Seconds())
+		metrics.PartDuration.WithLabelValues("error").Observe(time.Since(arrival).Seconds())
 		return
 	}
 	metrics.PartsReceived.Inc()
 	metrics.PartBytes.Add(float64(part.SizeBytes))
-	metrics.PartDuration.WithLabelValues("ok").Observe(time.Now().Sub(arrival).Seconds())
+	metrics.PartDuration.WithLabelValues("ok").Observe(time.Since(arrival).Seconds())
 	if a.Notify != nil && sess.Namespace != "" {
 		a.Notify(sess.Namespace, sess.Name, w.Header().Get(CorrelationHeader))
 	}
