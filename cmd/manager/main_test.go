@@ -62,7 +62,7 @@ func TestLoadConfig(t *testing.T) {
 		{"default", nil, nil, time.Hour, ""},
 		{"bad flag named", []string{"--session-ttl=soon"}, map[string]string{"SESSION_TTL": "3h"}, 0, `config: --session-ttl="soon"`},
 		{"bad env named", nil, map[string]string{"SESSION_TTL": "soon"}, 0, `config: SESSION_TTL="soon"`},
-		{"validation names the flag", []string{"--part-url-ttl=1h"}, nil, 0, "--part-url-ttl (1h0m0s) must be between"},
+		{"a bound names the flag", []string{"--part-url-ttl=1h"}, nil, 0, `config: --part-url-ttl="1h": want a duration from 1s to 15m`},
 		{"unknown flag", []string{"--session-tll=1h"}, nil, 0, "flag provided but not defined: -session-tll"},
 	} {
 		cfg, _, err := loadConfig(newFlagSet(), tc.args, env(tc.env))
