@@ -2,21 +2,18 @@ package controllers_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/testenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 // The reconciler is tested by calling Reconcile directly (no manager, no
@@ -32,46 +29,18 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		ctx := context.Background()
-		// envtest and the manager log through controller-runtime; with no
-		// logger set it would print a warning and a stack trace instead.
-		ctrllog.SetLogger(logr.Discard())
-		fail := func(err error) int { fmt.Fprintln(os.Stderr, err); return 1 }
-		if err := clientgoscheme.AddToScheme(scheme); err != nil {
-			return fail(err)
-		}
-		if err := uploadsv1.AddToScheme(scheme); err != nil {
-			return fail(err)
-		}
-		kube, err := localenv.StartKube(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		defer func() { _ = kube.Stop() }()
-		if k8s, err = client.NewWithWatch(kube.Config, client.Options{Scheme: scheme}); err != nil {
-			return fail(err)
-		}
-		var drop func()
-		if dbURL, drop, err = localenv.CreateDatabase(ctx, localenv.RandomName("mocupload_controllers"), false); err != nil {
-			return fail(err)
-		}
-		defer drop()
-		if db, err = store.Open(ctx, dbURL); err != nil {
-			return fail(err)
-		}
-		defer db.Close()
-		dir, err := os.MkdirTemp("", "controllers-s3-")
-		if err != nil {
-			return fail(err)
-		}
-		defer os.RemoveAll(dir)
-		if s3srv, err = localenv.StartS3(ctx, localenv.S3Options{Dir: dir, Bucket: "mocs"}); err != nil {
-			return fail(err)
-		}
-		defer s3srv.Stop()
-		return m.Run()
-	}())
+	testenv.Main(m, testenv.Needs{Kube: true, Database: "mocupload_controllers", OpenStore: true, S3: true, NoLeakCheck: true},
+		func(e *testenv.Env) (err error) {
+			dbURL, db, s3srv = e.DatabaseURL, e.Store, e.S3
+			if err := clientgoscheme.AddToScheme(scheme); err != nil {
+				return err
+			}
+			if err := uploadsv1.AddToScheme(scheme); err != nil {
+				return err
+			}
+			k8s, err = client.NewWithWatch(e.Kube.Config, client.Options{Scheme: scheme})
+			return err
+		})
 }
 
 // storeWithLockClock is the database seen through a PostgreSQL clock fixed at

@@ -30,7 +30,7 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
 done
 build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver -ldflags "$ldflags"
-# The rest of a node for `make test-cluster` (internal/localenv/cluster.go):
+# The rest of a node for `make test-cluster` (internal/testenv/localenv/cluster.go):
 # kube-controller-manager, kube-scheduler, kubelet and kube-proxy, ~5 more minutes cold.
 if [[ -n ${BUILD_CLUSTER:-} ]]; then
   for c in kube-controller-manager kube-scheduler kubelet kube-proxy; do

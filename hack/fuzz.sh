@@ -16,7 +16,7 @@ targets=(
   "./internal/config FuzzParseBytes"
   "./internal/config FuzzDurationsAndRates"
   "./internal/config FuzzValidSettingsAreAccepted"
-  "./internal/httpfile FuzzParse"
+  "./internal/testenv/httpfile FuzzParse"
   "./webhook FuzzCORSOrigin"
   "./webhook FuzzJSONBodies"
   "./webhook FuzzValidCreateBodiesAreCreated 500"

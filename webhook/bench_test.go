@@ -16,11 +16,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 

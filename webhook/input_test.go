@@ -14,8 +14,8 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 // serveWith runs an API of svc changed by opts on a test server.

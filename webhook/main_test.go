@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +18,12 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/mocs-dev/upload-operator/internal/auth"
-	"github.com/mocs-dev/upload-operator/internal/failpoint"
-	"github.com/mocs-dev/upload-operator/internal/leakcheck"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/testenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -38,42 +36,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		if !failpoint.Compiled {
-			fmt.Fprintln(os.Stderr, "these tests stop the code at failpoints: run them with -tags failpoints (make test does)")
-			return 1
-		}
-		ctx := context.Background()
-		url, drop, err := localenv.CreateDatabase(ctx, localenv.RandomName("mocupload_webhook"), false)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer drop()
-		if testDB, err = store.Open(ctx, url); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer testDB.Close()
-		dir, err := os.MkdirTemp("", "webhook-s3-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		if testS3, err = localenv.StartS3(ctx, localenv.S3Options{Dir: dir, Bucket: "mocs"}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer testS3.Stop()
-		return m.Run()
-	}()
-	// After the services are stopped: a goroutine still running is one the
-	// code under test did not stop.
-	if code == 0 {
-		code = leakcheck.Check()
-	}
-	os.Exit(code)
+	testenv.Main(m, testenv.Needs{Database: "mocupload_webhook", OpenStore: true, S3: true, Failpoints: true},
+		func(e *testenv.Env) error { testDB, testS3 = e.Store, e.S3; return nil })
 }
 
 // tokenUsers authenticates a token "name" or "name|group,group" as that user.

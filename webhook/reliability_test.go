@@ -17,9 +17,9 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
 )
 
 func hold(t *testing.T, point string) *failpoint.Gate {

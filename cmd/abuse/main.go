@@ -30,7 +30,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 var (

@@ -28,9 +28,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
-	"github.com/mocs-dev/upload-operator/internal/httpfile"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/testenv/httpfile"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 func main() {

@@ -25,9 +25,9 @@ import (
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
 	"github.com/mocs-dev/upload-operator/internal/config"
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
-	"github.com/mocs-dev/upload-operator/internal/soakcheck"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/soakcheck"
 )
 
 // namespace holds every resource of the soak.

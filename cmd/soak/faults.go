@@ -8,8 +8,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
-	"github.com/mocs-dev/upload-operator/internal/soakcheck"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/testenv/soakcheck"
 )
 
 // Fault kinds.

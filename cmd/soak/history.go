@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mocs-dev/upload-operator/internal/soakcheck"
+	"github.com/mocs-dev/upload-operator/internal/testenv/soakcheck"
 )
 
 // history is everything the clients were told and everything the fault

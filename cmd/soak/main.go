@@ -22,8 +22,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/mocs-dev/upload-operator/internal/localenv"
-	"github.com/mocs-dev/upload-operator/internal/soakcheck"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/soakcheck"
 )
 
 var (

@@ -15,7 +15,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
-	"github.com/mocs-dev/upload-operator/internal/soakcheck"
+	"github.com/mocs-dev/upload-operator/internal/testenv/soakcheck"
 )
 
 // bucket is the width of one throughput sample.

@@ -10,7 +10,7 @@ import (
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	uploadsv1 "github.com/mocs-dev/upload-operator/api/v1alpha1"
-	"github.com/mocs-dev/upload-operator/internal/soakcheck"
+	"github.com/mocs-dev/upload-operator/internal/testenv/soakcheck"
 )
 
 // unsettled describes what still moves: sessions not yet finalized, expired,

@@ -3,8 +3,8 @@ package auth
 import (
 	"testing"
 
-	"github.com/mocs-dev/upload-operator/internal/leakcheck"
+	"github.com/mocs-dev/upload-operator/internal/testenv"
 )
 
 // TestMain fails the run if a test leaves a goroutine of this package running.
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+func TestMain(m *testing.M) { testenv.Main(m, testenv.Needs{}, nil) }

@@ -7,45 +7,26 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"fmt"
 	"hash/crc32"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/mocs-dev/upload-operator/internal/leakcheck"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
+	"github.com/mocs-dev/upload-operator/internal/testenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 var s3srv *localenv.S3
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		dir, err := os.MkdirTemp("", "objectstore-s3-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		if s3srv, err = localenv.StartS3(context.Background(), localenv.S3Options{Dir: dir, Bucket: "mocs"}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer s3srv.Stop()
-		return m.Run()
-	}()
-	if code == 0 {
-		code = leakcheck.Check()
-	}
-	os.Exit(code)
+	testenv.Main(m, testenv.Needs{S3: true}, func(e *testenv.Env) error { s3srv = e.S3; return nil })
 }
 
 // payloadRecorder passes every request to the real S3 and remembers how each

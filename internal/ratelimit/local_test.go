@@ -10,7 +10,7 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
 )
 
 // The local log is exact like the Redis one: Limit in any Window, and the

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 func redisURL() string {

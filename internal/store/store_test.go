@@ -3,19 +3,17 @@ package store_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
-	"github.com/mocs-dev/upload-operator/internal/leakcheck"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/testenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 // The store is tested against a PostgreSQL database of its own. Lock ages are
@@ -24,20 +22,7 @@ import (
 var dbURL string
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		url, drop, err := localenv.CreateDatabase(context.Background(), localenv.RandomName("mocupload_store"), false)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer drop()
-		dbURL = url
-		return m.Run()
-	}()
-	if code == 0 {
-		code = leakcheck.Check()
-	}
-	os.Exit(code)
+	testenv.Main(m, testenv.Needs{Database: "mocupload_store"}, func(e *testenv.Env) error { dbURL = e.DatabaseURL; return nil })
 }
 
 // open opens the store, its lock clock fixed at at unless at is zero.

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 

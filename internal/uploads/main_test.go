@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,11 +15,11 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
-	"github.com/mocs-dev/upload-operator/internal/leakcheck"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/testenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -33,39 +32,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		if !failpoint.Compiled {
-			fmt.Fprintln(os.Stderr, "these tests stop the code at failpoints: run them with -tags failpoints (make test does)")
-			return 1
-		}
-		ctx := context.Background()
-		url, drop, err := localenv.CreateDatabase(ctx, localenv.RandomName("mocupload_uploads"), false)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer drop()
-		dbURL = url
-		if db, err = store.Open(ctx, url); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer db.Close()
-		dir, _ := os.MkdirTemp("", "uploads-s3-")
-		defer os.RemoveAll(dir)
-		if s3srv, err = localenv.StartS3(ctx, localenv.S3Options{Dir: dir, Bucket: "mocs"}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer s3srv.Stop()
-		return m.Run()
-	}()
-	// After the services are stopped: a goroutine still running is one the
-	// code under test did not stop.
-	if code == 0 {
-		code = leakcheck.Check()
-	}
-	os.Exit(code)
+	testenv.Main(m, testenv.Needs{Database: "mocupload_uploads", OpenStore: true, S3: true, Failpoints: true},
+		func(e *testenv.Env) error { dbURL, db, s3srv = e.DatabaseURL, e.Store, e.S3; return nil })
 }
 
 // clock is a settable clock shared by a service under test.

@@ -15,9 +15,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 

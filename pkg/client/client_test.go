@@ -17,14 +17,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mocs-dev/upload-operator/internal/leakcheck"
+	"github.com/mocs-dev/upload-operator/internal/testenv"
 )
 
 // These tests pin the client's own behaviour (which parts it sends, how it
 // retries, how it polls and retitles) against a scripted server; the client
 // against the real API is tested end to end in test/e2e.
 
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+func TestMain(m *testing.M) { testenv.Main(m, testenv.Needs{}, nil) }
 
 func newClient(t *testing.T, h http.Handler) *Client {
 	t.Helper()

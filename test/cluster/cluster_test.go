@@ -1,7 +1,7 @@
 // Package cluster runs the operator as users do: its image, built here, as
 // Pods of `make deploy` on a single-node cluster whose kubelet, containerd and
 // runc run them in a network namespace of the test's own
-// (internal/localenv.Cluster).
+// (internal/testenv/localenv.Cluster).
 package cluster
 
 import (

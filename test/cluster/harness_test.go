@@ -23,8 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mocs-dev/upload-operator/internal/config"
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
-	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 	upclient "github.com/mocs-dev/upload-operator/pkg/client"
 )
 

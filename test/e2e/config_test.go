@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 // --help lists every flag with the variable behind it and exits 0.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mocs-dev/upload-operator/internal/localenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 const crdName = "customresourcedefinition.apiextensions.k8s.io/uploadsessions.uploads.mocs.dev"

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mocs-dev/upload-operator/internal/faultproxy"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
 )
 
 // s3Proxied starts a replica whose S3 traffic goes through a fault proxy.

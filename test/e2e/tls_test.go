@@ -19,8 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/mocs-dev/upload-operator/internal/localenv"
 	"github.com/mocs-dev/upload-operator/internal/servingcert"
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 	upclient "github.com/mocs-dev/upload-operator/pkg/client"
 )
 

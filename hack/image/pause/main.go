@@ -1,5 +1,5 @@
 // Command pause is the Pod sandbox's process for the test cluster
-// (internal/localenv.Cluster): it waits for SIGTERM or SIGINT and exits, as
+// (internal/testenv/localenv.Cluster): it waits for SIGTERM or SIGINT and exits, as
 // Kubernetes' pause image does. No registry is reachable here, so `make
 // test-cluster` builds it into an image with ../ (-name pause).
 package main

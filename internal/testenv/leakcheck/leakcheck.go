@@ -1,14 +1,13 @@
-// Package leakcheck finds goroutines a package's tests left running. Each
-// package whose code starts goroutines calls it from TestMain, after m.Run
-// and after its own clean-up (servers stopped, pools closed), so anything
-// still running is a goroutine the code under test failed to stop.
+// Package leakcheck finds goroutines a package's tests left running.
+// testenv.Main calls it after m.Run and after its own clean-up (servers
+// stopped, pools closed), so anything still running is a goroutine the code
+// under test failed to stop.
 package leakcheck
 
 import (
 	"fmt"
 	"net/http"
 	"os"
-	"testing"
 
 	"go.uber.org/goleak"
 )
@@ -23,16 +22,6 @@ var ignored = []goleak.Option{
 	// klog's and the OpenCensus/OTel exporters' flush daemons start at init.
 	goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
 	goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-}
-
-// Main runs the package's tests, then the leak check; a leak fails the run.
-// For packages whose TestMain has nothing else to do.
-func Main(m *testing.M, transports ...IdleCloser) {
-	code := m.Run()
-	if code == 0 {
-		code = Check(transports...)
-	}
-	os.Exit(code)
 }
 
 // IdleCloser is a transport (or a client holding one) whose idle keep-alive

@@ -9,7 +9,7 @@ import (
 // The story's plan parses, names every request the story lists, and expands.
 func TestStoryPlanParses(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile("../../__http__/story-01726-reliability-resilience.http")
+	b, err := os.ReadFile("../../../__http__/story-01726-reliability-resilience.http")
 	if err != nil {
 		t.Fatal(err)
 	}
