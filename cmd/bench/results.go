@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,10 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
+	"github.com/mocs-dev/upload-operator/internal/testenv/chart"
 )
 
 type reconcileResult struct {
@@ -39,10 +37,10 @@ type results struct {
 
 // write rewrites docs/benchmarks.md and docs/benchmarks.png.
 func (r *results) write(root string) error {
-	if err := r.plot(filepath.Join(root, "docs", "benchmarks.png")); err != nil {
+	if err := r.plot().Save(context.Background(), root, filepath.Join(root, "docs", "benchmarks.png")); err != nil {
 		return err
 	}
-	if err := r.plotCPU(filepath.Join(root, "docs", "benchmarks-cpu.png")); err != nil {
+	if err := r.plotCPU().Save(context.Background(), root, filepath.Join(root, "docs", "benchmarks-cpu.png")); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(root, "docs", "benchmarks.md"), []byte(r.markdown()), 0o644) //nolint:gosec // a committed document
@@ -276,60 +274,48 @@ func maxf(xs []float64) float64 {
 	return m
 }
 
-// concurrencyPlot is an empty plot of something against concurrency (log scale).
-func concurrencyPlot(title, yLabel string) *plot.Plot {
-	p := plot.New()
-	p.Title.Text = title
-	p.X.Label.Text = "concurrency"
-	p.Y.Label.Text = yLabel
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	return p
+// concurrencyChart is a chart of something against concurrency (log scale),
+// from 0 up.
+func concurrencyChart(title, yLabel string) chart.Chart {
+	return chart.Chart{Title: title, XLabel: "concurrency", YLabel: yLabel, LogX: true, YMin: chart.Float(0),
+		WidthInches: 7, HeightInches: 4}
 }
 
 // plot draws throughput against concurrency for the operator and direct S3.
-func (r *results) plot(path string) error {
-	p := concurrencyPlot("Upload throughput (1 GiB; 16 MiB parts, 8 MiB at c=64)", "MB/s (median)")
-	n := len(r.Throughput)
-	op, direct, unsigned := make(plotter.XYs, n), make(plotter.XYs, n), make(plotter.XYs, n)
-	peer, directMode := make(plotter.XYs, n), make(plotter.XYs, n)
-	for i, t := range r.Throughput {
+func (r *results) plot() chart.Chart {
+	c := concurrencyChart("Upload throughput (1 GiB; 16 MiB parts, 8 MiB at c=64)", "MB/s (median)")
+	var op, direct, unsigned, peer, directMode [][2]float64
+	for _, t := range r.Throughput {
 		x := float64(t.Concurrency)
-		op[i] = plotter.XY{X: x, Y: median(t.OperatorMBs)}
-		direct[i] = plotter.XY{X: x, Y: median(t.DirectMBs)}
-		unsigned[i] = plotter.XY{X: x, Y: median(t.DirectUnsignedMBs)}
-		peer[i] = plotter.XY{X: x, Y: median(t.TusdMBs)}
-		directMode[i] = plotter.XY{X: x, Y: median(t.DirectModeMBs)}
+		op = append(op, [2]float64{x, median(t.OperatorMBs)})
+		direct = append(direct, [2]float64{x, median(t.DirectMBs)})
+		unsigned = append(unsigned, [2]float64{x, median(t.DirectUnsignedMBs)})
+		peer = append(peer, [2]float64{x, median(t.TusdMBs)})
+		directMode = append(directMode, [2]float64{x, median(t.DirectModeMBs)})
 	}
-	if err := plotutil.AddLinePoints(p, "through the operator (proxy mode)", op, "operator, direct mode (presigned URLs)", directMode,
-		"tusd "+tusdVersion+" (S3 store)", peer, "direct to S3 (SDK defaults, SHA-256)", direct,
-		"direct to S3 (UNSIGNED-PAYLOAD)", unsigned); err != nil {
-		return err
-	}
-	p.Y.Min = 0
-	// Bottom right: below the lines, which start at c=1 and rise.
-	p.Legend.Top = false
-	return p.Save(7*vg.Inch, 4*vg.Inch, path)
+	c.Series = []chart.Series{{Name: "through the operator (proxy mode)", Points: op},
+		{Name: "operator, direct mode (presigned URLs)", Points: directMode},
+		{Name: "tusd " + tusdVersion + " (S3 store)", Points: peer}, {Name: "direct to S3 (SDK defaults, SHA-256)", Points: direct},
+		{Name: "direct to S3 (UNSIGNED-PAYLOAD)", Points: unsigned}}
+	// The legend at the bottom right (the default): below the lines, which
+	// start at c=1 and rise.
+	return c
 }
 
 // plotCPU draws the operator's CPU per GiB against concurrency.
-func (r *results) plotCPU(path string) error {
-	p := concurrencyPlot("CPU seconds per GiB uploaded (median; 16 MiB parts, 8 MiB at c=64)", "CPU s per GiB")
+func (r *results) plotCPU() chart.Chart {
+	c := concurrencyChart("CPU seconds per GiB uploaded (median; 16 MiB parts, 8 MiB at c=64)", "CPU s per GiB")
 	gib := float64(*totalMiB) / 1024
-	n := len(r.Throughput)
-	op, plain, peer, s3 := make(plotter.XYs, n), make(plotter.XYs, n), make(plotter.XYs, n), make(plotter.XYs, n)
-	for i, t := range r.Throughput {
+	var op, plain, peer, s3 [][2]float64
+	for _, t := range r.Throughput {
 		x := float64(t.Concurrency)
-		c := medianCPU(t.OperatorCPU, gib)
-		op[i] = plotter.XY{X: x, Y: c.Operator}
-		s3[i] = plotter.XY{X: x, Y: c.S3}
-		plain[i] = plotter.XY{X: x, Y: medianCPU(t.PlainCPU, gib).Operator}
-		peer[i] = plotter.XY{X: x, Y: medianCPU(t.TusdCPU, gib).Operator}
+		cpu := medianCPU(t.OperatorCPU, gib)
+		op = append(op, [2]float64{x, cpu.Operator})
+		s3 = append(s3, [2]float64{x, cpu.S3})
+		plain = append(plain, [2]float64{x, medianCPU(t.PlainCPU, gib).Operator})
+		peer = append(peer, [2]float64{x, medianCPU(t.TusdCPU, gib).Operator})
 	}
-	if err := plotutil.AddLinePoints(p, "operator, proxy over TLS", op, "operator, proxy over plain HTTP", plain,
-		"tusd "+tusdVersion, peer, "versitygw (behind the operator)", s3); err != nil {
-		return err
-	}
-	p.Y.Min = 0
-	return p.Save(7*vg.Inch, 4*vg.Inch, path)
+	c.Series = []chart.Series{{Name: "operator, proxy over TLS", Points: op}, {Name: "operator, proxy over plain HTTP", Points: plain},
+		{Name: "tusd " + tusdVersion, Points: peer}, {Name: "versitygw (behind the operator)", Points: s3}}
+	return c
 }

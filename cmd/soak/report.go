@@ -1,9 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"image/color"
 	"os"
 	"path/filepath"
 	"sort"
@@ -11,9 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
+	"github.com/mocs-dev/upload-operator/internal/testenv/chart"
 
 	"github.com/mocs-dev/upload-operator/internal/testenv/soakcheck"
 )
@@ -169,7 +167,7 @@ func renderDoc(root string) error {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 		runs = append(runs, s)
-		if err := s.plot(filepath.Join(savedDir(root), fmt.Sprintf("seed-%d.png", s.Seed))); err != nil {
+		if err := s.chart().Save(context.Background(), root, filepath.Join(savedDir(root), fmt.Sprintf("seed-%d.png", s.Seed))); err != nil {
 			return err
 		}
 	}
@@ -189,13 +187,13 @@ func renderDoc(root string) error {
 // the throughput, so overlapping faults stay apart.
 var lanes = []struct {
 	name  string
-	color color.NRGBA
+	color [4]uint8 // RGBA
 }{
-	{"S3", color.NRGBA{R: 240, G: 140, B: 20, A: 200}},
-	{"PostgreSQL", color.NRGBA{R: 210, G: 40, B: 40, A: 200}},
-	{"Redis", color.NRGBA{R: 140, G: 70, B: 200, A: 200}},
-	{"replica stopped", color.NRGBA{R: 40, G: 40, B: 40, A: 220}},
-	{"clock skewed", color.NRGBA{R: 40, G: 150, B: 60, A: 200}},
+	{"S3", [4]uint8{240, 140, 20, 200}},
+	{"PostgreSQL", [4]uint8{210, 40, 40, 200}},
+	{"Redis", [4]uint8{140, 70, 200, 200}},
+	{"replica stopped", [4]uint8{40, 40, 40, 220}},
+	{"clock skewed", [4]uint8{40, 150, 60, 200}},
 }
 
 func laneOf(kind string) int {
@@ -213,11 +211,8 @@ func laneOf(kind string) int {
 	}
 }
 
-func (s *summary) plot(path string) error {
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Soak, seed %d: acknowledged part bytes, and the faults in force (bands above)", s.Seed)
-	p.X.Label.Text = "seconds from the start of the load"
-	p.Y.Label.Text = "MB/s acknowledged (5 s buckets)"
+// chart is the run's throughput, and the faults in force in bands above it.
+func (s *summary) chart() chart.Chart {
 	top := 1.0
 	for _, v := range s.Throughput {
 		top = max(top, v)
@@ -225,42 +220,26 @@ func (s *summary) plot(path string) error {
 	top *= 1.05
 	band := top * 0.09
 	laneY := func(i int) float64 { return top + band*0.3 + float64(len(lanes)-1-i)*band }
+	c := chart.Chart{
+		Title:  fmt.Sprintf("Soak, seed %d: acknowledged part bytes, and the faults in force (bands above)", s.Seed),
+		XLabel: "seconds from the start of the load", YLabel: "MB/s acknowledged (5 s buckets)",
+		WidthInches: 10, HeightInches: 4.5,
+		YMin: chart.Float(0), YMax: chart.Float(laneY(0) + band), XMin: chart.Float(0), XMax: chart.Float(s.LoadSeconds + 100),
+	}
 	for _, w := range s.Windows {
 		i := laneOf(w.Kind)
 		to := max(w.To, w.From+1) // an instant (a kill) still shows
 		y0 := laneY(i)
-		poly, err := plotter.NewPolygon(plotter.XYs{{X: w.From, Y: y0}, {X: to, Y: y0}, {X: to, Y: y0 + band*0.8}, {X: w.From, Y: y0 + band*0.8}})
-		if err != nil {
-			return err
-		}
-		poly.Color = lanes[i].color
-		poly.Width = 0
-		p.Add(poly)
+		c.Bands = append(c.Bands, chart.Band{Color: lanes[i].color,
+			Points: [][2]float64{{w.From, y0}, {to, y0}, {to, y0 + band*0.8}, {w.From, y0 + band*0.8}}})
 	}
-	var names plotter.XYLabels
 	for i, l := range lanes {
-		names.XYs = append(names.XYs, plotter.XY{X: s.LoadSeconds + 5, Y: laneY(i) + band*0.15})
-		names.Labels = append(names.Labels, l.name)
+		c.Labels = append(c.Labels, chart.Label{X: s.LoadSeconds + 5, Y: laneY(i) + band*0.15, Text: l.name, Color: l.color})
 	}
-	labels, err := plotter.NewLabels(names)
-	if err != nil {
-		return err
-	}
-	for i := range labels.TextStyle {
-		labels.TextStyle[i].Color = lanes[i].color
-	}
-	p.Add(labels)
-	pts := make(plotter.XYs, len(s.Throughput))
+	pts := make([][2]float64, len(s.Throughput))
 	for i, v := range s.Throughput {
-		pts[i] = plotter.XY{X: (float64(i) + 0.5) * bucket.Seconds(), Y: v}
+		pts[i] = [2]float64{(float64(i) + 0.5) * bucket.Seconds(), v}
 	}
-	line, err := plotter.NewLine(pts)
-	if err != nil {
-		return err
-	}
-	line.Width = vg.Points(1.2)
-	p.Add(line)
-	p.Y.Min, p.Y.Max = 0, laneY(0)+band
-	p.X.Min, p.X.Max = 0, s.LoadSeconds+100
-	return p.Save(10*vg.Inch, 4.5*vg.Inch, path)
+	c.Lines = []chart.Line{{Points: pts, Width: 1.2}}
+	return c
 }
