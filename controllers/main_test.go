@@ -1,9 +1,7 @@
 package controllers_test
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -41,22 +39,6 @@ func TestMain(m *testing.M) {
 			k8s, err = client.NewWithWatch(e.Kube.Config, client.Options{Scheme: scheme})
 			return err
 		})
-}
-
-// storeWithLockClock is the database seen through a PostgreSQL clock fixed at
-// at: lock ages are measured against it.
-func storeWithLockClock(t *testing.T, at time.Time) *store.Store {
-	t.Helper()
-	u, err := localenv.WithLockClock(dbURL, at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.Open(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
 }
 
 // recorder is the events package's fake recorder with the annotated form the

@@ -19,6 +19,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/partbuf"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
+	"github.com/mocs-dev/upload-operator/internal/testenv"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -172,7 +173,7 @@ func TestExpiryAndRetentionFollowTheClock(t *testing.T) {
 func TestStaleLockTakeoverTiming(t *testing.T) {
 	t.Parallel()
 	at := time.Now().UTC().Truncate(time.Millisecond)
-	h := newHarness(t, storeWithLockClock(t, at))
+	h := newHarness(t, testenv.OpenStore(t, dbURL, at))
 	key := h.create(t, "locked")
 	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
 	id := uuid.MustParse(us.Status.SessionID)

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -136,16 +135,8 @@ func (e *env) account(ctx context.Context, ns, name string) (account, error) {
 	if err != nil {
 		return account{}, err
 	}
-	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		return account{}, err
-	}
-	exp := int64(6 * 3600)
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{
-		ExpirationSeconds: &exp, Audiences: []string{config.DefaultAudience}}}, metav1.CreateOptions{})
-	if err != nil {
-		return account{}, err
-	}
-	return account{name: "system:serviceaccount:" + ns + ":" + name, token: tr.Status.Token}, nil
+	user, token, err := localenv.ServiceAccountToken(ctx, cs, ns, name, config.DefaultAudience, 6*time.Hour)
+	return account{name: user, token: token}, err
 }
 
 func (e *env) fail(err error) error {

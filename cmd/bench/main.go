@@ -29,8 +29,6 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/uuid"
-	authv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -167,17 +165,8 @@ func (b *bench) account() error {
 	if err != nil {
 		return err
 	}
-	if _, err := cs.CoreV1().ServiceAccounts("default").Create(b.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	exp := int64(7200)
-	tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(b.ctx, "bench", &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{
-		ExpirationSeconds: &exp, Audiences: []string{config.DefaultAudience}}}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	b.token, b.owner = tr.Status.Token, "system:serviceaccount:default:bench"
-	return nil
+	b.owner, b.token, err = localenv.ServiceAccountToken(b.ctx, cs, "default", "bench", config.DefaultAudience, 2*time.Hour)
+	return err
 }
 
 // manager runs a fresh manager process (fresh, so its peak RSS is its own).

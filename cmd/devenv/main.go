@@ -17,10 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	authv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mocs-dev/upload-operator/internal/config"
@@ -185,23 +181,8 @@ func devAccounts(ctx context.Context, st *localenv.Stack, sessionNS, audience st
 		return "", "", err
 	}
 	token := func(ns, name string) (string, error) {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return "", fmt.Errorf("create namespace %s: %w", ns, err)
-		}
-		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
-		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return "", fmt.Errorf("create serviceaccount %s/%s: %w", ns, name, err)
-		}
-		exp := int64((48 * time.Hour).Seconds())
-		spec := authv1.TokenRequestSpec{ExpirationSeconds: &exp}
-		if audience != "" {
-			spec.Audiences = []string{audience}
-		}
-		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
-		if err != nil {
-			return "", fmt.Errorf("token for %s/%s: %w", ns, name, err)
-		}
-		return tr.Status.Token, nil
+		_, token, err := localenv.ServiceAccountToken(ctx, cs, ns, name, audience, 48*time.Hour)
+		return token, err
 	}
 	user, err := token(sessionNS, "dev-user")
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -152,18 +151,12 @@ func (e *env) createUsers(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	exp := int64(6 * 3600)
 	for i := range n {
-		name := fmt.Sprintf("builder-%d", i)
-		if _, err := cs.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-		tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{
-			ExpirationSeconds: &exp, Audiences: []string{config.DefaultAudience}}}, metav1.CreateOptions{})
+		name, token, err := localenv.ServiceAccountToken(ctx, cs, namespace, fmt.Sprintf("builder-%d", i), config.DefaultAudience, 6*time.Hour)
 		if err != nil {
 			return err
 		}
-		e.users = append(e.users, user{name: "system:serviceaccount:" + namespace + ":" + name, token: tr.Status.Token})
+		e.users = append(e.users, user{name: name, token: token})
 	}
 	return nil
 }

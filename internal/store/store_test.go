@@ -13,7 +13,6 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/testenv"
 	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
-	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 // The store is tested against a PostgreSQL database of its own. Lock ages are
@@ -26,22 +25,7 @@ func TestMain(m *testing.M) {
 }
 
 // open opens the store, its lock clock fixed at at unless at is zero.
-func open(t *testing.T, at time.Time) *store.Store {
-	t.Helper()
-	u := dbURL
-	if !at.IsZero() {
-		var err error
-		if u, err = localenv.WithLockClock(dbURL, at); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s, err := store.Open(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
+func open(t *testing.T, at time.Time) *store.Store { return testenv.OpenStore(t, dbURL, at) }
 
 // activeSession writes an active session of one file of two parts.
 func activeSession(t *testing.T, s *store.Store, expires time.Time) (store.Session, store.File) {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -114,4 +115,23 @@ func run(m *testing.M, needs Needs, ready func(*Env) error) (int, error) {
 		}
 	}
 	return m.Run(), nil
+}
+
+// OpenStore opens the database at url with the product's store, closed when
+// the test ends. Unless at is zero, its connections see PostgreSQL's lock
+// clock (lock_clock()) pinned at at, so lock ages are set by the test.
+func OpenStore(t testing.TB, url string, at time.Time) *store.Store {
+	t.Helper()
+	if !at.IsZero() {
+		var err error
+		if url, err = localenv.WithLockClock(url, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := store.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
 }

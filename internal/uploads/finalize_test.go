@@ -15,6 +15,7 @@ import (
 
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/session"
+	"github.com/mocs-dev/upload-operator/internal/testenv"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -172,7 +173,7 @@ func TestStorySeedStaleLockFinalizes(t *testing.T) {
 func TestStaleLockBoundary(t *testing.T) {
 	at := time.Date(2026, 1, 25, 12, 0, 0, 0, time.UTC)
 	svc, _ := newService(t)
-	svc.DB = storeWithLockClock(t, at)
+	svc.DB = testenv.OpenStore(t, dbURL, at)
 	ts := activate(t, svc, 100)
 	ts.uploadAll(t, svc)
 	setLock := func(age time.Duration) {

@@ -133,22 +133,6 @@ func pastExpiry(t *testing.T, clk *clock, id uuid.UUID) {
 		`UPDATE upload_sessions SET expires_at = now() - interval '1 second' WHERE id = $1`, id)))
 }
 
-// storeWithLockClock opens the test database on connections whose lease
-// clock (lock_clock()) is pinned at at: PostgreSQL's own clock, frozen.
-func storeWithLockClock(t *testing.T, at time.Time) *store.Store {
-	t.Helper()
-	u, err := localenv.WithLockClock(dbURL, at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.Open(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
-
 // gate is a failpoint gate a test waits at.
 type gate struct{ *failpoint.Gate }
 

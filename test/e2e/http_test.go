@@ -10,14 +10,12 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
-
-	authv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 )
 
 // account is a ServiceAccount with a token, as a service in the cluster has.
@@ -56,22 +54,11 @@ func serviceAccountFor(t *testing.T, ns, name, audience string) account {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	exp := int64(3600)
-	spec := authv1.TokenRequestSpec{ExpirationSeconds: &exp}
-	if audience != "" {
-		spec.Audiences = []string{audience}
-	}
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
+	name, token, err := localenv.ServiceAccountToken(ctx, cs, ns, name, audience, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := account{name: "system:serviceaccount:" + ns + ":" + name, token: tr.Status.Token}
+	a := account{name: name, token: token}
 	accounts[key] = a
 	return a
 }

@@ -9,6 +9,10 @@ import (
 	"strconv"
 	"time"
 
+	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -134,4 +138,28 @@ func (k *Kube) AdminKubeconfig() ([]byte, error) {
 		return nil, err
 	}
 	return u.KubeConfig()
+}
+
+// ServiceAccountToken makes the namespace and ServiceAccount ns/name when
+// they are missing and returns a token of it valid for ttl, bound to
+// audience ("": the API server's own), with the user name the API server
+// gives it: how make dev, the tests and the tools act as in-cluster callers.
+func ServiceAccountToken(ctx context.Context, cs kubernetes.Interface, ns, name, audience string, ttl time.Duration) (user, token string, err error) {
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", "", fmt.Errorf("create namespace %s: %w", ns, err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", "", fmt.Errorf("create serviceaccount %s/%s: %w", ns, name, err)
+	}
+	exp := int64(ttl.Seconds())
+	spec := authv1.TokenRequestSpec{ExpirationSeconds: &exp}
+	if audience != "" {
+		spec.Audiences = []string{audience}
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
+	if err != nil {
+		return "", "", fmt.Errorf("token for %s/%s: %w", ns, name, err)
+	}
+	return "system:serviceaccount:" + ns + ":" + name, tr.Status.Token, nil
 }
