@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/url"
 	"strconv"
 	"sync"
 	"testing"
@@ -25,15 +24,8 @@ import (
 // back, and the session then finalizes.
 func TestPostgresCutOffMidFinalize(t *testing.T) {
 	ctx := context.Background()
-	fp := faultproxy.New()
-	defer fp.Close()
-	cfg := db.Pool.Config().ConnConfig
-	px, err := fp.Add("postgres", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &url.URL{Scheme: "postgres", User: url.User(cfg.User), Host: px.Addr, Path: "/" + cfg.Database, RawQuery: "sslmode=disable&connect_timeout=2"}
-	proxied, err := store.Open(ctx, u.String())
+	px, viaProxy := proxiedDatabase(t, "sslmode=disable&connect_timeout=2")
+	proxied, err := store.Open(ctx, viaProxy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +78,7 @@ func partitioned(t *testing.T) (*store.Store, *faultproxy.Partition) {
 	part, err := faultproxy.NewPartition(net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
 	must(t, err)
 	t.Cleanup(part.Close)
-	u := &url.URL{Scheme: "postgres", User: url.User(cfg.User), Host: part.Addr(), Path: "/" + cfg.Database, RawQuery: "sslmode=disable&connect_timeout=2"}
-	s, err := store.OpenWithOptions(context.Background(), u.String(), store.Options{CallTimeout: 10 * time.Minute})
+	s, err := store.OpenWithOptions(context.Background(), databaseAt(part.Addr(), "sslmode=disable&connect_timeout=2"), store.Options{CallTimeout: 10 * time.Minute})
 	must(t, err)
 	t.Cleanup(s.Close)
 	return s, part

@@ -3,15 +3,11 @@ package uploads_test
 import (
 	"context"
 	"errors"
-	"net"
-	"net/url"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
-	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -136,15 +132,8 @@ func TestHolderStopsWhenItsLockIsTakenOver(t *testing.T) {
 // the MOC; the first, back, answers with that MOC (200), not an error.
 func TestCutOffHolderStopsAndAnswersTheOthersMOC(t *testing.T) {
 	ctx := context.Background()
-	fp := faultproxy.New()
-	defer fp.Close()
-	cfg := db.Pool.Config().ConnConfig
-	px, err := fp.Add("postgres", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &url.URL{Scheme: "postgres", User: url.User(cfg.User), Host: px.Addr, Path: "/" + cfg.Database, RawQuery: "sslmode=disable&connect_timeout=1"}
-	proxied, err := store.OpenWithOptions(ctx, u.String(), store.Options{CallTimeout: time.Second})
+	px, viaProxy := proxiedDatabase(t, "sslmode=disable&connect_timeout=1")
+	proxied, err := store.OpenWithOptions(ctx, viaProxy, store.Options{CallTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
+	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +22,7 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 	"github.com/mocs-dev/upload-operator/internal/testenv"
+	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/testenv/localenv"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
@@ -177,3 +181,24 @@ func must(t *testing.T, err error) {
 
 // execErr keeps the error of an Exec, for must.
 func execErr(_ pgconn.CommandTag, err error) error { return err }
+
+// proxiedDatabase is the test database behind a real proxy the test can cut
+// or slow: the proxy, and a URL through it with query.
+func proxiedDatabase(t *testing.T, query string) (*faultproxy.Proxy, string) {
+	t.Helper()
+	fp := faultproxy.New()
+	t.Cleanup(fp.Close)
+	cfg := db.Pool.Config().ConnConfig
+	px, err := fp.Add("postgres", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return px, databaseAt(px.Addr, query)
+}
+
+// databaseAt is the test database's URL through addr (a relay), with query.
+func databaseAt(addr, query string) string {
+	cfg := db.Pool.Config().ConnConfig
+	u := &url.URL{Scheme: "postgres", User: url.User(cfg.User), Host: addr, Path: "/" + cfg.Database, RawQuery: query}
+	return u.String()
+}

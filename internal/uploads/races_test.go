@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
-	"net/url"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +14,6 @@ import (
 	"github.com/mocs-dev/upload-operator/internal/failpoint"
 	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
-	"github.com/mocs-dev/upload-operator/internal/testenv/faultproxy"
 	"github.com/mocs-dev/upload-operator/internal/uploads"
 )
 
@@ -254,18 +250,10 @@ func TestLostUploadFailsTheSession(t *testing.T) {
 // recorded upload: the session activates and takes parts.
 func TestLostReplyToAnUploadRecordDoesNotBrickTheSession(t *testing.T) {
 	ctx := context.Background()
-	fp := faultproxy.New()
-	defer fp.Close()
-	cfg := db.Pool.Config().ConnConfig
-	px, err := fp.Add("postgres", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The simple protocol sends each statement in one message, executed as it
 	// arrives: the UPDATE commits, and only its reply is lost.
-	u := &url.URL{Scheme: "postgres", User: url.User(cfg.User), Host: px.Addr, Path: "/" + cfg.Database,
-		RawQuery: "sslmode=disable&connect_timeout=1&default_query_exec_mode=simple_protocol"}
-	proxied, err := store.OpenWithOptions(ctx, u.String(), store.Options{CallTimeout: 500 * time.Millisecond})
+	px, viaProxy := proxiedDatabase(t, "sslmode=disable&connect_timeout=1&default_query_exec_mode=simple_protocol")
+	proxied, err := store.OpenWithOptions(ctx, viaProxy, store.Options{CallTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
