@@ -26,6 +26,20 @@ type RateLimiter interface {
 	Allow(r *http.Request, user string) (ok bool, retryAfterSeconds int)
 }
 
+// allow answers 429 and counts the refusal when lim (if any) refuses key;
+// admins are not limited.
+func (a *API) allow(w http.ResponseWriter, r *http.Request, u auth.User, lim RateLimiter, key string, count int, window string) bool {
+	if lim == nil || u.Admin {
+		return true
+	}
+	ok, retry := lim.Allow(r, key)
+	if !ok {
+		metrics.RateLimitRefusals.Inc()
+		tooMany(w, retry, count, window)
+	}
+	return ok
+}
+
 // finalize: POST /api/mocs/uploads/finalize, in the contract's order: auth
 // (done), rate limit, body, session lookup, then the engine (replay, expiry,
 // lock, completeness, slug, S3 completion, transaction).
@@ -35,12 +49,8 @@ func (a *API) finalize(w http.ResponseWriter, r *http.Request, u auth.User) {
 		writeError(w, http.StatusForbidden, "FORBIDDEN", nil)
 		return
 	}
-	if a.Limiter != nil && !u.Admin {
-		if ok, retry := a.Limiter.Allow(r, u.Name); !ok {
-			metrics.RateLimitRefusals.Inc()
-			tooMany(w, retry, a.LimitCount, a.LimitWindow)
-			return
-		}
+	if !a.allow(w, r, u, a.Limiter, u.Name, a.LimitCount, a.LimitWindow) {
+		return
 	}
 	var body finalizeBody
 	if !a.readJSON(w, r, &body) {

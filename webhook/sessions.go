@@ -59,19 +59,9 @@ func (a *API) createSession(w http.ResponseWriter, r *http.Request, u auth.User)
 		writeError(w, http.StatusForbidden, "FORBIDDEN", nil)
 		return
 	}
-	if a.CreateLimiter != nil && !u.Admin {
-		if ok, retry := a.CreateLimiter.Allow(r, u.Name); !ok {
-			metrics.RateLimitRefusals.Inc()
-			tooMany(w, retry, a.CreateLimitCount, a.CreateLimitWindow)
-			return
-		}
-	}
-	if a.TenantCreateLimiter != nil && !u.Admin {
-		if ok, retry := a.TenantCreateLimiter.Allow(r, session.TenantOf(u.Name)); !ok {
-			metrics.RateLimitRefusals.Inc()
-			tooMany(w, retry, a.TenantCreateLimitCount, a.TenantCreateLimitWindow)
-			return
-		}
+	if !a.allow(w, r, u, a.CreateLimiter, u.Name, a.CreateLimitCount, a.CreateLimitWindow) ||
+		!a.allow(w, r, u, a.TenantCreateLimiter, session.TenantOf(u.Name), a.TenantCreateLimitCount, a.TenantCreateLimitWindow) {
+		return
 	}
 	var body createSessionBody
 	if !a.readJSON(w, r, &body) {
