@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"context"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -47,4 +48,12 @@ type recorder struct{ *events.FakeRecorder }
 
 func (r recorder) AnnotatedEventf(regarding, related runtime.Object, _ map[string]string, eventtype, reason, action, note string, args ...any) {
 	r.Eventf(regarding, related, eventtype, reason, action, note, args...)
+}
+
+// mustExec runs SQL on the test database; an error fails the test.
+func mustExec(t *testing.T, sql string, args ...any) {
+	t.Helper()
+	if _, err := db.Pool.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatal(err)
+	}
 }

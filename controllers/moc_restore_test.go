@@ -109,12 +109,8 @@ func TestFinalizedResourceComparesItsMOCWithPostgreSQL(t *testing.T) {
 	}
 
 	objects := objectsOf(t, id)
-	if _, err := db.Pool.Exec(context.Background(), `DELETE FROM moc_instructions WHERE upload_session_id = $1;`, id); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Pool.Exec(context.Background(), `DELETE FROM upload_sessions WHERE id = $1`, id); err != nil {
-		t.Fatal(err)
-	}
+	mustExec(t, `DELETE FROM moc_instructions WHERE upload_session_id = $1;`, id)
+	mustExec(t, `DELETE FROM upload_sessions WHERE id = $1`, id)
 	h.clk.Step(retention + time.Hour)
 	h.reconcile(t, key)
 	us = get(t, key)
@@ -139,11 +135,9 @@ func TestStaleLockPastExpiryExpiresTheResource(t *testing.T) {
 	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
 	id := uuid.MustParse(us.Status.SessionID)
 	h.storeAllParts(t, id)
-	if _, err := db.Pool.Exec(context.Background(), `UPDATE upload_sessions SET status = 'finalizing', finalize_title = 'Late',
+	mustExec(t, `UPDATE upload_sessions SET status = 'finalizing', finalize_title = 'Late',
 		finalizing_at = now() - interval '10 minutes', finalize_token = gen_random_uuid(), expires_at = now() - interval '1 second'
-		WHERE id = $1`, id); err != nil {
-		t.Fatal(err)
-	}
+		WHERE id = $1`, id)
 	h.clk.Step(ttl + time.Second)
 	h.reconcileTo(t, key, uploadsv1.PhaseExpired)
 	noMultipartUploads(t, id.String())

@@ -32,9 +32,7 @@ func TestResourcelessSessionsAreRemovedOnlyWhenTheirResourceIsGone(t *testing.T)
 		key := h.create(t, name)
 		h.reconcileTo(t, key, uploadsv1.PhaseActive)
 		id := uuid.MustParse(get(t, key).Status.SessionID)
-		if _, err := db.Pool.Exec(context.Background(), `UPDATE upload_sessions SET created_at = now() - interval '1 hour' WHERE id = $1`, id); err != nil {
-			t.Fatal(err)
-		}
+		mustExec(t, `UPDATE upload_sessions SET created_at = now() - interval '1 hour' WHERE id = $1`, id)
 		return key, id
 	}
 	dropFinalizer := func(key client.ObjectKey) {

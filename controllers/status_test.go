@@ -311,9 +311,7 @@ func TestLostUploadIsFailedOnlyOncePostgreSQLSaysSo(t *testing.T) {
 	if p := get(t, key).Status.Phase; p == uploadsv1.PhaseFailed || res.RequeueAfter <= 0 {
 		t.Fatalf("lost upload, row not failed: phase %q, RequeueAfter %s; want not Failed and a requeue", p, res.RequeueAfter)
 	}
-	if _, err := db.Pool.Exec(context.Background(), `UPDATE upload_sessions SET status = 'failed' WHERE id = $1`, id); err != nil {
-		t.Fatal(err)
-	}
+	mustExec(t, `UPDATE upload_sessions SET status = 'failed' WHERE id = $1`, id)
 	h.reconcile(t, key)
 	if p := get(t, key).Status.Phase; p != uploadsv1.PhaseFailed {
 		t.Fatalf("row failed: phase %q, want Failed", p)

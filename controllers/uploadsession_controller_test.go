@@ -109,10 +109,8 @@ func get(t *testing.T, key client.ObjectKey) *uploadsv1.UploadSession {
 // reconciler's only; a replica's clock can never expire a session early).
 func expiredOnPostgreSQL(t *testing.T, key client.ObjectKey) {
 	t.Helper()
-	if _, err := db.Pool.Exec(context.Background(), `UPDATE upload_sessions SET expires_at = now() - interval '1 second' WHERE id = $1`,
-		get(t, key).Status.SessionID); err != nil {
-		t.Fatal(err)
-	}
+	mustExec(t, `UPDATE upload_sessions SET expires_at = now() - interval '1 second' WHERE id = $1`,
+		get(t, key).Status.SessionID)
 }
 
 func noMultipartUploads(t *testing.T, id string) {
@@ -181,10 +179,8 @@ func TestStaleLockTakeoverTiming(t *testing.T) {
 	// A replica took the lock for "Locked Castle" and stopped renewing it.
 	lock := func(age time.Duration) {
 		t.Helper()
-		if _, err := db.Pool.Exec(context.Background(), `UPDATE upload_sessions SET status = 'finalizing', finalizing_at = $2,
-			finalize_title = 'Locked Castle', finalize_token = gen_random_uuid() WHERE id = $1`, id, at.Add(-age)); err != nil {
-			t.Fatal(err)
-		}
+		mustExec(t, `UPDATE upload_sessions SET status = 'finalizing', finalizing_at = $2,
+			finalize_title = 'Locked Castle', finalize_token = gen_random_uuid() WHERE id = $1`, id, at.Add(-age))
 	}
 	lock(session.DefaultStaleLockAfter - time.Second)
 	if _, fin := h.reconcileTo(t, key, uploadsv1.PhaseFinalizing); fin.Status.FinalizingAt == nil {
@@ -248,9 +244,7 @@ func TestActiveResourceWithoutRowsIsActivatedAgain(t *testing.T) {
 	key := h.create(t, "rows-lost")
 	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
 	id := uuid.MustParse(us.Status.SessionID)
-	if _, err := db.Pool.Exec(context.Background(), `DELETE FROM upload_sessions WHERE id = $1`, id); err != nil {
-		t.Fatal(err)
-	}
+	mustExec(t, `DELETE FROM upload_sessions WHERE id = $1`, id)
 	h.reconcile(t, key)
 	if us := get(t, key); us.Status.Phase != uploadsv1.PhaseActive {
 		t.Fatalf("after one reconcile: phase %s (%s); want Active", us.Status.Phase, us.Status.PhaseReason)
