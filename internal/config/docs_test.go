@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -55,6 +56,41 @@ func TestEverySettingIsComplete(t *testing.T) {
 		}
 		if st.isReq && st.text == nil {
 			t.Errorf("%s is required but cannot be read back", st.env)
+		}
+	}
+}
+
+// Every field of Config is filled by a row of the table: a field added
+// without its row (and so never read from a flag or variable) fails here,
+// naming it.
+func TestEveryConfigFieldHasARow(t *testing.T) {
+	t.Parallel()
+	sample := map[kind]string{kindString: "x", kindList: "a,b", kindBool: "true", kindDuration: "7s", kindInt: "3",
+		kindBytes: "7MiB", kindRate: "3/7s", kindByteRate: "7KiB/s"}
+	filled := map[string]bool{}
+	for _, st := range settings {
+		v := sample[st.kind]
+		if err := st.apply(&Config{}, v); err != nil {
+			v = st.def // a string of a fixed set (or an endpoint): its default
+			if v == "" {
+				v = "https://s3.example.com"
+			}
+		}
+		var c Config
+		if err := st.apply(&c, v); err != nil {
+			t.Fatalf("%s=%q: %v", st.env, v, err)
+		}
+		cv := reflect.ValueOf(c)
+		for i := range cv.NumField() {
+			if cv.Type().Field(i).IsExported() && !cv.Field(i).IsZero() {
+				filled[cv.Type().Field(i).Name] = true
+			}
+		}
+	}
+	ct := reflect.TypeFor[Config]()
+	for i := range ct.NumField() {
+		if f := ct.Field(i); f.IsExported() && !filled[f.Name] {
+			t.Errorf("Config.%s is filled by no setting: add its row to settings.go", f.Name)
 		}
 	}
 }
