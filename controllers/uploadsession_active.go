@@ -26,8 +26,10 @@ func (r *UploadSessionReconciler) reconcileActive(ctx context.Context, s *sessio
 	sess, err := r.Uploads.Session(ctx, s.id)
 	if errors.Is(err, uploads.ErrSessionNotFound) {
 		// Rows gone while the resource says Active: back to Pending, whose
-		// step activates again (idempotent).
-		s.setPhase(uploadsv1.PhasePending, "the session's rows are gone from PostgreSQL; creating them again")
+		// step activates again (idempotent) and says so if it cannot yet.
+		msg := "the session's rows are gone from PostgreSQL; creating them again"
+		s.setPhase(uploadsv1.PhasePending, msg)
+		s.setCondition(uploadsv1.ConditionUploadsReady, false, uploadsv1.ReasonCreatingUploads, msg)
 		return ctrl.Result{}, nil
 	}
 	if err != nil {
@@ -121,14 +123,16 @@ func (r *UploadSessionReconciler) followDatabase(ctx context.Context, s *session
 			s.setCondition(uploadsv1.ConditionFinalized, false, uploadsv1.ReasonFinalizing, "finalize in progress")
 			s.event(corev1.EventTypeNormal, uploadsv1.ReasonFinalizing, "Finalize", "Finalize lock taken")
 		}
-		return ctrl.Result{}, nil
+		// The loop runs the new phase's step at once; the requeue only
+		// counts when the phase was already PostgreSQL's.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	case store.StatusActive:
 		if s.us.Status.Phase == uploadsv1.PhaseFinalizing {
 			// The finalize failed and released its lock.
 			s.setPhase(uploadsv1.PhaseActive, "finalize did not complete; lock released")
 			s.us.Status.FinalizingAt = nil
 		}
-		return ctrl.Result{}, nil
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	// Pending or deleting: nothing for the resource to show; a delete in
 	// progress ends with the resource's own deletion.

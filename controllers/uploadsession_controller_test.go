@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -121,7 +122,7 @@ func noMultipartUploads(t *testing.T, id string) {
 	}
 }
 
-// A session expires at expiresAt by the reconciler's clock, not before: it
+// A session expires at expiresAt by the engine's clock, not before: it
 // asks to be looked at again just after, aborts its uploads then, and an
 // Expired resource is deleted once EXPIRED_RETENTION has passed.
 func TestExpiryAndRetentionFollowTheClock(t *testing.T) {
@@ -246,8 +247,8 @@ func TestActiveResourceWithoutRowsIsActivatedAgain(t *testing.T) {
 	id := uuid.MustParse(us.Status.SessionID)
 	mustExec(t, `DELETE FROM upload_sessions WHERE id = $1`, id)
 	h.reconcile(t, key)
-	if us := get(t, key); us.Status.Phase != uploadsv1.PhaseActive {
-		t.Fatalf("after one reconcile: phase %s (%s); want Active", us.Status.Phase, us.Status.PhaseReason)
+	if us := get(t, key); us.Status.Phase != uploadsv1.PhaseActive || !meta.IsStatusConditionTrue(us.Status.Conditions, uploadsv1.ConditionUploadsReady) {
+		t.Fatalf("after one reconcile: phase %s (%s), conditions %+v; want Active with its uploads ready", us.Status.Phase, us.Status.PhaseReason, us.Status.Conditions)
 	}
 	sess, err := h.svc.Session(context.Background(), id)
 	if err != nil || sess.Status != "active" {
