@@ -152,8 +152,8 @@ func TestDirectUploadResumesFromWhatS3HoldsAndFinalizes(t *testing.T) {
 	if a.status != http.StatusOK || p.Method != http.MethodPut || !strings.Contains(p.URL, "X-Amz-Signature=") {
 		t.Fatalf("part URL: %d %v", a.status, a.body)
 	}
-	if until := time.Until(p.ExpiresAt); until > uploads.MaxPartURLTTL || until < uploads.MaxPartURLTTL-time.Minute {
-		t.Fatalf("URL expires in %s, want about %s", until, uploads.MaxPartURLTTL)
+	if until := time.Until(p.ExpiresAt); until > session.MaxPartURLTTL || until < session.MaxPartURLTTL-time.Minute {
+		t.Fatalf("URL expires in %s, want about %s", until, session.MaxPartURLTTL)
 	}
 	if status, body := sendToS3(t, p, s.part(1)); status != http.StatusOK {
 		t.Fatalf("PUT part 1 to S3: %d %s", status, body)

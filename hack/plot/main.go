@@ -24,7 +24,6 @@ type chart struct {
 	LogX                      bool
 	WidthInches, HeightInches float64
 	XMin, XMax, YMin, YMax    *float64
-	LegendTop                 bool
 	// Series are lines with points, in the default palette, named in the
 	// legend.
 	Series []struct {
@@ -122,7 +121,6 @@ func draw(c chart) *plot.Plot {
 			fail(err)
 		}
 	}
-	p.Legend.Top = c.LegendTop
 	for _, lim := range []struct {
 		v   *float64
 		set *float64

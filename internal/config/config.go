@@ -270,7 +270,9 @@ const (
 )
 
 // read sets one setting of c: from its flag when one was given, else from
-// its variable, else (also when given empty) from its default.
+// its variable, else from its default; a value given empty (a list, blank)
+// means the default too, except for a setting where empty is a value
+// (AUTH_AUDIENCES: no audience).
 func (r *reader) read(c *Config, st setting) {
 	var v, from string
 	var ok bool
@@ -291,8 +293,12 @@ func (r *reader) read(c *Config, st setting) {
 		r.origin(st.env, from)
 	}
 	if err := st.apply(c, v); err != nil {
+		var bounds outOfBounds
 		want := st.want
-		if !errors.Is(err, errUnacceptable) {
+		switch {
+		case errors.As(err, &bounds):
+			want = string(bounds)
+		case !errors.Is(err, errUnacceptable):
 			want += " (" + err.Error() + ")"
 		}
 		r.fail(st.env, v, want)

@@ -16,8 +16,6 @@ type Setting struct {
 	Kind    string // string, list, bool, duration, int, bytes, rate or bytes/s
 	Default string
 	Usage   string
-	// Required settings have no default the manager can run with.
-	Required bool
 }
 
 // FlagName is the flag of a variable: SESSION_TTL → session-ttl.
@@ -32,7 +30,7 @@ func Settings() []Setting {
 			usage += " (required)"
 		}
 		out[i] = Setting{Env: st.env, Flag: FlagName(st.env), Aliases: st.aliases, Kind: string(st.kind),
-			Default: st.def, Usage: usage, Required: st.isReq}
+			Default: st.def, Usage: usage}
 	}
 	return out
 }

@@ -28,9 +28,9 @@ var settings = []setting{
 		check(validEndpoint, endpointWant),
 	str("S3_PRESIGN_ENDPOINT", "", "S3 address presigned part URLs point at, when clients reach S3 elsewhere; empty means the S3 endpoint",
 		func(c *Config) *string { return &c.S3PresignEndpoint }).check(validEndpoint, endpointWant).
-		doc("the S3 address direct sessions' presigned part URLs point at (one clients can reach; an http(s) URL); when it is plain `http://` to another host, part URLs need a declared `checksumSHA256`"),
+		doc("the S3 address direct sessions' presigned part URLs point at (one clients can reach; an http(s) URL; empty means `S3_ENDPOINT`); when it is plain `http://` to another host, part URLs need a declared `checksumSHA256`"),
 	duration("PART_URL_TTL", 15*time.Minute, "validity of a presigned part URL, 1s to 15m", func(c *Config) *time.Duration { return &c.PartURLTTL }).
-		within(int64(time.Second), int64(15*time.Minute)).doc("how long a presigned part URL is valid (1s–15m; never past the session's expiry)"),
+		within(int64(time.Second), int64(session.MaxPartURLTTL)).doc("how long a presigned part URL is valid (1s–15m; never past the session's expiry)"),
 	str("S3_REGION", "us-east-1", "S3 region", func(c *Config) *string { return &c.S3Region }),
 	str("S3_BUCKET", "", "bucket for all objects", func(c *Config) *string { return &c.S3Bucket }).required(),
 	str("AWS_ACCESS_KEY_ID", "", "S3 access key; empty uses the SDK's default chain", func(c *Config) *string { return &c.S3AccessKeyID }),
@@ -46,7 +46,7 @@ var settings = []setting{
 		doc("PostgreSQL `statement_timeout` (unless `DATABASE_URL` sets one); each call also has a client-side deadline 5 s longer"),
 	str("HTTP_ADDR", ":8082", "address of the upload API", func(c *Config) *string { return &c.HTTPAddr }),
 	str("TLS_CERT_FILE", "", "certificate to serve the upload API over HTTPS (with the key file)", func(c *Config) *string { return &c.TLSCertFile }).
-		doc("certificate to serve the upload API over HTTPS, with `TLS_KEY_FILE`; a renewed certificate is picked up without a restart"),
+		doc("certificate to serve the upload API over HTTPS, with `TLS_KEY_FILE` (empty: plain HTTP, unless `TLS_CA_SECRET`); a renewed certificate is picked up without a restart"),
 	str("TLS_KEY_FILE", "", "key to serve the upload API over HTTPS (with the certificate file)", func(c *Config) *string { return &c.TLSKeyFile }),
 	str("TLS_CA_SECRET", "", "Secret in the session namespace keeping the CA the operator signs its own certificate with (created if missing): TLS for the upload API and metrics without cert-manager",
 		func(c *Config) *string { return &c.TLSCASecret }).
@@ -194,6 +194,12 @@ type setting struct {
 // says what would be.
 var errUnacceptable = errors.New("unacceptable")
 
+// outOfBounds is a value that parses but is outside its setting's bounds,
+// which it describes.
+type outOfBounds string
+
+func (o outOfBounds) Error() string { return string(o) }
+
 // verdict is apply's answer from a plain test.
 func verdict(ok bool) error {
 	if ok {
@@ -223,17 +229,18 @@ func (s setting) check(ok func(string) error, want string) setting {
 // within bounds a duration or byte count setting (inclusive).
 func (s setting) within(lo, hi int64) setting {
 	apply, number := s.apply, s.number
+	bounds := "between " + FormatBytes(lo) + " and " + FormatBytes(hi)
+	if s.kind == kindDuration {
+		bounds = "a duration from " + formatDuration(time.Duration(lo)) + " to " + formatDuration(time.Duration(hi))
+	}
 	s.apply = func(c *Config, v string) error {
 		if err := apply(c, v); err != nil {
 			return err
 		}
-		return verdict(number(c) >= lo && number(c) <= hi)
-	}
-	switch s.kind {
-	case kindDuration:
-		s.want = "a duration from " + formatDuration(time.Duration(lo)) + " to " + formatDuration(time.Duration(hi))
-	default:
-		s.want = "between " + FormatBytes(lo) + " and " + FormatBytes(hi)
+		if n := number(c); n < lo || n > hi {
+			return outOfBounds(bounds)
+		}
+		return nil
 	}
 	return s
 }

@@ -14,3 +14,8 @@ const DefaultStaleLockAfter = 5 * time.Minute
 func LockStale(age, after time.Duration) bool {
 	return age > after
 }
+
+// MaxPartURLTTL is the longest a presigned part URL may be valid
+// (PART_URL_TTL's bound): S3 caps a presigned URL's lifetime, and a shorter
+// one limits what a leaked URL is good for.
+const MaxPartURLTTL = 15 * time.Minute

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mocs-dev/upload-operator/internal/objectstore"
+	"github.com/mocs-dev/upload-operator/internal/session"
 	"github.com/mocs-dev/upload-operator/internal/store"
 )
 
@@ -16,9 +17,6 @@ import (
 // parts: S3's listing of each multipart upload is the record. Everything else
 // (rows, multipart uploads, expiry, delete, the finalize lock and transaction)
 // is the same as for a proxied session.
-
-// MaxPartURLTTL is the longest a presigned part URL is valid.
-const MaxPartURLTTL = 15 * time.Minute
 
 // PartURL is a presigned part upload handed to a direct session's client.
 type PartURL struct {
@@ -54,8 +52,8 @@ func (s *Service) PartURL(ctx context.Context, sess store.Session, f store.File,
 }
 
 func (s *Service) partURLTTL() time.Duration {
-	if s.PartURLTTL <= 0 || s.PartURLTTL > MaxPartURLTTL {
-		return MaxPartURLTTL
+	if s.PartURLTTL <= 0 || s.PartURLTTL > session.MaxPartURLTTL {
+		return session.MaxPartURLTTL
 	}
 	return s.PartURLTTL
 }

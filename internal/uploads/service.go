@@ -36,12 +36,12 @@ type Service struct {
 	StaleLockAfter time.Duration
 	// Buffers holds parts between client and S3 within the memory budget.
 	Buffers *partbuf.Pool
-	// Clock tells expiry and durations (nil: the real clock); tests step a
-	// fake one. Finalize locks are judged on PostgreSQL's clock instead, so
+	// Clock tells expiry, ages and cutoffs (nil: the real clock); tests step
+	// a fake one (Now). Finalize locks are judged on PostgreSQL's clock instead, so
 	// replicas' clocks cannot skew them.
 	Clock clock.PassiveClock
 	// PartURLTTL is how long a direct session's presigned part URL is valid
-	// (0 or more than MaxPartURLTTL: MaxPartURLTTL).
+	// (0 or more than session.MaxPartURLTTL: that).
 	PartURLTTL time.Duration
 	// UploadStepTimeout bounds one file's activation step (0: the default).
 	UploadStepTimeout time.Duration

@@ -18,8 +18,6 @@ type Chart struct {
 	LogX                      bool
 	WidthInches, HeightInches float64
 	XMin, XMax, YMin, YMax    *float64
-	// LegendTop puts the legend at the top right (else the bottom).
-	LegendTop bool
 	// Series are lines with points, in the default palette, named in the
 	// legend.
 	Series []Series

@@ -15,28 +15,21 @@ import (
 // ignored are goroutines that outlive a test by design, not by a bug of ours:
 // the runtime's and libraries' process-wide workers. An HTTP client's idle
 // keep-alive connections are not among them: Check closes the idle
-// connections of the transports it is given (and of http.DefaultTransport)
-// first, so a connection still open after that is a transport or a response
-// body the code under test leaked.
+// connections of http.DefaultTransport first, and the code under test closes
+// its own transports, so a connection still open after that is a transport
+// or a response body it leaked.
 var ignored = []goleak.Option{
 	// klog's and the OpenCensus/OTel exporters' flush daemons start at init.
 	goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
 	goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
 }
 
-// IdleCloser is a transport (or a client holding one) whose idle keep-alive
-// connections can be closed: *http.Transport, *http.Client, the S3 adapter.
-type IdleCloser interface{ CloseIdleConnections() }
-
-// Check closes the idle connections of http.DefaultTransport and of the
-// given transports, then prints the goroutines still running, ignoring those
-// above, and returns the exit code it calls for. It waits a little for
-// goroutines that are on their way out.
-func Check(transports ...IdleCloser) int {
+// Check closes the idle connections of http.DefaultTransport, then prints
+// the goroutines still running, ignoring those above, and returns the exit
+// code it calls for. It waits a little for goroutines that are on their way
+// out.
+func Check() int {
 	http.DefaultClient.CloseIdleConnections()
-	for _, t := range transports {
-		t.CloseIdleConnections()
-	}
 	if err := goleak.Find(ignored...); err != nil {
 		fmt.Fprintf(os.Stderr, "goroutines left running after the tests:\n%v\n", err)
 		return 1
