@@ -238,7 +238,9 @@ func (c *Client) once(ctx context.Context, method, path string, body io.ReadSeek
 		if _, err := body.Seek(0, io.SeekStart); err != nil {
 			return 0, err
 		}
-		rd = io.NopCloser(body)
+		fenced := &attemptBody{r: body}
+		defer fenced.Close()
+		rd = fenced
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
 	if err != nil {
@@ -285,4 +287,34 @@ func (c *Client) once(ctx context.Context, method, path string, body io.ReadSeek
 func jsonBody(v any) (io.ReadSeeker, int64) {
 	b, _ := json.Marshal(v)
 	return bytes.NewReader(b), int64(len(b))
+}
+
+// attemptBody is one attempt's view of a request body. The transport reads a
+// body in a goroutine of its own and may still be reading it after the
+// attempt has its answer (one that came before the whole body was sent), so
+// the next attempt must not rewind the shared reader under it: the attempt
+// closes its view when it ends, and Close waits for a read in progress.
+type attemptBody struct {
+	mu     sync.Mutex
+	r      io.Reader
+	closed bool
+}
+
+// errAttemptOver is what the transport reads from a body whose attempt ended.
+var errAttemptOver = errors.New("request body: the attempt is over")
+
+func (b *attemptBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errAttemptOver
+	}
+	return b.r.Read(p)
+}
+
+func (b *attemptBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
 }

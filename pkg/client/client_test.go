@@ -235,3 +235,37 @@ func TestFinalizeSlugConflict(t *testing.T) {
 		})
 	}
 }
+
+// An answer that comes before the body is all sent (a replica refusing a
+// part at once, or going away) ends the attempt while the transport may
+// still be reading the body in its own goroutine. The retry must not rewind
+// the shared reader under it: each attempt reads through a fence the attempt
+// closes when it ends. (Under -race, a shared reader is a data race here.)
+func TestARetryDoesNotRewindABodyStillBeingSent(t *testing.T) {
+	t.Parallel()
+	const size = 8 << 20
+	var calls atomic.Int32
+	c := newClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			// Refused before reading a byte: the client is still sending.
+			w.Header().Set("Connection", "close")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "S3_UNAVAILABLE"})
+			return
+		}
+		n, _ := io.Copy(io.Discard, r.Body)
+		if n != size {
+			t.Errorf("attempt %d: %d bytes, want %d", calls.Load(), n, size)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"partNumber": 1})
+	}))
+	body := io.NewSectionReader(bytes.NewReader(make([]byte, size)), 0, size)
+	for range 5 {
+		calls.Store(0)
+		if err := c.sendPart(context.Background(), "proxy", "/p", body, size, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if calls.Load() != 2 {
+			t.Fatalf("%d requests, want 2", calls.Load())
+		}
+	}
+}

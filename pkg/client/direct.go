@@ -169,7 +169,9 @@ func (c *Client) putToS3(ctx context.Context, u *PartURL, part io.ReadSeeker, si
 	if _, err := part.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, u.Method, u.URL, io.NopCloser(part))
+	body := &attemptBody{r: part}
+	defer body.Close()
+	req, err := http.NewRequestWithContext(ctx, u.Method, u.URL, body)
 	if err != nil {
 		return err
 	}
