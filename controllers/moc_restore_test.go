@@ -131,9 +131,7 @@ func TestFinalizedResourceComparesItsMOCWithPostgreSQL(t *testing.T) {
 func TestStaleLockPastExpiryExpiresTheResource(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, db)
-	key := h.create(t, "stale-past-expiry")
-	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
-	id := uuid.MustParse(us.Status.SessionID)
+	key, id := h.active(t, "stale-past-expiry")
 	h.storeAllParts(t, id)
 	mustExec(t, `UPDATE upload_sessions SET status = 'finalizing', finalize_title = 'Late',
 		finalizing_at = now() - interval '10 minutes', finalize_token = gen_random_uuid(), expires_at = now() - interval '1 second'

@@ -328,9 +328,7 @@ func TestFailedSessionIsRemovedAndFollowsRetention(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	h := newHarness(t, db)
-	key := h.create(t, "failed")
-	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
-	id := uuid.MustParse(us.Status.SessionID)
+	key, id := h.active(t, "failed")
 	left := session.SessionPrefix(id) + "f/completed.pdf"
 	s3c := s3srv.Client()
 	if _, err := s3c.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s3c.Bucket, Key: &left,

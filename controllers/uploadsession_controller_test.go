@@ -81,6 +81,15 @@ func (h *harness) reconcile(t *testing.T, key client.ObjectKey) ctrl.Result {
 	return res
 }
 
+// active creates a session resource and reconciles it to Active; its key and
+// session id.
+func (h *harness) active(t *testing.T, name string) (client.ObjectKey, uuid.UUID) {
+	t.Helper()
+	key := h.create(t, name)
+	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
+	return key, uuid.MustParse(us.Status.SessionID)
+}
+
 // reconcileTo reconciles until the resource is in phase (each call is one
 // step: finalizer, Pending, Active, …) and returns the last result.
 func (h *harness) reconcileTo(t *testing.T, key client.ObjectKey, phase uploadsv1.Phase) (ctrl.Result, *uploadsv1.UploadSession) {
@@ -173,9 +182,7 @@ func TestStaleLockTakeoverTiming(t *testing.T) {
 	t.Parallel()
 	at := time.Now().UTC().Truncate(time.Millisecond)
 	h := newHarness(t, testenv.OpenStore(t, dbURL, at))
-	key := h.create(t, "locked")
-	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
-	id := uuid.MustParse(us.Status.SessionID)
+	key, id := h.active(t, "locked")
 	h.storeAllParts(t, id)
 	// A replica took the lock for "Locked Castle" and stopped renewing it.
 	lock := func(age time.Duration) {
@@ -242,9 +249,7 @@ func TestTerminalPhaseIsWrittenBeforeRetentionDeletes(t *testing.T) {
 func TestActiveResourceWithoutRowsIsActivatedAgain(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, db)
-	key := h.create(t, "rows-lost")
-	_, us := h.reconcileTo(t, key, uploadsv1.PhaseActive)
-	id := uuid.MustParse(us.Status.SessionID)
+	key, id := h.active(t, "rows-lost")
 	mustExec(t, `DELETE FROM upload_sessions WHERE id = $1`, id)
 	h.reconcile(t, key)
 	if us := get(t, key); us.Status.Phase != uploadsv1.PhaseActive || !meta.IsStatusConditionTrue(us.Status.Conditions, uploadsv1.ConditionUploadsReady) {

@@ -37,6 +37,6 @@ func SettingsTable() string {
 
 // Markers around the generated table in docs/operations.md.
 const (
-	TableBegin = "<!-- settings table: written by `go test ./internal/config -run TestTheDocsShowTheSettingsTable -update`; edit internal/config/settings.go -->\n"
-	TableEnd   = "<!-- end of settings table -->\n"
+	tableBegin = "<!-- settings table: written by `go test ./internal/config -run TestTheDocsShowTheSettingsTable -update`; edit internal/config/settings.go -->\n"
+	tableEnd   = "<!-- end of settings table -->\n"
 )

@@ -21,16 +21,16 @@ func TestTheDocsShowTheSettingsTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(raw)
-	begin, end := strings.Index(doc, TableBegin), strings.Index(doc, TableEnd)
+	begin, end := strings.Index(doc, tableBegin), strings.Index(doc, tableEnd)
 	if begin < 0 || end < begin {
 		t.Fatalf("%s has no settings table between its markers", operationsDoc)
 	}
-	got, want := doc[begin+len(TableBegin):end], SettingsTable()
+	got, want := doc[begin+len(tableBegin):end], SettingsTable()
 	if got == want {
 		return
 	}
 	if *update {
-		if err := os.WriteFile(operationsDoc, []byte(doc[:begin+len(TableBegin)]+want+doc[end:]), 0o644); err != nil { //nolint:gosec // a document
+		if err := os.WriteFile(operationsDoc, []byte(doc[:begin+len(tableBegin)]+want+doc[end:]), 0o644); err != nil { //nolint:gosec // a document
 			t.Fatal(err)
 		}
 		return
